@@ -1,0 +1,49 @@
+"""Redis client factory: one place decides single Redis, Redis Cluster or embedded fakeredis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inventory_cache.settings import Settings
+
+_embedded_server: Any = None
+
+
+def embedded_server() -> Any:
+    """One in-process fakeredis server shared by every client of this process (demo)."""
+    global _embedded_server
+    if _embedded_server is None:
+        import fakeredis
+
+        _embedded_server = fakeredis.FakeServer()
+    return _embedded_server
+
+
+def make_async_redis(settings: Settings) -> Any:
+    """An asyncio client; bytes in and out (hiredis parses, orjson decodes)."""
+    if settings.redis_url is None:
+        import fakeredis
+
+        return fakeredis.FakeAsyncRedis(server=embedded_server())
+    if settings.redis_cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(settings.redis_url)
+    from redis.asyncio import Redis
+
+    return Redis.from_url(settings.redis_url, health_check_interval=30)
+
+
+def make_sync_redis(settings: Settings) -> Any:
+    """A blocking client for the worker, warmup and verify, which are not on the hot path."""
+    if settings.redis_url is None:
+        import fakeredis
+
+        return fakeredis.FakeRedis(server=embedded_server())
+    if settings.redis_cluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(settings.redis_url)  # type: ignore[no-untyped-call]
+    from redis import Redis
+
+    return Redis.from_url(settings.redis_url, health_check_interval=30)

@@ -1,0 +1,783 @@
+"""The stock engine: every state change is one Lua script call per slot group.
+
+The reserve path in one look: `reserve()` opens the order's index (`index_open-2.lua`),
+sends `reserve-4.lua` for every slot group of the lines in one pipeline, and, if any group
+refused, releases what this attempt locked (`release-4.lua`) and drops the index, so the
+caller sees all lines locked or none. Reads (`availability`, `stock`) are plain commands
+with the group's readiness marker in the same round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from inventory_cache import validation as v
+from inventory_cache.batcher import Batcher, Command
+from inventory_cache.errors import (
+    InsufficientStock,
+    InvalidState,
+    InventoryError,
+    NotFound,
+    NotReady,
+    ValidationError,
+    raise_for_reply,
+)
+from inventory_cache.keys import Keys
+from inventory_cache.models import (
+    Availability,
+    Level,
+    LineRequest,
+    Reservation,
+    ReservedLine,
+    StockView,
+    Transfer,
+)
+from inventory_cache.scripts import Script, load_scripts
+from inventory_cache.settings import Settings
+
+Clock = Callable[[], int]
+
+_ACTION_OF_STATUS = {"cancelled": "cancel", "shipped": "ship", "expired": "expire"}
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def fingerprint(body: Any) -> str:
+    return hashlib.sha1(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def parse_stock(sku: str, raw: dict[bytes, bytes]) -> dict[str, Level]:
+    """Turn a stock hash (`o:<loc>`, `l:<loc>`, `s:<loc>`, `v`) into levels by location."""
+    fields: dict[str, list[int]] = {}
+    for k, val in raw.items():
+        key = k.decode()
+        if key[1:2] != ":":
+            continue
+        slot = "ols".find(key[0])
+        if slot < 0:
+            continue
+        fields.setdefault(key[2:], [0, 0, 0])[slot] = int(val)
+    return {
+        loc: Level(sku, loc, o, lk, s, max(0, o - lk - s))
+        for loc, (o, lk, s) in sorted(fields.items())
+    }
+
+
+def _level(reply: dict[str, Any]) -> Level:
+    return Level(
+        sku=reply["sku"],
+        location=reply["location"],
+        on_hand=int(reply["on_hand"]),
+        locked=int(reply["locked"]),
+        safety_stock=int(reply["safety_stock"]),
+        available=int(reply["available"]),
+        replayed=bool(reply.get("replayed", False)),
+    )
+
+
+def _transfer(reply: dict[str, Any]) -> Transfer:
+    return Transfer(
+        transfer_id=reply["transfer_id"],
+        status=reply["status"],
+        sku=reply["sku"],
+        from_location=reply["from_location"],
+        to_location=reply["to_location"],
+        qty=int(reply["qty"]),
+        replayed=bool(reply.get("replayed", False)),
+    )
+
+
+def _lines(raw: Any) -> list[ReservedLine]:
+    # cjson encodes an empty array as {}.
+    if not isinstance(raw, list):
+        return []
+    return [ReservedLine(sku=s, qty=int(q), location=loc) for s, loc, q in raw]
+
+
+class StockEngine:
+    """Async façade over the Lua scripts; one instance per process and event loop."""
+
+    def __init__(
+        self,
+        client: Any,
+        settings: Settings,
+        *,
+        clock: Clock = wall_clock_ms,
+        scripts: dict[str, Script] | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.keys = Keys(settings.redis_prefix, settings.slot_groups)
+        self.scripts = scripts or load_scripts()
+        self.batcher = Batcher(client, settings.max_inflight_pipelines)
+        self.now = clock
+        self._retention_ms = settings.idempotency_retention_seconds * 1000
+        self._priority = " ".join(settings.location_priority)
+
+    # ------------------------------------------------------------------ plumbing
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> dict[str, Any]:
+        """Run one script; its `err` reply raised as the typed error."""
+        raw = await self.batcher.script(self.scripts[name], keys, args)
+        reply: dict[str, Any] = orjson.loads(raw)
+        raise_for_reply(reply)
+        return reply
+
+    def _cmd(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Command:
+        script = self.scripts[name]
+        script.check_keys(keys)
+        return (script, (script.sha, len(keys), *keys, *args))
+
+    async def run_many(
+        self, calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]]
+    ) -> list[dict[str, Any] | BaseException]:
+        """Run several scripts in one pipeline; each reply, or the exception it stands for."""
+        raws = await self.batcher.many([self._cmd(n, k, a) for n, k, a in calls])
+        out: list[dict[str, Any] | BaseException] = []
+        for raw in raws:
+            if isinstance(raw, BaseException):
+                out.append(raw)
+                continue
+            reply = orjson.loads(raw)
+            try:
+                raise_for_reply(reply)
+            except InventoryError as exc:
+                out.append(exc)
+            else:
+                out.append(reply)
+        return out
+
+    # ------------------------------------------------------------------ readiness
+    async def mark_ready(self, groups: Iterable[int] | None = None) -> None:
+        now = self.now()
+        calls = [
+            ("mark_ready", [self.keys.ready(g)], [now]) for g in groups or self.keys.all_groups()
+        ]
+        for r in await self.run_many(calls):
+            if isinstance(r, BaseException):
+                raise r
+
+    async def check_ready(self) -> bool:
+        """Runs a real script on every group: a lost script cache or a flushed Redis shows."""
+        calls: list[tuple[str, Sequence[str], Sequence[Any]]] = [
+            ("check_ready", [self.keys.ready(g)], []) for g in self.keys.all_groups()
+        ]
+        results = await self.run_many(calls)
+        for r in results:
+            if isinstance(r, NotReady):
+                return False
+            if isinstance(r, BaseException):
+                raise r
+        return True
+
+    # ------------------------------------------------------------------ reads
+    async def _read_stock(self, skus: Sequence[str]) -> list[dict[str, Level]]:
+        cmds: list[Command] = []
+        for sku in skus:
+            cmds.append((None, ("EXISTS", self.keys.ready(self.keys.group_of(sku)))))
+            cmds.append((None, ("HGETALL", self.keys.stock(sku))))
+        results = await self.batcher.many(cmds)
+        out = []
+        for i, sku in enumerate(skus):
+            ready, raw = results[2 * i], results[2 * i + 1]
+            for r in (ready, raw):
+                if isinstance(r, BaseException):
+                    raise r
+            if not ready:
+                raise NotReady("stock cache not loaded: run warmup")
+            out.append(parse_stock(sku, raw))
+        return out
+
+    @staticmethod
+    def _availability(sku: str, levels: dict[str, Level]) -> Availability:
+        locations = {loc: lv.available for loc, lv in levels.items()}
+        total = sum(locations.values())
+        return Availability(sku=sku, available=total, in_stock=total > 0, locations=locations)
+
+    async def availability(self, sku: str) -> Availability:
+        v.ident(sku, "sku")
+        (levels,) = await self._read_stock([sku])
+        return self._availability(sku, levels)
+
+    async def availability_many(self, skus: Sequence[str]) -> list[Availability]:
+        if not 1 <= len(skus) <= v.MAX_BATCH_SKUS:
+            raise ValidationError(f"ask for 1 to {v.MAX_BATCH_SKUS} SKUs", field="sku")
+        for sku in skus:
+            v.ident(sku, "sku")
+        levels = await self._read_stock(list(skus))
+        return [self._availability(s, lv) for s, lv in zip(skus, levels, strict=True)]
+
+    async def stock(self, sku: str) -> StockView:
+        v.ident(sku, "sku")
+        (levels,) = await self._read_stock([sku])
+        return StockView(sku=sku, locations=levels)
+
+    # ------------------------------------------------------------------ movements
+    async def _move(
+        self,
+        script: str,
+        kind: str,
+        *,
+        ref: str,
+        sku: str,
+        location: str,
+        reason: str,
+        delta: int = 0,
+        set_on_hand: int | None = None,
+        expected_on_hand: int | None = None,
+        body: dict[str, Any],
+    ) -> Level:
+        g = self.keys.group_of(sku)
+        keys = [
+            self.keys.ready(g),
+            self.keys.stock(sku),
+            self.keys.op(kind, sku, ref),
+            self.keys.events(g),
+        ]
+        args = [
+            f"{kind}:{ref}",
+            ref,
+            reason,
+            sku,
+            location,
+            delta,
+            "" if set_on_hand is None else set_on_hand,
+            "" if expected_on_hand is None else expected_on_hand,
+            fingerprint(body),
+            self.now(),
+            self._retention_ms,
+            f"{kind}:{sku}:{ref}",
+        ]
+        return _level(await self.run(script, keys, args))
+
+    async def inbound(self, *, ref: str, sku: str, location: str, qty: int) -> Level:
+        v.ident(ref, "ref"), v.ident(sku, "sku"), v.ident(location, "location"), v.qty(qty)
+        body = {"ref": ref, "sku": sku, "location": location, "qty": qty}
+        return await self._move(
+            "inbound",
+            "inbound",
+            ref=ref,
+            sku=sku,
+            location=location,
+            reason="inbound",
+            delta=qty,
+            body=body,
+        )
+
+    async def adjust(
+        self,
+        *,
+        ref: str,
+        sku: str,
+        location: str,
+        reason: str,
+        delta: int | None = None,
+        set_on_hand: int | None = None,
+        expected_on_hand: int | None = None,
+    ) -> Level:
+        """A correction of on_hand; `expected_on_hand` makes a count a compare-and-set."""
+        v.ident(ref, "ref"), v.ident(sku, "sku"), v.ident(location, "location"), v.reason(reason)
+        if (delta is None) == (set_on_hand is None):
+            raise ValidationError("give exactly one of delta and set_on_hand", field="delta")
+        if delta is not None:
+            v.delta(delta)
+        if set_on_hand is not None:
+            v.on_hand(set_on_hand)
+        if expected_on_hand is not None:
+            v.on_hand(expected_on_hand, "expected_on_hand")
+        body = {
+            "ref": ref,
+            "sku": sku,
+            "location": location,
+            "reason": reason,
+            "delta": delta,
+            "set_on_hand": set_on_hand,
+            "expected_on_hand": expected_on_hand,
+        }
+        return await self._move(
+            "adjust",
+            "adjust",
+            ref=ref,
+            sku=sku,
+            location=location,
+            reason=reason,
+            delta=delta or 0,
+            set_on_hand=set_on_hand,
+            expected_on_hand=expected_on_hand,
+            body=body,
+        )
+
+    async def record_return(
+        self, *, ref: str, sku: str, location: str, qty: int, restock: bool
+    ) -> Level:
+        """A customer return; without restock it is only recorded (delta 0 in the ledger)."""
+        v.ident(ref, "ref"), v.ident(sku, "sku"), v.ident(location, "location"), v.qty(qty)
+        if not isinstance(restock, bool):
+            raise ValidationError("restock must be true or false", field="restock")
+        body = {"ref": ref, "sku": sku, "location": location, "qty": qty, "restock": restock}
+        return await self._move(
+            "return",
+            "return",
+            ref=ref,
+            sku=sku,
+            location=location,
+            reason="restock" if restock else "no_restock",
+            delta=qty if restock else 0,
+            body=body,
+        )
+
+    async def pos_event(
+        self, *, event_id: str, type: str, sku: str, location: str, qty: int
+    ) -> Level:
+        """A till or scanner event; a sale is never refused (the goods already left)."""
+        v.ident(event_id, "event_id"), v.ident(sku, "sku"), v.ident(location, "location")
+        body = {"event_id": event_id, "type": type, "sku": sku, "location": location, "qty": qty}
+        if type == "sale":
+            v.qty(qty)
+            return await self._move(
+                "pos_sale",
+                "pos",
+                ref=event_id,
+                sku=sku,
+                location=location,
+                reason="sale",
+                delta=-qty,
+                body=body,
+            )
+        if type == "return":
+            v.qty(qty)
+            return await self._move(
+                "pos_return",
+                "pos",
+                ref=event_id,
+                sku=sku,
+                location=location,
+                reason="return",
+                delta=qty,
+                body=body,
+            )
+        if type == "count":
+            v.on_hand(qty, "qty")
+            return await self._move(
+                "pos_count",
+                "pos",
+                ref=event_id,
+                sku=sku,
+                location=location,
+                reason="count",
+                set_on_hand=qty,
+                body=body,
+            )
+        raise ValidationError("type must be sale, return or count", field="type")
+
+    async def set_safety_stock(self, *, sku: str, location: str, safety_stock: int) -> Level:
+        v.ident(sku, "sku"), v.ident(location, "location")
+        v.on_hand(safety_stock, "safety_stock")
+        g = self.keys.group_of(sku)
+        keys = [self.keys.ready(g), self.keys.stock(sku), self.keys.events(g)]
+        return _level(
+            await self.run("set_safety_stock", keys, [sku, location, safety_stock, self.now()])
+        )
+
+    # ------------------------------------------------------------------ reservations
+    @staticmethod
+    def merge_lines(lines: Sequence[LineRequest]) -> list[LineRequest]:
+        """Sum duplicate lines of one (sku, location) so the check sees the whole demand."""
+        if not 1 <= len(lines) <= v.MAX_LINES:
+            raise ValidationError(f"a reservation has 1 to {v.MAX_LINES} lines", field="lines")
+        total: dict[tuple[str, str | None], int] = defaultdict(int)
+        for ln in lines:
+            v.ident(ln.sku, "sku"), v.qty(ln.qty)
+            if ln.location is not None:
+                v.ident(ln.location, "location")
+            total[(ln.sku, ln.location)] += ln.qty
+        merged = [LineRequest(sku, q, loc) for (sku, loc), q in total.items()]
+        for ln in merged:
+            v.qty(ln.qty)
+        return merged
+
+    def _part_call(
+        self, script: str, g: int, order_id: str, skus: Sequence[str], args: Sequence[Any]
+    ) -> tuple[str, list[str], list[Any]]:
+        keys = [
+            self.keys.ready(g),
+            self.keys.part(g, order_id),
+            self.keys.expiry(g),
+            self.keys.events(g),
+        ]
+        keys += [self.keys.stock(s) for s in skus]
+        return script, keys, list(args)
+
+    async def reserve(
+        self, *, order_id: str, lines: Sequence[LineRequest], ttl_seconds: int | None = None
+    ) -> Reservation:
+        v.ident(order_id, "order_id")
+        merged = self.merge_lines(lines)
+        ttl = v.ttl(
+            self.settings.reservation_ttl_seconds if ttl_seconds is None else ttl_seconds,
+            30 * 86400,
+        )
+        by_group: dict[int, list[LineRequest]] = defaultdict(list)
+        for ln in merged:
+            by_group[self.keys.group_of(ln.sku)].append(ln)
+        canon = sorted((ln.sku, ln.location or "", ln.qty) for ln in merged)
+        body = {"groups": {str(g): sorted({ln.sku for ln in ls}) for g, ls in by_group.items()}}
+        now = self.now()
+        token = secrets.token_hex(6)
+        h = self.keys.group_of(order_id)
+        idx_keys = [self.keys.ready(h), self.keys.order_index(order_id)]
+        whole_fp = fingerprint({"order_id": order_id, "lines": canon, "ttl": ttl})
+        exp = now + ttl * 1000
+        opened = await self.run(
+            "index_open",
+            idx_keys,
+            [whole_fp, token, now, exp, orjson.dumps(body), self._retention_ms, ""],
+        )
+        takeover = False
+        if opened.get("dup"):
+            if opened["st"] != "active":
+                return await self.get_reservation(order_id, replayed=True)
+            found = await self._read_parts(order_id, opened["body"])
+            if all(p is not None for p in found.values()):
+                return self._from_parts(
+                    order_id, "active", int(opened["exp"]), found, replayed=True
+                )
+            if now - int(opened["at"]) < self.settings.attempt_lease_seconds * 1000:
+                raise InvalidState("a reservation for this order is in progress: retry shortly")
+            again = await self.run(
+                "index_open",
+                idx_keys,
+                [whole_fp, token, now, exp, orjson.dumps(body), self._retention_ms, opened["tok"]],
+            )
+            if not again.get("new"):
+                raise InvalidState("a reservation for this order is in progress: retry shortly")
+            takeover, exp = True, int(opened["exp"])
+        return await self._reserve_parts(order_id, token, by_group, ttl, now, exp, takeover)
+
+    async def _reserve_parts(
+        self,
+        order_id: str,
+        token: str,
+        by_group: dict[int, list[LineRequest]],
+        ttl: int,
+        now: int,
+        exp: int,
+        takeover: bool,
+    ) -> Reservation:
+        groups = sorted(by_group)
+        calls = []
+        for g in groups:
+            ls = sorted(by_group[g], key=lambda ln: (ln.sku, ln.location or ""))
+            part_fp = fingerprint(
+                {
+                    "order_id": order_id,
+                    "ttl": ttl,
+                    "lines": [(ln.sku, ln.location or "", ln.qty) for ln in ls],
+                }
+            )
+            spec = orjson.dumps([[ln.sku, ln.qty, ln.location or ""] for ln in ls])
+            calls.append(
+                self._part_call(
+                    "reserve",
+                    g,
+                    order_id,
+                    [ln.sku for ln in ls],
+                    [order_id, token, part_fp, now, exp, self._priority, spec],
+                )
+            )
+        results = await self.run_many(calls)
+        short: list[dict[str, Any]] = []
+        failure: BaseException | None = None
+        held: dict[int, dict[str, Any]] = {}
+        for g, r in zip(groups, results, strict=True):
+            if isinstance(r, InsufficientStock):
+                short.extend(r.lines)
+            elif isinstance(r, BaseException):
+                failure = failure or r
+            else:
+                held[g] = r
+        if not short and failure is None:
+            return self._from_parts(order_id, "active", exp, held)
+        await self._compensate(order_id, token, held, by_group, takeover)
+        if failure is not None:
+            raise failure
+        raise InsufficientStock(short)
+
+    async def _compensate(
+        self,
+        order_id: str,
+        token: str,
+        held: dict[int, dict[str, Any]],
+        by_group: dict[int, list[LineRequest]],
+        takeover: bool,
+    ) -> None:
+        """Undo what this attempt locked, then drop the index it opened."""
+        now = self.now()
+        calls = [
+            self._part_call(
+                "release",
+                g,
+                order_id,
+                sorted({ln.sku for ln in by_group[g]}),
+                [
+                    order_id,
+                    now,
+                    self._retention_ms,
+                    orjson.dumps(sorted({ln.sku for ln in by_group[g]})),
+                    "" if takeover else token,
+                ],
+            )
+            for g, r in held.items()
+            if takeover or not r.get("replayed")
+        ]
+        for r in await self.run_many(calls):
+            if isinstance(r, BaseException) and not isinstance(r, NotFound):
+                raise r
+        h = self.keys.group_of(order_id)
+        await self.run("index_drop", [self.keys.ready(h), self.keys.order_index(order_id)], [token])
+
+    async def _read_parts(
+        self, order_id: str, body: dict[str, Any]
+    ) -> dict[int, dict[str, Any] | None]:
+        groups = [int(g) for g in body["groups"]]
+        cmds: list[Command] = [(None, ("HGETALL", self.keys.part(g, order_id))) for g in groups]
+        raws = await self.batcher.many(cmds)
+        out: dict[int, dict[str, Any] | None] = {}
+        for g, raw in zip(groups, raws, strict=True):
+            if isinstance(raw, BaseException):
+                raise raw
+            out[g] = (
+                {"status": raw[b"st"].decode(), "lines": orjson.loads(raw[b"lines"])}
+                if raw
+                else None
+            )
+        return out
+
+    @staticmethod
+    def _from_parts(
+        order_id: str,
+        status: str,
+        exp: int,
+        parts: Mapping[int, dict[str, Any] | None],
+        replayed: bool = False,
+    ) -> Reservation:
+        lines: list[ReservedLine] = []
+        for g in sorted(parts):
+            p = parts[g]
+            if p is not None:
+                lines.extend(_lines(p["lines"]))
+        return Reservation(order_id, status, exp, lines, replayed)  # type: ignore[arg-type]
+
+    async def get_reservation(self, order_id: str, *, replayed: bool = False) -> Reservation:
+        v.ident(order_id, "order_id")
+        raw = await self.batcher.command("HGETALL", self.keys.order_index(order_id))
+        if not raw:
+            raise NotFound(f"no reservation {order_id}")
+        status = raw[b"st"].decode()
+        exp = int(raw[b"exp"])
+        if status == "active" and self.now() >= exp:
+            status = "expired"
+        parts = await self._read_parts(order_id, orjson.loads(raw[b"body"]))
+        if all(p is None for p in parts.values()):
+            raise NotFound(f"no reservation {order_id}")
+        return self._from_parts(order_id, status, exp, parts, replayed)
+
+    async def _decide(self, order_id: str, action: str) -> dict[str, Any]:
+        h = self.keys.group_of(order_id)
+        keys = [self.keys.ready(h), self.keys.order_index(order_id)]
+        return await self.run("order_decide", keys, [action, self.now()])
+
+    async def _apply(
+        self, order_id: str, decision: dict[str, Any]
+    ) -> dict[int, dict[str, Any] | None]:
+        """Bring every part to the status decided on the index (idempotent, rolls forward)."""
+        action = _ACTION_OF_STATUS[decision["status"]]
+        now = self.now()
+        groups = {int(g): skus for g, skus in decision["body"]["groups"].items()}
+        calls = [
+            self._part_call(
+                action,
+                g,
+                order_id,
+                skus,
+                [order_id, now, self._retention_ms, orjson.dumps(skus), ""],
+            )
+            for g, skus in sorted(groups.items())
+        ]
+        parts: dict[int, dict[str, Any] | None] = {}
+        for g, r in zip(sorted(groups), await self.run_many(calls), strict=True):
+            if isinstance(r, NotFound):
+                parts[g] = None
+            elif isinstance(r, BaseException):
+                raise r
+            else:
+                parts[g] = r
+        return parts
+
+    async def _settle(self, order_id: str, action: str) -> Reservation:
+        v.ident(order_id, "order_id")
+        try:
+            decision = await self._decide(order_id, action)
+        except InvalidState as exc:
+            if exc.extra.get("status") in _ACTION_OF_STATUS:
+                await self._apply(order_id, exc.extra)
+            raise InvalidState(
+                f"reservation {order_id} is {exc.extra.get('status')}",
+                status=exc.extra.get("status"),
+            ) from None
+        parts = await self._apply(order_id, decision)
+        if decision.get("lapsed"):
+            raise InvalidState(f"reservation {order_id} expired", status="expired")
+        if all(p is None for p in parts.values()):
+            raise NotFound(f"no reservation {order_id}")
+        return self._from_parts(
+            order_id,
+            decision["status"],
+            int(decision["exp"]),
+            parts,
+            bool(decision.get("replayed")),
+        )
+
+    async def cancel(self, order_id: str) -> Reservation:
+        return await self._settle(order_id, "cancel")
+
+    async def ship(self, order_id: str) -> Reservation:
+        return await self._settle(order_id, "ship")
+
+    async def expire_due(self, *, limit_per_group: int = 100) -> int:
+        """Release reservations past their TTL; returns how many parts this call expired.
+
+        The index decides (so a racing ship wins or loses as a whole); a part whose index
+        is gone (a crashed attempt) is expired on its own.
+        """
+        now = self.now()
+        groups = list(self.keys.all_groups())
+        due = await self.batcher.many(
+            [
+                (
+                    None,
+                    (
+                        "ZRANGEBYSCORE",
+                        self.keys.expiry(g),
+                        "-inf",
+                        now,
+                        "LIMIT",
+                        0,
+                        limit_per_group,
+                    ),
+                )
+                for g in groups
+            ]
+        )
+        expired = 0
+        for g, orders in zip(groups, due, strict=True):
+            if isinstance(orders, BaseException):
+                raise orders
+            for raw_order in orders:
+                expired += await self._expire_one(g, raw_order.decode())
+        return expired
+
+    async def _expire_one(self, g: int, order_id: str) -> int:
+        try:
+            decision = await self._decide(order_id, "expire")
+        except InvalidState as exc:
+            if exc.extra.get("status") not in _ACTION_OF_STATUS:
+                return 0
+            decision = exc.extra
+        except NotFound:
+            raw = await self.batcher.command("HGET", self.keys.part(g, order_id), "lines")
+            if raw is None:
+                await self.batcher.command("ZREM", self.keys.expiry(g), order_id)
+                return 0
+            skus = sorted({ln[0] for ln in orjson.loads(raw)} if raw != b"{}" else set())
+            decision = {"status": "expired", "body": {"groups": {str(g): skus}}}
+        parts = await self._apply(order_id, decision)
+        return sum(1 for p in parts.values() if p is not None and not p.get("replayed"))
+
+    # ------------------------------------------------------------------ transfers
+    def _transfer_keys(self, sku: str, transfer_id: str) -> list[str]:
+        g = self.keys.group_of(sku)
+        return [
+            self.keys.ready(g),
+            self.keys.transfer(sku, transfer_id),
+            self.keys.stock(sku),
+            self.keys.events(g),
+        ]
+
+    async def request_transfer(
+        self, *, transfer_id: str, sku: str, from_location: str, to_location: str, qty: int
+    ) -> Transfer:
+        v.ident(transfer_id, "transfer_id"), v.ident(sku, "sku"), v.qty(qty)
+        v.ident(from_location, "from_location"), v.ident(to_location, "to_location")
+        if from_location == to_location:
+            raise ValidationError("from_location and to_location must differ", field="to_location")
+        fp = fingerprint(
+            {
+                "transfer_id": transfer_id,
+                "sku": sku,
+                "from": from_location,
+                "to": to_location,
+                "qty": qty,
+            }
+        )
+        h = self.keys.group_of(transfer_id)
+        idx_keys = [self.keys.ready(h), self.keys.transfer_index(transfer_id)]
+        token = secrets.token_hex(6)
+        now = self.now()
+        idx_args = [fp, token, now, "", orjson.dumps({"sku": sku}), self._retention_ms, ""]
+        opened = await self.run("index_open", idx_keys, idx_args)
+        try:
+            reply = await self.run(
+                "transfer_request",
+                self._transfer_keys(sku, transfer_id),
+                [transfer_id, fp, sku, from_location, to_location, qty, now],
+            )
+        except InventoryError:
+            if opened.get("new"):
+                await self.run("index_drop", idx_keys, [token])
+            raise
+        if opened.get("dup"):
+            # The first attempt may have failed and dropped the index meanwhile.
+            await self.run("index_open", idx_keys, idx_args)
+        return _transfer(reply)
+
+    async def _transfer_sku(self, transfer_id: str) -> str:
+        v.ident(transfer_id, "transfer_id")
+        raw = await self.batcher.command("HGET", self.keys.transfer_index(transfer_id), "body")
+        if raw is None:
+            raise NotFound(f"no transfer {transfer_id}")
+        return str(orjson.loads(raw)["sku"])
+
+    async def _transfer_step(self, transfer_id: str, step: str) -> Transfer:
+        sku = await self._transfer_sku(transfer_id)
+        reply = await self.run(
+            f"transfer_{step}",
+            self._transfer_keys(sku, transfer_id),
+            [transfer_id, self.now(), self._retention_ms],
+        )
+        return _transfer(reply)
+
+    async def ship_transfer(self, transfer_id: str) -> Transfer:
+        return await self._transfer_step(transfer_id, "ship")
+
+    async def receive_transfer(self, transfer_id: str) -> Transfer:
+        return await self._transfer_step(transfer_id, "receive")
+
+    async def cancel_transfer(self, transfer_id: str) -> Transfer:
+        return await self._transfer_step(transfer_id, "cancel")
+
+    async def get_transfer(self, transfer_id: str) -> Transfer:
+        sku = await self._transfer_sku(transfer_id)
+        raw = await self.batcher.command("HGETALL", self.keys.transfer(sku, transfer_id))
+        if not raw:
+            raise NotFound(f"no transfer {transfer_id}")
+        f = {k.decode(): val.decode() for k, val in raw.items()}
+        return Transfer(f["tid"], f["st"], f["sku"], f["from"], f["to"], int(f["qty"]))

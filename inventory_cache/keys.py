@@ -1,0 +1,63 @@
+"""Every Redis key name, built in one place.
+
+Keys carry a Redis Cluster hash tag naming a *slot group*: ``crc32(id) % slot_groups``.
+A SKU's stock, reservation parts, transfers, idempotency records and event stream all
+share its group, so every Lua call touches one slot. Orders and transfers also get an
+*index* record in the group of their own id, so they can be found by id alone.
+See ARCHITECTURE.md for what each key holds.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "inv"
+    groups: int = 256
+
+    def group_of(self, ident: str) -> int:
+        return zlib.crc32(ident.encode()) % self.groups
+
+    def tag(self, group: int) -> str:
+        return f"{self.prefix}:{{{group}}}"
+
+    def all_groups(self) -> range:
+        return range(self.groups)
+
+    # per group
+    def ready(self, group: int) -> str:
+        """Readiness marker: absent after a flush, so scripts refuse instead of reading 0."""
+        return f"{self.tag(group)}:ready"
+
+    def events(self, group: int) -> str:
+        return f"{self.tag(group)}:ev"
+
+    def expiry(self, group: int) -> str:
+        return f"{self.tag(group)}:exp"
+
+    # per SKU (in the SKU's group)
+    def stock(self, sku: str) -> str:
+        return f"{self.tag(self.group_of(sku))}:s:{sku}"
+
+    def part(self, group: int, order_id: str) -> str:
+        return f"{self.tag(group)}:r:{order_id}"
+
+    def transfer(self, sku: str, transfer_id: str) -> str:
+        return f"{self.tag(self.group_of(sku))}:t:{transfer_id}"
+
+    def op(self, kind: str, sku: str, ref: str) -> str:
+        return f"{self.tag(self.group_of(sku))}:op:{kind}:{sku}:{ref}"
+
+    # per id (in the id's own group)
+    def order_index(self, order_id: str) -> str:
+        return f"{self.tag(self.group_of(order_id))}:o:{order_id}"
+
+    def transfer_index(self, transfer_id: str) -> str:
+        return f"{self.tag(self.group_of(transfer_id))}:ti:{transfer_id}"
+
+    # global
+    def dead_letters(self) -> str:
+        return f"{self.prefix}:dead"

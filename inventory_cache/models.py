@@ -1,0 +1,70 @@
+"""Typed results of the engine; the API serialises them, the tests compare them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ReservationStatus = Literal["active", "cancelled", "expired", "shipped"]
+TransferStatus = Literal["requested", "in_transit", "received", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One (sku, location); `available` is max(0, on_hand - locked - safety_stock)."""
+
+    sku: str
+    location: str
+    on_hand: int
+    locked: int
+    safety_stock: int
+    available: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    sku: str
+    available: int
+    in_stock: bool
+    locations: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StockView:
+    sku: str
+    locations: dict[str, Level]
+
+
+@dataclass(frozen=True, slots=True)
+class LineRequest:
+    sku: str
+    qty: int
+    location: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedLine:
+    sku: str
+    qty: int
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    order_id: str
+    status: ReservationStatus
+    expires_at: int  # ms since epoch
+    lines: list[ReservedLine] = field(default_factory=list)
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    transfer_id: str
+    status: TransferStatus
+    sku: str
+    from_location: str
+    to_location: str
+    qty: int
+    replayed: bool = False

@@ -1,0 +1,55 @@
+"""Configuration from `INVENTORY_*` environment variables, in one place."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Unset URLs mean the embedded default (fakeredis, SQLite)."""
+
+    model_config = SettingsConfigDict(env_prefix="INVENTORY_", extra="ignore")
+
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    redis_prefix: str = Field(default="inv", pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    # Fixed for the life of a deployment: changing it needs a warmup into an empty Redis.
+    slot_groups: int = Field(default=256, ge=1, le=16384)
+    database_url: str | None = None
+    location_priority: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    public_reads: bool = False
+
+    reservation_ttl_seconds: int = Field(default=900, ge=1, le=30 * 86400)
+    # How long finished reservations, transfers and idempotency records stay in Redis
+    # so that retries replay their first answer.
+    idempotency_retention_seconds: int = Field(default=7 * 86400, ge=60)
+    # A reservation attempt that left its index half-done this long ago may be taken over
+    # by a retry (the first attempt is presumed dead).
+    attempt_lease_seconds: float = Field(default=10.0, gt=0)
+    # Upper bound on concurrent pipelines the engine sends; more calls wait and coalesce.
+    max_inflight_pipelines: int = Field(default=4, ge=1, le=64)
+
+    @field_validator("location_priority", mode="before")
+    @classmethod
+    def _split_locations(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, v: str | None) -> str | None:
+        if v and v.startswith("postgresql://"):
+            return "postgresql+psycopg://" + v.removeprefix("postgresql://")
+        if v and v.startswith("postgres://"):
+            return "postgresql+psycopg://" + v.removeprefix("postgres://")
+        return v
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,62 @@
+--[[
+  Moves a reservation part out of 'active': releases (or ships) its locks, once.
+
+  Input:
+    ready, part, expiry, events: key names; stocks: table sku -> stock key (from KEYS)
+    a: ARGV of the calling script: a[1] order id, a[2] now (ms),
+       a[3] retention of the settled part (ms), a[4] JSON [sku, ...] naming KEYS[5..],
+       a[5] attempt token that must own the part ('' = any)
+    action: 'cancel' | 'expire' | 'ship' | 'release'
+  Output: JSON {status, expires_at, lines[, replayed]}
+  Errors: not_ready, not_found, invalid_state {status}, keys (a line's SKU has no key)
+]]
+local SETTLE = {
+  cancel = {status = 'cancelled', on_hand = 0},
+  expire = {status = 'expired', on_hand = 0},
+  ship = {status = 'shipped', on_hand = -1},
+  release = {status = 'released', on_hand = 0},
+}
+
+local function settle_part(ready, part, expiry, events, stocks, a, action)
+  if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
+  local spec = SETTLE[action]
+  local p = rcall('HMGET', part, 'st', 'exp', 'lines', 'tok', 'fp')
+  if not p[1] then return fail('not_found') end
+  local st, exp, lines_json, tok = p[1], tonumber(p[2]), p[3], p[4]
+  local lines = cjson.decode(lines_json)
+  if st == spec.status then
+    return reply({status = st, expires_at = exp, lines = lines, replayed = true})
+  end
+  if st ~= 'active' then return fail('invalid_state', {status = st}) end
+  if a[5] ~= '' and a[5] ~= tok then return fail('invalid_state', {status = st, detail = 'owned by another attempt'}) end
+  if action == 'expire' and exp > tonumber(a[2]) then
+    return fail('invalid_state', {status = st, detail = 'not yet expired'})
+  end
+  for i = 1, #lines do
+    if not stocks[lines[i][1]] then return fail('keys', {sku = lines[i][1]}) end
+  end
+  local rows, versions = {}, {}
+  for i = 1, #lines do
+    local sku, loc, qty = lines[i][1], lines[i][2], tonumber(lines[i][3])
+    local stock = stocks[sku]
+    if not versions[stock] then versions[stock] = rcall('HINCRBY', stock, 'v', 1) end
+    local l = rcall('HINCRBY', stock, 'l:' .. loc, -qty)
+    local o = tonumber(rcall('HGET', stock, 'o:' .. loc)) or 0
+    local doh = spec.on_hand * qty
+    if doh ~= 0 then o = rcall('HINCRBY', stock, 'o:' .. loc, doh) end
+    local s = tonumber(rcall('HGET', stock, 's:' .. loc)) or 0
+    rows[#rows + 1] = {sku, loc, doh, -qty, o, l, s, versions[stock]}
+  end
+  rcall('ZREM', expiry, a[1])
+  if action == 'release' then
+    rcall('DEL', part)
+  else
+    rcall('HSET', part, 'st', spec.status, 'done', a[2])
+    rcall('PEXPIRE', part, a[3])
+  end
+  rcall('XADD', events, '*', 't', action, 'op', action .. ':' .. a[1] .. ':' .. tok,
+        'ts', a[2], 'ref', a[1], 'reason', action, 'rows', cjson.encode(rows),
+        'order', a[1], 'exp', p[2], 'lines', lines_json, 'st', spec.status,
+        'fp', p[5], 'tok', tok)
+  return reply({status = spec.status, expires_at = exp, lines = lines})
+end

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates .venv and installs the project with its dev tools, again only when
+# pyproject.toml changed. Sourced by scripts/test.sh and scripts/demo.sh.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+py="${PYTHON:-python3}"
+if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  for candidate in python3.13 python3.12 python3.11; do
+    if command -v "$candidate" >/dev/null; then py="$candidate"; break; fi
+  done
+fi
+if [ ! -x "$root/.venv/bin/python" ]; then
+  echo "bootstrap: creating .venv with $py" >&2
+  "$py" -m venv "$root/.venv"
+fi
+stamp="$root/.venv/.installed-$(sha1sum "$root/pyproject.toml" | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: installing inventory-cache and its dev tools" >&2
+  "$root/.venv/bin/python" -m pip install -q --upgrade pip >&2
+  "$root/.venv/bin/python" -m pip install -q -e "$root[dev]" >&2
+  rm -f "$root"/.venv/.installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,105 @@
+"""The script loader on its own: names, key counts, includes, and the packaged wheel."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from inventory_cache.scripts import ScriptLoadError, load_scripts, lua_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp
+
+
+def test_every_script_declares_its_keys_and_argv_and_uses_no_other_keys() -> None:
+    scripts = load_scripts()
+    assert len(scripts) >= 20
+    for name, script in scripts.items():
+        raw = next(p for p in Path(str(lua_dir())).glob(f"{name}-*.lua")).read_text()
+        assert raw.startswith("--[["), name
+        header = raw.split("]]", 1)[0]
+        for i in range(1, script.numkeys + 1):
+            assert f"KEYS[{i}]" in header, f"{name}: KEYS[{i}] undocumented"
+        assert "Output:" in header, name
+        used = {int(n) for n in re.findall(r"KEYS\[(\d+)\]", raw.split("]]", 1)[1])}
+        assert all(n <= script.numkeys for n in used), f"{name} reads KEYS beyond its count"
+        assert "TIME" not in raw and "math.random" not in raw, f"{name} is not deterministic"
+
+
+def test_includes_are_inlined_once() -> None:
+    source = load_scripts()["cancel"].source
+    assert "@include" not in source
+    assert source.count("local function settle_part") == 1
+    assert source.count("local function reply") == 1
+
+
+def test_missing_include_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, {"a-1.lua": '--[[ KEYS[1] Output: x ]]\n--- @include "nope"\n'})
+    with pytest.raises(ScriptLoadError, match="missing include"):
+        load_scripts(tmp_path)
+
+
+def test_include_cycle_is_an_error(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "a-1.lua": '--- @include "x"\n',
+            "includes/x.lua": '--- @include "y"\n',
+            "includes/y.lua": '--- @include "x"\n',
+        },
+    )
+    with pytest.raises(ScriptLoadError, match="cycle"):
+        load_scripts(tmp_path)
+
+
+def test_bad_file_name_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, {"reserve.lua": "return 1\n"})
+    with pytest.raises(ScriptLoadError, match="<operation>-<keys>"):
+        load_scripts(tmp_path)
+
+
+def test_key_count_is_checked_against_the_file_name() -> None:
+    scripts = load_scripts()
+    with pytest.raises(ValueError, match="takes 4 keys"):
+        scripts["inbound"].check_keys(["a", "b", "c"])
+    with pytest.raises(ValueError, match="takes 4 keys"):
+        scripts["inbound"].check_keys(["a", "b", "c", "d", "e"])
+    scripts["reserve"].check_keys(["a", "b", "c", "d", "e", "f"])
+
+
+def test_wheel_ships_every_script_and_they_load_from_it(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("inventory_cache-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(tmp_path / "site")
+    packaged = tmp_path / "site" / "inventory_cache" / "lua"
+    assert sorted(p.name for p in packaged.glob("*.lua")) == sorted(
+        p.name for p in (ROOT / "lua").glob("*.lua")
+    )
+    assert load_scripts(packaged) == load_scripts(ROOT / "lua")
