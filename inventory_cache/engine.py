@@ -460,7 +460,9 @@ class StockEngine:
             if not again.get("new"):
                 raise InvalidState("a reservation for this order is in progress: retry shortly")
             takeover, exp = True, int(opened["exp"])
-        return await self._reserve_parts(order_id, token, by_group, ttl, now, exp, takeover)
+        return await self._reserve_parts(
+            order_id, token, by_group, ttl, now, exp, takeover, whole_fp
+        )
 
     async def _reserve_parts(
         self,
@@ -471,6 +473,7 @@ class StockEngine:
         now: int,
         exp: int,
         takeover: bool,
+        whole_fp: str,
     ) -> Reservation:
         groups = sorted(by_group)
         calls = []
@@ -490,7 +493,7 @@ class StockEngine:
                     g,
                     order_id,
                     [ln.sku for ln in ls],
-                    [order_id, token, part_fp, now, exp, self._priority, spec],
+                    [order_id, token, part_fp, now, exp, self._priority, spec, whole_fp],
                 )
             )
         results = await self.run_many(calls)

@@ -12,6 +12,7 @@
     ARGV[6] location priority, space separated (tried first, in order, for lines
             that name no location; other locations follow by name)
     ARGV[7] JSON lines [ [sku, qty, location or ''], ...]; one (sku, location) at most once
+    ARGV[8] fingerprint of the whole order (kept so warmup can rebuild the order index)
   Output: JSON {status, expires_at, lines: [ [sku, location, qty], ...][, replayed]}
   Errors: not_ready, idempotency_mismatch,
           insufficient_stock {lines: [{sku, requested, available}]} (nothing written)
@@ -110,10 +111,10 @@ for i = 1, #plan do
 end
 local lines_json = cjson.encode(out)
 rcall('HSET', KEYS[2], 'st', 'active', 'fp', ARGV[3], 'tok', ARGV[2], 'at', ARGV[4],
-      'exp', ARGV[5], 'lines', lines_json)
+      'exp', ARGV[5], 'lines', lines_json, 'ofp', ARGV[8])
 rcall('ZADD', KEYS[3], ARGV[5], ARGV[1])
 rcall('XADD', KEYS[4], '*', 't', 'reserve', 'op', 'reserve:' .. ARGV[1] .. ':' .. ARGV[2],
       'ts', ARGV[4], 'ref', ARGV[1], 'reason', 'reserve', 'rows', cjson.encode(rows),
       'order', ARGV[1], 'exp', ARGV[5], 'lines', lines_json, 'st', 'active',
-      'fp', ARGV[3], 'tok', ARGV[2])
+      'fp', ARGV[3], 'tok', ARGV[2], 'ofp', ARGV[8])
 return reply({status = 'active', expires_at = tonumber(ARGV[5]), lines = out})
