@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -32,6 +32,30 @@ class Settings(BaseSettings):
     attempt_lease_seconds: float = Field(default=10.0, gt=0)
     # Upper bound on concurrent pipelines the engine sends; more calls wait and coalesce.
     max_inflight_pipelines: int = Field(default=4, ge=1, le=64)
+
+    # Scheduler (issue 5). `report` only records reconciliation diffs; `correct` also
+    # adjusts our on_hand (reason `reconcile`) to the WMS's.
+    reconcile_mode: Literal["report", "correct"] = "report"
+    reconcile_cron: str = "0 3 * * *"  # crontab: minute hour day month day-of-week
+    wms_url: str | None = None  # HTTP JSON snapshot; else wms_csv_path
+    wms_csv_path: str | None = None
+    # Only these hosts receive webhooks, so a client cannot make us call internal addresses.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_secret: str | None = None  # HMAC-SHA256 key of X-Inventory-Signature
+    alert_webhook_url: str | None = None
+    notify_webhook_url: str | None = None  # back in stock for subscriber_id subscriptions
+    lease_seconds: float = Field(default=15.0, gt=0)
+    expiry_sweep_seconds: float = Field(default=1.0, gt=0)
+    alert_interval_seconds: float = Field(default=10.0, gt=0)
+    replenishment_window_days: int = Field(default=28, ge=1, le=365)
+    replenishment_cover_days: int = Field(default=14, ge=0, le=365)
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [p.strip().lower() for p in v.split(",") if p.strip()]
+        return v
 
     @field_validator("location_priority", mode="before")
     @classmethod
