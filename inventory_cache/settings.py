@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     replenishment_window_days: int = Field(default=28, ge=1, le=365)
     replenishment_cover_days: int = Field(default=14, ge=0, le=365)
 
+    # HTTP API (issue 4). Product pages may see availability this stale (0: no near-cache);
+    # checkout never reads from it.
+    near_cache_ms: int = Field(default=250, ge=0, le=10_000)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)  # larger bodies get 413
+    # A verified API key is trusted this long without asking PostgreSQL again, so a
+    # revocation takes effect within it.
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    idempotency_key_ttl_seconds: int = Field(default=86_400, ge=60)  # stored answers
+
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, v: object) -> object:
