@@ -1,0 +1,474 @@
+"""The live change feed: every group's event stream, merged, filtered, resumable.
+
+Positions. Stream entries of different groups have no common order, so the feed makes one:
+an entry's position is `(ms, group, seq)` (its stream id split around the group number),
+and the feed delivers entries in increasing position. An event id `"<ms>-<group>-<seq>"`
+therefore names a position in *every* stream at once: "everything at or before this has
+been delivered". Resuming from it reads, per group, the entries after it; nothing is
+delivered twice and nothing is skipped.
+
+That holds only if no entry can appear later at a position already delivered. Redis
+gives new stream ids the server's clock (a script's start time, or the stream's last id
++ 1 when later), so an entry created after a `TIME` reply of `T` has `ms >= T`. The hub
+therefore asks `TIME` *before* each `XREAD` and releases only entries with `ms < T`
+(and, for a stream whose read hit COUNT, only up to what it read). The cost is at most
+about a millisecond of latency; the price of the rule is that a backwards step of the
+Redis host's clock can hide entries created during the step from the feed (never from
+the ledger, which reads the streams itself).
+
+One hub per process reads all streams with one blocking `XREAD` and fans entries out to
+subscribers' bounded queues without ever waiting for them. A subscriber that falls more
+than its queue behind is marked *lagged*: its queue is dropped, and when it asks for more
+it re-reads what it missed straight from the streams (at its own pace), then rejoins the
+live queue. A slow client thus costs only itself; the HTTP layer also closes a client
+that stops reading altogether (see `api/routes/events.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import re
+from collections import deque
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+from redis.exceptions import RedisError
+
+from inventory_cache.errors import ValidationError
+from inventory_cache.keys import Keys
+
+log = logging.getLogger(__name__)
+
+MAX_SEQ = 2**64 - 1
+# A position's group when it stands for "every group": the end of a millisecond.
+ALL_GROUPS = 2**31 - 1
+_POSITION = re.compile(r"^(\d{1,15})-(\d{1,10})-(\d{1,20})$")
+
+# Fields of an event that the feed publishes, renamed for readers; the rest (fingerprints,
+# attempt tokens, idempotency suffixes) are internal.
+_EXTRA_FIELDS = {
+    "order": "order_id",
+    "tid": "transfer_id",
+    "st": "status",
+    "exp": "expires_at",
+    "lines": "lines",
+    "sku": "sku",
+    "from": "from_location",
+    "to": "to_location",
+    "qty": "qty",
+}
+_INT_FIELDS = frozenset({"ts", "expires_at", "qty"})
+
+
+class Position(NamedTuple):
+    """A point in the merged order of all streams: `(ms, group, seq)`."""
+
+    ms: int
+    group: int
+    seq: int
+
+    def encode(self) -> str:
+        return f"{self.ms}-{self.group}-{self.seq}"
+
+    @classmethod
+    def parse(cls, text: str, field: str = "Last-Event-ID") -> Position:
+        m = _POSITION.match(text.strip())
+        if not m:
+            raise ValidationError(f"{field} must look like <ms>-<group>-<seq>", field=field)
+        pos = cls(int(m[1]), int(m[2]), int(m[3]))
+        if pos.group > ALL_GROUPS or pos.seq > MAX_SEQ:
+            raise ValidationError(f"{field} is out of range", field=field)
+        return pos
+
+    @classmethod
+    def end_of(cls, ms: int) -> Position:
+        """Everything in every stream up to and including millisecond `ms`."""
+        return cls(ms, ALL_GROUPS, MAX_SEQ)
+
+    def first_after(self, group: int) -> tuple[int, int]:
+        """The smallest stream id of `group` whose entry lies after this position."""
+        if group < self.group:
+            return (self.ms + 1, 0)
+        if group == self.group:
+            return (self.ms, self.seq + 1) if self.seq < MAX_SEQ else (self.ms + 1, 0)
+        return (self.ms, 0)
+
+    def last_within(self, group: int) -> tuple[int, int] | None:
+        """The largest stream id of `group` whose entry lies at or before this position."""
+        if group < self.group:
+            return (self.ms, MAX_SEQ)
+        if group == self.group:
+            return (self.ms, self.seq)
+        return (self.ms - 1, MAX_SEQ) if self.ms > 0 else None
+
+
+def _sid(ms_seq: tuple[int, int]) -> str:
+    return f"{ms_seq[0]}-{ms_seq[1]}"
+
+
+def _split_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Which rows a subscriber wants; empty sets mean everything."""
+
+    skus: frozenset[str] = frozenset()
+    locations: frozenset[str] = frozenset()
+
+    def select(self, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        return [
+            r
+            for r in rows
+            if (not self.skus or r["sku"] in self.skus)
+            and (not self.locations or r["location"] in self.locations)
+        ]
+
+    @property
+    def everything(self) -> bool:
+        return not self.skus and not self.locations
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """One stream entry as readers see it: its position and its public content."""
+
+    position: Position
+    body: dict[str, Any]
+
+    @classmethod
+    def from_entry(cls, group: int, entry_id: bytes | str, raw: Mapping[bytes, bytes]) -> FeedEvent:
+        ms, seq = _split_id(entry_id)
+        f = {k.decode(): v.decode() for k, v in raw.items()}
+        rows_raw = orjson.loads(f.get("rows", "[]"))
+        rows = [
+            {
+                "sku": r[0],
+                "location": r[1],
+                "delta_on_hand": int(r[2]),
+                "delta_locked": int(r[3]),
+                "on_hand": int(r[4]),
+                "locked": int(r[5]),
+                "safety_stock": int(r[6]),
+                "available": max(0, int(r[4]) - int(r[5]) - int(r[6])),
+            }
+            # cjson encodes an empty array as {}.
+            for r in (rows_raw if isinstance(rows_raw, list) else [])
+        ]
+        pos = Position(ms, group, seq)
+        body: dict[str, Any] = {
+            "id": pos.encode(),
+            "type": f.get("t", ""),
+            "op": f.get("op", ""),
+            "ref": f.get("ref", ""),
+            "reason": f.get("reason", ""),
+            "ts": int(f.get("ts", ms)),
+            "rows": rows,
+        }
+        for name, public in _EXTRA_FIELDS.items():
+            if name in f:
+                value: Any = f[name]
+                if public == "lines":
+                    parsed = orjson.loads(value)
+                    value = [
+                        {"sku": s, "location": loc, "qty": int(q)}
+                        for s, loc, q in (parsed if isinstance(parsed, list) else [])
+                    ]
+                elif public in _INT_FIELDS:
+                    value = int(value)
+                body[public] = value
+        return cls(pos, body)
+
+    def view(self, flt: Filter) -> dict[str, Any] | None:
+        """The event as `flt` sees it (only its rows), or None when no row is wanted."""
+        if flt.everything:
+            return self.body
+        rows = flt.select(self.body["rows"])
+        if not rows:
+            return None
+        return {**self.body, "rows": rows}
+
+
+async def read_range(
+    client: Any,
+    keys: Keys,
+    after: Position,
+    upto: Position,
+    *,
+    page: int = 500,
+) -> AsyncIterator[FeedEvent]:
+    """Entries of every group with `after < position <= upto`, in position order.
+
+    A k-way merge of per-group XRANGE pages: a group is re-read only when its buffered
+    page is used up, so memory stays at one page per group whatever the range.
+    """
+    bounds: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
+    for g in keys.all_groups():
+        lo, hi = after.first_after(g), upto.last_within(g)
+        if hi is not None and lo <= hi:
+            bounds[g] = (lo, hi)
+    buffers: dict[int, deque[FeedEvent]] = {}
+    more: dict[int, bool] = {}
+
+    async def fetch(groups: Sequence[int]) -> None:
+        pipe = client.pipeline(transaction=False)
+        for g in groups:
+            lo, hi = bounds[g]
+            pipe.xrange(keys.events(g), _sid(lo), _sid(hi), count=page)
+        for g, entries in zip(groups, await pipe.execute(), strict=True):
+            buffers[g] = deque(FeedEvent.from_entry(g, i, f) for i, f in entries)
+            more[g] = len(entries) == page
+            if entries:
+                last = _split_id(entries[-1][0])
+                bounds[g] = ((last[0], last[1] + 1), bounds[g][1])
+
+    if not bounds:
+        return
+    await fetch(sorted(bounds))
+    heap = [(buf[0].position, g) for g, buf in buffers.items() if buf]
+    heapq.heapify(heap)
+    while heap:
+        _, g = heapq.heappop(heap)
+        buf = buffers[g]
+        event = buf.popleft()
+        yield event
+        if not buf and more[g]:
+            await fetch([g])
+            buf = buffers[g]
+        if buf:
+            heapq.heappush(heap, (buf[0].position, g))
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One reader's bounded queue; the hub only ever appends to it, never waits for it."""
+
+    filter: Filter
+    limit: int
+    queue: deque[FeedEvent] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    lagged: bool = False
+    lag_count: int = 0
+
+    def offer(self, event: FeedEvent) -> None:
+        if self.lagged:
+            return
+        if len(self.queue) >= self.limit:
+            self.queue.clear()
+            self.lagged = True
+            self.lag_count += 1
+        else:
+            self.queue.append(event)
+        self.wake.set()
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """Nothing new for this reader up to `position` (sent so its resume point advances)."""
+
+    position: Position
+
+
+class FeedHub:
+    """Reads every group's stream for all subscribers of this process.
+
+    The reading task runs only while someone subscribes, so no start/stop hooks are
+    needed: the first subscriber starts it, the last one to leave stops it.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        keys: Keys,
+        *,
+        queue_limit: int = 1000,
+        block_ms: int = 1000,
+        page: int = 1000,
+        retry_seconds: float = 0.5,
+        poll_ms: int = 20,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.queue_limit = queue_limit
+        self.block_ms = block_ms
+        self.page = page
+        self.retry_seconds = retry_seconds
+        self.released = Position(0, 0, 0)
+        self._subs: set[Subscription] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._read_ids: dict[int, tuple[int, int]] = {}
+        self._pending: list[tuple[Position, FeedEvent]] = []
+        self._cluster = _is_cluster(client)
+        self.poll_ms = poll_ms
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subs)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _server_ms(self) -> int:
+        """Redis's clock; on a cluster the slowest primary's, which bounds them all."""
+        if self._cluster:
+            reply = await self.client.execute_command("TIME", target_nodes="primaries")
+            times = list(reply.values()) if isinstance(reply, dict) else [reply]
+        else:
+            times = [await self.client.time()]
+        return min(int(sec) * 1000 + int(usec) // 1000 for sec, usec in times)
+
+    async def _start(self) -> None:
+        now = await self._server_ms()
+        if self._task is not None and not self._task.done():
+            return  # another subscriber started it while we asked the time
+        self.released = Position.end_of(now - 1)
+        self._read_ids = {g: (now - 1, MAX_SEQ) for g in self.keys.all_groups()}
+        self._pending = []
+        self._task = asyncio.create_task(self._run(), name="feed-hub")
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, flt: Filter) -> AsyncIterator[Subscription]:
+        """Register a reader; on entry `self.released` is where its live queue starts."""
+        if self._task is None or self._task.done():
+            await self._start()
+        sub = Subscription(flt, self.queue_limit)
+        self._subs.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subs.discard(sub)
+            if not self._subs and self._task is not None:
+                task, self._task = self._task, None
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("feed: reading the event streams failed (%s); retrying", exc)
+                await asyncio.sleep(self.retry_seconds)
+
+    async def _step(self) -> None:
+        # The clock first: whatever is read after it and is older than it is complete.
+        now = await self._server_ms()
+        if self._pending and now <= self._pending[0][0].ms:
+            await asyncio.sleep(0.0005)  # held entries wait for the clock to pass them
+            return
+        bound = Position.end_of(now - 1)
+        got = 0
+        for g, entries in await self._read(block=not self._pending):
+            for entry_id, raw in entries:
+                ev = FeedEvent.from_entry(g, entry_id, raw)
+                heapq.heappush(self._pending, (ev.position, ev))
+            if entries:
+                got += len(entries)
+                self._read_ids[g] = _split_id(entries[-1][0])
+            if len(entries) >= self.page:
+                ms, seq = self._read_ids[g]
+                bound = min(bound, Position(ms, g, seq))
+        self._release(bound)
+        if self._cluster and not got and not self._pending:
+            await asyncio.sleep(self.poll_ms / 1000)
+
+    async def _read(self, *, block: bool) -> list[tuple[int, list[tuple[bytes, Any]]]]:
+        """New entries of every group after the read ids: one blocking XREAD on a single
+        Redis; on a cluster (no multi-slot commands) one XREAD per group, polled."""
+        if self._cluster:
+            groups = list(self._read_ids)
+            pipe = self.client.pipeline(transaction=False)
+            for g in groups:
+                pipe.xread({self.keys.events(g): _sid(self._read_ids[g])}, count=self.page)
+            replies = await pipe.execute()
+            return [(g, r[0][1]) for g, r in zip(groups, replies, strict=True) if r]
+        streams = {self.keys.events(g): _sid(i) for g, i in self._read_ids.items()}
+        reply = await self.client.xread(
+            streams, count=self.page, block=self.block_ms if block else None
+        )
+        group_of = {self.keys.events(g): g for g in self._read_ids}
+        return [
+            (group_of[key.decode() if isinstance(key, bytes) else key], entries)
+            for key, entries in reply or []
+        ]
+
+    def _release(self, bound: Position) -> None:
+        while self._pending and self._pending[0][0] <= bound:
+            _, ev = heapq.heappop(self._pending)
+            for sub in self._subs:
+                if ev.view(sub.filter) is not None:
+                    sub.offer(ev)
+        self.released = max(self.released, bound)
+
+
+async def follow(
+    hub: FeedHub,
+    flt: Filter,
+    after: Position | None,
+    *,
+    keepalive_seconds: float = 15.0,
+    page: int = 500,
+) -> AsyncIterator[FeedEvent | KeepAlive]:
+    """The events `flt` wants after `after` (or from now), then live, forever.
+
+    Yields a `KeepAlive` first (the reader's starting position) and whenever nothing came
+    for `keepalive_seconds`. Catch-up reads (a resume, or a lag) go to the streams
+    directly; the live queue is used from the hub's released position on, and anything
+    at or before the last position handed out is skipped, so each event comes once.
+    """
+    async with hub.subscribe(flt) as sub:
+        last = hub.released if after is None else after
+        backlog: Position | None = hub.released if last < hub.released else None
+        yield KeepAlive(last)
+        while True:
+            if sub.lagged:
+                # Sync with the hub in one step: it re-fills the queue after `released`.
+                sub.lagged, backlog = False, hub.released
+                sub.queue.clear()
+            if backlog is not None:
+                upto, backlog = backlog, None
+                async for ev in read_range(hub.client, hub.keys, last, upto, page=page):
+                    if ev.view(flt) is not None:
+                        yield ev
+                        last = ev.position
+                last = max(last, upto)
+                continue
+            if sub.queue:
+                ev = sub.queue.popleft()
+                if ev.position > last:
+                    yield ev
+                    last = ev.position
+                continue
+            sub.wake.clear()
+            try:
+                await asyncio.wait_for(sub.wake.wait(), keepalive_seconds)
+            except TimeoutError:
+                if not sub.queue and not sub.lagged:
+                    last = max(last, hub.released)
+                    yield KeepAlive(last)
+
+
+def _is_cluster(client: Any) -> bool:
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
+
+
+def make_filter(skus: Collection[str], locations: Collection[str]) -> Filter:
+    return Filter(frozenset(skus), frozenset(locations))
