@@ -1,0 +1,311 @@
+"""The durable side of the service: SQLAlchemy 2 models of every PostgreSQL table.
+
+Redis holds the hot state; these tables hold the ledger and enough of the state to rebuild
+Redis (`warmup`). Table and column names are a contract: other modules and users' reports
+query them (SPEC §6 fixes `movements`). The same models run on SQLite for the embedded demo,
+so they use only portable types (JSON becomes JSONB on PostgreSQL, BIGINT keys become
+INTEGER on SQLite so that they auto-increment).
+
+Times are timezone-aware. Redis events carry milliseconds since the epoch; the worker
+converts them, and warmup converts back (PostgreSQL keeps microseconds, so nothing is lost).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Alembic's "The Importance of Naming Constraints": stable names, so that later
+# migrations can drop or alter constraints by name on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Id = String(64)  # SPEC identifiers: 1-64 characters of [A-Za-z0-9._:-]
+BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite only auto-increments INTEGER
+Json = JSON().with_variant(JSONB(), "postgresql")
+Qty = BigInteger
+
+
+def _ts(**kw: Any) -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), **kw)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP"), nullable=False
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# ---------------------------------------------------------------------------- catalogue
+class Location(Base):
+    __tablename__ = "locations"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), server_default="")
+    kind: Mapped[str] = mapped_column(String(16), server_default="warehouse")  # or 'store'
+    created_at: Mapped[datetime] = _created()
+
+
+class Sku(Base):
+    __tablename__ = "skus"
+
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), server_default="")
+    created_at: Mapped[datetime] = _created()
+
+
+class Barcode(Base):
+    __tablename__ = "barcodes"
+
+    code: Mapped[str] = mapped_column(Id, primary_key=True)
+    sku: Mapped[str] = mapped_column(Id, ForeignKey("skus.sku", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = _created()
+
+
+# ---------------------------------------------------------------------------- stock
+class StockLevel(Base):
+    """The last state of one (sku, location) the worker applied.
+
+    `version` is the SKU's version (`v` of its Redis hash) after the change that produced
+    this row: the worker only overwrites a row with a newer version, so events applied
+    out of order (two workers, a redelivery) never move a level backwards.
+    """
+
+    __tablename__ = "stock_levels"
+
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    location: Mapped[str] = mapped_column(Id, primary_key=True)
+    on_hand: Mapped[int] = mapped_column(Qty, server_default="0")
+    locked: Mapped[int] = mapped_column(Qty, server_default="0")
+    safety_stock: Mapped[int] = mapped_column(Qty, server_default="0")
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[datetime] = _ts(server_default=text("CURRENT_TIMESTAMP"))
+
+
+class Movement(Base):
+    """The ledger: one row per change of one (sku, location), never updated.
+
+    `(op_id, sku, location)` is unique, so a redelivered event adds nothing (SPEC §3.8:
+    the ledger deduplicates on the operation's id, not on the stream entry id).
+    `created_at` is when the change happened in Redis; `recorded_at` when it reached here.
+    """
+
+    __tablename__ = "movements"
+    __table_args__ = (
+        UniqueConstraint("op_id", "sku", "location"),
+        Index("ix_movements_sku_location_id", "sku", "location", text("id DESC")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    op_id: Mapped[str] = mapped_column(String(200))
+    sku: Mapped[str] = mapped_column(Id)
+    location: Mapped[str] = mapped_column(Id)
+    type: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(Id)
+    delta_on_hand: Mapped[int] = mapped_column(Qty)
+    delta_locked: Mapped[int] = mapped_column(Qty)
+    on_hand_after: Mapped[int] = mapped_column(Qty)
+    locked_after: Mapped[int] = mapped_column(Qty)
+    safety_stock_after: Mapped[int] = mapped_column(Qty)
+    version: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _ts()
+    stream_id: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = _ts(server_default=text("CURRENT_TIMESTAMP"))
+
+
+# ---------------------------------------------------------------------------- orders
+class Reservation(Base):
+    """One order's reservation, summarised from its lines (status, expiry, token).
+
+    `status` is `active`, `cancelled`, `expired`, `shipped`, or `released` when every
+    attempt was compensated (the order never held stock; warmup skips it).
+    """
+
+    __tablename__ = "reservations"
+
+    order_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime] = _ts()
+    fingerprint: Mapped[str | None] = mapped_column(String(64))  # the whole order's (`ofp`)
+    token: Mapped[str] = mapped_column(String(32))  # attempt token of the latest part
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class ReservationLine(Base):
+    """A line of a reservation part (the lines of one order in one slot group).
+
+    An attempt (`token`) that was compensated leaves its lines `released`; a retry adds
+    lines under its own token. `position` is the line's place in its part, so warmup
+    restores the part exactly and a replay answers the lines in their first order.
+    """
+
+    __tablename__ = "reservation_lines"
+    __table_args__ = (Index("ix_reservation_lines_sku_location", "sku", "location"),)
+
+    order_id: Mapped[str] = mapped_column(
+        Id, ForeignKey("reservations.order_id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    location: Mapped[str] = mapped_column(Id)
+    qty: Mapped[int] = mapped_column(Qty)
+    part_fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime] = _ts()
+    reserved_at: Mapped[datetime] = _ts()
+    settled_at: Mapped[datetime | None] = _ts(nullable=True)
+
+
+class Transfer(Base):
+    __tablename__ = "transfers"
+
+    transfer_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    sku: Mapped[str] = mapped_column(Id)
+    from_location: Mapped[str] = mapped_column(Id)
+    to_location: Mapped[str] = mapped_column(Id)
+    qty: Mapped[int] = mapped_column(Qty)
+    status: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class IdempotencyRecord(Base):
+    """A movement's first answer, so warmup can restore retry safety (`inv:{g}:op:...`).
+
+    `key` is the event's `idem` (`kind:sku:ref`); `sku` is kept apart because SKUs and refs
+    may contain ':' and the Redis key's slot group comes from the SKU.
+    """
+
+    __tablename__ = "idempotency_records"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sku: Mapped[str] = mapped_column(Id)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    result: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = _ts()
+    expires_at: Mapped[datetime] = _ts()
+
+
+# ---------------------------------------------------------------------------- policy
+class Policy(Base):
+    __tablename__ = "policies"
+
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    location: Mapped[str] = mapped_column(Id, primary_key=True)
+    safety_stock: Mapped[int] = mapped_column(Qty, server_default="0")
+    reorder_point: Mapped[int] = mapped_column(Qty, server_default="0")
+    reorder_qty: Mapped[int] = mapped_column(Qty, server_default="0")
+    lead_time_days: Mapped[int] = mapped_column(Integer, server_default="0")
+    updated_at: Mapped[datetime] = _ts(server_default=text("CURRENT_TIMESTAMP"))
+
+
+class ApiKey(Base):
+    """An API key, stored as the SHA-256 hex of the secret (never the secret itself)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)  # public key id
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(Text)  # comma-separated
+    created_at: Mapped[datetime] = _created()
+    revoked_at: Mapped[datetime | None] = _ts(nullable=True)
+    last_used_at: Mapped[datetime | None] = _ts(nullable=True)
+
+
+# ---------------------------------------------------------------------------- reconcile
+class ReconcileRun(Base):
+    __tablename__ = "reconcile_runs"
+
+    run_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = _ts(nullable=True)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+
+
+class ReconcileDiff(Base):
+    __tablename__ = "reconcile_diffs"
+
+    run_id: Mapped[str] = mapped_column(
+        Id, ForeignKey("reconcile_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    location: Mapped[str] = mapped_column(Id, primary_key=True)
+    ours: Mapped[int] = mapped_column(Qty)
+    wms: Mapped[int] = mapped_column(Qty)
+    diff: Mapped[int] = mapped_column(Qty)
+    kind: Mapped[str] = mapped_column(String(16))  # 'oversell_risk' | 'undersell'
+
+
+# ---------------------------------------------------------------------------- alerts
+class Alert(Base):
+    """A low-stock or oversold condition; at most one active per (sku, location, kind)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index(
+            "uq_alerts_active",
+            "sku",
+            "location",
+            "kind",
+            unique=True,
+            postgresql_where=text("active"),
+            sqlite_where=text("active"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sku: Mapped[str] = mapped_column(Id)
+    location: Mapped[str] = mapped_column(Id)
+    kind: Mapped[str] = mapped_column(String(16))  # 'low_stock' | 'oversold'
+    active: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    raised_at: Mapped[datetime] = _created()
+    cleared_at: Mapped[datetime | None] = _ts(nullable=True)
+    details: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+
+
+class Subscription(Base):
+    """ "Notify me when back in stock": a webhook or a subscriber id, notified once."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sku: Mapped[str] = mapped_column(Id, index=True)
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    subscriber_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = _created()
+    notified_at: Mapped[datetime | None] = _ts(nullable=True)

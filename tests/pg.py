@@ -1,0 +1,74 @@
+"""PostgreSQL for tests: a fresh, migrated database per test, dropped afterwards.
+
+Import the fixture where needed (`from tests.pg import pg_url`) or use `fresh_database()`
+directly. Every database is created by running `alembic upgrade head`, so the migrations
+are what the tests exercise, not `metadata.create_all`. Follows conftest's need_redis:
+an unreachable server skips, or fails under INVENTORY_REQUIRE_SERVICES=1.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+
+from persistence.db import libpq_url, migrate, normalize_url
+from tests.conftest import PG_URL, REQUIRE
+
+
+def _pg_up() -> bool:
+    try:
+        with psycopg.connect(libpq_url(PG_URL), connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+PG_UP = _pg_up()
+
+
+def need_postgres() -> None:
+    if not PG_UP:
+        if REQUIRE:
+            pytest.fail(f"PostgreSQL at {PG_URL} is required (INVENTORY_REQUIRE_SERVICES=1)")
+        pytest.skip(f"no PostgreSQL at {PG_URL}")
+
+
+def admin_execute(sql: str) -> None:
+    """Run one statement on the server's admin database, outside a transaction."""
+    with psycopg.connect(libpq_url(PG_URL), autocommit=True) as conn:
+        conn.execute(sql.encode())
+
+
+def database_url_for(name: str) -> str:
+    """The SQLAlchemy URL of database `name` on the test server."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(normalize_url(PG_URL)).set(database=name).render_as_string(False)
+
+
+@contextmanager
+def fresh_database(*, migrated: bool = True) -> Iterator[str]:
+    """A uniquely named database (migrated to head unless told not to); dropped on exit,
+    whatever connections are still open."""
+    need_postgres()
+    name = "t_" + uuid.uuid4().hex[:16]
+    admin_execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = database_url_for(name)
+        if migrated:
+            migrate(url)
+        yield url
+    finally:
+        admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The SQLAlchemy URL (`postgresql+psycopg://`) of a fresh migrated database."""
+    with fresh_database() as url:
+        yield url
