@@ -1,0 +1,256 @@
+"""Reconciliation: the WMS's on_hand against ours, compared at one consistent instant.
+
+Comparing two live systems naively reports every movement that one side has applied and
+the other not yet: a shipment the WMS packed at 03:00:00 whose `ship` call reaches us at
+03:00:02 would look like an oversell risk. So both sides are brought to the snapshot's
+instant T before comparing:
+
+* Ours at T: each group's on_hand is read atomically with the position of the group's
+  event stream (`reconcile_read-2.lua`), then the events stamped after T (`ts` > T) are
+  rolled back and any stamped at or before T but written after the read are added.
+* What the WMS had applied by T but not delivered to us (its `in_flight` outbox) is added
+  to ours, unless our stream already holds that movement by T (matched on its ref, sku and
+  location), which happens when the WMS is slow to clear its outbox.
+
+Only locations the snapshot mentions are compared (stores that the WMS does not manage
+are not its business); within them, a missing (sku, location) row counts as 0 on the WMS.
+A difference is `oversell_risk` when ours > WMS (we may sell units that are not there)
+and `undersell` when ours < WMS. In `correct` mode each is fixed by an adjustment of
+-diff with reason `reconcile` through the engine: a delta, not a set, so that movements
+after T are kept. Its ref `rc.<run_id>.<n>` makes a retried run's corrections idempotent.
+
+Limits: T and our `ts` come from two clocks, kept in sync by NTP; the rollback reads the
+Redis event streams, which the worker trims only past what PostgreSQL has committed, so
+a run must read them within that window (minutes): the rollback stops at entries older
+than T minus `ROLLBACK_MARGIN_MS`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+from inventory_cache import validation as v
+from inventory_cache.engine import StockEngine
+from inventory_cache.errors import InventoryError
+from inventory_cache.wms import WmsSnapshot, WmsSource
+
+Kind = Literal["oversell_risk", "undersell"]
+Mode = Literal["report", "correct"]
+Progress = Callable[[int, int], None]
+Key = tuple[str, str]
+
+READ_CHUNK = 200  # SKUs per reconcile_read call
+STREAM_PAGE = 1000
+ROLLBACK_MARGIN_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    sku: str
+    location: str
+    ours: int  # ours at the snapshot's instant, movements in flight included
+    wms: int
+    diff: int  # ours - wms
+    kind: Kind
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sku": self.sku,
+            "location": self.location,
+            "ours": self.ours,
+            "wms": self.wms,
+            "diff": self.diff,
+            "kind": self.kind,
+        }
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_id: str
+    mode: Mode
+    source: str
+    snapshot_at: int
+    checked: int = 0
+    diffs: list[Diff] = field(default_factory=list)
+    corrected: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "snapshot_at": self.snapshot_at,
+            "checked": self.checked,
+            "diffs": len(self.diffs),
+            "oversell_risk": sum(1 for d in self.diffs if d.kind == "oversell_risk"),
+            "undersell": sum(1 for d in self.diffs if d.kind == "undersell"),
+            "corrected": self.corrected,
+            "failures": self.failures,
+        }
+
+
+def new_run_id(now_ms: int) -> str:
+    stamp = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y%m%dT%H%M%S")
+    return f"r{stamp}-{secrets.token_hex(3)}"
+
+
+def _stream_id(raw: str) -> tuple[int, int]:
+    ms, _, seq = raw.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def classify(ours: dict[Key, int], wms: WmsSnapshot) -> tuple[int, list[Diff]]:
+    """Compare at the snapshot's locations; returns (pairs checked, diffs sorted by key)."""
+    locations = {loc for _, loc in wms.on_hand}
+    keys = set(wms.on_hand) | {k for k in ours if k[1] in locations}
+    diffs = []
+    for key in sorted(keys):
+        a, b = ours.get(key, 0), wms.on_hand.get(key, 0)
+        if a != b:
+            kind: Kind = "oversell_risk" if a > b else "undersell"
+            diffs.append(Diff(key[0], key[1], a, b, a - b, kind))
+    return len(keys), diffs
+
+
+async def our_skus(engine: StockEngine) -> set[str]:
+    """Every SKU with a stock hash in Redis (SCAN; on a cluster, every primary)."""
+    pattern = f"{engine.settings.redis_prefix}:{{*}}:s:*"
+    out = set()
+    async for raw in engine.client.scan_iter(match=pattern, count=1000):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        out.add(key.split(":s:", 1)[1])
+    return out
+
+
+async def _read_group(
+    engine: StockEngine, g: int, skus: Sequence[str]
+) -> tuple[dict[str, tuple[int, int]], dict[Key, int]]:
+    """Read `skus` of group g in chunks: (stream position per SKU, on_hand per key)."""
+    calls: list[tuple[str, Sequence[str], Sequence[Any]]] = []
+    chunks = [skus[i : i + READ_CHUNK] for i in range(0, len(skus), READ_CHUNK)]
+    for chunk in chunks:
+        keys = [engine.keys.ready(g), engine.keys.events(g)]
+        calls.append(("reconcile_read", keys + [engine.keys.stock(s) for s in chunk], []))
+    position: dict[str, tuple[int, int]] = {}
+    values: dict[Key, int] = {}
+    for chunk, reply in zip(chunks, await engine.run_many(calls), strict=True):
+        if isinstance(reply, BaseException):
+            raise reply
+        last = _stream_id(reply["last"])
+        stocks = reply["stocks"] if isinstance(reply["stocks"], list) else []
+        for sku, flat in zip(chunk, stocks, strict=True):
+            position[sku] = last
+            pairs = flat if isinstance(flat, list) else []
+            for i in range(0, len(pairs), 2):
+                values[(sku, pairs[i])] = int(pairs[i + 1])
+    return position, values
+
+
+async def _recent_events(
+    engine: StockEngine, g: int, cutoff_ms: int
+) -> list[tuple[tuple[int, int], int, str, list[Any]]]:
+    """The group's events newest first, down to the first one stamped at or before cutoff."""
+    out = []
+    end = "+"
+    while True:
+        page = await engine.client.xrevrange(engine.keys.events(g), end, "-", count=STREAM_PAGE)
+        for raw_id, fields in page:
+            f = {k.decode(): val.decode() for k, val in fields.items()}
+            ts = int(f.get("ts", "0"))
+            rows = orjson.loads(f["rows"]) if "rows" in f else []
+            out.append((_stream_id(raw_id.decode()), ts, f.get("ref", ""), rows))
+            if ts <= cutoff_ms:
+                return out
+        if len(page) < STREAM_PAGE:
+            return out
+        ms, seq = _stream_id(page[-1][0].decode())
+        end = f"({ms}-{seq}"
+
+
+async def ours_at(
+    engine: StockEngine,
+    skus: Iterable[str],
+    snapshot: WmsSnapshot,
+    progress: Progress | None = None,
+) -> dict[Key, int]:
+    """Our on_hand per key at the snapshot's instant, with its movements in flight added."""
+    by_group: dict[int, list[str]] = defaultdict(list)
+    for sku in sorted(set(skus)):
+        by_group[engine.keys.group_of(sku)].append(sku)
+    total = sum(len(s) for s in by_group.values())
+    t = snapshot.taken_at
+    cutoff = min([t] + [m.at for m in snapshot.in_flight]) - ROLLBACK_MARGIN_MS
+    flight = {(m.ref, m.sku, m.location) for m in snapshot.in_flight}
+    ours: dict[Key, int] = {}
+    seen: set[tuple[str, str, str]] = set()
+    done = 0
+    for g, group_skus in sorted(by_group.items()):
+        position, values = await _read_group(engine, g, group_skus)
+        for id_, ts, ref, rows in await _recent_events(engine, g, cutoff):
+            for row in rows:
+                sku, loc, d_on_hand = row[0], row[1], int(row[2])
+                if d_on_hand == 0 or sku not in position:
+                    continue
+                read = id_ <= position[sku]
+                if ts > t and read:
+                    values[(sku, loc)] = values.get((sku, loc), 0) - d_on_hand
+                elif ts <= t and not read:
+                    values[(sku, loc)] = values.get((sku, loc), 0) + d_on_hand
+                if ts <= t and (ref, sku, loc) in flight:
+                    seen.add((ref, sku, loc))
+        ours.update(values)
+        done += len(group_skus)
+        if progress is not None:
+            progress(done, total)
+    for m in snapshot.in_flight:
+        if (m.ref, m.sku, m.location) not in seen:
+            ours[(m.sku, m.location)] = ours.get((m.sku, m.location), 0) + m.delta
+    return ours
+
+
+async def apply_corrections(engine: StockEngine, run_id: str, result: RunResult) -> None:
+    """Adjust ours by -diff (reason `reconcile`); a refused one is recorded, not raised."""
+    for n, d in enumerate(result.diffs):
+        remaining, step = -d.diff, 0
+        try:
+            while remaining:
+                part = max(-v.MAX_QTY, min(v.MAX_QTY, remaining))
+                await engine.adjust(
+                    ref=f"rc.{run_id}.{n}" + (f".{step}" if step else ""),
+                    sku=d.sku,
+                    location=d.location,
+                    reason="reconcile",
+                    delta=part,
+                )
+                remaining -= part
+                step += 1
+            result.corrected += 1
+        except InventoryError as exc:
+            result.failures.append(
+                {"sku": d.sku, "location": d.location, "code": exc.code, "detail": exc.detail}
+            )
+
+
+async def reconcile(
+    engine: StockEngine,
+    source: WmsSource,
+    *,
+    mode: Mode = "report",
+    run_id: str | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """One run: snapshot, ours at its instant, diffs, and in `correct` mode the fixes."""
+    snapshot = await source.snapshot()
+    run_id = run_id or new_run_id(engine.now())
+    skus = {sku for sku, _ in snapshot.on_hand} | await our_skus(engine)
+    ours = await ours_at(engine, skus, snapshot, progress)
+    result = RunResult(run_id, mode, snapshot.source or source.describe(), snapshot.taken_at)
+    result.checked, result.diffs = classify(ours, snapshot)
+    if mode == "correct" and result.diffs:
+        await apply_corrections(engine, run_id, result)
+    return result
