@@ -61,3 +61,7 @@ class Keys:
     # global
     def dead_letters(self) -> str:
         return f"{self.prefix}:dead"
+
+    def http_idempotency(self, api_key_id: str, key_digest: str) -> str:
+        """An HTTP `Idempotency-Key` record of one API key; plain commands, any slot."""
+        return f"{self.prefix}:idem:{api_key_id}:{key_digest}"

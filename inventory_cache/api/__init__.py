@@ -1,0 +1,1 @@
+"""The HTTP API: `main.create_app` builds it; routes by area live in `routes/`."""

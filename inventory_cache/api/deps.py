@@ -1,0 +1,105 @@
+"""What a route may ask for, as `Annotated` aliases: the engine, the caller, a scope.
+
+Routes of every area use these, e.g.::
+
+    Warehouse = Annotated[Principal, Depends(require_scope("warehouse"))]
+
+    @router.post("/events")
+    async def pos_events(body: PosIn, engine: EngineDep, _: Warehouse) -> Response: ...
+
+or the ready-made aliases `WarehouseKey`, `CheckoutKey`, `ReadKey`, `AdminKey`. Missing or
+unknown key → 401 `unauthorized`; a key without the scope → 403 `forbidden`; `admin`
+holds every scope. Everything a process shares lives in one `Services` object on
+`app.state`, built by the app's lifespan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from inventory_cache.api.idempotency import IdempotencyStore
+from inventory_cache.api.ledger import Ledger
+from inventory_cache.api.metrics import Metrics
+from inventory_cache.api.nearcache import NearCache
+from inventory_cache.api.problems import Forbidden, Unauthorized
+from inventory_cache.apikeys import Authenticator, Principal
+from inventory_cache.engine import StockEngine
+from inventory_cache.settings import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    engine: StockEngine
+    auth: Authenticator
+    near_cache: NearCache
+    idempotency: IdempotencyStore
+    metrics: Metrics
+    ledger: Ledger
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_engine(request: Request) -> StockEngine:
+    engine: StockEngine = request.app.state.services.engine
+    return engine
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+EngineDep = Annotated[StockEngine, Depends(get_engine)]
+
+# Declares the scheme in OpenAPI (the docs' Authorize button); the check is ours.
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer invk_...`")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def _principal(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
+    if credentials is None:
+        raise Unauthorized("send an API key: Authorization: Bearer <key>")
+    principal = await request.app.state.services.auth.authenticate(credentials.credentials)
+    if principal is None:
+        raise Unauthorized("unknown or revoked API key")
+    assert isinstance(principal, Principal)
+    return principal
+
+
+def require_scope(
+    scope: str,
+) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Principal]]:
+    """A dependency: the caller's key, which must hold `scope` (or `admin`)."""
+
+    async def check(request: Request, credentials: Credentials) -> Principal:
+        principal = await _principal(request, credentials)
+        if not principal.allows(scope):
+            raise Forbidden(f"this API key lacks the scope '{scope}'", scope=scope)
+        return principal
+
+    check.__name__ = f"require_{scope}"
+    return check
+
+
+async def _availability_reader(request: Request, credentials: Credentials) -> Principal | None:
+    """`read`, unless INVENTORY_PUBLIC_READS lets anyone read availability."""
+    if request.app.state.services.settings.public_reads and credentials is None:
+        return None
+    principal = await _principal(request, credentials)
+    if not principal.allows("read"):
+        raise Forbidden("this API key lacks the scope 'read'", scope="read")
+    return principal
+
+
+ReadKey = Annotated[Principal, Depends(require_scope("read"))]
+CheckoutKey = Annotated[Principal, Depends(require_scope("checkout"))]
+WarehouseKey = Annotated[Principal, Depends(require_scope("warehouse"))]
+AdminKey = Annotated[Principal, Depends(require_scope("admin"))]
+AvailabilityReader = Annotated[Principal | None, Depends(_availability_reader)]

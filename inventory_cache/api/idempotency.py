@@ -1,0 +1,195 @@
+"""`Idempotency-Key` on every POST: the first successful answer is stored and replayed.
+
+Natural ids (order id, transfer id, ref) already make each operation idempotent inside
+Lua; this header adds the same promise at the HTTP level for any POST, including routes
+added later, because it is a pure ASGI middleware in front of all of them.
+
+- Scope: the record's key holds the *API key's row id*, so one client never receives
+  another's stored answer, and a replay is only given to a key that still authenticates.
+  A request whose key does not authenticate passes through untouched (the route answers
+  401).
+- Same key, same request (method, path, query and the JSON body with keys sorted): the
+  stored status and body, with `Idempotent-Replayed: true`. Same key, another request:
+  409 `idempotency_mismatch`. Same key while the first request is still running: 409
+  `invalid_state`, retry shortly.
+- Only 2xx answers are stored. A refused request (4xx) changed nothing, so a retry runs
+  again, exactly as a retry with the same natural id does in the engine (an order refused
+  for stock may be retried once stock arrives). A 5xx or a crash drops the in-progress
+  marker, or it lapses after `PENDING_SECONDS`.
+- Records live `INVENTORY_IDEMPOTENCY_KEY_TTL_SECONDS` (default 24 h), like Stripe's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inventory_cache.api.guards import replay_body, send_problem
+from inventory_cache.engine import StockEngine
+
+HEADER = b"idempotency-key"
+PENDING_SECONDS = 60
+MAX_KEY_LENGTH = 255
+_PENDING = b"pending"
+
+
+def valid_key(value: bytes) -> bool:
+    return 1 <= len(value) <= MAX_KEY_LENGTH and all(0x21 <= c <= 0x7E for c in value)
+
+
+def request_fingerprint(method: str, path: str, query: bytes, body: bytes) -> str:
+    try:
+        canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS) if body else b""
+    except orjson.JSONDecodeError:
+        canonical = body
+    h = hashlib.sha256()
+    for part in (method.encode(), path.encode(), query, canonical):
+        h.update(part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class IdempotencyStore:
+    """Records in Redis: `<fp> pending`, then `<fp> <status> <content-type>\\n<body>`."""
+
+    def __init__(self, engine: StockEngine, ttl_seconds: int) -> None:
+        self._engine = engine
+        self._ttl_ms = ttl_seconds * 1000
+
+    def key(self, principal_id: str, idempotency_key: bytes) -> str:
+        return self._engine.keys.http_idempotency(
+            principal_id, hashlib.sha256(idempotency_key).hexdigest()[:40]
+        )
+
+    async def begin(self, key: str, fp: str) -> bytes | None:
+        """None if this request now owns the key; else the record that is there."""
+        batcher = self._engine.batcher
+        while True:  # the record may lapse between SET NX and GET: claim again
+            claimed = await batcher.command(
+                "SET", key, fp.encode() + b" " + _PENDING, "NX", "PX", PENDING_SECONDS * 1000
+            )
+            if claimed:
+                return None
+            record: bytes | None = await batcher.command("GET", key)
+            if record is not None:
+                return record
+
+    async def finish(
+        self, key: str, fp: str, status: int, content_type: bytes, body: bytes
+    ) -> None:
+        head = b"%s %d %s\n" % (fp.encode(), status, content_type)
+        await self._engine.batcher.command("SET", key, head + body, "PX", self._ttl_ms)
+
+    async def abandon(self, key: str) -> None:
+        await self._engine.batcher.command("DEL", key)
+
+
+def bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        idem = next((v for k, v in scope["headers"] if k == HEADER), None)
+        if idem is None:
+            await self.app(scope, receive, send)
+            return
+        if not valid_key(idem):
+            detail = f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} visible ASCII characters"
+            extra: dict[str, object] = {"field": "Idempotency-Key"}
+            await send_problem(send, 422, "validation_error", "Invalid request", detail, extra)
+            return
+        services = scope["app"].state.services
+        token = bearer(scope)
+        principal = await services.auth.authenticate(token) if token else None
+        if principal is None:
+            await self.app(scope, receive, send)
+            return
+        body, receive = await _read_body(receive)
+        store: IdempotencyStore = services.idempotency
+        fp = request_fingerprint(scope["method"], scope["path"], scope["query_string"], body)
+        key = store.key(principal.key_id, idem)
+        record = await store.begin(key, fp)
+        if record is not None:
+            await _answer_from(record, fp, send)
+            return
+        await self._run_and_store(scope, receive, send, store, key, fp)
+
+    async def _run_and_store(
+        self, scope: Scope, receive: Receive, send: Send, store: IdempotencyStore, key: str, fp: str
+    ) -> None:
+        status = 0
+        content_type = b"application/json"
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status, content_type
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"content-type":
+                        content_type = value
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        except BaseException:
+            await store.abandon(key)
+            raise
+        if 200 <= status < 300:
+            await store.finish(key, fp, status, content_type, b"".join(chunks))
+        else:
+            await store.abandon(key)
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    return body, replay_body(body, receive)
+
+
+async def _answer_from(record: bytes, fp: str, send: Send) -> None:
+    head, _, body = record.partition(b"\n")
+    parts = head.split(b" ")
+    if parts[0].decode() != fp:
+        detail = "this Idempotency-Key was used with another request"
+        await send_problem(send, 409, "idempotency_mismatch", "Idempotency key reused", detail)
+        return
+    if parts[1] == _PENDING:
+        detail = "a request with this Idempotency-Key is still running: retry shortly"
+        await send_problem(send, 409, "invalid_state", "Request in progress", detail)
+        return
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", parts[2]),
+        (b"content-length", str(len(body)).encode()),
+        (b"idempotent-replayed", b"true"),
+    ]
+    start: dict[str, Any] = {
+        "type": "http.response.start",
+        "status": int(parts[1]),
+        "headers": headers,
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body})

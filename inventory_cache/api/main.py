@@ -1,0 +1,112 @@
+"""The app factory: routers, middlewares, error handlers and the lifespan. Nothing else.
+
+Another area adds its router with one line in `ROUTERS`. Middlewares are pure ASGI
+(no `BaseHTTPMiddleware`, which costs a task per request), outermost first: metrics,
+then the body guard (413/415), then `Idempotency-Key`.
+
+`uvicorn --factory inventory_cache.api.main:app_from_env` (what `inventory-cache serve`
+runs) builds the app from `INVENTORY_*` variables in every worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import Engine
+
+from inventory_cache.api import openapi, problems
+from inventory_cache.api.deps import Services
+from inventory_cache.api.guards import RequestGuard
+from inventory_cache.api.idempotency import IdempotencyMiddleware, IdempotencyStore
+from inventory_cache.api.ledger import Ledger
+from inventory_cache.api.metrics import Metrics, MetricsMiddleware
+from inventory_cache.api.nearcache import NearCache
+from inventory_cache.api.routes import (
+    availability,
+    movements,
+    ops,
+    reservations,
+    stock,
+    transfers,
+)
+from inventory_cache.apikeys import Authenticator
+from inventory_cache.connection import make_async_redis
+from inventory_cache.engine import StockEngine
+from inventory_cache.settings import Settings, get_settings
+
+ROUTERS: list[APIRouter] = [
+    ops.router,
+    availability.router,
+    stock.router,
+    movements.router,
+    reservations.router,
+    transfers.router,
+]
+
+DESCRIPTION = """Sellable stock per SKU and location, reserved atomically at checkout.
+
+Authenticate with `Authorization: Bearer <API key>` (`inventory-cache keys create`).
+Errors are `application/problem+json` with a machine-readable `code`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: StockEngine | None = None,
+    database: Engine | None = None,
+) -> FastAPI:
+    """The API. `engine` and `database` are built from `settings` unless given (tests);
+    what the app builds, it also closes."""
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            eng = engine
+            if eng is None:
+                client: Any = make_async_redis(settings)
+                stack.push_async_callback(client.aclose)
+                eng = StockEngine(client, settings)
+            db = database
+            if db is None:
+                from persistence.db import database_url, make_engine
+
+                db = make_engine(database_url(settings), pool_size=5, max_overflow=5)
+                stack.callback(db.dispose)
+            ledger = Ledger(db)
+            near_cache = NearCache(eng, max_staleness_ms=settings.near_cache_ms)
+            metrics.watch_near_cache(near_cache)
+            app.state.services = Services(
+                settings=settings,
+                engine=eng,
+                auth=Authenticator(ledger.find_key, cache_seconds=settings.api_key_cache_seconds),
+                near_cache=near_cache,
+                idempotency=IdempotencyStore(eng, settings.idempotency_key_ttl_seconds),
+                metrics=metrics,
+                ledger=ledger,
+            )
+            yield
+
+    app = FastAPI(
+        title="inventory-cache",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    for router in ROUTERS:
+        app.include_router(router)
+    problems.install(app)
+    openapi.install(app)
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    return create_app(get_settings())

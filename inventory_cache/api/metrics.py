@@ -1,0 +1,163 @@
+"""Prometheus metrics of one API process, and the pure ASGI middleware that counts requests.
+
+Each app owns its registry (tests build many apps in one process). Requests are labelled
+by route *template* (`/v1/reservations/{order_id}`), never by raw path, so cardinality
+stays bounded; a request no route matched is labelled `unmatched`. Worker lag is read
+from Redis at scrape time (`XINFO GROUPS` of every event stream), so it is right even
+when the worker runs elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.exceptions import ResponseError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inventory_cache.api.nearcache import NearCache
+from inventory_cache.engine import StockEngine
+
+T = TypeVar("T")
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "inventory_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "inventory_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.reservations = Counter(
+            "inventory_reservations",
+            "Reservation attempts by result (ok, insufficient_stock, other error).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.engine_calls = Histogram(
+            "inventory_engine_call_duration_seconds",
+            "Latency of engine operations (their Lua scripts, pipelined) as the API sees it.",
+            ["op"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.worker_lag = Gauge(
+            "inventory_worker_lag_events",
+            "Events in Redis streams not yet acknowledged by the write-behind worker.",
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        pair = self._children.get(key)
+        if pair is None:  # label lookups cost more than the increments: do them once
+            pair = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    async def timed(self, op: str, call: Awaitable[T]) -> T:
+        start = time.perf_counter()
+        try:
+            return await call
+        finally:
+            self.engine_calls.labels(op).observe(time.perf_counter() - start)
+
+    def watch_near_cache(self, cache: NearCache) -> None:
+        self.registry.register(_NearCacheCollector(cache))
+
+    async def render(self, engine: StockEngine) -> bytes:
+        self.worker_lag.set(await worker_lag(engine))
+        return generate_latest(self.registry)
+
+
+class _NearCacheCollector(Collector):
+    """The near-cache counts its own hits and misses (plain ints); scrapes read them."""
+
+    def __init__(self, cache: NearCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "inventory_near_cache_reads",
+            "Availability reads by near-cache outcome (a hit includes joining a pending read).",
+            labels=["outcome"],
+        )
+        family.add_metric(["hit"], self._cache.hits)
+        family.add_metric(["miss"], self._cache.misses)
+        yield family
+
+
+async def worker_lag(engine: StockEngine) -> int:
+    """Sum over event streams of the largest consumer-group lag (undelivered + unacked)."""
+    groups = list(engine.keys.all_groups())
+    replies = await engine.batcher.many(
+        [(None, ("XINFO", "GROUPS", engine.keys.events(g))) for g in groups]
+    )
+    total = 0
+    for reply in replies:
+        if isinstance(reply, ResponseError):  # no such stream yet: nothing to lag behind
+            continue
+        if isinstance(reply, BaseException):
+            raise reply
+        lags = []
+        for info in reply:
+            fields = _fields(info)
+            lags.append(int(fields.get("lag") or 0) + int(fields.get("pending") or 0))
+        total += max(lags, default=0)
+    return total
+
+
+def _fields(info: Any) -> dict[str, Any]:
+    """One group's XINFO entry, a map (RESP3, parsed) or a flat name/value list (RESP2)."""
+    pairs = info.items() if isinstance(info, dict) else zip(info[::2], info[1::2], strict=True)
+    return {k.decode() if isinstance(k, bytes) else str(k): v for k, v in pairs}
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request; a pure ASGI middleware (no per-request task)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe_request(
+                scope["method"], template, status, time.perf_counter() - start
+            )

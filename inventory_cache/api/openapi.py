@@ -1,0 +1,80 @@
+"""The OpenAPI document, completed with what the middlewares add to every route.
+
+Routes declare their own errors (`problem_responses`); this adds, once for all routes
+including those other areas add later: errors as `application/problem+json`, 413 and 415
+on every operation with a body, and the `Idempotency-Key` header (with its 409) on every
+POST. So the document stays true without each route repeating it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from inventory_cache.api.idempotency import MAX_KEY_LENGTH
+from inventory_cache.api.problems import DESCRIPTIONS, PROBLEM_JSON, Problem, example
+
+IDEMPOTENCY_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: the first 2xx answer is stored (24 h) and replayed, "
+    "with `Idempotent-Replayed: true`, to the same API key; the same key with another "
+    "request is 409 `idempotency_mismatch`.",
+    "schema": {"type": "string", "pattern": f"^[\\x21-\\x7e]{{1,{MAX_KEY_LENGTH}}}$"},
+}
+_MISMATCH = " Also `idempotency_mismatch`: the Idempotency-Key was used with another request."
+
+
+def _problem_content(content: dict[str, Any], status: int) -> dict[str, Any]:
+    """Error bodies are problem+json: move what FastAPI put under application/json."""
+    body = dict(content.pop("application/json", {}))
+    body.update(content.get(PROBLEM_JSON, {}))
+    body.setdefault("schema", {"$ref": "#/components/schemas/Problem"})
+    if status in DESCRIPTIONS:
+        body.setdefault("example", example(status))
+    return {PROBLEM_JSON: body, **{k: v for k, v in content.items() if k != PROBLEM_JSON}}
+
+
+def complete(schema: dict[str, Any]) -> dict[str, Any]:
+    for path_item in schema.get("paths", {}).values():
+        for method, op in path_item.items():
+            responses = op.setdefault("responses", {})
+            if "requestBody" in op:
+                for status in (413, 415):
+                    responses.setdefault(str(status), {"description": DESCRIPTIONS[status]})
+            if method == "post":
+                op.setdefault("parameters", []).append(dict(IDEMPOTENCY_PARAMETER))
+                conflict = responses.setdefault("409", {"description": DESCRIPTIONS[409]})
+                conflict["description"] = conflict["description"].rstrip() + _MISMATCH
+                if "422" not in responses:
+                    responses["422"] = {"description": DESCRIPTIONS[422]}
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = _problem_content(response.get("content", {}), int(status))
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault(
+        "Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    )
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return schema
+
+
+def install(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = complete(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                    tags=app.openapi_tags,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,215 @@
+"""Every error the API answers is `application/problem+json` (RFC 9457) with a `code`.
+
+The engine's typed errors carry their own code, status and title (`errors.py`); the
+errors only the HTTP layer can meet (a missing key, a body too large, an unknown route...)
+are added here as the same kind of typed error, so one handler renders them all. The
+body is `{"type", "title", "status", "detail", "code", ...extra}`; `type` is a URN naming
+the code, so clients can switch on either. A 405 has no code in SPEC's list and answers
+`method_not_allowed`; an unexpected failure answers 500 `internal_error` without details.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from inventory_cache.errors import InventoryError
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class Unauthorized(InventoryError):
+    code, status, title = "unauthorized", 401, "Unauthorized"
+
+
+class Forbidden(InventoryError):
+    code, status, title = "forbidden", 403, "Forbidden"
+
+
+class PayloadTooLarge(InventoryError):
+    code, status, title = "payload_too_large", 413, "Payload too large"
+
+
+class UnsupportedMediaType(InventoryError):
+    code, status, title = "unsupported_media_type", 415, "Unsupported media type"
+
+
+# Codes of the errors Starlette raises itself (routing, body parsing).
+_CODE_OF_STATUS = {
+    400: ("validation_error", "Invalid request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("validation_error", "Invalid request"),
+    429: ("rate_limited", "Too many requests"),
+    503: ("not_ready", "Service not ready"),
+}
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457). Some codes add members: `lines`, `errors`, `field`, `status`..."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["urn:inventory-cache:problem:not_found"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(examples=["not_found"])
+
+
+def problem_body(
+    status: int, code: str, title: str, detail: str, extra: dict[str, Any] | None = None
+) -> bytes:
+    body: dict[str, Any] = {
+        "type": f"urn:inventory-cache:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if extra:
+        body.update({k: v for k, v in extra.items() if k not in body})
+    return orjson.dumps(body)
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(
+        problem_body(status, code, title, detail, extra),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def problem_from(exc: InventoryError) -> Response:
+    status = exc.status if 400 <= exc.status < 600 else 500
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status >= 500 and status != 503:
+        log.error("internal error: %s", exc.detail)
+        return problem(500, "internal_error", "Internal error", "an internal error occurred")
+    return problem(status, exc.code, exc.title, exc.detail, exc.extra, headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+async def _on_inventory_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InventoryError)
+    return problem_from(exc)
+
+
+async def _on_validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "field": "body" if e["type"] == "json_invalid" else _field(e.get("loc", ())),
+            "message": str(e.get("msg", "")),
+            "type": e["type"],
+        }
+        for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": "", "message": "invalid request"}
+    detail = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    extra = {"field": first["field"], "errors": errors}
+    return problem(422, "validation_error", "Invalid request", detail, extra)
+
+
+async def _on_http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code, title = _CODE_OF_STATUS.get(exc.status_code, ("http_error", "HTTP error"))
+    status = 422 if exc.status_code == 400 else exc.status_code
+    return problem(status, code, title, str(exc.detail), headers=exc.headers)
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> Response:
+    """Starlette still logs the exception; the client learns nothing internal."""
+    return problem(500, "internal_error", "Internal error", "an internal error occurred")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(InventoryError, _on_inventory_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+_EXAMPLES: dict[int, tuple[str, str, str, dict[str, Any]]] = {
+    401: ("unauthorized", "Unauthorized", "missing or invalid API key", {}),
+    403: ("forbidden", "Forbidden", "this API key lacks the scope 'warehouse'", {}),
+    404: ("not_found", "Not found", "no reservation order-1001", {}),
+    409: (
+        "insufficient_stock",
+        "Insufficient stock",
+        "not enough stock for: SKU-1 (requested 2, available 1)",
+        {"lines": [{"sku": "SKU-1", "requested": 2, "available": 1}]},
+    ),
+    413: ("payload_too_large", "Payload too large", "the body exceeds 1048576 bytes", {}),
+    415: ("unsupported_media_type", "Unsupported media type", "send application/json", {}),
+    422: (
+        "validation_error",
+        "Invalid request",
+        "qty: Input should be a valid integer",
+        {
+            "field": "qty",
+            "errors": [
+                {"field": "qty", "message": "Input should be a valid integer", "type": "int_type"}
+            ],
+        },
+    ),
+    503: ("not_ready", "Stock cache not ready", "stock cache not loaded: run warmup", {}),
+}
+
+DESCRIPTIONS = {
+    401: "No API key, or an unknown or revoked one (`unauthorized`).",
+    403: "The API key lacks this route's scope (`forbidden`).",
+    404: "Unknown resource (`not_found`).",
+    409: "Conflict: `insufficient_stock`, `invalid_state` or `idempotency_mismatch`.",
+    413: "Body larger than the configured limit (`payload_too_large`).",
+    415: "Body is not JSON (`unsupported_media_type`).",
+    422: "Invalid input (`validation_error`): `field` names the first offending field.",
+    503: "Redis not loaded or unreachable (`not_ready`): retry after warmup.",
+}
+
+
+def example(status: int) -> dict[str, Any]:
+    code, title, detail, extra = _EXAMPLES[status]
+    return orjson.loads(problem_body(status, code, title, detail, extra))  # type: ignore[no-any-return]
+
+
+def problem_responses(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: its error statuses, each a Problem with an example.
+
+    `descriptions` overrides a status's text, keyed `s409="..."`.
+    """
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        out[status] = {
+            "model": Problem,
+            "description": descriptions.get(f"s{status}", DESCRIPTIONS[status]),
+            "content": {PROBLEM_JSON: {"example": example(status)}},
+        }
+    return out

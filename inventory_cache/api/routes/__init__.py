@@ -1,0 +1,1 @@
+"""One router per area of SPEC §5, each `APIRouter(prefix=..., tags=[...])`."""

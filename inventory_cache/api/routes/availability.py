@@ -1,0 +1,57 @@
+"""The product page's read: one round trip to Redis at most, usually none (near-cache)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
+
+from inventory_cache import validation as v
+from inventory_cache.api.deps import AvailabilityReader
+from inventory_cache.api.problems import problem_responses
+from inventory_cache.api.responses import json_bytes
+from inventory_cache.api.schemas import IDENT_PATTERN, AvailabilityBatchOut, AvailabilityOut, Ident
+
+router = APIRouter(prefix="/v1/availability", tags=["availability"])
+
+SkuPath = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["SKU-1"])
+]
+
+
+@router.get(
+    "/{sku}",
+    response_model=AvailabilityOut,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="Sellable units of one SKU",
+)
+async def availability(sku: SkuPath, request: Request, _: AvailabilityReader) -> Response:
+    """Available units in total and per location; an unknown SKU has 0 (`in_stock: false`).
+
+    May be up to `INVENTORY_NEAR_CACHE_MS` (default 250 ms) stale; a reservation always
+    checks live stock.
+    """
+    return json_bytes(await request.app.state.services.near_cache.one(sku))
+
+
+@router.get(
+    "",
+    response_model=AvailabilityBatchOut,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="Sellable units of several SKUs",
+)
+async def availability_batch(
+    request: Request,
+    _: AvailabilityReader,
+    sku: Annotated[
+        list[Ident],
+        Query(
+            min_length=1,
+            max_length=v.MAX_BATCH_SKUS,
+            description="Repeat for each SKU: `?sku=A&sku=B` (1 to 200).",
+        ),
+    ],
+) -> Response:
+    """`items` in request order, one per `sku` parameter; one Redis round trip per slot."""
+    return json_bytes(await request.app.state.services.near_cache.many(sku))

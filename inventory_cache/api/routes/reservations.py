@@ -1,0 +1,110 @@
+"""Checkout: lock stock for an order, then cancel it or ship it (SPEC §5).
+
+Every answer is read from the live state in Lua, never from the near-cache. Creating,
+cancelling and shipping are idempotent by `order_id`: a retry answers the first result
+(`Idempotent-Replayed: true`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from starlette.responses import Response
+
+from inventory_cache.api.deps import CheckoutKey, ServicesDep, WarehouseKey
+from inventory_cache.api.problems import problem_responses
+from inventory_cache.api.responses import json_response
+from inventory_cache.api.schemas import IDENT_PATTERN, ReservationIn, ReservationOut
+from inventory_cache.errors import InsufficientStock, InventoryError
+from inventory_cache.models import LineRequest
+
+router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
+
+OrderId = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["order-1001"])
+]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ReservationOut,
+    responses=problem_responses(
+        401,
+        403,
+        409,
+        422,
+        503,
+        s409="`insufficient_stock` (with `lines`: sku, requested, available), the "
+        "order id used with other lines (`idempotency_mismatch`), or an attempt for "
+        "this order still running (`invalid_state`).",
+    ),
+    summary="Reserve stock for an order: every line or none",
+)
+async def reserve(body: ReservationIn, services: ServicesDep, _: CheckoutKey) -> Response:
+    """A line without `location` is served by one location when one can cover it, in
+    `INVENTORY_LOCATION_PRIORITY` order, else split. Default TTL 900 s."""
+    lines = [LineRequest(ln.sku, ln.qty, ln.location) for ln in body.lines]
+    try:
+        res = await services.metrics.timed(
+            "reserve",
+            services.engine.reserve(
+                order_id=body.order_id, lines=lines, ttl_seconds=body.ttl_seconds
+            ),
+        )
+    except InsufficientStock:
+        services.metrics.reservations.labels("insufficient_stock").inc()
+        raise
+    except InventoryError:
+        services.metrics.reservations.labels("error").inc()
+        raise
+    services.metrics.reservations.labels("ok").inc()
+    return json_response(ReservationOut.of(res), 201, replayed=res.replayed)
+
+
+@router.get(
+    "/{order_id}",
+    response_model=ReservationOut,
+    responses=problem_responses(401, 403, 404, 422, 503),
+    summary="A reservation and its status",
+)
+async def get_reservation(order_id: OrderId, services: ServicesDep, _: CheckoutKey) -> Response:
+    """`status` is `active`, `cancelled`, `expired` (TTL passed) or `shipped`."""
+    return json_response(ReservationOut.of(await services.engine.get_reservation(order_id)))
+
+
+_SETTLE_ERRORS = problem_responses(
+    401,
+    403,
+    404,
+    409,
+    422,
+    503,
+    s409="The reservation is already in a state that forbids this (`invalid_state`, "
+    "with `status`).",
+)
+
+
+@router.post(
+    "/{order_id}/cancel",
+    response_model=ReservationOut,
+    responses=_SETTLE_ERRORS,
+    summary="Release the reservation's locks",
+)
+async def cancel(order_id: OrderId, services: ServicesDep, _: CheckoutKey) -> Response:
+    """→ `cancelled`; again → the same answer; after ship or expiry → 409 `invalid_state`."""
+    res = await services.metrics.timed("cancel", services.engine.cancel(order_id))
+    return json_response(ReservationOut.of(res), replayed=res.replayed)
+
+
+@router.post(
+    "/{order_id}/ship",
+    response_model=ReservationOut,
+    responses=_SETTLE_ERRORS,
+    summary="Ship the reserved units: on_hand and locked drop",
+)
+async def ship(order_id: OrderId, services: ServicesDep, _: WarehouseKey) -> Response:
+    """→ `shipped`; again → the same answer; after cancel or expiry → 409 `invalid_state`."""
+    res = await services.metrics.timed("ship", services.engine.ship(order_id))
+    return json_response(ReservationOut.of(res), replayed=res.replayed)

@@ -1,0 +1,377 @@
+"""Request and response bodies of SPEC §5, with the limits of `validation.py` in the schema.
+
+Request bodies are strict: unknown fields are refused and integers must be JSON integers
+(`1.5`, `"3"` and `true` are 422), so the OpenAPI document tells clients exactly what is
+accepted. The engine checks the same rules again; these models are the first gate and
+the documentation.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from inventory_cache import validation as v
+from inventory_cache.models import Level, Reservation, Transfer
+
+IDENT_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+
+Ident = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["SKU-1"])
+]
+Qty = Annotated[int, Field(strict=True, ge=1, le=v.MAX_QTY, examples=[2])]
+Count = Annotated[int, Field(strict=True, ge=0, le=v.MAX_ON_HAND)]
+
+
+def iso_utc(ms: int) -> str:
+    """Milliseconds since the epoch as ISO-8601 UTC, `2026-11-22T10:15:00.000Z`."""
+    return iso_datetime(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def iso_datetime(dt: datetime) -> str:
+    """ISO-8601 UTC with a `Z`; a naive time (SQLite, the demo) is taken as UTC."""
+    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return dt.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+class StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_explicit_nulls(cls, data: Any) -> Any:
+        """An optional field is omitted, never `null`: the schema admits no null anywhere."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                if value is None and name in cls.model_fields:
+                    raise ValueError(f"{name} must be omitted rather than null")
+        return data
+
+
+# ---------------------------------------------------------------------------- requests
+class InboundIn(StrictBody):
+    """Goods received at a location (a purchase order, a delivery note)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"ref": "PO-1001", "sku": "SKU-1", "location": "north", "qty": 10}]
+        }
+    )
+
+    ref: Ident
+    sku: Ident
+    location: Ident
+    qty: Qty
+
+
+class AdjustmentIn(StrictBody):
+    """A correction of on_hand: `delta`, or a count `set_on_hand`; exactly one of them.
+
+    `expected_on_hand` turns it into a compare-and-set: refused with 409 `invalid_state`
+    when on_hand is not what the counter saw.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [{"required": ["delta"]}, {"required": ["set_on_hand"]}],
+            "examples": [
+                {
+                    "ref": "ADJ-7",
+                    "sku": "SKU-1",
+                    "location": "north",
+                    "delta": -2,
+                    "reason": "damage",
+                },
+                {
+                    "ref": "CNT-3",
+                    "sku": "SKU-1",
+                    "location": "north",
+                    "set_on_hand": 42,
+                    "expected_on_hand": 40,
+                    "reason": "count",
+                },
+            ],
+        }
+    )
+
+    ref: Ident
+    sku: Ident
+    location: Ident
+    reason: Literal["damage", "loss", "found", "count", "correction", "reconcile"]
+    delta: (
+        Annotated[
+            int,
+            Field(
+                strict=True,
+                ge=-v.MAX_QTY,
+                le=v.MAX_QTY,
+                json_schema_extra={"not": {"const": 0}},
+            ),
+        ]
+        | SkipJsonSchema[None]
+    ) = None
+    set_on_hand: Count | SkipJsonSchema[None] = None
+    expected_on_hand: Count | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def _one_change(self) -> AdjustmentIn:
+        if (self.delta is None) == (self.set_on_hand is None):
+            raise ValueError("give exactly one of delta and set_on_hand")
+        if self.delta == 0:
+            raise ValueError("delta must not be 0")
+        return self
+
+
+class ReturnIn(StrictBody):
+    """A customer return; `restock: false` records it without adding to on_hand."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"ref": "RMA-9", "sku": "SKU-1", "location": "north", "qty": 1, "restock": True}
+            ]
+        }
+    )
+
+    ref: Ident
+    sku: Ident
+    location: Ident
+    qty: Qty
+    restock: bool
+
+
+class LineIn(StrictBody):
+    sku: Ident
+    qty: Qty
+    location: Ident | SkipJsonSchema[None] = None
+
+
+class ReservationIn(StrictBody):
+    """Lock stock for an order; a line without `location` gets one chosen by priority."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "order-1001",
+                    "lines": [{"sku": "SKU-1", "qty": 2}, {"sku": "SKU-2", "qty": 1}],
+                    "ttl_seconds": 900,
+                }
+            ]
+        }
+    )
+
+    order_id: Ident
+    lines: list[LineIn] = Field(min_length=1, max_length=v.MAX_LINES)
+    ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=30 * 86400)] | SkipJsonSchema[None] = (
+        None
+    )
+
+
+class TransferIn(StrictBody):
+    """Move stock between locations: locks at the source until shipped or cancelled."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": "TR-55",
+                    "sku": "SKU-1",
+                    "from_location": "north",
+                    "to_location": "south",
+                    "qty": 100,
+                }
+            ]
+        }
+    )
+
+    transfer_id: Ident
+    sku: Ident
+    from_location: Ident
+    to_location: Ident
+    qty: Qty
+
+
+# ---------------------------------------------------------------------------- responses
+class AvailabilityOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sku": "SKU-1",
+                    "available": 12,
+                    "in_stock": True,
+                    "locations": {"north": 9, "south": 3},
+                }
+            ]
+        }
+    )
+
+    sku: str
+    available: int = Field(ge=0)
+    in_stock: bool
+    locations: dict[str, int]
+
+
+class AvailabilityBatchOut(BaseModel):
+    items: list[AvailabilityOut]
+
+
+class LevelOut(BaseModel):
+    """The levels of one (sku, location) after a change."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sku": "SKU-1",
+                    "location": "north",
+                    "on_hand": 10,
+                    "locked": 1,
+                    "safety_stock": 0,
+                    "available": 9,
+                }
+            ]
+        }
+    )
+
+    sku: str
+    location: str
+    on_hand: int
+    locked: int
+    safety_stock: int
+    available: int = Field(ge=0)
+
+    @classmethod
+    def of(cls, lv: Level) -> dict[str, Any]:
+        return {
+            "sku": lv.sku,
+            "location": lv.location,
+            "on_hand": lv.on_hand,
+            "locked": lv.locked,
+            "safety_stock": lv.safety_stock,
+            "available": lv.available,
+        }
+
+
+class Levels(BaseModel):
+    on_hand: int
+    locked: int
+    safety_stock: int
+    available: int = Field(ge=0)
+
+
+class StockOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sku": "SKU-1",
+                    "locations": {
+                        "north": {"on_hand": 10, "locked": 1, "safety_stock": 0, "available": 9}
+                    },
+                }
+            ]
+        }
+    )
+
+    sku: str
+    locations: dict[str, Levels]
+
+
+class LineOut(BaseModel):
+    sku: str
+    qty: int
+    location: str
+
+
+class ReservationOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "order-1001",
+                    "status": "active",
+                    "expires_at": "2026-11-22T10:15:00.000Z",
+                    "lines": [{"sku": "SKU-1", "qty": 2, "location": "north"}],
+                }
+            ]
+        }
+    )
+
+    order_id: str
+    status: Literal["active", "cancelled", "expired", "shipped"]
+    expires_at: datetime
+    lines: list[LineOut]
+
+    @classmethod
+    def of(cls, r: Reservation) -> dict[str, Any]:
+        return {
+            "order_id": r.order_id,
+            "status": r.status,
+            "expires_at": iso_utc(r.expires_at),
+            "lines": [{"sku": ln.sku, "qty": ln.qty, "location": ln.location} for ln in r.lines],
+        }
+
+
+class TransferOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": "TR-55",
+                    "status": "requested",
+                    "sku": "SKU-1",
+                    "from_location": "north",
+                    "to_location": "south",
+                    "qty": 100,
+                }
+            ]
+        }
+    )
+
+    transfer_id: str
+    status: Literal["requested", "in_transit", "received", "cancelled"]
+    sku: str
+    from_location: str
+    to_location: str
+    qty: int
+
+    @classmethod
+    def of(cls, t: Transfer) -> dict[str, Any]:
+        return {
+            "transfer_id": t.transfer_id,
+            "status": t.status,
+            "sku": t.sku,
+            "from_location": t.from_location,
+            "to_location": t.to_location,
+            "qty": t.qty,
+        }
+
+
+class Status(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class MovementOut(BaseModel):
+    """One ledger row: the change of one (sku, location) by one operation."""
+
+    id: int = Field(description="Recording order; pass as `before` to page back.")
+    op_id: str = Field(examples=["reserve:order-1001:3f2a9c0d1b2e"])
+    sku: str
+    location: str
+    type: str = Field(examples=["reserve"])
+    reason: str
+    ref: str
+    delta_on_hand: int
+    delta_locked: int
+    on_hand_after: int
+    locked_after: int
+    created_at: datetime
+
+
+class MovementsOut(BaseModel):
+    items: list[MovementOut]

@@ -1,0 +1,133 @@
+"""Fixtures of the HTTP API tests: the app on real Redis and PostgreSQL, one key per
+scope, and a real uvicorn server in a subprocess.
+
+Each test gets its own Redis key prefix (conftest); each test module its own migrated
+PostgreSQL database (tests/pg.py), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from inventory_cache.api.main import create_app
+from inventory_cache.apikeys import SCOPES, create_key
+from inventory_cache.engine import StockEngine
+from persistence.db import make_engine
+from tests.conftest import REDIS_URL, make_settings
+from tests.pg import fresh_database
+
+CLI = str(Path(sys.executable).parent / "inventory-cache")
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    engine: StockEngine
+    db: Engine
+    keys: dict[str, str]
+
+    def auth(self, scope: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[scope]}"}
+
+
+@dataclass
+class Database:
+    url: str
+    engine: Engine
+    keys: dict[str, str]  # one key per scope, each holding only that scope
+
+
+@pytest.fixture(scope="module")
+def api_database() -> Iterator[Database]:
+    with fresh_database() as url:
+        db = make_engine(url)
+        keys = {scope: create_key(db, name=scope, scopes=[scope])[0] for scope in SCOPES}
+        yield Database(url, db, keys)
+        db.dispose()
+
+
+async def start_api(
+    client: Any, prefix: str, database: Database, **settings: Any
+) -> tuple[Any, StockEngine]:
+    """An app on its own prefix, every slot group marked ready (as after warmup)."""
+    cfg = make_settings(prefix, **settings)
+    engine = StockEngine(client, cfg)
+    await engine.mark_ready()
+    return create_app(cfg, engine=engine, database=database.engine), engine
+
+
+@pytest.fixture
+async def api(real_redis: Any, prefix: str, api_database: Database) -> AsyncIterator[Api]:
+    app, engine = await start_api(real_redis, prefix, api_database)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield Api(client, engine, api_database.engine, api_database.keys)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def server_env(prefix: str, database_url: str, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "INVENTORY_REDIS_URL": REDIS_URL,
+        "INVENTORY_REDIS_PREFIX": prefix,
+        "INVENTORY_SLOT_GROUPS": "16",
+        "INVENTORY_DATABASE_URL": database_url,
+        "INVENTORY_LOCATION_PRIORITY": "north,south",
+    }
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def uvicorn_server(env: dict[str, str], *args: str) -> Iterator[str]:
+    """`inventory-cache serve` on a free loopback port; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                pytest.fail(f"uvicorn did not start: {err[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
