@@ -198,7 +198,7 @@ def serve(sim: WmsSimulator, host: str = "127.0.0.1", port: int = 0) -> Threadin
             """Quiet: a reconciliation every minute is not worth a log line each."""
 
     server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="wms-sim").start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True, name="wms-sim").start()
     return server
 
 

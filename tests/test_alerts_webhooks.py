@@ -1,0 +1,159 @@
+"""Webhooks: signed, retried with backoff on failure, never sent off the allowlist."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+import pytest
+
+from inventory_cache.errors import ValidationError
+from inventory_cache.webhooks import WebhookSender, check_url, verify
+
+SECRET = "s3cret"
+
+
+class Receiver:
+    """A loopback HTTP server that records what it is sent and answers a scripted status."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.statuses: list[int] = []  # answered in turn; 200 once exhausted
+        self.redirect_to: str | None = None
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.calls.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                status = outer.statuses.pop(0) if outer.statuses else 200
+                self.send_response(status)
+                if outer.redirect_to:
+                    self.send_header("Location", outer.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Silent: the test reads `calls` instead."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [orjson.loads(c["body"]) for c in self.calls]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def sender(**kw: Any) -> tuple[WebhookSender, list[float]]:
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    kw.setdefault("allowed_hosts", ["127.0.0.1"])
+    kw.setdefault("secret", SECRET)
+    return WebhookSender(sleep=record, backoff_s=0.5, **kw), waits
+
+
+async def test_a_delivery_is_signed_so_the_receiver_can_verify_it(receiver: Receiver) -> None:
+    s, _ = sender()
+
+    ok = await s.send(f"{receiver.url}/hook", "alert.raised", {"sku": "A"}, "d-1")
+
+    assert ok is True
+    (call,) = receiver.calls
+    assert call["path"] == "/hook"
+    assert call["headers"]["X-Inventory-Delivery"] == "d-1"
+    assert call["headers"]["X-Inventory-Event"] == "alert.raised"
+    assert verify(SECRET, call["headers"]["X-Inventory-Signature"], call["body"])
+    assert not verify("other", call["headers"]["X-Inventory-Signature"], call["body"])
+    assert not verify(SECRET, call["headers"]["X-Inventory-Signature"], call["body"] + b" ")
+    assert orjson.loads(call["body"]) == {"event": "alert.raised", "delivery_id": "d-1", "sku": "A"}
+
+
+async def test_failures_are_retried_with_doubling_waits_until_accepted(receiver: Receiver) -> None:
+    receiver.statuses = [503, 500, 429]
+    s, waits = sender(attempts=4)
+
+    assert await s.send(receiver.url, "e", {}, "d-2") is True
+
+    assert len(receiver.calls) == 4
+    assert waits == [0.5, 1.0, 2.0]
+    assert {c["headers"]["X-Inventory-Delivery"] for c in receiver.calls} == {"d-2"}
+
+
+async def test_delivery_gives_up_after_its_attempts_and_on_a_refusal(receiver: Receiver) -> None:
+    receiver.statuses = [503, 503, 503, 400]
+    s, waits = sender(attempts=3)
+
+    assert await s.send(receiver.url, "e", {}, "d-3") is False
+    assert await s.send(receiver.url, "e", {}, "d-4") is False  # 400: not retried
+
+    assert len(receiver.calls) == 4
+    assert waits == [0.5, 1.0]
+
+
+async def test_an_unreachable_receiver_is_retried_then_given_up() -> None:
+    s, waits = sender(attempts=2, timeout_s=1)
+
+    assert await s.send("http://127.0.0.1:9/hook", "e", {}, "d-5") is False
+    assert waits == [0.5]
+
+
+async def test_redirects_are_not_followed(receiver: Receiver) -> None:
+    other = Receiver()
+    try:
+        receiver.statuses = [302]
+        receiver.redirect_to = f"{other.url}/elsewhere"
+        s, _ = sender(attempts=1)
+
+        assert await s.send(receiver.url, "e", {}, "d-6") is False
+        assert other.calls == []
+    finally:
+        other.close()
+
+
+async def test_a_host_off_the_allowlist_is_never_called(receiver: Receiver) -> None:
+    s, _ = sender(allowed_hosts=["hooks.example.com"])
+
+    assert await s.send(receiver.url, "e", {}, "d-7") is False
+    assert receiver.calls == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost:6379/",
+        "ftp://hooks.example.com/x",
+        "https://user:pw@hooks.example.com/x",
+        "https://hooks.example.com.evil.net/x",
+        "https://example.com/x",
+        "https://hooks.example.com:notaport/x",
+        "not a url",
+    ],
+)
+def test_urls_outside_the_allowlist_are_refused(url: str) -> None:
+    with pytest.raises(ValidationError):
+        check_url(url, ["hooks.example.com", ".shop.example.org"])
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hooks.example.com/x", "http://a.shop.example.org:8443/back-in-stock"]
+)
+def test_urls_on_the_allowlist_are_accepted(url: str) -> None:
+    assert check_url(url, ["hooks.example.com", ".shop.example.org"]) == url
