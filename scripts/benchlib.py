@@ -1,0 +1,73 @@
+"""Helpers shared by the benchmark scripts: loopback guard, percentiles, scratch databases.
+
+The scripts import this as a sibling module (Python puts a script's own directory first
+on `sys.path`), so each stays runnable as `python scripts/<name>.py`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
+
+
+def require_loopback(url: str) -> None:
+    """Refuse any target that is not this machine: load is only ever sent over loopback."""
+    host = urlsplit(url).hostname
+    if host is None:
+        raise SystemExit(f"no host in {url!r}")
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        raise SystemExit(f"cannot resolve {host!r}: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_loopback:
+            raise SystemExit(f"{url!r} resolves to {address}: only loopback targets are allowed")
+
+
+def percentile(sorted_samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending sequence (0.0 when it is empty)."""
+    if not sorted_samples:
+        return 0.0
+    rank = max(0, min(len(sorted_samples) - 1, round(q / 100 * len(sorted_samples)) - 1))
+    return sorted_samples[rank]
+
+
+def latency_summary(samples_ms: Iterable[float]) -> dict[str, float]:
+    s = sorted(samples_ms)
+    return {f"p{q}": round(percentile(s, q), 2) for q in (50, 95, 99)}
+
+
+def plain_dsn(dsn: str) -> str:
+    return dsn.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def sibling_database(admin_dsn: str, name: str) -> str:
+    """The URL of database `name` on the server of `admin_dsn`."""
+    base, _, _ = plain_dsn(admin_dsn).partition("?")
+    return base.rpartition("/")[0] + "/" + name
+
+
+def recreate_database(admin_dsn: str, name: str) -> str:
+    """Drop and create database `name` (a benchmark's scratch space); returns its URL."""
+    import psycopg  # here, not at the top: load workers import this module and start fast
+
+    with psycopg.connect(plain_dsn(admin_dsn), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return sibling_database(admin_dsn, name)
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(plain_dsn(admin_dsn), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
