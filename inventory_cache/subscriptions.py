@@ -1,0 +1,164 @@
+"""Back in stock: "notify me when available" on a sold-out product page, notified once.
+
+A subscription names a SKU and either a `webhook_url` (called directly; its host must be
+on the allowlist) or a `subscriber_id` that the shop passes on (delivered to the shop's
+own `INVENTORY_NOTIFY_WEBHOOK_URL`, which resolves the id to a customer). It is pending
+while `notified_at` is empty.
+
+Each tick looks up the availability of the SKUs with pending subscriptions and, for those
+available again, claims their subscriptions in one `UPDATE ... WHERE notified_at IS NULL
+RETURNING` before sending anything: of two schedulers (or a retried tick) only one claims
+a row, so nobody is notified twice. A claimed subscription is then delivered with the
+webhook sender's retries; one whose receiver stays down through all of them is not tried
+again (at most once after the claim; the shop sees `notified_at` and can re-subscribe).
+
+A subscription made while its SKU is in stock (the page was stale) is notified at the
+next tick: the subscriber asked to hear when they can buy it, and they can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from inventory_cache import validation as v
+from inventory_cache.engine import StockEngine
+from inventory_cache.errors import ValidationError
+from inventory_cache.webhooks import WebhookSender, check_url
+from persistence.models import Subscription
+
+log = logging.getLogger(__name__)
+
+MAX_SKUS_PER_TICK = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    subscription_id: int
+    sku: str
+    available: int
+    webhook_url: str | None
+    subscriber_id: str | None
+    delivered: bool
+
+
+def create_subscription(
+    session: Session,
+    *,
+    sku: str,
+    webhook_url: str | None = None,
+    subscriber_id: str | None = None,
+    allowed_hosts: Sequence[str] = (),
+) -> tuple[Subscription, bool]:
+    """Store a subscription; the same pending (sku, target) again returns the first one.
+
+    Returns:
+        The subscription and whether it was created by this call.
+    Raises:
+        ValidationError: a bad SKU, not exactly one target, or a host off the allowlist.
+    """
+    v.ident(sku, "sku")
+    if (webhook_url is None) == (subscriber_id is None):
+        raise ValidationError("give exactly one of webhook_url and subscriber_id", field="sku")
+    if webhook_url is not None:
+        check_url(webhook_url, allowed_hosts)
+    if subscriber_id is not None:
+        v.ident(subscriber_id, "subscriber_id")
+    existing = session.scalars(
+        select(Subscription).where(
+            Subscription.sku == sku,
+            Subscription.notified_at.is_(None),
+            Subscription.webhook_url.is_(None)
+            if webhook_url is None
+            else Subscription.webhook_url == webhook_url,
+            Subscription.subscriber_id.is_(None)
+            if subscriber_id is None
+            else Subscription.subscriber_id == subscriber_id,
+        )
+    ).first()
+    if existing is not None:
+        return existing, False
+    sub = Subscription(sku=sku, webhook_url=webhook_url, subscriber_id=subscriber_id)
+    session.add(sub)
+    session.commit()
+    return sub, True
+
+
+class BackInStock:
+    def __init__(
+        self,
+        engine: StockEngine,
+        sessions: sessionmaker[Session],
+        *,
+        sender: WebhookSender | None = None,
+        notify_url: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.sender = sender
+        self.notify_url = notify_url
+
+    def _pending_skus(self) -> list[str]:
+        with self.sessions() as s:
+            return list(
+                s.scalars(
+                    select(Subscription.sku)
+                    .where(Subscription.notified_at.is_(None))
+                    .distinct()
+                    .order_by(Subscription.sku)
+                    .limit(MAX_SKUS_PER_TICK)
+                )
+            )
+
+    def _claim(self, skus: Sequence[str]) -> list[Subscription]:
+        with self.sessions() as s:
+            rows = list(
+                s.scalars(
+                    update(Subscription)
+                    .where(Subscription.sku.in_(skus), Subscription.notified_at.is_(None))
+                    .values(notified_at=datetime.now(UTC))
+                    .returning(Subscription)
+                )
+            )
+            s.commit()
+            return rows
+
+    async def tick(self) -> list[Notification]:
+        """Notify the subscribers of every SKU that is available again; each exactly once."""
+        skus = await asyncio.to_thread(self._pending_skus)
+        available: dict[str, int] = {}
+        for i in range(0, len(skus), 200):
+            for a in await self.engine.availability_many(skus[i : i + 200]):
+                if a.in_stock:
+                    available[a.sku] = a.available
+        if not available:
+            return []
+        claimed = await asyncio.to_thread(self._claim, sorted(available))
+        delivered = await asyncio.gather(
+            *(self._deliver(sub, available[sub.sku]) for sub in claimed)
+        )
+        return [
+            Notification(
+                sub.id, sub.sku, available[sub.sku], sub.webhook_url, sub.subscriber_id, ok
+            )
+            for sub, ok in zip(claimed, delivered, strict=True)
+        ]
+
+    async def _deliver(self, sub: Subscription, available: int) -> bool:
+        url = sub.webhook_url or self.notify_url
+        if self.sender is None or url is None:
+            log.info("subscription %s of %s notified (no webhook to call)", sub.id, sub.sku)
+            return False
+        payload = {
+            "subscription_id": sub.id,
+            "sku": sub.sku,
+            "available": available,
+            "subscriber_id": sub.subscriber_id,
+        }
+        return await self.sender.send(url, "back_in_stock", payload, f"bis-{sub.id}")
