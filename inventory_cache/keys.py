@@ -58,6 +58,10 @@ class Keys:
     def transfer_index(self, transfer_id: str) -> str:
         return f"{self.tag(self.group_of(transfer_id))}:ti:{transfer_id}"
 
+    def barcode(self, gtin: str) -> str:
+        """Cached SKU of a barcode (GTIN-14), in the code's own group (barcodes.py)."""
+        return f"{self.tag(self.group_of(gtin))}:bc:{gtin}"
+
     # global
     def dead_letters(self) -> str:
         return f"{self.prefix}:dead"
