@@ -34,6 +34,7 @@ CLI = str(Path(sys.executable).parent / "inventory-cache")
 
 @dataclass
 class Api:
+    app: Any
     client: httpx.AsyncClient
     engine: StockEngine
     db: Engine
@@ -75,7 +76,7 @@ async def api(real_redis: Any, prefix: str, api_database: Database) -> AsyncIter
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield Api(client, engine, api_database.engine, api_database.keys)
+            yield Api(app, client, engine, api_database.engine, api_database.keys)
 
 
 def free_port() -> int:

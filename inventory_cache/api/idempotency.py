@@ -28,6 +28,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inventory_cache.api.guards import replay_body, send_problem
+from inventory_cache.api.problems import UNAVAILABLE
 from inventory_cache.engine import StockEngine
 
 HEADER = b"idempotency-key"
@@ -113,16 +114,21 @@ class IdempotencyMiddleware:
             await send_problem(send, 422, "validation_error", "Invalid request", detail, extra)
             return
         services = scope["app"].state.services
-        token = bearer(scope)
-        principal = await services.auth.authenticate(token) if token else None
-        if principal is None:
-            await self.app(scope, receive, send)
-            return
-        body, receive = await _read_body(receive)
         store: IdempotencyStore = services.idempotency
+        token = bearer(scope)
+        body, receive = await _read_body(receive)
         fp = request_fingerprint(scope["method"], scope["path"], scope["query_string"], body)
-        key = store.key(principal.key_id, idem)
-        record = await store.begin(key, fp)
+        try:
+            principal = await services.auth.authenticate(token) if token else None
+            if principal is None:
+                await self.app(scope, receive, send)
+                return
+            key = store.key(principal.key_id, idem)
+            record = await store.begin(key, fp)
+        except UNAVAILABLE:
+            detail = "a backing store is unreachable: retry shortly"
+            await send_problem(send, 503, "not_ready", "Service not ready", detail)
+            return
         if record is not None:
             await _answer_from(record, fp, send)
             return

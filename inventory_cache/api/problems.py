@@ -18,12 +18,17 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from inventory_cache.errors import InventoryError
 
 PROBLEM_JSON = "application/problem+json"
+# A backing store that cannot be reached: 503 `not_ready`, never a 500.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OperationalError)
 log = logging.getLogger(__name__)
 
 
@@ -145,6 +150,13 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
     return problem(status, code, title, str(exc.detail), headers=exc.headers)
 
 
+async def _on_unavailable(_: Request, exc: Exception) -> Response:
+    """Redis or PostgreSQL unreachable: the client may retry, as after a failover."""
+    log.warning("backing store unavailable: %r", exc)
+    detail = "a backing store is unreachable: retry shortly"
+    return problem(503, "not_ready", "Service not ready", detail)
+
+
 async def _on_unexpected(_: Request, exc: Exception) -> Response:
     """Starlette still logs the exception; the client learns nothing internal."""
     return problem(500, "internal_error", "Internal error", "an internal error occurred")
@@ -154,6 +166,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(InventoryError, _on_inventory_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_error)
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, _on_unavailable)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

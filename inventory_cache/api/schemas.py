@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from inventory_cache import validation as v
@@ -40,15 +40,13 @@ def iso_datetime(dt: datetime) -> str:
 class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _no_explicit_nulls(cls, data: Any) -> Any:
+    def _no_nulls(cls, value: Any, info: ValidationInfo) -> Any:
         """An optional field is omitted, never `null`: the schema admits no null anywhere."""
-        if isinstance(data, dict):
-            for name, value in data.items():
-                if value is None and name in cls.model_fields:
-                    raise ValueError(f"{name} must be omitted rather than null")
-        return data
+        if value is None:
+            raise ValueError(f"{info.field_name} must not be null (omit an optional field)")
+        return value
 
 
 # ---------------------------------------------------------------------------- requests

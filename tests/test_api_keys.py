@@ -1,0 +1,203 @@
+"""API keys: high-entropy, recognisable, stored only as a hash, verified through a short
+cache, revocable; `inventory-cache keys ...` for operators; public availability reads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from inventory_cache.api.main import create_app
+from inventory_cache.apikeys import (
+    Authenticator,
+    StoredKey,
+    create_key,
+    find_key,
+    list_keys,
+    parse_scopes,
+    revoke_key,
+)
+from inventory_cache.engine import StockEngine
+from persistence.db import make_engine
+from tests import api_support
+from tests.api_support import CLI, Api, Database
+from tests.conftest import make_settings
+from tests.pg import fresh_database
+
+api, api_database = api_support.api, api_support.api_database  # the fixtures
+
+
+@pytest.fixture
+def db() -> Iterator[Engine]:
+    with fresh_database() as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
+
+
+def test_keys_are_long_random_prefixed_and_stored_only_as_their_hash(db: Engine) -> None:
+    made = [create_key(db, name=f"k{i}", scopes=["read"]) for i in range(3)]
+
+    with db.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM api_keys")).mappings().all()
+    stored = json.dumps([{k: str(v) for k, v in r.items()} for r in rows])
+    for plain, record in made:
+        assert plain.startswith("invk_") and len(plain) == 48
+        assert plain not in stored and plain.removeprefix("invk_") not in stored
+        assert record.key_hash == hashlib.sha256(plain.encode()).hexdigest()
+    assert len({p for p, _ in made}) == 3
+    assert {r["key_hash"] for r in rows} == {r.key_hash for _, r in made}
+    assert {r["scopes"] for r in rows} == {"read"}
+
+
+def test_scopes_are_checked_and_kept_in_a_canonical_order(db: Engine) -> None:
+    _, record = create_key(db, name="k", scopes=parse_scopes("warehouse, read"))
+    with db.connect() as conn:
+        (scopes,) = conn.execute(text("SELECT scopes FROM api_keys")).one()
+
+    assert scopes == "read,warehouse" and record.scopes == {"read", "warehouse"}
+    for bad in ("", "read,root", "Read"):
+        with pytest.raises(ValueError, match="scopes must be"):
+            parse_scopes(bad)
+
+
+def test_find_revoke_and_list_never_show_the_secret(db: Engine) -> None:
+    plain, record = create_key(db, name="till-7", scopes=["checkout"])
+    digest = hashlib.sha256(plain.encode()).hexdigest()
+
+    found = find_key(db, digest)
+    assert found is not None and found.id == record.id and found.last_used_at is not None
+    assert revoke_key(db, record.id) is True
+    first_revocation = find_key(db, digest)
+    assert revoke_key(db, record.id) is True
+    assert revoke_key(db, "key_missing") is False
+    again = find_key(db, digest)
+
+    assert first_revocation is not None and again is not None
+    assert again.revoked_at == first_revocation.revoked_at is not None
+    (listed,) = list_keys(db)
+    assert listed.name == "till-7" and plain not in repr(listed)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_verified_keys_are_cached_so_revocation_lands_within_the_ttl(db: Engine) -> None:
+    plain, record = create_key(db, name="k", scopes=["read"])
+    lookups: list[str] = []
+
+    async def find(key_hash: str) -> StoredKey | None:
+        lookups.append(key_hash)
+        return find_key(db, key_hash)
+
+    clock = Clock()
+    auth = Authenticator(find, cache_seconds=5, clock=clock)
+
+    first = await auth.authenticate(plain)
+    assert first is not None and first.scopes == {"read"} and first.key_id == record.id
+    revoke_key(db, record.id)
+    clock.t += 4.9
+    assert await auth.authenticate(plain) == first  # cached: PostgreSQL not asked
+    assert len(lookups) == 1
+    clock.t += 0.2
+    assert await auth.authenticate(plain) is None
+    assert len(lookups) == 2
+
+
+async def test_malformed_tokens_never_reach_the_database() -> None:
+    lookups: list[str] = []
+
+    async def find(key_hash: str) -> StoredKey | None:
+        lookups.append(key_hash)
+        return None
+
+    auth = Authenticator(find)
+    for token in ("", "secret", "invk_short", "xxxx_" + "a" * 43, "invk_" + "a" * 44):
+        assert await auth.authenticate(token) is None
+    assert lookups == []
+    assert await auth.authenticate("invk_" + "a" * 43) is None
+    assert await auth.authenticate("invk_" + "a" * 43) is None
+    assert len(lookups) == 1  # unknown keys are cached too
+
+
+async def test_a_revoked_key_gets_401_over_http(
+    real_redis: Any, prefix: str, api_database: Database
+) -> None:
+    plain, record = create_key(api_database.engine, name="short-lived", scopes=["read"])
+    settings = make_settings(prefix, api_key_cache_seconds=0)
+    engine = StockEngine(real_redis, settings)
+    await engine.mark_ready()
+    app = create_app(settings, engine=engine, database=api_database.engine)
+    headers = {"Authorization": f"Bearer {plain}"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            before = await c.get("/v1/availability/A", headers=headers)
+            revoke_key(api_database.engine, record.id)
+            after = await c.get("/v1/availability/A", headers=headers)
+
+    assert before.status_code == 200
+    assert after.status_code == 401 and after.json()["code"] == "unauthorized"
+
+
+async def test_public_reads_open_availability_only(
+    real_redis: Any, prefix: str, api_database: Database
+) -> None:
+    settings = make_settings(prefix, public_reads=True)
+    engine = StockEngine(real_redis, settings)
+    await engine.mark_ready()
+    app = create_app(settings, engine=engine, database=api_database.engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            one = await c.get("/v1/availability/A")
+            batch = await c.get("/v1/availability?sku=A")
+            bad_key = await c.get("/v1/availability/A", headers={"Authorization": "Bearer nope"})
+            stock = await c.get("/v1/stock/A")
+
+    assert one.status_code == 200 and batch.status_code == 200
+    assert bad_key.status_code == 401  # a key that is sent must be valid
+    assert stock.status_code == 401
+
+
+async def test_without_public_reads_availability_needs_a_key(api: Api) -> None:
+    assert (await api.client.get("/v1/availability/A")).status_code == 401
+
+
+def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = api_support.server_env("unused", database_url)
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_prints_the_new_key_alone_then_lists_and_revokes(db: Engine) -> None:
+    url = db.url.render_as_string(hide_password=False)
+
+    created = _cli(url, "keys", "create", "--scopes", "read,checkout", "--name", "shop")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert created.stdout == key + "\n" and key.startswith("invk_")
+    (record,) = list_keys(db)
+    assert record.key_hash == hashlib.sha256(key.encode()).hexdigest()
+    assert record.scopes == {"read", "checkout"} and record.name == "shop"
+
+    listed = _cli(url, "keys", "list")
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert row["id"] == record.id and row["scopes"] == ["checkout", "read"]
+    assert key not in listed.stdout and record.key_hash not in listed.stdout
+
+    assert _cli(url, "keys", "revoke", record.id).returncode == 0
+    assert list_keys(db)[0].revoked_at is not None
+    assert _cli(url, "keys", "revoke", "key_missing").returncode == 1
+    refused = _cli(url, "keys", "create", "--scopes", "read,root")
+    assert refused.returncode == 2 and refused.stdout == ""

@@ -1,0 +1,193 @@
+"""The near-cache: never staler than configured, one Redis read per SKU however many ask at
+once, errors not kept, and checkout never deciding on it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from inventory_cache.api.main import create_app
+from inventory_cache.api.nearcache import NearCache
+from inventory_cache.engine import StockEngine
+from inventory_cache.errors import NotReady
+from inventory_cache.models import Availability
+from tests import api_support
+from tests.api_support import Database
+from tests.conftest import make_settings
+
+api_database = api_support.api_database  # the fixture
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class CountingEngine:
+    """The engine's read methods, counted: how many reads reached Redis."""
+
+    def __init__(self, engine: StockEngine) -> None:
+        self.engine = engine
+        self.reads = 0
+
+    async def availability(self, sku: str) -> Availability:
+        self.reads += 1
+        await asyncio.sleep(0.01)  # a round trip: callers pile up meanwhile
+        return await self.engine.availability(sku)
+
+    async def availability_many(self, skus: list[str]) -> list[Availability]:
+        self.reads += 1
+        return await self.engine.availability_many(skus)
+
+
+def available(body: bytes) -> int:
+    value: int = orjson.loads(body)["available"]
+    return value
+
+
+@pytest.fixture
+async def engine(real_redis: Any, prefix: str) -> StockEngine:
+    """Real Redis only: what is under test is this process's cache, not the backend."""
+    eng = StockEngine(real_redis, make_settings(prefix))
+    await eng.mark_ready()
+    return eng
+
+
+@pytest.fixture
+def counting(engine: StockEngine) -> CountingEngine:
+    return CountingEngine(engine)
+
+
+def cache(counting: CountingEngine, clock: Clock, ms: int = 250, **kw: Any) -> NearCache:
+    return NearCache(counting, max_staleness_ms=ms, clock=clock, **kw)  # type: ignore[arg-type]
+
+
+async def test_an_answer_is_served_until_it_is_as_old_as_the_staleness(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    await engine.inbound(ref="a", sku="X", location="north", qty=5)
+    clock = Clock()
+    near = cache(counting, clock)
+
+    assert available(await near.one("X")) == 5
+    await engine.inbound(ref="b", sku="X", location="north", qty=1)
+    clock.t += 0.249
+    assert available(await near.one("X")) == 5
+    clock.t += 0.001
+    assert available(await near.one("X")) == 6
+    assert counting.reads == 2 and (near.hits, near.misses) == (1, 2)
+
+
+async def test_concurrent_misses_of_one_sku_share_one_read(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    await engine.inbound(ref="a", sku="X", location="north", qty=5)
+    near = cache(counting, Clock())
+
+    bodies = await asyncio.gather(*(near.one("X") for _ in range(50)))
+
+    assert {available(b) for b in bodies} == {5}
+    assert counting.reads == 1
+
+
+async def test_a_reader_that_goes_away_does_not_cancel_the_others(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    await engine.inbound(ref="a", sku="X", location="north", qty=5)
+    near = cache(counting, Clock())
+    first = asyncio.create_task(near.one("X"))
+    second = asyncio.create_task(near.one("X"))
+    await asyncio.sleep(0)
+    first.cancel()
+
+    assert available(await second) == 5
+    assert counting.reads == 1
+
+
+async def test_errors_are_not_cached(engine: StockEngine, counting: CountingEngine) -> None:
+    await engine.client.delete(engine.keys.ready(engine.keys.group_of("X")))
+    near = cache(counting, Clock())
+
+    with pytest.raises(NotReady):
+        await near.one("X")
+    await engine.mark_ready()
+
+    assert available(await near.one("X")) == 0
+    assert counting.reads == 2
+
+
+async def test_zero_staleness_reads_every_time(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    near = cache(counting, Clock(), ms=0)
+    await near.one("X")
+    await near.one("X")
+    assert counting.reads == 2
+
+
+async def test_batches_read_only_what_is_missing_and_keep_request_order(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    await engine.inbound(ref="a", sku="A", location="north", qty=1)
+    await engine.inbound(ref="b", sku="B", location="north", qty=2)
+    near = cache(counting, Clock())
+    await near.one("A")
+
+    body = orjson.loads(await near.many(["B", "A", "C", "B"]))
+    again = orjson.loads(await near.many(["C", "B"]))
+
+    assert [(i["sku"], i["available"]) for i in body["items"]] == [
+        ("B", 2),
+        ("A", 1),
+        ("C", 0),
+        ("B", 2),
+    ]
+    assert [i["sku"] for i in again["items"]] == ["C", "B"]
+    assert counting.reads == 2  # A alone, then B and C together; the repeat is all hits
+
+
+async def test_the_cache_holds_at_most_max_entries(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    near = cache(counting, Clock(), max_entries=2)
+    for sku in ("A", "B", "C"):
+        await near.one(sku)
+    await near.one("C")
+    await near.one("A")
+    assert counting.reads == 4  # A was evicted first
+
+
+async def test_checkout_decides_on_live_stock_while_the_page_still_shows_cached_stock(
+    real_redis: Any, prefix: str, api_database: Database
+) -> None:
+    settings = make_settings(prefix, near_cache_ms=10_000)
+    engine = StockEngine(real_redis, settings)
+    await engine.mark_ready()
+    await engine.inbound(ref="po", sku="A", location="north", qty=5)
+    app = create_app(settings, engine=engine, database=api_database.engine)
+    keys = api_database.keys
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            read = {"Authorization": f"Bearer {keys['read']}"}
+            shown = await c.get("/v1/availability/A", headers=read)
+            await engine.adjust(
+                ref="count", sku="A", location="north", reason="count", set_on_hand=0
+            )
+            still_shown = await c.get("/v1/availability/A", headers=read)
+            checkout = await c.post(
+                "/v1/reservations",
+                json={"order_id": "o", "lines": [{"sku": "A", "qty": 1}]},
+                headers={"Authorization": f"Bearer {keys['checkout']}"},
+            )
+
+    assert shown.json()["available"] == still_shown.json()["available"] == 5
+    assert checkout.status_code == 409
+    assert checkout.json()["lines"] == [{"sku": "A", "requested": 1, "available": 0}]
