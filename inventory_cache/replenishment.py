@@ -1,0 +1,176 @@
+"""Replenishment: what to reorder, from sales velocity in the ledger, lead time and policy.
+
+Per (sku, location), over a window of W days ending now (`INVENTORY_REPLENISHMENT_*`):
+
+* sold = units that left through sales in the ledger: `ship` (online orders) and
+  `pos_sale` (tills). Transfers move stock, they do not consume it; returns are not
+  netted out (a returned unit was still demand).
+* avg_daily_sales = sold / W.
+* reorder_point = max(policy reorder_point, ceil(avg_daily_sales x lead_time_days)
+  + safety_stock): stock expected to sell while an order is on its way, plus the buffer;
+  the policy's own reorder point (the low-stock alert's threshold) is a floor.
+* position = on_hand - locked + in_transit (transfers shipped towards this location).
+* suggested_qty = 0 while position > reorder_point; else the larger of the policy's
+  reorder_qty and what brings the position back to the reorder point plus
+  `cover_days` of sales: reorder_point + ceil(avg_daily_sales x cover_days) - position.
+
+Integer ceilings are computed exactly (no floating point), so a hand-computed table
+matches to the unit. Levels come from `stock_levels` (the worker's copy, seconds behind
+Redis): fine for a purchasing report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from persistence.models import Movement, Policy, StockLevel, Transfer
+
+SALE_TYPES = ("ship", "pos_sale")
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    sku: str
+    location: str
+    sold: int
+    window_days: int
+    avg_daily_sales: float
+    lead_time_days: int
+    safety_stock: int
+    reorder_point: int
+    on_hand: int
+    locked: int
+    in_transit: int
+    position: int
+    suggested_qty: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def suggest(
+    *,
+    sold: int,
+    window_days: int,
+    cover_days: int,
+    lead_time_days: int = 0,
+    safety_stock: int = 0,
+    policy_reorder_point: int = 0,
+    reorder_qty: int = 0,
+    on_hand: int = 0,
+    locked: int = 0,
+    in_transit: int = 0,
+) -> tuple[int, int, int]:
+    """(reorder_point, position, suggested_qty) for one (sku, location)."""
+    reorder_point = max(
+        policy_reorder_point, _ceil_div(sold * lead_time_days, window_days) + safety_stock
+    )
+    position = on_hand - locked + in_transit
+    if position > reorder_point:
+        return reorder_point, position, 0
+    cover = _ceil_div(sold * cover_days, window_days)
+    return reorder_point, position, max(reorder_qty, reorder_point + cover - position)
+
+
+def replenishment(
+    session: Session,
+    *,
+    now: datetime,
+    window_days: int,
+    cover_days: int,
+    sku: str | None = None,
+    location: str | None = None,
+    include_all: bool = False,
+) -> list[Suggestion]:
+    """Suggestions for every (sku, location) with a policy or sales in the window.
+
+    Returns:
+        Sorted by (sku, location); only those with suggested_qty > 0 unless include_all.
+    """
+
+    def scoped(q: Any, sku_col: Any, loc_col: Any) -> Any:
+        if sku is not None:
+            q = q.where(sku_col == sku)
+        if location is not None:
+            q = q.where(loc_col == location)
+        return q
+
+    since = now - timedelta(days=window_days)
+    sold_q = (
+        select(Movement.sku, Movement.location, -func.sum(Movement.delta_on_hand))
+        .where(
+            Movement.type.in_(SALE_TYPES),
+            Movement.created_at >= since,
+            Movement.created_at < now,
+        )
+        .group_by(Movement.sku, Movement.location)
+    )
+    sold = {
+        (s, loc): int(n or 0)
+        for s, loc, n in session.execute(scoped(sold_q, Movement.sku, Movement.location))
+    }
+    policies = {
+        (p.sku, p.location): p
+        for p in session.scalars(scoped(select(Policy), Policy.sku, Policy.location))
+    }
+    keys = sorted(set(sold) | set(policies))
+    skus = sorted({k[0] for k in keys})
+    levels: dict[tuple[str, str], StockLevel] = {}
+    transit: dict[tuple[str, str], int] = {}
+    for i in range(0, len(skus), 500):
+        chunk = skus[i : i + 500]
+        for row in session.scalars(select(StockLevel).where(StockLevel.sku.in_(chunk))):
+            levels[(row.sku, row.location)] = row
+        in_transit_q = (
+            select(Transfer.sku, Transfer.to_location, func.sum(Transfer.qty))
+            .where(Transfer.sku.in_(chunk), Transfer.status == "in_transit")
+            .group_by(Transfer.sku, Transfer.to_location)
+        )
+        for s, loc, n in session.execute(in_transit_q):
+            transit[(s, loc)] = int(n or 0)
+    out = []
+    for key in keys:
+        p, lv, n = policies.get(key), levels.get(key), sold.get(key, 0)
+        lead = p.lead_time_days if p else 0
+        safety = p.safety_stock if p else 0
+        rop, position, qty = suggest(
+            sold=n,
+            window_days=window_days,
+            cover_days=cover_days,
+            lead_time_days=lead,
+            safety_stock=safety,
+            policy_reorder_point=p.reorder_point if p else 0,
+            reorder_qty=p.reorder_qty if p else 0,
+            on_hand=lv.on_hand if lv else 0,
+            locked=lv.locked if lv else 0,
+            in_transit=transit.get(key, 0),
+        )
+        if qty == 0 and not include_all:
+            continue
+        out.append(
+            Suggestion(
+                sku=key[0],
+                location=key[1],
+                sold=n,
+                window_days=window_days,
+                avg_daily_sales=round(n / window_days, 3),
+                lead_time_days=lead,
+                safety_stock=safety,
+                reorder_point=rop,
+                on_hand=lv.on_hand if lv else 0,
+                locked=lv.locked if lv else 0,
+                in_transit=transit.get(key, 0),
+                position=position,
+                suggested_qty=qty,
+            )
+        )
+    return out
