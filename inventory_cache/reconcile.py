@@ -27,6 +27,7 @@ than T minus `ROLLBACK_MARGIN_MS`.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -35,11 +36,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from inventory_cache import validation as v
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InventoryError
 from inventory_cache.wms import WmsSnapshot, WmsSource
+from persistence.models import ReconcileDiff, ReconcileRun
 
 Kind = Literal["oversell_risk", "undersell"]
 Mode = Literal["report", "correct"]
@@ -253,4 +257,92 @@ async def reconcile(
     result.checked, result.diffs = classify(ours, snapshot)
     if mode == "correct" and result.diffs:
         await apply_corrections(engine, run_id, result)
+    return result
+
+
+# ---------------------------------------------------------------------------- the record
+def record_start(session: Session, *, run_id: str, mode: Mode, source: str) -> None:
+    session.add(ReconcileRun(run_id=run_id, status="running", mode=mode, source=source))
+    session.commit()
+
+
+def record_finish(
+    session: Session, *, run_id: str, result: RunResult | None, error: str | None = None
+) -> None:
+    """Store the diffs and the summary; a run that raised is `failed` with its error."""
+    run = session.get(ReconcileRun, run_id)
+    if run is None:
+        raise LookupError(run_id)
+    run.finished_at = datetime.now(UTC)
+    if result is None:
+        run.status, run.summary = "failed", {"error": error}
+    else:
+        run.status, run.summary = "done", result.summary()
+        run.source = result.source
+        session.add_all(
+            ReconcileDiff(run_id=run_id, **d.as_dict())
+            for d in result.diffs
+        )
+    session.commit()
+
+
+def load_run(session: Session, run_id: str) -> dict[str, Any] | None:
+    """A run as `GET /v1/reconcile/{run_id}` shows it, diffs sorted by (sku, location)."""
+    run = session.get(ReconcileRun, run_id)
+    if run is None:
+        return None
+    diffs = session.scalars(
+        select(ReconcileDiff)
+        .where(ReconcileDiff.run_id == run_id)
+        .order_by(ReconcileDiff.sku, ReconcileDiff.location)
+    )
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "mode": run.mode,
+        "source": run.source,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "summary": run.summary,
+        "diffs": [
+            {
+                "sku": d.sku,
+                "location": d.location,
+                "ours": d.ours,
+                "wms": d.wms,
+                "diff": d.diff,
+                "kind": d.kind,
+            }
+            for d in diffs
+        ],
+    }
+
+
+async def run_recorded(
+    engine: StockEngine,
+    source: WmsSource,
+    sessions: sessionmaker[Session],
+    *,
+    mode: Mode = "report",
+    run_id: str | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """A run stored in `reconcile_runs` from its start, so a crash leaves it visible."""
+    run_id = run_id or new_run_id(engine.now())
+
+    def start() -> None:
+        with sessions() as s:
+            record_start(s, run_id=run_id, mode=mode, source=source.describe())
+
+    def finish(result: RunResult | None, error: str | None = None) -> None:
+        with sessions() as s:
+            record_finish(s, run_id=run_id, result=result, error=error)
+
+    await asyncio.to_thread(start)
+    try:
+        result = await reconcile(engine, source, mode=mode, run_id=run_id, progress=progress)
+    except Exception as exc:
+        await asyncio.to_thread(finish, None, f"{type(exc).__name__}: {exc}")
+        raise
+    await asyncio.to_thread(finish, result)
     return result
