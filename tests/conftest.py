@@ -19,6 +19,10 @@ import redis.asyncio as aredis
 from inventory_cache.engine import StockEngine
 from inventory_cache.settings import Settings
 
+# The session-scoped `local_cluster` fixture (a real 3-master Redis Cluster), started only
+# when a test asks for the cluster backend.
+pytest_plugins = ["tests.cluster"]
+
 REDIS_URL = os.environ.get("INVENTORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("INVENTORY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE = os.environ.get("INVENTORY_REQUIRE_SERVICES") == "1"
@@ -91,12 +95,15 @@ def sync_redis(prefix: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture(params=["redis", "fakeredis"])
+@pytest.fixture(params=["redis", "fakeredis", pytest.param("cluster", marks=pytest.mark.cluster)])
 async def backend(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Any]:
-    """An asyncio client: the real server, then fakeredis with Lua (the embedded default)."""
+    """An asyncio client: the real server, fakeredis with Lua (the embedded default), then
+    the cluster client of `connection.py` on a local 3-master Redis Cluster."""
     if request.param == "redis":
         need_redis()
         client: Any = aredis.Redis.from_url(REDIS_URL)
+    elif request.param == "cluster":
+        client = request.getfixturevalue("local_cluster").async_client()
     else:
         import fakeredis
 
