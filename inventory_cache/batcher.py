@@ -6,27 +6,59 @@ queued, and whatever accumulated while the previous pipelines were in flight is 
 one pipeline (like ioredis's auto-pipelining). A script missing from the server's cache
 (NOSCRIPT after a restart or failover) is loaded and only the refused calls are re-sent:
 NOSCRIPT means the script did not run, so the retry cannot apply anything twice.
+
+On Redis Cluster a call may also come back *not run* while a slot moves or a replica takes
+over: redis-py follows MOVED/ASK and retries TRYAGAIN itself, but only for about 0.4 s, then
+gives up with "TTL exhausted" (a slot holding many keys takes longer to migrate, and
+multi-key scripts get TRYAGAIN until it has). Those calls go back into the queue after a
+growing pause, for up to `CLUSTER_PATIENCE_S`, without holding a pipeline slot meanwhile;
+as with NOSCRIPT, the server refused them before running anything, so a re-send cannot
+apply twice. A single Redis never answers so, and behaves as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, ClusterDownError, ClusterError, NoScriptError, TryAgainError
 
 from inventory_cache.scripts import Script
 
 Command = tuple[Script | None, tuple[Any, ...]]
 
 MAX_BATCH = 512
+# How long a call refused by a moving slot or a failover is re-sent before its caller
+# sees the refusal: long enough for a slot of a few hundred thousand keys to migrate.
+CLUSTER_PATIENCE_S = 10.0
+
+
+def not_run(reply: object) -> bool:
+    """Whether Redis Cluster refused this call before running it (see the module docstring).
+
+    MOVED is an AskError; ClusterError itself (not a subclass) is redis-py's "TTL
+    exhausted", raised only after every attempt was redirected or told TRYAGAIN.
+    """
+    return isinstance(reply, TryAgainError | AskError | ClusterDownError) or (
+        type(reply) is ClusterError
+    )
+
+
+@dataclass(slots=True)
+class _Call:
+    cmd: Command
+    fut: asyncio.Future[Any]
+    refused: int = 0  # times the cluster did not run it
+    first_refused_at: float = 0.0
 
 
 class Batcher:
     def __init__(self, client: Any, max_inflight: int = 4) -> None:
         self._client = client
-        self._queue: list[tuple[Command, asyncio.Future[Any]]] = []
+        self._queue: list[_Call] = []
         self._slots = asyncio.Semaphore(max_inflight)
         self._runner: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -45,10 +77,13 @@ class Batcher:
 
     def _enqueue(self, cmd: Command) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((cmd, fut))
+        self._requeue([_Call(cmd, fut)])
+        return fut
+
+    def _requeue(self, calls: list[_Call]) -> None:
+        self._queue.extend(calls)
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run())
-        return fut
 
     async def _run(self) -> None:
         while self._queue:
@@ -63,13 +98,13 @@ class Batcher:
         self._inflight.discard(task)
         self._slots.release()
 
-    async def _send(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[_Call]) -> None:
         try:
-            results = await self._execute([c for c, _ in batch])
+            results = await self._execute([c.cmd for c in batch])
             retry = [
-                (i, cmd)
-                for i, ((cmd, _), r) in enumerate(zip(batch, results, strict=True))
-                if isinstance(r, NoScriptError) and cmd[0] is not None
+                (i, c.cmd)
+                for i, (c, r) in enumerate(zip(batch, results, strict=True))
+                if isinstance(r, NoScriptError) and c.cmd[0] is not None
             ]
             if retry:
                 for script in {cmd[0].name: cmd[0] for _, cmd in retry if cmd[0]}.values():
@@ -78,17 +113,28 @@ class Batcher:
                 for (i, _), r in zip(retry, again, strict=True):
                     results[i] = r
         except Exception as exc:  # connection lost: every caller learns it
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            for c in batch:
+                if not c.fut.done():
+                    c.fut.set_exception(exc)
             return
-        for (_, fut), r in zip(batch, results, strict=True):
-            if fut.done():
+        now = time.monotonic()
+        later = []
+        for c, r in zip(batch, results, strict=True):
+            if c.fut.done():
                 continue
+            if not_run(r):
+                c.refused += 1
+                c.first_refused_at = c.first_refused_at or now
+                if now - c.first_refused_at < CLUSTER_PATIENCE_S:
+                    later.append(c)
+                    continue
             if isinstance(r, Exception):
-                fut.set_exception(r)
+                c.fut.set_exception(r)
             else:
-                fut.set_result(r)
+                c.fut.set_result(r)
+        if later:
+            pause = min(0.5, 0.01 * 2 ** max(c.refused for c in later))
+            asyncio.get_running_loop().call_later(pause, self._requeue, later)
 
     async def _execute(self, cmds: list[Command]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)

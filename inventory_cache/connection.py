@@ -28,7 +28,11 @@ def make_async_redis(settings: Settings) -> Any:
     if settings.redis_cluster:
         from redis.asyncio.cluster import RedisCluster
 
-        return RedisCluster.from_url(settings.redis_url)
+        # On every 5th MOVED (the default reinitialize_steps) redis-py 5.2.1 closes every
+        # connection of the client to reload the topology, failing the pipelines other
+        # tasks have in flight on them (seen during a reshard). With 0, each MOVED only
+        # repoints its slot, which is all a reshard or a failover needs.
+        return RedisCluster.from_url(settings.redis_url, reinitialize_steps=0)
     from redis.asyncio import Redis
 
     return Redis.from_url(settings.redis_url, health_check_interval=30)
