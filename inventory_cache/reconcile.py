@@ -279,10 +279,7 @@ def record_finish(
     else:
         run.status, run.summary = "done", result.summary()
         run.source = result.source
-        session.add_all(
-            ReconcileDiff(run_id=run_id, **d.as_dict())
-            for d in result.diffs
-        )
+        session.add_all(ReconcileDiff(run_id=run_id, **d.as_dict()) for d in result.diffs)
     session.commit()
 
 
@@ -318,6 +315,16 @@ def load_run(session: Session, run_id: str) -> dict[str, Any] | None:
     }
 
 
+async def begin_run(
+    sessions: sessionmaker[Session], *, run_id: str, mode: Mode, source: WmsSource
+) -> None:
+    def start() -> None:
+        with sessions() as s:
+            record_start(s, run_id=run_id, mode=mode, source=source.describe())
+
+    await asyncio.to_thread(start)
+
+
 async def run_recorded(
     engine: StockEngine,
     source: WmsSource,
@@ -326,8 +333,12 @@ async def run_recorded(
     mode: Mode = "report",
     run_id: str | None = None,
     progress: Progress | None = None,
+    begun: bool = False,
 ) -> RunResult:
-    """A run stored in `reconcile_runs` from its start, so a crash leaves it visible."""
+    """A run stored in `reconcile_runs` from its start, so a crash leaves it visible.
+
+    `begun`: the caller already stored its start (`begin_run`), to answer with its id.
+    """
     run_id = run_id or new_run_id(engine.now())
 
     def start() -> None:
@@ -338,7 +349,8 @@ async def run_recorded(
         with sessions() as s:
             record_finish(s, run_id=run_id, result=result, error=error)
 
-    await asyncio.to_thread(start)
+    if not begun:
+        await asyncio.to_thread(start)
     try:
         result = await reconcile(engine, source, mode=mode, run_id=run_id, progress=progress)
     except Exception as exc:

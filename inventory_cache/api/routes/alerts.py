@@ -1,0 +1,84 @@
+"""Stock alerts (scope `read`): low stock and oversold, as the scheduler raised them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from anyio import to_thread
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+from starlette.responses import Response
+
+from inventory_cache.alerts import list_alerts
+from inventory_cache.api.deps import ReadKey, ServicesDep
+from inventory_cache.api.problems import problem_responses
+from inventory_cache.api.responses import json_response
+from inventory_cache.api.schemas import Ident, iso_datetime
+
+router = APIRouter(prefix="/v1", tags=["alerts"])
+
+
+class AlertOut(BaseModel):
+    id: int
+    sku: str
+    location: str
+    kind: Literal["low_stock", "oversold"]
+    active: bool
+    raised_at: str
+    cleared_at: str | None = None  # omitted while active
+    details: dict[str, Any]
+
+
+class AlertsOut(BaseModel):
+    items: list[AlertOut]
+
+
+def _alerts(db: Engine, **filters: Any) -> list[dict[str, Any]]:
+    with Session(db) as s:
+        out = []
+        for a in list_alerts(s, **filters):
+            row: dict[str, Any] = {
+                "id": a.id,
+                "sku": a.sku,
+                "location": a.location,
+                "kind": a.kind,
+                "active": a.active,
+                "raised_at": iso_datetime(a.raised_at),
+                "details": a.details or {},
+            }
+            if a.cleared_at is not None:
+                row["cleared_at"] = iso_datetime(a.cleared_at)
+            out.append(row)
+        return out
+
+
+@router.get(
+    "/alerts",
+    response_model=AlertsOut,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="Low-stock and oversold alerts, newest first",
+)
+async def alerts(
+    services: ServicesDep,
+    _: ReadKey,
+    sku: Annotated[Ident | None, Query()] = None,
+    location: Annotated[Ident | None, Query()] = None,
+    kind: Annotated[Literal["low_stock", "oversold"] | None, Query()] = None,
+    active: Annotated[bool, Query(description="false: cleared ones too")] = True,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """`low_stock`: available <= the policy's reorder_point; `oversold`: locked > on_hand.
+    One alert per crossing of the threshold; `cleared_at` is set when the level recovers."""
+    items = await to_thread.run_sync(
+        lambda: _alerts(
+            services.ledger.db,
+            active_only=active,
+            sku=sku,
+            location=location,
+            kind=kind,
+            limit=limit,
+        )
+    )
+    return json_response({"items": items})

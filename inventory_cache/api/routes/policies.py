@@ -1,0 +1,143 @@
+"""Stock policies per (sku, location): safety stock, reorder point and quantity, lead time.
+
+`PUT` stores the policy in PostgreSQL and applies `safety_stock` to Redis through the
+engine (`set_safety_stock`), so availability changes at once; safety stock goes first,
+so a Redis that is not ready (503) leaves nothing half-applied that a retry would not
+fix. Its low-stock condition is then evaluated against the current levels, so a raised
+reorder point alerts now rather than at the SKU's next movement.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from anyio import to_thread
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.responses import Response
+
+from inventory_cache.alerts import AlertMonitor, Observation
+from inventory_cache.api.deps import AdminKey, ReadKey, ServicesDep
+from inventory_cache.api.problems import problem_responses
+from inventory_cache.api.responses import json_response
+from inventory_cache.api.schemas import IDENT_PATTERN, Count, LevelOut, StrictBody, iso_datetime
+from inventory_cache.errors import NotFound
+from persistence.models import Policy
+
+router = APIRouter(prefix="/v1/policies", tags=["policies"])
+
+Days = Annotated[int, Field(strict=True, ge=0, le=365)]
+
+
+class PolicyIn(StrictBody):
+    """A field left out is 0 (PUT replaces the whole policy)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"safety_stock": 2, "reorder_point": 10, "reorder_qty": 40, "lead_time_days": 7}
+            ]
+        }
+    )
+
+    safety_stock: Count = 0
+    reorder_point: Count = 0
+    reorder_qty: Count = 0
+    lead_time_days: Days = 0
+
+
+class PolicyOut(BaseModel):
+    sku: str
+    location: str
+    safety_stock: int
+    reorder_point: int
+    reorder_qty: int
+    lead_time_days: int
+    updated_at: str
+    levels: LevelOut | None = None
+
+
+def _as_dict(p: Policy) -> dict[str, object]:
+    return {
+        "sku": p.sku,
+        "location": p.location,
+        "safety_stock": p.safety_stock,
+        "reorder_point": p.reorder_point,
+        "reorder_qty": p.reorder_qty,
+        "lead_time_days": p.lead_time_days,
+        "updated_at": iso_datetime(p.updated_at),
+    }
+
+
+def _store(db: Engine, sku: str, location: str, body: PolicyIn) -> dict[str, object]:
+    with Session(db, expire_on_commit=False) as s:
+        p = s.get(Policy, (sku, location), with_for_update=True)
+        if p is None:
+            p = Policy(sku=sku, location=location)
+            s.add(p)
+        p.safety_stock = body.safety_stock
+        p.reorder_point = body.reorder_point
+        p.reorder_qty = body.reorder_qty
+        p.lead_time_days = body.lead_time_days
+        p.updated_at = datetime.now(UTC)
+        s.commit()
+        return _as_dict(p)
+
+
+def _load(db: Engine, sku: str, location: str) -> dict[str, object] | None:
+    with Session(db) as s:
+        p = s.get(Policy, (sku, location))
+        return None if p is None else _as_dict(p)
+
+
+SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
+LocationPath = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
+
+
+@router.put(
+    "/{sku}/{location}",
+    response_model=PolicyOut,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="Set the stock policy of a (sku, location)",
+)
+async def put_policy(
+    sku: SkuPath, location: LocationPath, body: PolicyIn, services: ServicesDep, _: AdminKey
+) -> Response:
+    """Stores the policy and applies its safety stock; answers it with the new levels."""
+    level = await services.engine.set_safety_stock(
+        sku=sku, location=location, safety_stock=body.safety_stock
+    )
+    db = services.ledger.db
+    stored = await to_thread.run_sync(_store, db, sku, location, body)
+    monitor = AlertMonitor(services.engine, sessionmaker(db, expire_on_commit=False))
+    await monitor.evaluate(
+        [
+            Observation(
+                sku,
+                location,
+                level.on_hand,
+                level.locked,
+                level.safety_stock,
+                services.engine.now(),
+            )
+        ]
+    )
+    return json_response({**stored, "levels": LevelOut.of(level)})
+
+
+@router.get(
+    "/{sku}/{location}",
+    response_model=PolicyOut,
+    responses=problem_responses(401, 403, 404, 422, 503),
+    summary="The stock policy of a (sku, location)",
+)
+async def get_policy(
+    sku: SkuPath, location: LocationPath, services: ServicesDep, _: ReadKey
+) -> Response:
+    stored = await to_thread.run_sync(_load, services.ledger.db, sku, location)
+    if stored is None:
+        raise NotFound(f"no policy for {sku} at {location}")
+    return json_response(stored)

@@ -1,0 +1,138 @@
+"""Reconciliation with the WMS on demand (scope `admin`), and its recorded runs.
+
+`POST /v1/reconcile` runs one now against the configured WMS (`INVENTORY_WMS_URL` or
+`INVENTORY_WMS_CSV_PATH`) and answers the finished run (201); with `?wait=false` it
+answers 202 at once and the run continues in this process: poll
+`GET /v1/reconcile/{run_id}` (status `running`, then `done` or `failed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any, Literal
+
+from anyio import to_thread
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.responses import Response
+
+from inventory_cache.api.deps import AdminKey, ServicesDep
+from inventory_cache.api.problems import problem_responses
+from inventory_cache.api.responses import json_response
+from inventory_cache.api.schemas import IDENT_PATTERN, StrictBody, iso_datetime
+from inventory_cache.errors import NotFound, NotReady
+from inventory_cache.reconcile import begin_run, load_run, new_run_id, run_recorded
+from inventory_cache.wms import WmsError, wms_from_settings
+
+router = APIRouter(prefix="/v1/reconcile", tags=["reconcile"])
+log = logging.getLogger(__name__)
+_background: set[asyncio.Task[Any]] = set()  # runs of `wait=false`, kept until done
+
+
+class ReconcileIn(StrictBody):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"mode": "report"}]})
+
+    mode: Literal["report", "correct"] | None = None  # default INVENTORY_RECONCILE_MODE
+
+
+class DiffOut(BaseModel):
+    sku: str
+    location: str
+    ours: int
+    wms: int
+    diff: int
+    kind: Literal["oversell_risk", "undersell"]
+
+
+class RunOut(BaseModel):
+    run_id: str
+    status: Literal["running", "done", "failed"]
+    mode: Literal["report", "correct"]
+    source: str
+    started_at: str
+    finished_at: str | None = None
+    summary: dict[str, Any] | None = None
+    diffs: list[DiffOut]
+
+
+def _load(db: Engine, run_id: str) -> dict[str, Any] | None:
+    with Session(db) as s:
+        run = load_run(s, run_id)
+    if run is None:
+        return None
+    run["started_at"] = iso_datetime(run["started_at"])
+    if run["finished_at"] is None:
+        del run["finished_at"]
+    else:
+        run["finished_at"] = iso_datetime(run["finished_at"])
+    if run["summary"] is None:
+        del run["summary"]
+    return run
+
+
+@router.post(
+    "",
+    response_model=RunOut,
+    status_code=201,
+    responses={
+        202: {"description": "Started (`wait=false`); poll the run."},
+        **problem_responses(401, 403, 422, 503, s503="No WMS configured or reachable."),
+    },
+    summary="Reconcile with the WMS now",
+)
+async def start_run(
+    services: ServicesDep,
+    _: AdminKey,
+    body: ReconcileIn | None = None,
+    wait: Annotated[bool, Query(description="false: answer 202 at once")] = True,
+) -> Response:
+    """Diffs are `oversell_risk` (ours > WMS) or `undersell` (ours < WMS); in `correct`
+    mode each is fixed by an adjustment with reason `reconcile`."""
+    cfg = services.settings
+    try:
+        source = wms_from_settings(cfg)
+    except WmsError as exc:
+        raise NotReady(str(exc)) from None
+    mode = (body.mode if body else None) or cfg.reconcile_mode
+    db = services.ledger.db
+    sessions = sessionmaker(db, expire_on_commit=False)
+    run_id = new_run_id(services.engine.now())
+    await begin_run(sessions, run_id=run_id, mode=mode, source=source)
+    run = run_recorded(services.engine, source, sessions, mode=mode, run_id=run_id, begun=True)
+    if not wait:
+        task = asyncio.create_task(_quietly(run))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        return json_response({"run_id": run_id, "status": "running"}, 202)
+    try:
+        await run
+    except WmsError as exc:
+        raise NotReady(f"WMS: {exc}") from None
+    return json_response(await to_thread.run_sync(_load, db, run_id), 201)
+
+
+async def _quietly(run: Any) -> None:
+    try:
+        await run
+    except Exception:
+        log.exception("reconciliation failed")
+
+
+@router.get(
+    "/{run_id}",
+    response_model=RunOut,
+    responses=problem_responses(401, 403, 404, 422, 503),
+    summary="A reconciliation run and its diffs",
+)
+async def get_run(
+    run_id: Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN)],
+    services: ServicesDep,
+    _: AdminKey,
+) -> Response:
+    run = await to_thread.run_sync(_load, services.ledger.db, run_id)
+    if run is None:
+        raise NotFound(f"no reconciliation run {run_id}")
+    return json_response(run)

@@ -1,0 +1,85 @@
+"""Suggested purchase orders (scope `read`), from sales velocity in the ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+from starlette.responses import Response
+
+from inventory_cache.api.deps import ReadKey, ServicesDep
+from inventory_cache.api.problems import problem_responses
+from inventory_cache.api.responses import json_response
+from inventory_cache.api.schemas import Ident, iso_datetime
+from inventory_cache.replenishment import replenishment as compute
+
+router = APIRouter(prefix="/v1", tags=["replenishment"])
+
+
+class SuggestionOut(BaseModel):
+    sku: str
+    location: str
+    sold: int
+    window_days: int
+    avg_daily_sales: float
+    lead_time_days: int
+    safety_stock: int
+    reorder_point: int
+    on_hand: int
+    locked: int
+    in_transit: int
+    position: int
+    suggested_qty: int
+
+
+class ReplenishmentOut(BaseModel):
+    as_of: str
+    window_days: int
+    cover_days: int
+    items: list[SuggestionOut]
+
+
+@router.get(
+    "/replenishment",
+    response_model=ReplenishmentOut,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="What to reorder, per sku and location",
+)
+async def replenishment(
+    services: ServicesDep,
+    _: ReadKey,
+    sku: Annotated[Ident | None, Query()] = None,
+    location: Annotated[Ident | None, Query()] = None,
+    window_days: Annotated[int | None, Query(ge=1, le=365)] = None,
+    cover_days: Annotated[int | None, Query(ge=0, le=365)] = None,
+    all: Annotated[bool, Query(description="Also rows with nothing to order")] = False,
+) -> Response:
+    """reorder_point = max(policy's, ceil(avg_daily_sales x lead_time_days) + safety_stock);
+    when on_hand - locked + in_transit <= reorder_point, suggested_qty = max(reorder_qty,
+    reorder_point + ceil(avg_daily_sales x cover_days) - position)."""
+    cfg = services.settings
+    window = window_days or cfg.replenishment_window_days
+    cover = cfg.replenishment_cover_days if cover_days is None else cover_days
+    now = datetime.now(UTC)
+
+    def run() -> list[dict[str, Any]]:
+        with Session(services.ledger.db) as s:
+            rows = compute(
+                s,
+                now=now,
+                window_days=window,
+                cover_days=cover,
+                sku=sku,
+                location=location,
+                include_all=all,
+            )
+            return [r.as_dict() for r in rows]
+
+    items = await to_thread.run_sync(run)
+    return json_response(
+        {"as_of": iso_datetime(now), "window_days": window, "cover_days": cover, "items": items}
+    )

@@ -1,0 +1,114 @@
+"""Back-in-stock subscriptions (scope `checkout`): the product page's "notify me" button."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from anyio import to_thread
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+from starlette.responses import Response
+
+from inventory_cache.api.deps import CheckoutKey, ServicesDep
+from inventory_cache.api.problems import problem_responses
+from inventory_cache.api.responses import json_response
+from inventory_cache.api.schemas import Ident, StrictBody, iso_datetime
+from inventory_cache.errors import NotFound
+from inventory_cache.subscriptions import create_subscription
+from persistence.models import Subscription
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+
+
+class SubscriptionIn(StrictBody):
+    """Exactly one of `webhook_url` (its host must be on the service's allowlist) and
+    `subscriber_id` (passed on to the shop's own notification webhook)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [{"required": ["webhook_url"]}, {"required": ["subscriber_id"]}],
+            "examples": [{"sku": "SKU-1", "subscriber_id": "customer-42"}],
+        }
+    )
+
+    sku: Ident
+    webhook_url: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    subscriber_id: Ident | None = None
+
+
+class SubscriptionOut(BaseModel):
+    id: int
+    sku: str
+    status: Literal["pending", "notified"]
+    webhook_url: str | None = None
+    subscriber_id: str | None = None
+    created_at: str
+    notified_at: str | None = None
+
+
+def _out(sub: Subscription) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": sub.id,
+        "sku": sub.sku,
+        "status": "pending" if sub.notified_at is None else "notified",
+        "created_at": iso_datetime(sub.created_at),
+    }
+    if sub.webhook_url is not None:
+        out["webhook_url"] = sub.webhook_url
+    if sub.subscriber_id is not None:
+        out["subscriber_id"] = sub.subscriber_id
+    if sub.notified_at is not None:
+        out["notified_at"] = iso_datetime(sub.notified_at)
+    return out
+
+
+def _create(db: Engine, body: SubscriptionIn, allowed: list[str]) -> tuple[dict[str, Any], bool]:
+    with Session(db, expire_on_commit=False) as s:
+        sub, created = create_subscription(
+            s,
+            sku=body.sku,
+            webhook_url=body.webhook_url,
+            subscriber_id=body.subscriber_id,
+            allowed_hosts=allowed,
+        )
+        s.refresh(sub)
+        return _out(sub), created
+
+
+def _get(db: Engine, subscription_id: int) -> dict[str, Any] | None:
+    with Session(db) as s:
+        sub = s.get(Subscription, subscription_id)
+        return None if sub is None else _out(sub)
+
+
+@router.post(
+    "",
+    response_model=SubscriptionOut,
+    status_code=201,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="Notify me when this SKU is back in stock",
+)
+async def subscribe(body: SubscriptionIn, services: ServicesDep, _: CheckoutKey) -> Response:
+    """Notified once, when the SKU goes from 0 to available (201; the same pending
+    subscription again answers 200 with the first one)."""
+    out, created = await to_thread.run_sync(
+        _create, services.ledger.db, body, services.settings.webhook_allowed_hosts
+    )
+    return json_response(out, 201 if created else 200)
+
+
+@router.get(
+    "/{subscription_id}",
+    response_model=SubscriptionOut,
+    responses=problem_responses(401, 403, 404, 422, 503),
+    summary="A subscription: pending, or when it was notified",
+)
+async def get_subscription(
+    subscription_id: Annotated[int, Path(ge=1)], services: ServicesDep, _: CheckoutKey
+) -> Response:
+    out = await to_thread.run_sync(_get, services.ledger.db, subscription_id)
+    if out is None:
+        raise NotFound(f"no subscription {subscription_id}")
+    return json_response(out)

@@ -1,0 +1,127 @@
+"""`POST /v1/reconcile` and `GET /v1/reconcile/{run_id}` against the simulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from scripts.wms_simulator import WmsSimulator, serve
+from tests import api_support
+from tests.api_support import Api, Database, start_api
+
+api, api_database = api_support.api, api_support.api_database  # the fixtures
+
+
+@pytest.fixture
+async def wms_api(
+    real_redis: Any, prefix: str, api_database: Database
+) -> AsyncIterator[tuple[Api, WmsSimulator]]:
+    sim = WmsSimulator()
+    server = serve(sim)
+    url = f"http://127.0.0.1:{server.server_address[1]}/snapshot"
+    app, engine = await start_api(real_redis, prefix, api_database, wms_url=url)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                yield Api(app, client, engine, api_database.engine, api_database.keys), sim
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def seed(api: Api, sim: WmsSimulator) -> None:
+    for i in range(10):
+        await api.engine.inbound(ref="seed", sku=f"rc-{i}", location="north", qty=20)
+        sim.seed(f"rc-{i}", "north", 20)
+    sim.drift("rc-2", "north", -3)
+    sim.drift("rc-7", "north", 4)
+
+
+async def test_a_run_reports_the_drift_and_is_kept(wms_api: tuple[Api, WmsSimulator]) -> None:
+    api, sim = wms_api
+    await seed(api, sim)
+    admin = api.auth("admin")
+
+    r = await api.client.post("/v1/reconcile", json={"mode": "report"}, headers=admin)
+
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert (run["status"], run["mode"]) == ("done", "report")
+    assert run["source"].startswith("http:http://127.0.0.1:")
+    assert run["diffs"] == [
+        {
+            "sku": "rc-2",
+            "location": "north",
+            "ours": 20,
+            "wms": 17,
+            "diff": 3,
+            "kind": "oversell_risk",
+        },
+        {
+            "sku": "rc-7",
+            "location": "north",
+            "ours": 20,
+            "wms": 24,
+            "diff": -4,
+            "kind": "undersell",
+        },
+    ]
+    assert run["summary"]["checked"] == 10
+    kept = await api.client.get(f"/v1/reconcile/{run['run_id']}", headers=admin)
+    assert kept.json() == run
+
+
+async def test_correct_mode_fixes_and_the_next_run_is_clean(
+    wms_api: tuple[Api, WmsSimulator],
+) -> None:
+    api, sim = wms_api
+    await seed(api, sim)
+    admin = api.auth("admin")
+
+    fixed = await api.client.post("/v1/reconcile", json={"mode": "correct"}, headers=admin)
+    clean = await api.client.post("/v1/reconcile", headers=admin)  # the default mode: report
+
+    assert fixed.json()["summary"]["corrected"] == 2
+    assert (clean.json()["mode"], clean.json()["diffs"]) == ("report", [])
+    stock = await api.client.get("/v1/stock/rc-7", headers=api.auth("read"))
+    assert stock.json()["locations"]["north"]["on_hand"] == 24
+
+
+async def test_a_run_without_waiting_is_polled_until_done(
+    wms_api: tuple[Api, WmsSimulator],
+) -> None:
+    api, sim = wms_api
+    await seed(api, sim)
+    admin = api.auth("admin")
+
+    started = await api.client.post("/v1/reconcile?wait=false", headers=admin)
+    run_id = started.json()["run_id"]
+    seen = []
+    for _ in range(100):
+        run = (await api.client.get(f"/v1/reconcile/{run_id}", headers=admin)).json()
+        seen.append(run["status"])
+        if run["status"] != "running":
+            break
+        await asyncio.sleep(0.05)
+
+    assert started.status_code == 202
+    assert started.json()["status"] == "running"
+    assert seen[-1] == "done"
+    assert [d["sku"] for d in run["diffs"]] == ["rc-2", "rc-7"]
+
+
+async def test_reconcile_is_admin_only_and_needs_a_wms(api: Api) -> None:
+    c = api.client
+    assert (await c.post("/v1/reconcile", headers=api.auth("warehouse"))).status_code == 403
+    r = await c.post("/v1/reconcile", headers=api.auth("admin"))
+    assert (r.status_code, r.json()["code"]) == (503, "not_ready")
+    assert "no WMS configured" in r.json()["detail"]
+    missing = await c.get("/v1/reconcile/r-nope", headers=api.auth("admin"))
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+    bad = await c.post("/v1/reconcile", json={"mode": "fix"}, headers=api.auth("admin"))
+    assert bad.status_code == 422
