@@ -25,11 +25,19 @@ from inventory_cache.api.ledger import Ledger
 from inventory_cache.api.metrics import Metrics, MetricsMiddleware
 from inventory_cache.api.nearcache import NearCache
 from inventory_cache.api.routes import (
+    alerts,
     availability,
+    barcodes,
+    events,
     movements,
     ops,
+    policies,
+    pos,
+    reconcile,
+    replenishment,
     reservations,
     stock,
+    subscriptions,
     transfers,
 )
 from inventory_cache.apikeys import Authenticator
@@ -44,6 +52,14 @@ ROUTERS: list[APIRouter] = [
     movements.router,
     reservations.router,
     transfers.router,
+    pos.router,
+    barcodes.router,
+    events.router,
+    policies.router,
+    alerts.router,
+    subscriptions.router,
+    replenishment.router,
+    reconcile.router,
 ]
 
 DESCRIPTION = """Sellable stock per SKU and location, reserved atomically at checkout.
