@@ -35,3 +35,43 @@ def migrate(
     url = database_url(get_settings())
     run_migrations(url, revision)
     typer.echo(f"migrated to {revision}", err=True)
+
+
+@app.command()
+def worker(
+    consumer: str = typer.Option("", help="Consumer name (default <host>-<pid>); unique."),
+    batch_size: int = typer.Option(1000, min=1, max=10_000, help="Events per transaction."),
+    claim_idle_ms: int = typer.Option(30_000, min=100, help="Take over entries idle this long."),
+    max_deliveries: int = typer.Option(5, min=1, help="Deliveries before dead-lettering."),
+    metrics_port: int = typer.Option(0, help="Serve Prometheus metrics on this port (0: off)."),
+) -> None:
+    """Write-behind worker: every group's event stream into the database, until SIGTERM."""
+    from inventory_cache.worker import run_worker
+
+    run_worker(
+        consumer=consumer,
+        batch_size=batch_size,
+        claim_idle_ms=claim_idle_ms,
+        max_deliveries=max_deliveries,
+        metrics_port=metrics_port,
+    )
+
+
+@app.command()
+def warmup(
+    if_empty: bool = typer.Option(False, help="Do nothing when Redis is already warm."),
+) -> None:
+    """Rebuild Redis from the database, then mark it ready (prints a JSON summary)."""
+    from inventory_cache.warmup import run_warmup
+
+    typer.echo(run_warmup(if_empty=if_empty))
+
+
+@app.command()
+def verify(
+    wait: float = typer.Option(30.0, help="Seconds to wait for the worker to catch up."),
+) -> None:
+    """Compare Redis with the database; print every difference; exit 1 on any."""
+    from inventory_cache.verify import run_verify
+
+    raise typer.Exit(run_verify(wait_s=wait))

@@ -182,7 +182,8 @@ class ReservationLine(Base):
     part_fingerprint: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     expires_at: Mapped[datetime] = _ts()
-    reserved_at: Mapped[datetime] = _ts()
+    # Unknown until the reserve event arrives (a settle event may be applied first).
+    reserved_at: Mapped[datetime | None] = _ts(nullable=True)
     settled_at: Mapped[datetime | None] = _ts(nullable=True)
 
 

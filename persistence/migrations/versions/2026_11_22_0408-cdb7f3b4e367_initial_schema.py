@@ -290,7 +290,7 @@ def upgrade() -> None:
         sa.Column("part_fingerprint", sa.String(length=64), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("reserved_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reserved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("settled_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["order_id"],

@@ -1,0 +1,249 @@
+"""`inventory-cache verify`: compare Redis with PostgreSQL once the worker has caught up.
+
+Compared, both ways (present on one side only is a difference too):
+
+- every (sku, location): on_hand, locked, safety_stock; and every SKU's version (Redis's
+  `v` against the highest version the ledger applied: equal once every event is written);
+- every active reservation part: its attempt token, expiry and lines; and the order index
+  of every active order;
+- every transfer in flight (`requested`, `in_transit`): sku, locations, qty, status.
+
+Comparing while traffic flows reports changes that are on their way as differences, so
+`verify` first waits (up to `wait_s`) until the `ledger` group has no pending and no
+unread entry left, and says so when it gave up waiting. Redis keys are found with SCAN, so
+the whole keyspace of the prefix is walked: run it off-peak on large catalogues.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from inventory_cache.engine import parse_stock
+from inventory_cache.keys import Keys
+from inventory_cache.settings import Settings
+from inventory_cache.worker import GROUP
+from persistence.models import ReservationLine, StockLevel, Transfer
+from persistence.sink import datetime_to_ms
+
+CHUNK = 1000
+IN_FLIGHT = ("requested", "in_transit")
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    kind: str  # stock, version, reservation, order_index, transfer, backlog
+    key: str
+    redis: Any
+    postgres: Any
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}: redis={self.redis} postgres={self.postgres}"
+
+
+def backlog(redis: Any, keys: Keys, group: str = GROUP) -> int:
+    """Entries of the streams that the ledger group has not acknowledged (pending + unread)."""
+    pipe = redis.pipeline(transaction=False)
+    streams = [keys.events(g) for g in keys.all_groups()]
+    for stream in streams:
+        pipe.xinfo_groups(stream)
+        pipe.xlen(stream)
+    replies = pipe.execute(raise_on_error=False)
+    total = 0
+    for i in range(len(streams)):
+        groups, length = replies[2 * i], replies[2 * i + 1]
+        if isinstance(length, Exception) or not length:
+            continue
+        ours = (
+            []
+            if isinstance(groups, Exception)
+            else [g for g in groups if _text(g["name"]) == group]
+        )
+        if not ours:
+            total += int(length)
+            continue
+        g = ours[0]
+        lag = g.get("lag")
+        total += int(g["pending"]) + (int(lag) if lag is not None else int(length))
+    return total
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def wait_caught_up(redis: Any, keys: Keys, wait_s: float) -> int:
+    """Wait until the ledger group has nothing left; returns what is left at the end."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = backlog(redis, keys)
+        if left == 0 or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.2)
+
+
+def _scan(redis: Any, keys: Keys, kind: str) -> Iterator[tuple[int, str, dict[bytes, bytes]]]:
+    """(group, id, hash) of every `<prefix>:{g}:<kind>:<id>` hash, fetched in pipelines."""
+    pattern = re.compile(rf"^{re.escape(keys.prefix)}:\{{(\d+)\}}:{kind}:(.+)$", re.DOTALL)
+    names: list[tuple[int, str, bytes]] = []
+
+    def fetch() -> Iterator[tuple[int, str, dict[bytes, bytes]]]:
+        pipe = redis.pipeline(transaction=False)
+        for _, _, raw in names:
+            pipe.hgetall(raw)
+        for (g, ident, _), value in zip(names, pipe.execute(), strict=True):
+            if value:
+                yield g, ident, value
+
+    for raw in redis.scan_iter(match=f"{keys.prefix}:{{*}}:{kind}:*", count=CHUNK):
+        m = pattern.match(_text(raw))
+        if m is None:
+            continue
+        names.append((int(m[1]), m[2], raw))
+        if len(names) >= CHUNK:
+            yield from fetch()
+            names = []
+    if names:
+        yield from fetch()
+
+
+def compare(redis: Any, engine: sa.Engine, settings: Settings) -> list[Difference]:
+    keys = Keys(settings.redis_prefix, settings.slot_groups)
+    with engine.connect() as conn:
+        diffs = _stock(redis, keys, conn)
+        diffs += _reservations(redis, keys, conn)
+        diffs += _transfers(redis, keys, conn)
+    return diffs
+
+
+def verify(
+    redis: Any, engine: sa.Engine, settings: Settings, *, wait_s: float = 30.0
+) -> list[Difference]:
+    """Differences between Redis and PostgreSQL (empty when they agree)."""
+    keys = Keys(settings.redis_prefix, settings.slot_groups)
+    left = wait_caught_up(redis, keys, wait_s)
+    diffs = compare(redis, engine, settings)
+    if left:
+        diffs.insert(0, Difference("backlog", "streams", left, "worker not caught up"))
+    return diffs
+
+
+def _stock(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
+    ours: dict[tuple[str, str], tuple[int, int, int]] = {}
+    versions: dict[str, int] = {}
+    for _, sku, raw in _scan(redis, keys, "s"):
+        for loc, lv in parse_stock(sku, raw).items():
+            ours[(sku, loc)] = (lv.on_hand, lv.locked, lv.safety_stock)
+        versions[sku] = int(raw.get(b"v", 0))
+    s = StockLevel
+    theirs: dict[tuple[str, str], tuple[int, int, int]] = {}
+    their_versions: dict[str, int] = defaultdict(int)
+    q = sa.select(s.sku, s.location, s.on_hand, s.locked, s.safety_stock, s.version)
+    for row in conn.execute(q):
+        theirs[(row.sku, row.location)] = (row.on_hand, row.locked, row.safety_stock)
+        their_versions[row.sku] = max(their_versions[row.sku], row.version)
+    diffs = [
+        Difference("stock", f"{sku}@{loc}", _levels(ours.get(k)), _levels(theirs.get(k)))
+        for k in sorted(ours.keys() | theirs.keys())
+        if ours.get(k) != theirs.get(k)
+        for sku, loc in [k]
+    ]
+    diffs += [
+        Difference("version", sku, versions.get(sku), their_versions.get(sku))
+        for sku in sorted(versions.keys() | their_versions.keys())
+        if versions.get(sku) != their_versions.get(sku)
+    ]
+    return diffs
+
+
+def _levels(v: tuple[int, int, int] | None) -> str | None:
+    if v is None:
+        return None
+    return f"on_hand={v[0]} locked={v[1]} safety_stock={v[2]}"
+
+
+def _reservations(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
+    ours: dict[tuple[str, int], tuple[str, int, list[Any]]] = {}
+    for g, order, raw in _scan(redis, keys, "r"):
+        if raw.get(b"st") != b"active":
+            continue
+        lines = orjson.loads(raw[b"lines"])
+        ours[(order, g)] = (
+            raw[b"tok"].decode(),
+            int(raw[b"exp"]),
+            [list(x) for x in lines] if isinstance(lines, list) else [],
+        )
+    ln = ReservationLine
+    theirs: dict[tuple[str, int], tuple[str, int, list[Any]]] = {}
+    q = (
+        sa.select(ln.order_id, ln.token, ln.sku, ln.location, ln.qty, ln.expires_at)
+        .where(ln.status == "active")
+        .order_by(ln.order_id, ln.token, ln.position)
+    )
+    for row in conn.execute(q):
+        key = (row.order_id, keys.group_of(row.sku))
+        entry = theirs.setdefault(key, (row.token, datetime_to_ms(row.expires_at), []))
+        entry[2].append([row.sku, row.location, row.qty])
+    diffs = [
+        Difference("reservation", f"{order} (group {g})", ours.get(k), theirs.get(k))
+        for k in sorted(ours.keys() | theirs.keys())
+        if ours.get(k) != theirs.get(k)
+        for order, g in [k]
+    ]
+    orders = sorted({order for order, _ in theirs})
+    pipe = redis.pipeline(transaction=False)
+    for order in orders:
+        pipe.exists(keys.order_index(order))
+    for order, exists in zip(orders, pipe.execute(), strict=True):
+        if not exists:
+            diffs.append(Difference("order_index", order, None, "active"))
+    return diffs
+
+
+def _transfers(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
+    ours: dict[str, tuple[str, str, str, int, str]] = {}
+    for _, tid, raw in _scan(redis, keys, "t"):
+        f = {k.decode(): v.decode() for k, v in raw.items()}
+        if f.get("st") in IN_FLIGHT:
+            ours[tid] = (f["sku"], f["from"], f["to"], int(f["qty"]), f["st"])
+    t = Transfer
+    theirs = {
+        row.transfer_id: (row.sku, row.from_location, row.to_location, row.qty, row.status)
+        for row in conn.execute(
+            sa.select(t.transfer_id, t.sku, t.from_location, t.to_location, t.qty, t.status).where(
+                t.status.in_(IN_FLIGHT)
+            )
+        )
+    }
+    return [
+        Difference("transfer", tid, ours.get(tid), theirs.get(tid))
+        for tid in sorted(ours.keys() | theirs.keys())
+        if ours.get(tid) != theirs.get(tid)
+    ]
+
+
+def run_verify(*, wait_s: float = 30.0) -> int:
+    """`inventory-cache verify`: differences on standard output; 1 if any, else 0."""
+    import sys
+
+    from inventory_cache.connection import make_sync_redis
+    from inventory_cache.settings import get_settings
+    from persistence.db import database_url, make_engine
+
+    settings = get_settings()
+    engine = make_engine(database_url(settings))
+    try:
+        diffs = verify(make_sync_redis(settings), engine, settings, wait_s=wait_s)
+    finally:
+        engine.dispose()
+    for d in diffs:
+        print(d)
+    print(f"{len(diffs)} difference(s)", file=sys.stderr)
+    return 1 if diffs else 0

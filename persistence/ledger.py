@@ -1,0 +1,303 @@
+"""From stream entries to table rows: parse events, merge a batch into one row per key.
+
+The worker reads entries of every group's stream (format in ARCHITECTURE.md, "Events")
+and hands a batch of them to a sink, which writes it in one transaction. Everything the
+sink writes is keyed, so that applying an event twice, or two events out of order, ends
+in the same tables:
+
+- `movements`: one row per (op_id, sku, location); an operation that touched one
+  location twice (a reservation whose lines picked the same location) is summed into one
+  row. The first delivery wins; later ones are ignored by the sink (ON CONFLICT).
+- `stock_levels`: the row with the highest SKU `version` wins.
+- `reservation_lines`: keyed by (order, attempt token, sku, position); `active` only ever
+  moves to a final status (`released`, `cancelled`, `expired`, `shipped`).
+- `transfers`: the status furthest along `requested -> in_transit -> received` (or
+  `cancelled`) wins.
+- `idempotency_records`: the first answer wins.
+
+Nothing here touches a database: `Batch` is plain data, which the sinks transpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+RESERVATION_FIELDS = ("order", "exp", "lines", "st", "fp", "tok")
+TRANSFER_FIELDS = ("tid", "sku", "from", "to", "qty", "st", "fp")
+PART_STATUSES = frozenset({"active", "released", "cancelled", "expired", "shipped"})
+TRANSFER_RANK = {"requested": 0, "in_transit": 1, "received": 2, "cancelled": 2}
+
+
+class MalformedEvent(ValueError):
+    """A stream entry that can never be applied; the worker dead-letters it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stream entry: the group of its stream, its id (`ms-seq`) and raw fields."""
+
+    group: int
+    id: str
+    fields: Mapping[bytes, bytes]
+
+    @property
+    def position(self) -> str:
+        """The entry as the change feed names it: `<ms>-<group>-<seq>`."""
+        ms, _, seq = self.id.partition("-")
+        return f"{ms}-{self.group}-{seq}"
+
+
+# (op_id, sku, location, type, reason, ref, d_on_hand, d_locked, on_hand_after,
+#  locked_after, safety_stock_after, version, ts_ms, stream_id)
+MovementRow = tuple[str, str, str, str, str, str, int, int, int, int, int, int, int, str]
+# (sku, location, on_hand, locked, safety_stock, version, ts_ms)
+LevelRow = tuple[str, str, int, int, int, int, int]
+# (key, sku, fingerprint, result_json, ts_ms, expires_ms)
+IdemRow = tuple[str, str, str, str, int, int]
+# (order_id, fingerprint | None, token, ts_ms, expires_ms)
+OrderRow = tuple[str, str | None, str, int, int]
+# (order_id, token, sku, position, location, qty, part_fp, status, expires_ms,
+#  reserved_ms | None, settled_ms | None)
+LineRow = tuple[str, str, str, int, str, int, str, str, int, int | None, int | None]
+# (transfer_id, sku, from, to, qty, status, fingerprint, first_ts_ms, last_ts_ms)
+TransferRow = tuple[str, str, str, str, int, str, str, int, int]
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one transaction writes; each mapping holds one row per table key."""
+
+    movements: dict[tuple[str, str, str], MovementRow] = field(default_factory=dict)
+    levels: dict[tuple[str, str], LevelRow] = field(default_factory=dict)
+    idempotency: dict[str, IdemRow] = field(default_factory=dict)
+    orders: dict[str, OrderRow] = field(default_factory=dict)
+    lines: dict[tuple[str, str, str, int], LineRow] = field(default_factory=dict)
+    transfers: dict[str, TransferRow] = field(default_factory=dict)
+    events: int = 0
+
+    def __len__(self) -> int:
+        return self.events
+
+
+def _text(fields: Mapping[bytes, bytes], name: str) -> str:
+    raw = fields.get(name.encode())
+    if raw is None:
+        raise MalformedEvent(f"missing field {name!r}")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise MalformedEvent(f"field {name!r} is not UTF-8") from None
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool):
+        raise MalformedEvent(f"{what} is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise MalformedEvent(f"{what} is not an integer: {value!r}")
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise MalformedEvent(f"{what} is not a non-empty string: {value!r}")
+    return value
+
+
+def _json_list(fields: Mapping[bytes, bytes], name: str) -> list[Any]:
+    raw = fields.get(name.encode())
+    if raw is None:
+        raise MalformedEvent(f"missing field {name!r}")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise MalformedEvent(f"field {name!r} is not JSON") from None
+    if value == {}:  # cjson encodes an empty array as {}
+        return []
+    if not isinstance(value, list):
+        raise MalformedEvent(f"field {name!r} is not a JSON array")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One parsed entry: the ledger rows and the record it carries, validated."""
+
+    entry: Entry
+    type: str
+    op: str
+    ts: int
+    ref: str
+    reason: str
+    rows: list[tuple[str, str, int, int, int, int, int, int]]
+    idem: tuple[str, str] | None  # (idempotency key, fingerprint)
+    part: tuple[str, int, list[tuple[str, str, int]], str, str, str, str | None] | None
+    # (order, exp, lines, status, part fp, token, order fp)
+    transfer: TransferRow | None
+
+
+def parse(entry: Entry) -> Event:
+    """Validate and decode one entry; raises MalformedEvent, never writes anything."""
+    f = entry.fields
+    type_, op = _text(f, "t"), _text(f, "op")
+    ts = _int(_text(f, "ts"), "ts")
+    ref = _text(f, "ref") if b"ref" in f else op
+    reason = _text(f, "reason") if b"reason" in f else type_
+    rows = []
+    for raw in _json_list(f, "rows"):
+        if not isinstance(raw, list) or len(raw) != 8:
+            raise MalformedEvent(f"a row is not [sku, location, 6 integers]: {raw!r}")
+        sku, loc = _str(raw[0], "row sku"), _str(raw[1], "row location")
+        nums = [_int(x, "row value") for x in raw[2:]]
+        rows.append((sku, loc, nums[0], nums[1], nums[2], nums[3], nums[4], nums[5]))
+    if not rows:
+        raise MalformedEvent("an event without rows changes nothing")
+    idem = None
+    if b"idem" in f:
+        idem = (_text(f, "idem"), _text(f, "fp"))
+    part = None
+    if b"order" in f:
+        st = _text(f, "st")
+        if st not in PART_STATUSES:
+            raise MalformedEvent(f"unknown reservation status {st!r}")
+        lines = []
+        for raw in _json_list(f, "lines"):
+            if not isinstance(raw, list) or len(raw) != 3:
+                raise MalformedEvent(f"a line is not [sku, location, qty]: {raw!r}")
+            lines.append(
+                (_str(raw[0], "line sku"), _str(raw[1], "line location"), _int(raw[2], "qty"))
+            )
+        ofp = _text(f, "ofp") if b"ofp" in f else None
+        part = (
+            _text(f, "order"),
+            _int(_text(f, "exp"), "exp"),
+            lines,
+            st,
+            _text(f, "fp"),
+            _text(f, "tok"),
+            ofp,
+        )
+    transfer = None
+    if b"tid" in f:
+        st = _text(f, "st")
+        if st not in TRANSFER_RANK:
+            raise MalformedEvent(f"unknown transfer status {st!r}")
+        transfer = (
+            _text(f, "tid"),
+            _text(f, "sku"),
+            _text(f, "from"),
+            _text(f, "to"),
+            _int(_text(f, "qty"), "qty"),
+            st,
+            _text(f, "fp"),
+            ts,
+            ts,
+        )
+    return Event(entry, type_, op, ts, ref, reason, rows, idem, part, transfer)
+
+
+def available(on_hand: int, locked: int, safety_stock: int) -> int:
+    return max(0, on_hand - locked - safety_stock)
+
+
+def build(events: Iterable[Event], retention_ms: int) -> Batch:
+    """Merge parsed events into one row per table key (the rules in the module doc)."""
+    b = Batch()
+    for ev in events:
+        b.events += 1
+        sid = ev.entry.position
+        merged: dict[tuple[str, str], list[int]] = {}
+        for sku, loc, doh, dl, oh, lk, ss, ver in ev.rows:
+            cur = merged.get((sku, loc))
+            if cur is None:
+                merged[(sku, loc)] = [doh, dl, oh, lk, ss, ver]
+            else:
+                merged[(sku, loc)] = [cur[0] + doh, cur[1] + dl, oh, lk, ss, ver]
+            level = b.levels.get((sku, loc))
+            if level is None or level[5] <= ver:
+                b.levels[(sku, loc)] = (sku, loc, oh, lk, ss, ver, ev.ts)
+        for (sku, loc), (doh, dl, oh, lk, ss, ver) in merged.items():
+            key = (ev.op, sku, loc)
+            if key not in b.movements:
+                b.movements[key] = (
+                    *key,
+                    ev.type,
+                    ev.reason,
+                    ev.ref,
+                    doh,
+                    dl,
+                    oh,
+                    lk,
+                    ss,
+                    ver,
+                    ev.ts,
+                    sid,
+                )
+        if ev.idem is not None and ev.idem[0] not in b.idempotency:
+            sku, loc, _, _, oh, lk, ss, _ = ev.rows[0]
+            result = {
+                "sku": sku,
+                "location": loc,
+                "on_hand": oh,
+                "locked": lk,
+                "safety_stock": ss,
+                "available": available(oh, lk, ss),
+            }
+            b.idempotency[ev.idem[0]] = (
+                ev.idem[0],
+                sku,
+                ev.idem[1],
+                orjson.dumps(result).decode(),
+                ev.ts,
+                ev.ts + retention_ms,
+            )
+        if ev.part is not None:
+            _add_part(b, ev)
+        if ev.transfer is not None:
+            _add_transfer(b, ev.transfer)
+    return b
+
+
+def _add_part(b: Batch, ev: Event) -> None:
+    assert ev.part is not None
+    order, exp, lines, st, fp, tok, ofp = ev.part
+    prior = b.orders.get(order)
+    if prior is None:
+        b.orders[order] = (order, ofp, tok, ev.ts, exp)
+    elif prior[1] is None and ofp is not None:
+        b.orders[order] = (order, ofp, *prior[2:])
+    reserved = ev.ts if st == "active" else None
+    settled = ev.ts if st != "active" else None
+    for pos, (sku, loc, qty) in enumerate(lines):
+        key = (order, tok, sku, pos)
+        cur = b.lines.get(key)
+        if cur is None:
+            b.lines[key] = (order, tok, sku, pos, loc, qty, fp, st, exp, reserved, settled)
+            continue
+        status = st if cur[7] == "active" else cur[7]
+        b.lines[key] = (
+            *cur[:7],
+            status,
+            cur[8],
+            cur[9] if cur[9] is not None else reserved,
+            cur[10] if cur[10] is not None else settled,
+        )
+
+
+def _add_transfer(b: Batch, row: TransferRow) -> None:
+    cur = b.transfers.get(row[0])
+    if cur is None:
+        b.transfers[row[0]] = row
+        return
+    status = row[5] if TRANSFER_RANK[row[5]] > TRANSFER_RANK[cur[5]] else cur[5]
+    b.transfers[row[0]] = (*cur[:5], status, cur[6], min(cur[7], row[7]), max(cur[8], row[8]))

@@ -1,0 +1,239 @@
+"""The sinks write events so that a redelivery or a reordering changes nothing (SPEC §3.4,
+§3.8). Every test runs on PostgreSQL (the bulk `unnest` statements) and on SQLite (the
+demo's row-by-row statements): both must end in the same rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from persistence.db import make_engine, migrate
+from persistence.ledger import Entry, MalformedEvent, build, parse
+from persistence.models import Base
+from persistence.sink import RejectedBatch, Sink, datetime_to_ms, make_sink
+from tests.pg import fresh_database
+
+T0 = 1_800_000_000_000
+RETENTION_MS = 7 * 86_400_000
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sink, sa.Engine]]:
+    if request.param == "sqlite":
+        url = f"sqlite+pysqlite:///{tmp_path / 'ledger.sqlite3'}"
+        migrate(url)
+        cm: Any = None
+    else:
+        cm = fresh_database()
+        url = cm.__enter__()
+    sink, engine = make_sink(url), make_engine(url)
+    try:
+        yield sink, engine
+    finally:
+        sink.close()
+        engine.dispose()
+        if cm is not None:
+            cm.__exit__(None, None, None)
+
+
+_seq = iter(range(1, 1_000_000))
+
+
+def entry(**fields: Any) -> Entry:
+    raw = {k.encode(): (v if isinstance(v, bytes) else str(v).encode()) for k, v in fields.items()}
+    return Entry(group=3, id=f"{T0}-{next(_seq)}", fields=raw)
+
+
+def movement(ref: str, sku: str, loc: str, delta: int, after: int, version: int) -> Entry:
+    return entry(
+        t="inbound",
+        op=f"inbound:{ref}",
+        ts=T0 + version,
+        ref=ref,
+        reason="inbound",
+        rows=orjson.dumps([[sku, loc, delta, 0, after, 0, 0, version]]),
+        idem=f"inbound:{sku}:{ref}",
+        fp="fp-" + ref,
+    )
+
+
+def part(
+    t: str, order: str, tok: str, lines: list[list[Any]], rows: list[list[Any]], ts: int, **kw: Any
+) -> Entry:
+    st = {"reserve": "active", "cancel": "cancelled", "ship": "shipped", "release": "released"}[t]
+    return entry(
+        t=t,
+        op=f"{t}:{order}:{tok}",
+        ts=ts,
+        ref=order,
+        reason=t,
+        rows=orjson.dumps(rows),
+        order=order,
+        exp=T0 + 900_000,
+        lines=orjson.dumps(lines),
+        st=st,
+        fp="pfp-" + order,
+        tok=tok,
+        **kw,
+    )
+
+
+def transfer(step: str, st: str, version: int, ts: int) -> Entry:
+    doh, dl = {"request": (0, 100), "ship": (-100, -100)}[step]
+    return entry(
+        t=f"transfer_{step}",
+        op=f"transfer:t1:{step}",
+        ts=ts,
+        ref="t1",
+        reason=f"transfer_{step}",
+        rows=orjson.dumps([["B", "north", doh, dl, 1000 + doh, 100 + dl, 0, version]]),
+        tid="t1",
+        sku="B",
+        to="south",
+        qty=100,
+        st=st,
+        fp="tfp",
+        **{"from": "north"},
+    )
+
+
+def apply(sink: Sink, *entries: Entry) -> None:
+    sink.apply(build([parse(e) for e in entries], RETENTION_MS))
+
+
+def rows(engine: sa.Engine, sql: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(sql))]
+
+
+def times(engine: sa.Engine, table: str, *columns: str) -> list[int]:
+    """Timestamps of the table's only row, in ms (typed, so SQLite's text is parsed too)."""
+    t = Base.metadata.tables[table]
+    with engine.connect() as conn:
+        (row,) = conn.execute(sa.select(*(t.c[c] for c in columns))).all()
+    return [datetime_to_ms(v) for v in row]
+
+
+def test_applying_the_same_events_twice_adds_no_row(db: tuple[Sink, sa.Engine]) -> None:
+    sink, engine = db
+    events = [movement("r1", "A", "north", 10, 10, 1), movement("r2", "A", "north", 5, 15, 2)]
+    apply(sink, *events)
+    apply(sink, *events)
+    apply(sink, events[0])
+    assert rows(
+        engine, "SELECT op_id, delta_on_hand, on_hand_after FROM movements ORDER BY id"
+    ) == [
+        ("inbound:r1", 10, 10),
+        ("inbound:r2", 5, 15),
+    ]
+    assert rows(engine, "SELECT sku, location, on_hand, version FROM stock_levels") == [
+        ("A", "north", 15, 2)
+    ]
+    assert rows(engine, "SELECT key, sku, fingerprint FROM idempotency_records ORDER BY key") == [
+        ("inbound:A:r1", "A", "fp-r1"),
+        ("inbound:A:r2", "A", "fp-r2"),
+    ]
+
+
+def test_an_older_version_never_moves_a_level_backwards(db: tuple[Sink, sa.Engine]) -> None:
+    sink, engine = db
+    apply(sink, movement("r2", "A", "north", 5, 15, 2))
+    apply(sink, movement("r1", "A", "north", 10, 10, 1))
+    assert rows(engine, "SELECT on_hand, version FROM stock_levels") == [(15, 2)]
+    assert rows(engine, "SELECT count(*) FROM movements") == [(2,)]
+
+
+def test_two_picks_of_one_location_in_one_reservation_are_one_ledger_row(
+    db: tuple[Sink, sa.Engine],
+) -> None:
+    sink, engine = db
+    lines = [["A", "north", 1], ["A", "north", 2]]
+    rows_ = [["A", "north", 0, 1, 10, 1, 0, 4], ["A", "north", 0, 2, 10, 3, 0, 4]]
+    apply(sink, part("reserve", "o1", "k1", lines, rows_, T0, ofp="ofp1"))
+    assert rows(engine, "SELECT delta_locked, locked_after FROM movements") == [(3, 3)]
+    assert rows(engine, "SELECT locked, version FROM stock_levels") == [(3, 4)]
+    assert rows(
+        engine, "SELECT position, location, qty FROM reservation_lines ORDER BY position"
+    ) == [(0, "north", 1), (1, "north", 2)]
+
+
+def test_a_cancel_applied_before_its_reserve_still_ends_cancelled(
+    db: tuple[Sink, sa.Engine],
+) -> None:
+    sink, engine = db
+    lines = [["A", "north", 2]]
+    reserve = part("reserve", "o1", "k1", lines, [["A", "north", 0, 2, 10, 2, 0, 1]], T0, ofp="of")
+    cancel = part("cancel", "o1", "k1", lines, [["A", "north", 0, -2, 10, 0, 0, 2]], T0 + 5)
+    apply(sink, cancel)
+    apply(sink, reserve)
+    assert rows(engine, "SELECT status, fingerprint, token FROM reservations") == [
+        ("cancelled", "of", "k1")
+    ]
+    assert rows(engine, "SELECT status FROM reservation_lines") == [("cancelled",)]
+    assert rows(engine, "SELECT locked, version FROM stock_levels") == [(0, 2)]
+    assert times(engine, "reservation_lines", "reserved_at", "settled_at") == [T0, T0 + 5]
+
+
+def test_a_compensated_attempt_then_a_retry_leaves_the_retry_active(
+    db: tuple[Sink, sa.Engine],
+) -> None:
+    sink, engine = db
+    lines = [["A", "north", 1]]
+    first = part("reserve", "o1", "k1", lines, [["A", "north", 0, 1, 5, 1, 0, 1]], T0, ofp="of")
+    undo = part("release", "o1", "k1", lines, [["A", "north", 0, -1, 5, 0, 0, 2]], T0 + 1)
+    retry = part("reserve", "o1", "k2", lines, [["A", "north", 0, 1, 5, 1, 0, 3]], T0 + 2, ofp="of")
+    apply(sink, retry, first)
+    apply(sink, undo)
+    assert rows(engine, "SELECT status, token FROM reservations") == [("active", "k2")]
+    assert rows(engine, "SELECT token, status FROM reservation_lines ORDER BY token") == [
+        ("k1", "released"),
+        ("k2", "active"),
+    ]
+
+
+def test_a_transfer_keeps_the_furthest_status_and_its_request_time(
+    db: tuple[Sink, sa.Engine],
+) -> None:
+    sink, engine = db
+    apply(sink, transfer("ship", "in_transit", 2, T0 + 60_000))
+    apply(sink, transfer("request", "requested", 1, T0))
+    assert rows(engine, "SELECT status FROM transfers") == [("in_transit",)]
+    assert times(engine, "transfers", "created_at", "updated_at") == [T0, T0 + 60_000]
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"t": "inbound", "op": "x", "ts": "1"}, "missing field 'rows'"),
+        ({"t": "inbound", "op": "x", "ts": "1", "rows": "[1"}, "not JSON"),
+        ({"t": "inbound", "op": "x", "ts": "soon", "rows": "[]"}, "ts is not an integer"),
+        ({"t": "inbound", "op": "x", "ts": "1", "rows": '[["A","n",1]]'}, "a row is not"),
+        ({"t": "inbound", "op": "x", "ts": "1", "rows": "[]"}, "without rows"),
+    ],
+)
+def test_malformed_entries_are_refused_before_any_write(
+    fields: dict[str, str], reason: str
+) -> None:
+    with pytest.raises(MalformedEvent, match=reason):
+        parse(entry(**fields))
+
+
+def test_postgresql_refusing_a_value_rejects_the_batch_and_writes_nothing() -> None:
+    with fresh_database() as url:
+        sink, engine = make_sink(url), make_engine(url)
+        try:
+            with pytest.raises(RejectedBatch):
+                apply(
+                    sink,
+                    movement("ok", "A", "north", 1, 1, 1),
+                    movement("b", "A\x00", "n", 1, 1, 1),
+                )
+            assert rows(engine, "SELECT count(*) FROM movements") == [(0,)]
+        finally:
+            sink.close()
+            engine.dispose()
