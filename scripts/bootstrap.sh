@@ -16,8 +16,13 @@ fi
 stamp="$root/.venv/.installed-$(sha1sum "$root/pyproject.toml" | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing inventory-cache and its dev tools" >&2
-  "$root/.venv/bin/python" -m pip install -q --upgrade pip >&2
-  "$root/.venv/bin/python" -m pip install -q -e "$root[dev]" >&2
+  log="$root/.venv/install.log"
+  if ! { "$root/.venv/bin/python" -m pip install -q --upgrade pip \
+         && "$root/.venv/bin/python" -m pip install -q -e "$root[dev]"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "bootstrap: install failed (log above)" >&2
+    exit 1
+  fi
   rm -f "$root"/.venv/.installed-*
   touch "$stamp"
 fi
