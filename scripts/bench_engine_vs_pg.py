@@ -3,12 +3,14 @@
 
 Both sides run in the same number of OS processes with the same number of concurrent
 asyncio tasks per process, each task reserving one unit per order in a closed loop, for
-the same time, in one run: a hot SKU (every buyer wants the same item, the flash-sale
-case) and SKUs spread uniformly over a catalogue. The baseline runs twice: as users get
-it (synchronous_commit on) and at the durability the service itself offers (Redis AOF
-everysec acknowledges before the disk, as synchronous_commit off does).
+the same time, in alternating rounds of one run (medians reported): a hot SKU (every
+buyer wants the same item, the flash-sale case) and SKUs spread uniformly over a
+catalogue. The baseline runs twice: as users get it (synchronous_commit on) and at the
+durability the service itself offers (Redis AOF everysec acknowledges before the disk,
+as synchronous_commit off does).
 
-    .venv/bin/python scripts/bench_engine_vs_pg.py --processes 2 --concurrency 16 --duration 5
+    .venv/bin/python scripts/bench_engine_vs_pg.py --processes 2 --concurrency 16 \\
+        --duration 3 --rounds 3
 
 Every figure is successful reservations per second; ratios are ours / baseline.
 Targets only loopback servers, and cleans up its Redis keys and its scratch database.
@@ -21,6 +23,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import random
+import statistics
 import sys
 import time
 import uuid
@@ -183,13 +186,11 @@ async def _seed_pg(dsn: str, scenario: str, skus: int) -> None:
         await conn.execute("VACUUM ANALYZE baseline_stock")
 
 
-def run_side(args: argparse.Namespace, side: str, scenario: str, dsn: str) -> dict[str, Any]:
+def measure(
+    args: argparse.Namespace, side: str, scenario: str, prefix: str, dsn: str
+) -> list[dict[str, Any]]:
+    """One timed round of one side: every process's counts and latencies."""
     run = uuid.uuid4().hex[:8]
-    prefix = f"bench-{run}"
-    if side == "engine":
-        asyncio.run(_seed_engine(args.redis_url, prefix, scenario, args.skus))
-    else:
-        asyncio.run(_seed_pg(dsn, scenario, args.skus))
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(args.processes)
     out: mp.Queue[dict[str, Any]] = ctx.Queue()
@@ -216,17 +217,39 @@ def run_side(args: argparse.Namespace, side: str, scenario: str, dsn: str) -> di
     results = [out.get(timeout=timeout) for _ in procs]
     for proc in procs:
         proc.join(timeout=10)
-    if side == "engine":
+    return results
+
+
+def run_scenario(args: argparse.Namespace, scenario: str, dsn: str) -> list[dict[str, Any]]:
+    """Seed both sides once, then alternate them round after round: the machine's drift
+    (other tenants, page cache, autovacuum) falls on both alike; each figure is a median."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    asyncio.run(_seed_engine(args.redis_url, prefix, scenario, args.skus))
+    asyncio.run(_seed_pg(dsn, scenario, args.skus))
+    per_round: dict[str, list[int]] = {side: [] for side in SIDES}
+    refused: dict[str, int] = dict.fromkeys(SIDES, 0)
+    latencies: dict[str, list[float]] = {side: [] for side in SIDES}
+    try:
+        for _ in range(args.rounds):
+            for side in SIDES:
+                results = measure(args, side, scenario, prefix, dsn)
+                per_round[side].append(round(sum(r["ok"] for r in results) / args.duration))
+                refused[side] += sum(r["refused"] for r in results)
+                latencies[side].extend(x for r in results for x in r["latencies"])
+                print(f"{scenario} {side}: {per_round[side][-1]:,}/s", file=sys.stderr)
+    finally:
         asyncio.run(_drop_prefix(args.redis_url, prefix))
-    ok = sum(r["ok"] for r in results)
-    latencies = [x for r in results for x in r["latencies"]]
-    return {
-        "side": side,
-        "scenario": scenario,
-        "reservations_per_s": round(ok / args.duration),
-        "refused": sum(r["refused"] for r in results),
-        **latency_summary(latencies),
-    }
+    return [
+        {
+            "side": side,
+            "scenario": scenario,
+            "reservations_per_s": round(statistics.median(per_round[side])),
+            "rounds": per_round[side],
+            "refused": refused[side],
+            **latency_summary(latencies[side]),
+        }
+        for side in SIDES
+    ]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -242,7 +265,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--pg-pool", type=int, default=8, help="connections per process")
     parser.add_argument("--skus", type=int, default=10_000, help="catalogue of the spread case")
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side")
     parser.add_argument("--scenarios", default="hot,spread")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
@@ -256,10 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     try:
         for scenario in args.scenarios.split(","):
-            for side in SIDES:
-                result = run_side(args, side, scenario, dsn)
-                print(json.dumps(result), file=sys.stderr)
-                rows.append(result)
+            rows.extend(run_scenario(args, scenario, dsn))
     finally:
         drop_database(args.database_url, db)
 
@@ -290,8 +311,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "p99 ms ours / PG",
     ]
     print(
-        f"{args.processes} processes x {args.concurrency} tasks, {args.duration:g} s each"
-        f" after {args.warmup:g} s warm-up; PG pool {args.pg_pool} per process"
+        f"{args.processes} processes x {args.concurrency} tasks; median of {args.rounds}"
+        f" alternating rounds of {args.duration:g} s (after {args.warmup:g} s warm-up);"
+        f" PG pool {args.pg_pool} per process"
     )
     print(markdown_table(header, table))
     report = {"config": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows}

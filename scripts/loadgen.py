@@ -47,6 +47,8 @@ SCENARIOS = ("ping", "availability", "checkout", "flash-sale", "mixed")
 MAX_DURATION_S = 300.0
 MAX_PROCESSES = 16
 REQUEST_TIMEOUT_S = 10.0
+# Requests an operation may send: a checkout is a reservation, then its ship or cancel.
+REQUESTS_PER_OP = {"ping": 1, "availability": 1, "checkout": 2}
 
 
 @dataclass
@@ -175,7 +177,7 @@ class Worker:
         self.rng = random.Random(f"{cfg.run}-{index}")
         self.zipf = zipf_sampler(cfg.skus, cfg.zipf, self.rng)
         self.budget = cfg.max_requests // cfg.processes
-        self.issued = 0
+        self.claimed = 0  # requests this worker may still have to send, at most
         self.orders = 0
         self.start(time.time())
 
@@ -187,8 +189,18 @@ class Worker:
     def sku(self) -> str:
         return f"{self.cfg.sku_prefix}-{self.zipf()}"
 
-    def more(self) -> bool:
-        return time.time() < self.deadline and self.issued < self.budget
+    def claim(self, requests: int) -> bool:
+        """Room for an operation of up to `requests` requests, in time and in the budget."""
+        if time.time() >= self.deadline or self.claimed + requests > self.budget:
+            return False
+        self.claimed += requests
+        return True
+
+    def pick(self) -> str:
+        """The next operation: the scenario's own, or a read or a checkout in `mixed`."""
+        if self.cfg.scenario != "mixed":
+            return self.cfg.scenario
+        return "availability" if self.rng.random() < self.cfg.read_ratio else "checkout"
 
     async def call(
         self,
@@ -200,7 +212,6 @@ class Worker:
         since: float,
         expected: tuple[int, ...],
     ) -> tuple[int, bytes]:
-        self.issued += 1
         try:
             status, data = await conn.request(method, path, body)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
@@ -223,36 +234,33 @@ class Worker:
             conn, action, "POST", f"/v1/reservations/{order}/{action}", None, time.time(), (200,)
         )
 
-    async def operation(self, conn: HttpConnection, since: float) -> None:
-        scenario = self.cfg.scenario
-        if scenario == "ping":
+    async def operation(self, conn: HttpConnection, kind: str, since: float) -> None:
+        if kind == "ping":
             await self.call(conn, "ping", "GET", "/v1/ping", None, since, (200,))
-        elif scenario == "availability" or (
-            scenario == "mixed" and self.rng.random() < self.cfg.read_ratio
-        ):
+        elif kind == "availability":
             path = f"/v1/availability/{self.sku()}"
             await self.call(conn, "availability", "GET", path, None, since, (200,))
         else:
             await self.checkout(conn, since)
 
     async def closed_loop(self, conn: HttpConnection) -> None:
-        while self.more():
-            await self.operation(conn, time.time())
+        while self.claim(REQUESTS_PER_OP[kind := self.pick()]):
+            await self.operation(conn, kind, time.time())
 
     async def open_loop(self, conns: list[HttpConnection]) -> None:
         """Send at a fixed rate whatever the answers do; late sends count as latency."""
-        tickets: asyncio.Queue[float | None] = asyncio.Queue()
+        tickets: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
         interval = self.cfg.processes / self.cfg.rate
 
         async def sender(conn: HttpConnection) -> None:
-            while (since := await tickets.get()) is not None:
-                await self.operation(conn, since)
+            while (ticket := await tickets.get()) is not None:
+                await self.operation(conn, *ticket)
 
         senders = [asyncio.create_task(sender(c)) for c in conns]
         due = self.cfg.start_at + self.rng.random() * interval
-        while due < self.deadline and self.issued + tickets.qsize() < self.budget:
+        while due < self.deadline and self.claim(REQUESTS_PER_OP[kind := self.pick()]):
             await asyncio.sleep(max(0.0, due - time.time()))
-            tickets.put_nowait(due)
+            tickets.put_nowait((kind, due))
             due += interval
         for _ in senders:
             tickets.put_nowait(None)
@@ -260,7 +268,7 @@ class Worker:
 
     async def flash_buyers(self, conn: HttpConnection, buyers: list[int]) -> None:
         path, sku = "/v1/reservations", f"{self.cfg.sku_prefix}-FLASH"
-        while buyers and self.more():
+        while buyers and self.claim(1):
             b = buyers.pop()
             body = {"order_id": f"{self.cfg.run}-b{b}", "lines": [{"sku": sku, "qty": 1}]}
             since = time.time()
@@ -444,6 +452,11 @@ def run(cfg: Config, chart: str | None = None) -> dict[str, Any]:
         "elapsed_s": round(elapsed, 3),
         "requests": total,
         "requests_per_s": round(total / elapsed, 1),
+        # Top-level operations (a checkout's ship or cancel is part of its reserve).
+        "ops_per_s": round(
+            sum(len(latencies.get(op, ())) for op in ("ping", "availability", "reserve")) / elapsed,
+            1,
+        ),
         "errors": errors,
         "statuses": dict(sorted(statuses.items())),
         "latency_ms": latency_summary(x for xs in latencies.values() for x in xs),

@@ -207,10 +207,12 @@ async def test_http_routes_answer_with_the_service_shapes_and_codes(
     }
     assert created.status_code == 201
     assert created.json()["status"] == "active"
+    assert created.json()["expires_at"].endswith("Z")  # ISO 8601 UTC, as the API writes it
     assert created.json()["lines"] == [{"sku": "A", "qty": 2, "location": "north"}]
     assert short.status_code == 409
     assert short.headers["content-type"] == "application/problem+json"
     assert short.json()["code"] == "insufficient_stock"
+    assert short.json()["type"] == "urn:inventory-cache:problem:insufficient_stock"
     assert short.json()["lines"] == [{"sku": "A", "requested": 1, "available": 0}]
     assert (shipped.status_code, shipped.json()["status"]) == (200, "shipped")
     assert (cancel_after_ship.status_code, cancel_after_ship.json()["code"]) == (

@@ -137,6 +137,7 @@ def test_open_loop_keeps_the_offered_rate(baseline_url: str) -> None:
 
     assert 150 <= report["requests"] <= 210
     assert report["offered_rate"] == 100.0
+    assert 75 <= report["ops_per_s"] <= 105
 
 
 def test_flash_sale_on_the_baseline_sells_every_unit_once(baseline_url: str) -> None:

@@ -15,7 +15,6 @@ Run it with uvicorn's factory mode:
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -55,8 +54,9 @@ class BaselineSettings(BaseSettings):
 
 
 def iso_ms(ms: int) -> str:
-    """An epoch-milliseconds instant as ISO 8601 UTC, as the API writes `expires_at`."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    """Epoch milliseconds as the API writes `expires_at`: `2026-11-22T10:15:00.000Z`."""
+    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC).replace(tzinfo=None)
+    return stamp.isoformat(timespec="milliseconds") + "Z"
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -65,7 +65,7 @@ def _json(body: Any, status: int = 200) -> Response:
 
 def _problem(exc: InventoryError) -> Response:
     body = {
-        "type": f"about:blank#{exc.code}",
+        "type": f"urn:inventory-cache:problem:{exc.code}",
         "title": exc.title,
         "status": exc.status,
         "detail": exc.detail,
@@ -168,7 +168,7 @@ def create_app(settings: BaselineSettings | None = None) -> FastAPI:
 
     @app.get("/v1/ping")
     async def ping() -> Response:
-        return _json({"status": "ok", "time": time.time()})
+        return _json({"status": "ok"})
 
     @app.get("/v1/availability/{sku}")
     async def availability(sku: str) -> Response:

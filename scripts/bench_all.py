@@ -1,0 +1,642 @@
+#!/usr/bin/env python
+"""Reproduce BENCHMARKS.md in one command (under 10 minutes on the 2-core machine).
+
+    .venv/bin/python scripts/bench_all.py --write
+
+1. Starts, on loopback ports, the service (`inventory_cache.api.main:app_from_env`) and
+   the PostgreSQL baseline (`inventory_cache.baseline.app:create_app_from_env`) with the
+   same uvicorn command line (workers, uvloop, httptools, no access log), each on a
+   scratch database; the service also gets its write-behind worker when the
+   `inventory-cache worker` command exists, so it pays for its ledger as the baseline does.
+2. Runs `scripts/loadgen.py` scenarios against both, in the same run: the trivial route
+   (the ceiling), availability, a hot-SKU flash sale (checked for oversell), checkout,
+   and the mixed workload at peak and at half of its own peak.
+3. Stops the servers and runs `scripts/bench_engine_vs_pg.py` (no HTTP), then the other
+   areas' scripts if present: `bench_engine.py`, `bench_writebehind.py`, `bench_cluster.py`.
+4. Prints the tables; with `--write` replaces the `## Machine and commands`, `## HTTP` and
+   `## Engine vs PostgreSQL` sections of BENCHMARKS.md (others' sections are kept) and
+   saves the summary chart beside it.
+
+Loopback only; every load step is bounded in time and count. Uses its own Redis prefix and
+databases and removes them afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import bench_engine_vs_pg
+import loadgen
+from benchlib import drop_database, markdown_table, recreate_database, require_loopback
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+BIN = Path(sys.executable).parent
+MY_SECTIONS = ("Machine and commands", "HTTP", "Engine vs PostgreSQL")
+OTHER_BENCHES = ("bench_engine.py", "bench_writebehind.py", "bench_cluster.py")
+UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+
+
+def wait_for_quiet(threshold: float, limit: float) -> None:
+    """The machine is shared: start when other work has calmed down, if it does soon."""
+    deadline = time.monotonic() + limit
+    while os.getloadavg()[0] > threshold and time.monotonic() < deadline:
+        print(
+            f"load average {os.getloadavg()[0]:.1f}: waiting for < {threshold:g}", file=sys.stderr
+        )
+        time.sleep(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} did not come up in {timeout:g} s")
+        time.sleep(0.3)
+
+
+@contextmanager
+def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A background process in its own process group, stopped (the whole group) on exit."""
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+def uvicorn_cmd(factory: str, port: int, workers: int) -> list[str]:
+    return [
+        str(BIN / "uvicorn"),
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        *UVICORN_FLAGS,
+    ]
+
+
+def has_command(env: dict[str, str], *args: str) -> bool:
+    done = subprocess.run(
+        [str(BIN / "inventory-cache"), *args, "--help"], env=env, capture_output=True, cwd=ROOT
+    )
+    return done.returncode == 0
+
+
+@contextmanager
+def write_behind_worker(env: dict[str, str], out: Path) -> Iterator[bool]:
+    """The service's write-behind worker, when this checkout has one."""
+    if not has_command(env, "worker"):
+        yield False
+        return
+    with process([str(BIN / "inventory-cache"), "worker"], env, out / "worker.log"):
+        yield True
+
+
+def prepare_ours(env: dict[str, str]) -> str:
+    """Migrate the scratch database, mark the empty Redis prefix loaded, create a key."""
+    subprocess.run(
+        [str(BIN / "inventory-cache"), "migrate"],
+        env=env,
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+
+    async def mark_ready() -> None:
+        import redis.asyncio as aredis
+
+        from inventory_cache.engine import StockEngine
+        from inventory_cache.settings import Settings
+
+        settings = Settings(
+            redis_url=env["INVENTORY_REDIS_URL"], redis_prefix=env["INVENTORY_REDIS_PREFIX"]
+        )
+        client = aredis.Redis.from_url(env["INVENTORY_REDIS_URL"])
+        # An empty prefix has nothing to rebuild: loading it is only the readiness marker.
+        await StockEngine(client, settings).mark_ready()
+        await client.aclose()
+
+    asyncio.run(mark_ready())
+    key = subprocess.run(
+        [str(BIN / "inventory-cache"), "keys", "create", "--scopes", "read,checkout,warehouse"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout.strip()
+    return key
+
+
+def drop_prefix(redis_url: str, prefix: str) -> None:
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
+        for i in range(0, len(keys), 5000):
+            client.unlink(*keys[i : i + 5000])
+
+
+class HttpSuite:
+    """The loadgen scenarios, ours and the baseline's in turn, with one configuration."""
+
+    def __init__(self, args: argparse.Namespace, out: Path) -> None:
+        self.args = args
+        self.out = out
+        self.results: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def run(self, side: str, url: str, key: str, scenario: str, **kw: Any) -> dict[str, Any]:
+        a = self.args
+        name = kw.pop("name", scenario)
+        cfg = loadgen.Config(
+            target=url,
+            scenario=scenario,
+            processes=a.load_processes,
+            connections=a.connections,
+            duration=kw.pop("duration", a.duration),
+            skus=a.skus,
+            api_key=key,
+            label=f"{side} {name}",
+            **kw,
+        )
+        report = loadgen.run(cfg, str(self.out / f"{side}-{name}.png"))
+        (self.out / f"{side}-{name}.json").write_text(json.dumps(report, indent=2))
+        fs = report.get("flash_sale", {})
+        print(
+            f"  {side:8} {name:14} {report['requests_per_s']:>9,.0f} req/s"
+            f"  p50 {report['latency_ms']['p50']:>7} p99 {report['latency_ms']['p99']:>8} ms"
+            f"  errors {report['errors']}"
+            + (f"  sold/s {fs['sold_per_s']:,} oversold {fs['oversold']}" if fs else ""),
+            file=sys.stderr,
+        )
+        self.results[(side, name)] = report
+        return report
+
+    def both(self, sides: dict[str, tuple[str, str]]) -> None:
+        """Every scenario on each side in turn (`sides`: name → (url, API key)), so that
+        the machine's drift during the run falls on both sides alike."""
+        a = self.args
+        flash = f"FS{uuid.uuid4().hex[:6]}"
+        steps: list[tuple[str, dict[str, Any]]] = [
+            ("ping", {"seed_stock": False}),
+            ("availability", {}),  # seeds the catalogue; later scenarios reuse it
+            (
+                "flash-sale",
+                {
+                    "units": a.units,
+                    "buyers": 2 * a.units,
+                    "sku_prefix": flash,
+                    "duration": a.flash_duration,
+                },
+            ),
+            ("checkout", {"seed_stock": False}),
+            ("mixed", {"seed_stock": False}),
+        ]
+        for scenario, kw in steps:
+            for side, (url, key) in sides.items():
+                self.run(side, url, key, scenario, **kw)
+        for side, (url, key) in sides.items():
+            peak = self.results[(side, "mixed")]["ops_per_s"]
+            self.run(
+                side,
+                url,
+                key,
+                "mixed",
+                seed_stock=False,
+                name="mixed-half",
+                rate=max(1.0, peak / 2),
+            )
+
+
+def fmt(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def http_table(r: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, list[str]]:
+    """The HTTP table and the verdict on each target."""
+
+    def rps(side: str, name: str) -> float:
+        return float(r[(side, name)]["requests_per_s"])
+
+    def p(side: str, name: str, q: str) -> str:
+        return str(r[(side, name)]["latency_ms"][q])
+
+    rows = []
+    for name, what in (
+        ("ping", "`GET /v1/ping` (trivial route: the ceiling)"),
+        ("availability", "`GET /v1/availability/{sku}`, Zipf over the catalogue"),
+        ("checkout", "checkout: reserve, then ship or cancel (requests/s)"),
+        ("mixed", "mixed 95% reads / 5% checkouts, closed loop (peak)"),
+        ("mixed-half", "mixed at half of its own peak, open loop"),
+    ):
+        ours, base = rps("ours", name), rps("baseline", name)
+        rows.append(
+            [
+                what,
+                fmt(ours),
+                fmt(base),
+                f"{ours / max(base, 1e-9):.2f}x",
+                f"{p('ours', name, 'p50')} / {p('ours', name, 'p99')}",
+                f"{p('baseline', name, 'p50')} / {p('baseline', name, 'p99')}",
+                r[("ours", name)]["errors"] + r[("baseline", name)]["errors"],
+            ]
+        )
+    fo, fb = r[("ours", "flash-sale")]["flash_sale"], r[("baseline", "flash-sale")]["flash_sale"]
+    rows.insert(
+        2,
+        [
+            f"flash sale: {fo['buyers']:,} buyers, {fo['units']:,} units of one SKU"
+            " (successful reservations/s)",
+            fmt(fo["sold_per_s"]),
+            fmt(fb["sold_per_s"]),
+            f"{fo['sold_per_s'] / max(fb['sold_per_s'], 1e-9):.2f}x",
+            f"{p('ours', 'flash-sale', 'p50')} / {p('ours', 'flash-sale', 'p99')}",
+            f"{p('baseline', 'flash-sale', 'p50')} / {p('baseline', 'flash-sale', 'p99')}",
+            r[("ours", "flash-sale")]["errors"] + r[("baseline", "flash-sale")]["errors"],
+        ],
+    )
+    table = markdown_table(
+        [
+            "scenario",
+            "ours",
+            "PG baseline",
+            "ours / PG",
+            "ours p50 / p99 ms",
+            "PG p50 / p99 ms",
+            "errors",
+        ],
+        rows,
+    )
+    avail_ratio = rps("ours", "availability") / max(rps("ours", "ping"), 1e-9)
+    flash_ratio = fo["sold_per_s"] / max(fb["sold_per_s"], 1e-9)
+    mixed_p99 = float(r[("ours", "mixed-half")]["latency_ms"]["p99"])
+    half_rate = r[("ours", "mixed-half")]["offered_rate"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    verdicts = [
+        f"hot-SKU flash sale ≥ 2.5x the baseline's successful reservations/s:"
+        f" {flash_ratio:.2f}x, {verdict(flash_ratio >= 2.5)}; oversold: ours"
+        f" {fo['oversold']}, baseline {fb['oversold']}"
+        f" ({fo['sold']:,} and {fb['sold']:,} units sold of {fo['units']:,};"
+        f" the stock route agreed: {fo['ok'] and fb['ok']})",
+        f"availability ≥ 0.7x the trivial route on the same server:"
+        f" {avail_ratio:.2f}x, {verdict(avail_ratio >= 0.7)}",
+        f"mixed p99 < 50 ms at half of peak ({half_rate:,.0f} ops/s offered):"
+        f" {mixed_p99} ms, {verdict(mixed_p99 < 50)}",
+    ]
+    return table, verdicts
+
+
+def engine_table(report: dict[str, Any]) -> tuple[str, list[str]]:
+    by = {(row["scenario"], row["side"]): row for row in report["rows"]}
+    rows, verdicts = [], []
+    for scenario in ("hot", "spread"):
+        ours = by[(scenario, "engine")]["reservations_per_s"]
+        pg = by[(scenario, "pg")]["reservations_per_s"]
+        pga = by[(scenario, "pg-async-commit")]["reservations_per_s"]
+        rows.append(
+            [
+                "one hot SKU"
+                if scenario == "hot"
+                else f"{report['config']['skus']:,} SKUs, uniform",
+                fmt(ours),
+                fmt(pg),
+                f"{ours / max(pg, 1):.1f}x",
+                fmt(pga),
+                f"{ours / max(pga, 1):.1f}x",
+                f"{by[(scenario, 'engine')]['p99']} / {by[(scenario, 'pg')]['p99']}",
+            ]
+        )
+        if scenario == "hot":
+            ratio = ours / max(pg, 1)
+            verdicts.append(
+                f"hot-SKU reservations ≥ 10x the baseline at engine level: {ratio:.1f}x, "
+                + ("met" if ratio >= 10 else "**missed**")
+            )
+    table = markdown_table(
+        [
+            "reservations of one unit",
+            "StockEngine /s",
+            "PG baseline /s",
+            "ratio",
+            "PG, synchronous_commit=off /s",
+            "ratio",
+            "p99 ms ours / PG",
+        ],
+        rows,
+    )
+    return table, verdicts
+
+
+def summary_chart(r: dict[tuple[str, str], dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["ping", "availability", "flash-sale", "checkout", "mixed"]
+
+    def value(side: str, name: str) -> float:
+        rep = r[(side, name)]
+        return float(
+            rep["flash_sale"]["sold_per_s"] if name == "flash-sale" else rep["requests_per_s"]
+        )
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], [value("ours", n) for n in names], 0.4, label="ours")
+    ax.bar(
+        [x + 0.2 for x in xs],
+        [value("baseline", n) for n in names],
+        0.4,
+        label="PostgreSQL baseline",
+    )
+    ax.set_xticks(
+        list(xs), ["ping\n(ceiling)", "availability", "flash sale\n(sold/s)", "checkout", "mixed"]
+    )
+    ax.set_ylabel("per second")
+    ax.legend()
+    ax.set_title("Same uvicorn configuration, same load generator, one run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def machine(args: argparse.Namespace) -> str:
+    def out(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    redis_v = out(["redis-server", "--version"]).split(" v=")[-1].split()[0] or "?"
+    pg_v = out(["psql", "--version"]).split()[-1] if shutil.which("psql") else "?"
+    commit = out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    return "\n".join(
+        [
+            f"- {os.cpu_count()} cores ({cpu}), {mem_kb // 1024 // 1024} GiB RAM,"
+            f" {platform.system()} {platform.release()}; load average at start"
+            f" {os.getloadavg()[0]:.1f} (the machine is shared: compare ratios, not absolutes)",
+            f"- Python {platform.python_version()}, Redis {redis_v}, PostgreSQL {pg_v}"
+            f" (fsync on, synchronous_commit on unless stated), commit `{commit}`,"
+            f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+            f"- servers: `uvicorn --factory <app> --workers {args.server_workers}"
+            f" {' '.join(UVICORN_FLAGS)}` for both; the baseline's pool is"
+            f" {args.pg_pool} connections per worker",
+            f"- load: `scripts/loadgen.py`, {args.load_processes} processes x"
+            f" {args.connections} keep-alive connections, {args.duration:g} s per scenario,"
+            f" {args.skus:,} SKUs (Zipf s=1.1); same machine as the servers",
+            "- reproduce everything: `.venv/bin/python scripts/bench_all.py --write`"
+            " (needs Redis and PostgreSQL on 127.0.0.1)",
+        ]
+    )
+
+
+def replace_sections(text: str, sections: dict[str, str]) -> str:
+    """Replace (or append) `## <title>` sections; every other section is kept as it was."""
+    parts = re.split(r"(?m)^(?=## )", text)
+    head, body = parts[0], parts[1:]
+    seen = set()
+    for i, part in enumerate(body):
+        title = part.splitlines()[0][3:].strip()
+        if title in sections:
+            body[i] = f"## {title}\n\n{sections[title].strip()}\n\n"
+            seen.add(title)
+    for title, content in sections.items():
+        if title not in seen:
+            body.append(f"## {title}\n\n{content.strip()}\n\n")
+    return (head + "".join(body)).rstrip() + "\n"
+
+
+def run_others(out: Path, timeout: float) -> list[str]:
+    notes = []
+    for name in OTHER_BENCHES:
+        path = SCRIPTS / name
+        if not path.exists():
+            notes.append(f"- `scripts/{name}`: not present in this checkout")
+            continue
+        print(f"running scripts/{name}", file=sys.stderr)
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                [sys.executable, str(path)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=ROOT,
+            )
+        except subprocess.TimeoutExpired:
+            notes.append(f"- `scripts/{name}`: stopped after {timeout:g} s")
+            continue
+        log = out / f"{path.stem}.txt"
+        log.write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
+        print(done.stdout, file=sys.stderr)
+        notes.append(
+            f"- `scripts/{name}`: exit {done.returncode} in"
+            f" {time.monotonic() - started:.0f} s, output in `{log}`"
+        )
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument(
+        "--database-url",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="an existing database; scratch databases are created beside it",
+    )
+    p.add_argument("--server-workers", type=int, default=2)
+    p.add_argument("--pg-pool", type=int, default=8)
+    p.add_argument("--load-processes", type=int, default=2)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--duration", type=float, default=8.0)
+    p.add_argument("--flash-duration", type=float, default=20.0)
+    p.add_argument("--units", type=int, default=3000)
+    p.add_argument("--skus", type=int, default=1000)
+    p.add_argument("--engine-duration", type=float, default=3.0, help="seconds per round")
+    p.add_argument("--engine-rounds", type=int, default=3)
+    p.add_argument(
+        "--quiet-load",
+        type=float,
+        default=1.0,
+        help="wait for the 1-minute load average to fall below this first",
+    )
+    p.add_argument("--quiet-wait", type=float, default=120.0, help="but no longer than this")
+    p.add_argument("--others-timeout", type=float, default=150.0)
+    p.add_argument("--skip-others", action="store_true")
+    p.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "inventory-cache-bench"))
+    p.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    args = p.parse_args(argv)
+    require_loopback(args.redis_url)
+    require_loopback(args.database_url)
+    wait_for_quiet(args.quiet_load, args.quiet_wait)
+    started = time.monotonic()
+    out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    run = uuid.uuid4().hex[:8]
+    ours_db, base_db = f"bench_ours_{run}", f"bench_baseline_{run}"
+    prefix = f"bench{run}"
+    machine_text = machine(args)
+    env = dict(os.environ)
+    env.update(
+        {
+            "INVENTORY_REDIS_URL": args.redis_url,
+            "INVENTORY_REDIS_PREFIX": prefix,
+            "INVENTORY_DATABASE_URL": recreate_database(args.database_url, ours_db),
+            "INVENTORY_LOCATION_PRIORITY": "north",
+            "INVENTORY_BASELINE_DATABASE_URL": recreate_database(args.database_url, base_db),
+            "INVENTORY_BASELINE_LOCATION_PRIORITY": "north",
+            "INVENTORY_BASELINE_POOL_SIZE": str(args.pg_pool),
+        }
+    )
+    suite = HttpSuite(args, out)
+    worker_note = "not running: this checkout has no `inventory-cache worker` command"
+    try:
+        key = prepare_ours(env)
+        ours_port, base_port = free_port(), free_port()
+        with (
+            process(
+                uvicorn_cmd(
+                    "inventory_cache.api.main:app_from_env", ours_port, args.server_workers
+                ),
+                env,
+                out / "ours.log",
+            ),
+            process(
+                uvicorn_cmd(
+                    "inventory_cache.baseline.app:create_app_from_env",
+                    base_port,
+                    args.server_workers,
+                ),
+                env,
+                out / "baseline.log",
+            ),
+            write_behind_worker(env, out) as worker_running,
+        ):
+            if worker_running:
+                worker_note = "running beside the API (`inventory-cache worker`)"
+            ours_url, base_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{base_port}"
+            wait_http(ours_url + "/v1/ping")
+            wait_http(base_url + "/v1/ping")
+            print("HTTP scenarios", file=sys.stderr)
+            suite.both({"ours": (ours_url, key), "baseline": (base_url, "")})
+    finally:
+        drop_prefix(args.redis_url, prefix)
+        drop_database(args.database_url, ours_db)
+        drop_database(args.database_url, base_db)
+
+    print("engine vs PostgreSQL (no HTTP)", file=sys.stderr)
+    engine_report = bench_engine_vs_pg.main(
+        [
+            "--redis-url",
+            args.redis_url,
+            "--database-url",
+            args.database_url,
+            "--processes",
+            str(args.server_workers),
+            "--duration",
+            str(args.engine_duration),
+            "--rounds",
+            str(args.engine_rounds),
+            "--pg-pool",
+            str(args.pg_pool),
+            "--json",
+            str(out / "engine_vs_pg.json"),
+        ]
+    )
+    others = [] if args.skip_others else run_others(out, args.others_timeout)
+
+    http_md, http_verdicts = http_table(suite.results)
+    eng_md, eng_verdicts = engine_table(engine_report)
+    summary_chart(suite.results, out / "http-summary.png")
+    took = time.monotonic() - started
+    cfg = engine_report["config"]
+    sections = {
+        "Machine and commands": machine_text
+        + f"\n- this run took {took / 60:.1f} min; raw reports and charts in `{out}`"
+        + ("\n" + "\n".join(others) if others else ""),
+        "HTTP": f"Write-behind worker: {worker_note}.\n\n{http_md}\n\nTargets:\n\n"
+        + "\n".join(f"- {v}" for v in http_verdicts)
+        + "\n\n![HTTP, ours vs the PostgreSQL baseline](benchmarks/http-summary.png)",
+        "Engine vs PostgreSQL": (
+            f"No HTTP: {cfg['processes']} processes x {cfg['concurrency']} concurrent tasks"
+            f" on both sides, one unit per order; median of {cfg['rounds']} alternating"
+            f" rounds of {cfg['duration']:g} s (after {cfg['warmup']:g} s of warm-up);"
+            f" the baseline's pool is {cfg['pg_pool']} connections per process"
+            f" (`scripts/bench_engine_vs_pg.py`).\n\n{eng_md}\n\nTargets:\n\n"
+            + "\n".join(f"- {v}" for v in eng_verdicts)
+        ),
+    }
+    for title in MY_SECTIONS:
+        print(f"\n## {title}\n\n{sections[title]}")
+    if args.write:
+        doc = ROOT / "BENCHMARKS.md"
+        text = doc.read_text() if doc.exists() else "# Benchmarks\n\n"
+        doc.write_text(replace_sections(text, sections))
+        (ROOT / "benchmarks").mkdir(exist_ok=True)
+        shutil.copy(out / "http-summary.png", ROOT / "benchmarks" / "http-summary.png")
+        print(f"\nupdated {doc}", file=sys.stderr)
+    print(f"bench_all took {took:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
