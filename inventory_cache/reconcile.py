@@ -358,3 +358,98 @@ async def run_recorded(
         raise
     await asyncio.to_thread(finish, result)
     return result
+
+
+# ---------------------------------------------------------------------------- the command
+PROGRESS_MIN_SKUS = 500  # a catalogue this big gets a progress bar
+
+
+def run_command(*, mode: Mode | None = None, as_json: bool = False) -> int:
+    """`inventory-cache reconcile`: one recorded run; the diffs as a table on stdout.
+
+    Returns:
+        The exit status: 0 when ours matches the WMS afterwards, 1 when differences
+        remain (report mode, or a correction was refused), 2 when the run failed.
+    """
+    import sys
+
+    from redis.exceptions import RedisError
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from inventory_cache.connection import make_async_redis
+    from inventory_cache.settings import get_settings
+    from inventory_cache.wms import WmsError, wms_from_settings
+    from persistence.db import database_url, make_engine, session_factory
+
+    cfg = get_settings()
+    err = Console(stderr=True)
+    out = Console()
+    try:
+        source = wms_from_settings(cfg)
+    except WmsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        return 2
+    chosen: Mode = mode or cfg.reconcile_mode
+    bar = Progress(
+        TextColumn("reading ours"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+    )
+    task = bar.add_task("ours", total=None)
+
+    def progress(done: int, total: int) -> None:
+        if total >= PROGRESS_MIN_SKUS:
+            if not bar.live.is_started:
+                bar.start()
+            bar.update(task, completed=done, total=total)
+
+    async def main() -> RunResult:
+        client = make_async_redis(cfg)
+        db = make_engine(database_url(cfg), pool_size=1, max_overflow=1)
+        try:
+            engine = StockEngine(client, cfg)
+            return await run_recorded(
+                engine, source, session_factory(db), mode=chosen, progress=progress
+            )
+        finally:
+            await client.aclose()
+            db.dispose()
+
+    try:
+        result = asyncio.run(main())
+    except (InventoryError, WmsError, SQLAlchemyError, RedisError) as exc:
+        err.print(f"[red]reconciliation failed: {type(exc).__name__}: {exc}[/red]")
+        return 2
+    finally:
+        bar.stop()
+    if as_json:
+        sys.stdout.write(
+            orjson.dumps(
+                {
+                    "run_id": result.run_id,
+                    "mode": result.mode,
+                    "summary": result.summary(),
+                    "diffs": [d.as_dict() for d in result.diffs],
+                }
+            ).decode()
+            + "\n"
+        )
+    else:
+        out.print(
+            f"run {result.run_id} ({result.mode}): {result.checked} checked, "
+            f"{len(result.diffs)} differences",
+            soft_wrap=True,
+        )
+        table = Table()
+        for col in ("sku", "location", "ours", "wms", "diff", "kind"):
+            table.add_column(col, justify="right" if col in ("ours", "wms", "diff") else "left")
+        for d in result.diffs:
+            table.add_row(d.sku, d.location, str(d.ours), str(d.wms), f"{d.diff:+d}", d.kind)
+        out.print(table)
+        if result.mode == "correct":
+            err.print(f"corrected {result.corrected} of {len(result.diffs)}")
+        for f in result.failures:
+            err.print(f"[red]not corrected: {f['sku']} at {f['location']}: {f['detail']}[/red]")
+    remaining = len(result.diffs) - (result.corrected if result.mode == "correct" else 0)
+    return 1 if remaining else 0

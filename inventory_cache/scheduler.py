@@ -234,3 +234,39 @@ def _logged(job: Any) -> Any:
 
     run.__name__ = job.__name__
     return run
+
+
+def run_scheduler(settings: Settings | None = None) -> None:
+    """`inventory-cache scheduler`: run until SIGTERM or SIGINT, then hand the lease on."""
+    import signal
+
+    from inventory_cache.connection import make_async_redis
+    from inventory_cache.settings import get_settings
+    from inventory_cache.wms import WmsError, wms_from_settings
+    from persistence.db import database_url, make_engine, session_factory
+
+    cfg = settings or get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def main() -> None:
+        client = make_async_redis(cfg)
+        db = make_engine(database_url(cfg), pool_size=2, max_overflow=2)
+        try:
+            wms: WmsSource | None = wms_from_settings(cfg)
+        except WmsError as exc:
+            log.warning("scheduled reconciliation is off: %s", exc)
+            wms = None
+        scheduler = Scheduler.from_settings(client, cfg, session_factory(db), wms=wms)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("scheduler %s started", scheduler.lease.owner)
+        try:
+            await scheduler.run(stop)
+        finally:
+            await client.aclose()
+            db.dispose()
+        log.info("scheduler %s stopped", scheduler.lease.owner)
+
+    asyncio.run(main())

@@ -105,9 +105,13 @@ async def test_reports_exactly_the_drifted_skus_despite_movements_in_flight(
     wms_at_snapshot = dict(sim.stock)
     source = DuringTheRun(SimSource(sim), after_snapshot(engine, sim, clock))
 
-    run = await reconcile(engine, source, mode="report")
+    progress: list[tuple[int, int]] = []
+
+    run = await reconcile(engine, source, mode="report", progress=lambda *p: progress.append(p))
 
     assert run.checked == 100
+    assert progress[-1] == (100, 100)  # SKUs read of all, as the CLI's bar shows them
+    assert [done for done, _ in progress] == sorted({done for done, _ in progress})
     assert run.diffs == expected_diffs(wms_at_snapshot)
     assert [d.kind for d in run.diffs].count("oversell_risk") == 4
     assert run.corrected == 0
