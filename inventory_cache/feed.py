@@ -31,6 +31,7 @@ import contextlib
 import heapq
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -307,6 +308,7 @@ class FeedHub:
         self._read_ids: dict[int, tuple[int, int]] = {}
         self._pending: list[tuple[Position, FeedEvent]] = []
         self._cluster = _is_cluster(client)
+        self._clock_offset_ms = 0.0  # server clock minus ours, from the last TIME
         self.poll_ms = poll_ms
 
     @property
@@ -331,9 +333,11 @@ class FeedHub:
         return min(int(sec) * 1000 + int(usec) // 1000 for sec, usec in times)
 
     async def _start(self) -> None:
+        sent = time.time()
         now = await self._server_ms()
         if self._task is not None and not self._task.done():
             return  # another subscriber started it while we asked the time
+        self._clock_offset_ms = now - (sent + time.time()) * 500
         self.released = Position.end_of(now - 1)
         self._read_ids = {g: (now - 1, MAX_SEQ) for g in self.keys.all_groups()}
         self._pending = []
@@ -367,14 +371,16 @@ class FeedHub:
                 await asyncio.sleep(self.retry_seconds)
 
     async def _step(self) -> None:
-        # The clock first: whatever is read after it and is older than it is complete.
-        now = await self._server_ms()
-        if self._pending and now <= self._pending[0][0].ms:
-            await asyncio.sleep(0.0005)  # held entries wait for the clock to pass them
-            return
+        if self._pending:
+            # Held entries wait for the server's clock to pass their millisecond; the
+            # next read is sent at once if our estimate of that clock says it has.
+            ahead = self._pending[0][0].ms + 1 - self._estimated_server_ms()
+            if ahead > 0:
+                await asyncio.sleep(min(ahead, 2.0) / 1000)
+        now, replies = await self._read(block=not self._pending)
         bound = Position.end_of(now - 1)
         got = 0
-        for g, entries in await self._read(block=not self._pending):
+        for g, entries in replies:
             for entry_id, raw in entries:
                 ev = FeedEvent.from_entry(g, entry_id, raw)
                 heapq.heappush(self._pending, (ev.position, ev))
@@ -388,22 +394,37 @@ class FeedHub:
         if self._cluster and not got and not self._pending:
             await asyncio.sleep(self.poll_ms / 1000)
 
-    async def _read(self, *, block: bool) -> list[tuple[int, list[tuple[bytes, Any]]]]:
-        """New entries of every group after the read ids: one blocking XREAD on a single
-        Redis; on a cluster (no multi-slot commands) one XREAD per group, polled."""
+    def _estimated_server_ms(self) -> float:
+        return time.time() * 1000 + self._clock_offset_ms
+
+    async def _read(self, *, block: bool) -> tuple[int, list[tuple[int, list[Any]]]]:
+        """The server's time, then the new entries of every group after the read ids.
+
+        The time is taken *before* the read, so whatever is older than it has been read
+        (the completeness `_step` relies on). On a single Redis both go in one pipeline
+        (one round trip; Redis runs them in order), the read being one XREAD over every
+        stream that blocks until something comes. A cluster has no multi-slot commands:
+        the time of every primary, then one XREAD per group, polled.
+        """
         if self._cluster:
+            now = await self._server_ms()
             groups = list(self._read_ids)
             pipe = self.client.pipeline(transaction=False)
             for g in groups:
                 pipe.xread({self.keys.events(g): _sid(self._read_ids[g])}, count=self.page)
             replies = await pipe.execute()
-            return [(g, r[0][1]) for g, r in zip(groups, replies, strict=True) if r]
+            return now, [(g, r[0][1]) for g, r in zip(groups, replies, strict=True) if r]
         streams = {self.keys.events(g): _sid(i) for g, i in self._read_ids.items()}
-        reply = await self.client.xread(
-            streams, count=self.page, block=self.block_ms if block else None
-        )
+        pipe = self.client.pipeline(transaction=False)
+        pipe.time()
+        pipe.xread(streams, count=self.page, block=self.block_ms if block else None)
+        sent = time.time()
+        (sec, usec), reply = await pipe.execute()
+        now = int(sec) * 1000 + int(usec) // 1000
+        if not block:  # after a blocking read the time is as old as the wait
+            self._clock_offset_ms = now - (sent + time.time()) * 500
         group_of = {self.keys.events(g): g for g in self._read_ids}
-        return [
+        return now, [
             (group_of[key.decode() if isinstance(key, bytes) else key], entries)
             for key, entries in reply or []
         ]
