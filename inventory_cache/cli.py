@@ -75,3 +75,31 @@ def verify(
     from inventory_cache.verify import run_verify
 
     raise typer.Exit(run_verify(wait_s=wait))
+
+
+@app.command()
+def scheduler() -> None:
+    """Expiry sweep, scheduled reconciliation, alerts and back in stock, until SIGTERM.
+    Run one per host if you like: a Redis lease lets exactly one of them act."""
+    from inventory_cache.scheduler import run_scheduler
+
+    run_scheduler()
+
+
+@app.command()
+def reconcile(
+    mode: str = typer.Option("", help="report or correct (default INVENTORY_RECONCILE_MODE)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the run as JSON instead."),
+) -> None:
+    """Reconcile with the WMS now; print the differences. Exit 0 when none remain, 1 when
+    some do (report mode, or a refused correction), 2 when the run failed."""
+    from inventory_cache.reconcile import Mode, run_command
+
+    modes: dict[str, Mode | None] = {
+        "": None,
+        "report": "report",
+        "correct": "correct",
+    }
+    if mode not in modes:
+        raise typer.BadParameter("report or correct", param_hint="--mode")
+    raise typer.Exit(run_command(mode=modes[mode], as_json=json_output))
