@@ -6,8 +6,8 @@
 1. Starts, on loopback ports, the service (`inventory_cache.api.main:app_from_env`) and
    the PostgreSQL baseline (`inventory_cache.baseline.app:create_app_from_env`) with the
    same uvicorn command line (workers, uvloop, httptools, no access log), each on a
-   scratch database; the service also gets its write-behind worker when the
-   `inventory-cache worker` command exists, so it pays for its ledger as the baseline does.
+   scratch database; the service also runs its write-behind worker, so it pays for its
+   ledger as the baseline does.
 2. Runs `scripts/loadgen.py` scenarios against both, in the same run: the trivial route
    (the ceiling), availability, a hot-SKU flash sale (checked for oversell), checkout,
    and the mixed workload at peak and at half of its own peak.
@@ -24,7 +24,6 @@ databases and removes them afterwards.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -120,57 +119,24 @@ def uvicorn_cmd(factory: str, port: int, workers: int) -> list[str]:
     ]
 
 
-def has_command(env: dict[str, str], *args: str) -> bool:
+def cli(env: dict[str, str], *args: str) -> str:
+    """Run an `inventory-cache` command as an operator would; its standard output."""
     done = subprocess.run(
-        [str(BIN / "inventory-cache"), *args, "--help"], env=env, capture_output=True, cwd=ROOT
-    )
-    return done.returncode == 0
-
-
-@contextmanager
-def write_behind_worker(env: dict[str, str], out: Path) -> Iterator[bool]:
-    """The service's write-behind worker, when this checkout has one."""
-    if not has_command(env, "worker"):
-        yield False
-        return
-    with process([str(BIN / "inventory-cache"), "worker"], env, out / "worker.log"):
-        yield True
-
-
-def prepare_ours(env: dict[str, str]) -> str:
-    """Migrate the scratch database, mark the empty Redis prefix loaded, create a key."""
-    subprocess.run(
-        [str(BIN / "inventory-cache"), "migrate"],
-        env=env,
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
-
-    async def mark_ready() -> None:
-        import redis.asyncio as aredis
-
-        from inventory_cache.engine import StockEngine
-        from inventory_cache.settings import Settings
-
-        settings = Settings(
-            redis_url=env["INVENTORY_REDIS_URL"], redis_prefix=env["INVENTORY_REDIS_PREFIX"]
-        )
-        client = aredis.Redis.from_url(env["INVENTORY_REDIS_URL"])
-        # An empty prefix has nothing to rebuild: loading it is only the readiness marker.
-        await StockEngine(client, settings).mark_ready()
-        await client.aclose()
-
-    asyncio.run(mark_ready())
-    key = subprocess.run(
-        [str(BIN / "inventory-cache"), "keys", "create", "--scopes", "read,checkout,warehouse"],
+        [str(BIN / "inventory-cache"), *args],
         env=env,
         check=True,
         capture_output=True,
         text=True,
         cwd=ROOT,
-    ).stdout.strip()
-    return key
+    )
+    return done.stdout.strip()
+
+
+def prepare_ours(env: dict[str, str]) -> str:
+    """Migrate the scratch database, warm the (empty) Redis prefix up, create a key."""
+    cli(env, "migrate")
+    cli(env, "warmup")
+    return cli(env, "keys", "create", "--scopes", "read,checkout,warehouse")
 
 
 def drop_prefix(redis_url: str, prefix: str) -> None:
@@ -450,14 +416,20 @@ def machine(args: argparse.Namespace) -> str:
 
 
 def replace_sections(text: str, sections: dict[str, str]) -> str:
-    """Replace (or append) `## <title>` sections; every other section is kept as it was."""
-    parts = re.split(r"(?m)^(?=## )", text)
+    """Replace (or append) `## <title>` sections; every other section is kept as it was.
+
+    A replaced section keeps its `### Notes` subsection, if any: the hand-written reading
+    of the figures (why a target is missed, what would close it) survives a re-run.
+    """
+    parts = [p.rstrip() + "\n\n" for p in re.split(r"(?m)^(?=## )", text)]
     head, body = parts[0], parts[1:]
     seen = set()
     for i, part in enumerate(body):
         title = part.splitlines()[0][3:].strip()
         if title in sections:
-            body[i] = f"## {title}\n\n{sections[title].strip()}\n\n"
+            notes = re.search(r"(?ms)^### Notes\b.*", part)
+            kept = f"\n\n{notes.group(0).strip()}" if notes else ""
+            body[i] = f"## {title}\n\n{sections[title].strip()}{kept}\n\n"
             seen.add(title)
     for title, content in sections.items():
         if title not in seen:
@@ -465,14 +437,27 @@ def replace_sections(text: str, sections: dict[str, str]) -> str:
     return (head + "".join(body)).rstrip() + "\n"
 
 
-def run_others(out: Path, timeout: float) -> list[str]:
-    notes = []
-    for name in OTHER_BENCHES:
-        path = SCRIPTS / name
-        if not path.exists():
-            notes.append(f"- `scripts/{name}`: not present in this checkout")
+def other_benches() -> list[Path]:
+    """The other areas' bench scripts: the known ones first, then any later `bench_*.py`."""
+    found = [SCRIPTS / n for n in OTHER_BENCHES if (SCRIPTS / n).exists()]
+    mine = {"bench_all.py", "bench_engine_vs_pg.py", *OTHER_BENCHES}
+    return found + sorted(p for p in SCRIPTS.glob("bench_*.py") if p.name not in mine)
+
+
+def run_others(out: Path, each: float, until: float) -> list[str]:
+    """Run each script (default arguments) within `each` seconds and the overall `until`
+    (a monotonic deadline); their figures go to their own sections, by their owners."""
+    notes = [
+        f"- `scripts/{n}`: not present in this checkout"
+        for n in OTHER_BENCHES
+        if not (SCRIPTS / n).exists()
+    ]
+    for path in other_benches():
+        timeout = min(each, until - time.monotonic())
+        if timeout < 10:
+            notes.append(f"- `scripts/{path.name}`: skipped, the 10-minute budget was spent")
             continue
-        print(f"running scripts/{name}", file=sys.stderr)
+        print(f"running scripts/{path.name}", file=sys.stderr)
         started = time.monotonic()
         try:
             done = subprocess.run(
@@ -483,13 +468,13 @@ def run_others(out: Path, timeout: float) -> list[str]:
                 cwd=ROOT,
             )
         except subprocess.TimeoutExpired:
-            notes.append(f"- `scripts/{name}`: stopped after {timeout:g} s")
+            notes.append(f"- `scripts/{path.name}`: stopped after {timeout:.0f} s")
             continue
         log = out / f"{path.stem}.txt"
         log.write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
         print(done.stdout, file=sys.stderr)
         notes.append(
-            f"- `scripts/{name}`: exit {done.returncode} in"
+            f"- `scripts/{path.name}`: exit {done.returncode} in"
             f" {time.monotonic() - started:.0f} s, output in `{log}`"
         )
     return notes
@@ -522,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet-wait", type=float, default=120.0, help="but no longer than this")
     p.add_argument("--others-timeout", type=float, default=150.0)
     p.add_argument("--skip-others", action="store_true")
+    p.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run")
     p.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "inventory-cache-bench"))
     p.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = p.parse_args(argv)
@@ -548,7 +534,6 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     suite = HttpSuite(args, out)
-    worker_note = "not running: this checkout has no `inventory-cache worker` command"
     try:
         key = prepare_ours(env)
         ours_port, base_port = free_port(), free_port()
@@ -569,10 +554,8 @@ def main(argv: list[str] | None = None) -> int:
                 env,
                 out / "baseline.log",
             ),
-            write_behind_worker(env, out) as worker_running,
+            process([str(BIN / "inventory-cache"), "worker"], env, out / "worker.log"),
         ):
-            if worker_running:
-                worker_note = "running beside the API (`inventory-cache worker`)"
             ours_url, base_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{base_port}"
             wait_http(ours_url + "/v1/ping")
             wait_http(base_url + "/v1/ping")
@@ -602,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
             str(out / "engine_vs_pg.json"),
         ]
     )
-    others = [] if args.skip_others else run_others(out, args.others_timeout)
+    until = started + args.budget
+    others = [] if args.skip_others else run_others(out, args.others_timeout, until)
 
     http_md, http_verdicts = http_table(suite.results)
     eng_md, eng_verdicts = engine_table(engine_report)
@@ -613,7 +597,9 @@ def main(argv: list[str] | None = None) -> int:
         "Machine and commands": machine_text
         + f"\n- this run took {took / 60:.1f} min; raw reports and charts in `{out}`"
         + ("\n" + "\n".join(others) if others else ""),
-        "HTTP": f"Write-behind worker: {worker_note}.\n\n{http_md}\n\nTargets:\n\n"
+        "HTTP": "The service runs with its write-behind worker (`inventory-cache worker`)"
+        " beside the API, so both sides pay for their ledger."
+        f"\n\n{http_md}\n\nTargets:\n\n"
         + "\n".join(f"- {v}" for v in http_verdicts)
         + "\n\n![HTTP, ours vs the PostgreSQL baseline](benchmarks/http-summary.png)",
         "Engine vs PostgreSQL": (
