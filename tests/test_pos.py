@@ -15,14 +15,19 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from inventory_cache.barcodes import BarcodeStore, check_digit
+from inventory_cache.connection import make_sync_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import NotReady, ValidationError
 from inventory_cache.models import LineRequest
 from inventory_cache.pos import apply_batch, waves
+from inventory_cache.settings import Settings
+from inventory_cache.worker import Worker
 from persistence.db import make_engine
+from persistence.models import Movement, StockLevel
+from persistence.sink import make_sink
 from tests.conftest import make_settings
 from tests.pg import fresh_database
 
@@ -280,14 +285,29 @@ async def test_an_unready_redis_refuses_the_batch(
         await apply_batch(cold, barcodes, location="s", events=[ev("e1", "sale", 1, sku="a")])
 
 
+def drain_into_ledger(settings: Settings, database_url: str) -> None:
+    """Run the write-behind worker until every stream entry is in PostgreSQL."""
+    client = make_sync_redis(settings)
+    sink = make_sink(database_url)
+    try:
+        Worker(client, sink, settings).run_until_idle(timeout_s=60)
+    finally:
+        sink.close()
+        client.close()
+
+
 # Real servers only: fakeredis runs Lua some ten times slower and proves nothing more here.
 @pytest.mark.parametrize(
     "backend", ["redis", pytest.param("cluster", marks=pytest.mark.cluster)], indirect=True
 )
-async def test_ten_terminals_sending_1000_events_at_once_end_at_the_arithmetic(
-    engine: StockEngine, barcodes: BarcodeStore
+async def test_ten_terminals_sending_1000_events_at_once_end_at_the_arithmetic_and_the_ledger(
+    engine: StockEngine,
+    barcodes: BarcodeStore,
+    db: Engine,
+    prefix: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    skus = [f"hot-{i}" for i in range(8)]
+    skus = [f"{prefix}-hot-{i}" for i in range(8)]  # the ledger database is the module's
     codes = {sku: fresh_code() for sku in skus[:4]}  # half the items are scanned
     for sku, code in codes.items():
         await barcodes.put(code, sku)
@@ -321,3 +341,30 @@ async def test_ten_terminals_sending_1000_events_at_once_end_at_the_arithmetic(
     assert len(rows) == 10_000
     for sku in skus:
         assert 5000 + sum(r[2] for r in rows if r[0] == sku) == expected[sku]
+    # And so does the ledger in PostgreSQL, once the worker has written it.
+    settings = engine.settings
+    if request.node.callspec.params["backend"] == "cluster":
+        url = request.getfixturevalue("local_cluster").url
+        settings = settings.model_copy(update={"redis_url": url, "redis_cluster": True})
+    await asyncio.to_thread(drain_into_ledger, settings, db.url.render_as_string(False))
+    with db.connect() as conn:
+        ledger = dict(
+            conn.execute(
+                select(Movement.sku, func.sum(Movement.delta_on_hand))
+                .where(Movement.sku.in_(skus))
+                .group_by(Movement.sku)
+            ).all()
+        )
+        events = conn.execute(
+            select(func.count()).where(Movement.sku.in_(skus), Movement.type.like("pos_%"))
+        ).scalar()
+        levels = dict(
+            conn.execute(
+                select(StockLevel.sku, StockLevel.on_hand).where(
+                    StockLevel.sku.in_(skus), StockLevel.location == "store-1"
+                )
+            ).all()
+        )
+    assert events == 10_000
+    assert ledger == dict(expected)
+    assert levels == dict(expected)
