@@ -124,7 +124,11 @@ async def _drive(job: Job, barrier: Barrier) -> dict[str, Any]:
 def _worker(job: Job, barrier: Barrier, out: mp.Queue[dict[str, Any]]) -> None:
     import uvloop
 
-    out.put(uvloop.run(_drive(job, barrier)))
+    try:
+        out.put(uvloop.run(_drive(job, barrier)))
+    except Exception as exc:  # the parent reports it instead of waiting for a timeout
+        barrier.abort()
+        out.put({"error": f"{job.side} process {job.proc}: {exc!r}"})
 
 
 async def _seed_engine(redis_url: str, prefix: str, scenario: str, skus: int) -> None:
@@ -217,6 +221,9 @@ def measure(
     results = [out.get(timeout=timeout) for _ in procs]
     for proc in procs:
         proc.join(timeout=10)
+    failed = [r["error"] for r in results if "error" in r]
+    if failed:
+        raise SystemExit("; ".join(failed))
     return results
 
 
