@@ -13,8 +13,9 @@ between two ticks. The monitor keeps, per slot group, the id of the last event i
 evaluated (`<prefix>:{g}:cur:alerts`), written after the alerts are committed; a crash in
 between re-reads some events, which is harmless because evaluation compares with the
 active alerts. When there is no cursor yet, or the stream was trimmed past it (the
-worker trims what PostgreSQL has committed), the group is re-evaluated from its current
-levels instead: a crossing inside the gap may be missed, the state never is.
+worker keeps the last hour, so only after the monitor was down that long), the group is
+re-evaluated from its current levels instead: a crossing inside the gap may be missed,
+the state never is.
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ and `undersell` when ours < WMS. In `correct` mode each is fixed by an adjustmen
 -diff with reason `reconcile` through the engine: a delta, not a set, so that movements
 after T are kept. Its ref `rc.<run_id>.<n>` makes a retried run's corrections idempotent.
 
-Limits: T and our `ts` come from two clocks, kept in sync by NTP; the rollback reads the
-Redis event streams, which the worker trims only past what PostgreSQL has committed, so
-a run must read them within that window (minutes): the rollback stops at entries older
-than T minus `ROLLBACK_MARGIN_MS`.
+Limits: T and our `ts` come from two clocks, kept in sync by NTP. The rollback reads the
+Redis event streams back to T minus `ROLLBACK_MARGIN_MS`; the worker never trims the
+last hour of a stream, so a snapshot must be less than about an hour old when the run
+starts (take it at the start of the run, as both adapters do by default).
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ from typing import Any, Literal, Protocol
 import httpx
 import orjson
 
+from inventory_cache.errors import InvalidState, NotFound
+
 Clock = Callable[[], int]
 
 
@@ -57,7 +59,10 @@ class Sink(Protocol):
 
     async def inbound(self, *, ref: str, sku: str, location: str, qty: int) -> None: ...
 
-    async def ship(self, order_id: str) -> None: ...
+    async def ship(self, order_id: str) -> None:
+        """Report a shipped order. An order this service does not know (404: not an online
+        order) or no longer holds (409: expired or cancelled) is acknowledged anyway: the
+        goods left, and the difference is exactly what reconciliation will report."""
 
 
 class WmsSimulator:
@@ -152,7 +157,8 @@ class EngineSink:
         await self.engine.inbound(ref=ref, sku=sku, location=location, qty=qty)
 
     async def ship(self, order_id: str) -> None:
-        await self.engine.ship(order_id)
+        with contextlib.suppress(NotFound, InvalidState):  # see Sink.ship
+            await self.engine.ship(order_id)
 
 
 class HttpSink:
@@ -167,7 +173,7 @@ class HttpSink:
 
     async def ship(self, order_id: str) -> None:
         resp = await self.client.post(f"/v1/reservations/{order_id}/ship")
-        if resp.status_code != 409:  # already expired or cancelled: nothing to report
+        if resp.status_code not in (404, 409):  # see Sink.ship
             resp.raise_for_status()
 
 

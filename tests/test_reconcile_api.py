@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from scripts.wms_simulator import WmsSimulator, serve
+from scripts.wms_simulator import HttpSink, WmsSimulator, serve
 from tests import api_support
 from tests.api_support import Api, Database, start_api
 
@@ -125,3 +125,41 @@ async def test_reconcile_is_admin_only_and_needs_a_wms(api: Api) -> None:
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
     bad = await c.post("/v1/reconcile", json={"mode": "fix"}, headers=api.auth("admin"))
     assert bad.status_code == 422
+
+
+async def test_the_simulator_reports_its_receipts_and_shipments_through_the_api(
+    wms_api: tuple[Api, WmsSimulator],
+) -> None:
+    api, sim = wms_api
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api.app),
+        base_url="http://api",
+        headers=api.auth("admin"),
+    )
+    sim.receive(ref="rcv-1", sku="hs-A", location="north", qty=5)
+    await api.client.post(
+        "/v1/reservations",
+        json={"order_id": "hs-o1", "lines": [{"sku": "hs-A", "qty": 2, "location": "north"}]},
+        headers=api.auth("checkout"),
+    )  # refused: nothing received yet
+
+    async with client:
+        await sim.deliver(HttpSink(client))
+        r = await client.post(
+            "/v1/reservations",
+            json={"order_id": "hs-o2", "lines": [{"sku": "hs-A", "qty": 2}]},
+        )
+        sim.ship_order("hs-o2", [("hs-A", "north", 2)])
+        sim.ship_order("hs-o1", [])  # never reserved here: the sink skips its 404/409
+        delivered = await sim.deliver(HttpSink(client))
+
+    assert r.status_code == 201
+    assert delivered == 2 and sim.outbox == []
+    stock = await api.client.get("/v1/stock/hs-A", headers=api.auth("read"))
+    assert stock.json()["locations"]["north"] == {
+        "on_hand": 3,
+        "locked": 0,
+        "safety_stock": 0,
+        "available": 3,
+    }
+    assert sim.stock[("hs-A", "north")] == 3
