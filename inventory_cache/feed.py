@@ -278,6 +278,42 @@ class KeepAlive:
     position: Position
 
 
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Changes after the reader's resume point were trimmed from these groups' streams
+    (the worker keeps an hour once written to PostgreSQL): the reader cannot be told
+    them and should reload the state it shows. The feed goes on from what remains."""
+
+    groups: tuple[int, ...]
+
+
+async def trimmed_after(client: Any, keys: Keys, after: Position) -> tuple[int, ...]:
+    """Groups whose stream no longer holds every entry after `after`.
+
+    Redis does not record where a trim cut (`max-deleted-entry-id` ignores XTRIM), so a
+    group counts when entries were ever removed from it and its oldest remaining entry
+    lies beyond the first one `after` has not seen. That overstates only for a reader
+    whose resume point is exactly the last entry removed.
+    """
+    groups = list(keys.all_groups())
+    pipe = client.pipeline(transaction=False)
+    for g in groups:
+        pipe.xinfo_stream(keys.events(g))
+    out = []
+    for g, info in zip(groups, await pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(info, Exception) or int(info["entries-added"]) <= int(info["length"]):
+            continue  # no stream yet, or nothing ever removed from it
+        first = info.get("first-entry")
+        if first:
+            oldest = _split_id(first[0])
+        else:  # emptied: everything up to the last id is gone
+            ms, seq = _split_id(info["last-generated-id"])
+            oldest = (ms, seq + 1)
+        if after.first_after(g) < oldest:
+            out.append(g)
+    return tuple(out)
+
+
 class FeedHub:
     """Reads every group's stream for all subscribers of this process.
 
@@ -445,11 +481,12 @@ async def follow(
     *,
     keepalive_seconds: float = 15.0,
     page: int = 500,
-) -> AsyncIterator[FeedEvent | KeepAlive]:
+) -> AsyncIterator[FeedEvent | KeepAlive | Gap]:
     """The events `flt` wants after `after` (or from now), then live, forever.
 
-    Yields a `KeepAlive` first (the reader's starting position) and whenever nothing came
-    for `keepalive_seconds`. Catch-up reads (a resume, or a lag) go to the streams
+    Yields a `KeepAlive` first (the reader's starting position), then a `Gap` if the
+    streams lost part of what it missed, and a `KeepAlive` whenever nothing came for
+    `keepalive_seconds`. Catch-up reads (a resume, or a lag) go to the streams
     directly; the live queue is used from the hub's released position on, and anything
     at or before the last position handed out is skipped, so each event comes once.
     """
@@ -457,6 +494,10 @@ async def follow(
         last = hub.released if after is None else after
         backlog: Position | None = hub.released if last < hub.released else None
         yield KeepAlive(last)
+        if backlog is not None:
+            lost = await trimmed_after(hub.client, hub.keys, last)
+            if lost:
+                yield Gap(lost)
         while True:
             if sub.lagged:
                 # Sync with the hub in one step: it re-fills the queue after `released`.

@@ -19,13 +19,14 @@ from inventory_cache.feed import (
     FeedEvent,
     FeedHub,
     Filter,
+    Gap,
     KeepAlive,
     Position,
     follow,
 )
 from inventory_cache.models import LineRequest
 
-Stream = AsyncIterator[FeedEvent | KeepAlive]
+Stream = AsyncIterator[FeedEvent | KeepAlive | Gap]
 
 
 @pytest.fixture
@@ -142,6 +143,30 @@ async def test_resume_from_last_event_id_has_no_gap_and_no_repeat(
     assert [e.position for e in resumed] == sorted(e.position for e in resumed)
     assert resumed[0].position > seen[-1].position
     assert live.body["order_id"] == "o-live"
+
+
+async def test_a_resume_into_trimmed_history_is_told_before_the_rest(
+    engine: StockEngine, hub: FeedHub
+) -> None:
+    async with opened(hub) as (stream, _):
+        for n in range(3):
+            await engine.inbound(ref=f"po-{n}", sku="X", location="north", qty=1)
+        first, _second, third = await events(stream, 3)
+    g = engine.keys.group_of("X")
+    stream_id = f"{third.position.ms}-{third.position.seq}"
+    await engine.client.xtrim(engine.keys.events(g), minid=stream_id, approximate=False)
+
+    async with opened(hub, after=first.position) as (lost, _):
+        gap = await asyncio.wait_for(anext(lost), WAIT_S)
+        rest = await next_event(lost)
+    async with opened(hub, after=third.position) as (intact, _):
+        await engine.inbound(ref="po-3", sku="X", location="north", qty=1)
+        resumed = await asyncio.wait_for(anext(intact), WAIT_S)
+
+    assert gap == Gap((g,))  # po-1 is gone: the reader must reload
+    assert rest.body["ref"] == "po-2"
+    # Resuming inside what the stream still holds hears of no gap.
+    assert isinstance(resumed, FeedEvent) and resumed.body["ref"] == "po-3"
 
 
 async def test_filter_keeps_only_matching_rows_and_keepalives_advance_past_the_rest(

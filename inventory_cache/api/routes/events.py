@@ -8,7 +8,9 @@ its kind (`order_id`, `lines`, `status`, `expires_at`; `transfer_id`, `from_loca
 - `?sku=A&sku=B&location=north` keeps only those rows (a change without one is skipped).
 - Reconnecting with `Last-Event-ID` (browsers send it by themselves; or the
   `last_event_id` query parameter) resumes right after that message: nothing is lost
-  while disconnected (as long as the streams still hold it) and nothing comes twice.
+  while disconnected and nothing comes twice. Streams keep what PostgreSQL has not
+  written and at least the last hour; if what a client missed is older and was trimmed,
+  it first gets `event: reset` (`{"reason": "history_trimmed"}`): reload the state.
 - A comment line with an `id:` is sent at once on connecting and after every
   `KEEPALIVE_SECONDS` of silence: proxies keep the connection open, and the client's
   resume point moves past changes its filter skipped.
@@ -33,7 +35,7 @@ from inventory_cache import validation as v
 from inventory_cache.api.deps import ReadKey, get_services
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.errors import ValidationError
-from inventory_cache.feed import FeedEvent, FeedHub, Filter, KeepAlive, Position, follow
+from inventory_cache.feed import FeedEvent, FeedHub, Filter, Gap, KeepAlive, Position, follow
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +108,12 @@ class EventStream(StreamingResponse):
                 await aclose()
 
 
-def render(item: FeedEvent | KeepAlive, flt: Filter) -> bytes:
+def render(item: FeedEvent | KeepAlive | Gap, flt: Filter) -> bytes:
     if isinstance(item, KeepAlive):
         return b": keep-alive\nid: " + item.position.encode().encode() + b"\n\n"
+    if isinstance(item, Gap):
+        reset = {"reason": "history_trimmed", "groups": list(item.groups)}
+        return b"event: reset\ndata: " + orjson.dumps(reset) + b"\n\n"
     body = item.view(flt)
     return b"id: " + item.position.encode().encode() + b"\ndata: " + orjson.dumps(body) + b"\n\n"
 
