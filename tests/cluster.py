@@ -255,6 +255,7 @@ class LocalCluster:
         raise ClusterStartError(f"cluster not healthy after {timeout}s: {problem}")
 
     def _problem(self) -> str:
+        views = set()
         for port in self.ports:
             try:
                 with self.admin(port) as c:
@@ -263,8 +264,18 @@ class LocalCluster:
                     repl = c.info("replication")
                     if repl["role"] == "slave" and repl.get("master_link_status") != "up":
                         return f"{port}: replica link down"
+                    text = c.execute_command("CLUSTER NODES")
             except redis.RedisError as exc:
                 return f"{port}: {exc}"
+            if any(flag in text for flag in ("fail", "handshake", "noaddr", "disconnected")):
+                return f"{port} sees a node failing or joining:\n{text}"
+            views.add(frozenset(parse_nodes(text)))
+        if len(views) != 1:
+            return "nodes disagree on roles or slots"
+        (view,) = views
+        masters = [n for n in view if n.master and n.slots]
+        if any(sum(r.master_id == m.id for r in view) != self.replicas for m in masters):
+            return "a master lacks its replicas"
         try:
             check = self.cli("--cluster", "check", f"127.0.0.1:{self.ports[0]}", timeout=10)
         except ClusterStartError as exc:
@@ -317,15 +328,21 @@ class LocalCluster:
                 c.execute_command("CLUSTER SETSLOT", slot, "STABLE")
 
     def failover(self, replica: Node, timeout: float = 30.0) -> None:
-        """Promote a replica with CLUSTER FAILOVER (its master steps down, in sync, no loss)."""
-        with self.admin(replica.port) as c:
-            c.execute_command("CLUSTER FAILOVER")
+        """Promote a replica with CLUSTER FAILOVER (its master steps down, in sync, no loss).
+
+        Redis abandons a manual failover that has not completed in 5 s (a busy machine
+        can miss that), so it is asked again until the replica is master or time is up.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(n.id == replica.id and n.master for n in self.nodes()):
-                self.wait_healthy(timeout)
-                return
-            time.sleep(0.05)
+            with self.admin(replica.port) as c:
+                c.execute_command("CLUSTER FAILOVER")
+            attempt_ends = min(deadline, time.monotonic() + 6)
+            while time.monotonic() < attempt_ends:
+                if any(n.id == replica.id and n.master for n in self.nodes()):
+                    self.wait_healthy(timeout)
+                    return
+                time.sleep(0.05)
         raise ClusterStartError(f"replica {replica.port} was not promoted")
 
 
