@@ -6,10 +6,11 @@ while slots move, NOSCRIPT on a promoted replica) is decided by `redis-server
 
 `LocalCluster` starts 3 masters, each with one replica (so a test can promote a replica
 and meet an empty script cache), joins them with `redis-cli --cluster create`, and waits
-until `redis-cli --cluster check` agrees. It owns its processes and its directory: `stop()`
+until every node agrees on the topology. It owns its processes and its directory: `stop()`
 ends the servers it started, by pid, and removes the directory; the servers also get
 SIGKILL from the kernel if the Python process that started them dies (PR_SET_PDEATHSIG),
-so not even a killed test run leaves a cluster behind.
+so not even a killed test run leaves a cluster behind. `LocalServers`, its base, starts
+plain servers the same way (the cluster benchmark's single-Redis side).
 
 Ports come from 7100-7199 (and their bus ports, +10000), chosen free at start; several
 test runs on one machine each get their own cluster.
@@ -65,13 +66,13 @@ class Node:
         return sum(len(r) for r in self.slots)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: the kernel kills it when its parent dies."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     for p in (port, port + BUS_OFFSET):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
@@ -105,37 +106,34 @@ def parse_nodes(text: str) -> list[Node]:
     return nodes
 
 
-class LocalCluster:
-    """3 masters (+1 replica each) on free loopback ports; see the module docstring."""
+class LocalServers:
+    """`count` redis-server processes on free loopback ports, and the directory they use.
 
-    def __init__(self, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 2000) -> None:
-        self.masters = masters
-        self.replicas = replicas
-        self.node_timeout_ms = node_timeout_ms
+    The object owns both: `stop()` ends the servers it started, by pid, and removes the
+    directory, and `start()` does so itself if it fails halfway.
+    """
+
+    def __init__(self, count: int = 1) -> None:
+        self.count = count
         self.ports: list[int] = []
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.workdir = Path(tempfile.mkdtemp(prefix="inv-cluster-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="inv-redis-"))
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
-    def async_client(self) -> Any:
-        """The service's own cluster client (`INVENTORY_REDIS_CLUSTER=true`) for this cluster."""
-        return make_async_redis(Settings(redis_url=self.url, redis_cluster=True))
-
-    # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 30.0) -> None:
-        """Start the servers and form the cluster; on any failure, undo everything."""
+        """Start the servers, then `_ready()`; on any failure, undo everything."""
         try:
             for _attempt in range(3):
-                self.ports = self._pick_ports(self.masters * (1 + self.replicas))
+                self.ports = self._pick_ports(self.count)
                 if self._spawn_all():
                     break
                 self._kill_all()
             else:
                 raise ClusterStartError("could not start redis-server on free ports")
-            self._create(timeout)
+            self._ready(timeout)
         except BaseException:
             self.stop()
             raise
@@ -145,8 +143,27 @@ class LocalCluster:
         self._kill_all()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def admin(self, port: int) -> redis.Redis:
+        """A plain (non-cluster) client of one server, for CLUSTER, CONFIG and INFO."""
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+        client.set_response_callback("CLUSTER NODES", lambda raw, **_: raw.decode())
+        return client
+
+    def _options(self, port: int) -> dict[str, object]:
+        return {
+            "port": port,
+            "bind": "127.0.0.1",
+            "dir": self.workdir,
+            "dbfilename": f"dump-{port}.rdb",
+            "save": "",
+            "appendonly": "no",
+        }
+
+    def _ready(self, timeout: float) -> None:
+        """What must hold, once every server answers PING, before `start()` returns."""
+
     def _pick_ports(self, n: int) -> list[int]:
-        candidates = [p for p in PORTS if _port_free(p)]
+        candidates = [p for p in PORTS if port_free(p)]
         if len(candidates) < n:
             raise ClusterStartError(f"fewer than {n} free ports in {PORTS}")
         start = random.randrange(len(candidates) - n + 1)
@@ -154,24 +171,12 @@ class LocalCluster:
 
     def _spawn_all(self) -> bool:
         for port in self.ports:
-            options = {
-                "port": port,
-                "bind": "127.0.0.1",
-                "cluster-enabled": "yes",
-                "cluster-config-file": f"nodes-{port}.conf",
-                "cluster-node-timeout": self.node_timeout_ms,
-                "dir": self.workdir,
-                "dbfilename": f"dump-{port}.rdb",
-                "save": "",
-                "appendonly": "no",
-                "repl-diskless-sync-delay": 0,  # replicas sync at once, not after 5 s
-            }
             argv = ["redis-server"]
-            for name, value in options.items():
+            for name, value in self._options(port).items():
                 argv += [f"--{name}", str(value)]
             with (self.workdir / f"{port}.log").open("wb") as log:
                 self.procs[port] = subprocess.Popen(
-                    argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                    argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
                 )
         deadline = time.monotonic() + 5
         pending = set(self.ports)
@@ -179,8 +184,8 @@ class LocalCluster:
             for port in list(pending):
                 if self.procs[port].poll() is not None:
                     return False  # lost the race for the port to another process
-                with contextlib.suppress(redis.RedisError):
-                    self.admin(port).ping()
+                with contextlib.suppress(redis.RedisError), self.admin(port) as c:
+                    c.ping()
                     pending.discard(port)
             time.sleep(0.05)
         return not pending
@@ -197,7 +202,30 @@ class LocalCluster:
                 proc.wait()
         self.procs.clear()
 
-    def _create(self, timeout: float) -> None:
+
+class LocalCluster(LocalServers):
+    """3 masters (+1 replica each) joined into a cluster; see the module docstring."""
+
+    def __init__(self, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 2000) -> None:
+        super().__init__(masters * (1 + replicas))
+        self.masters = masters
+        self.replicas = replicas
+        self.node_timeout_ms = node_timeout_ms
+
+    def async_client(self) -> Any:
+        """The service's own cluster client (`INVENTORY_REDIS_CLUSTER=true`) for this cluster."""
+        return make_async_redis(Settings(redis_url=self.url, redis_cluster=True))
+
+    def _options(self, port: int) -> dict[str, object]:
+        return {
+            **super()._options(port),
+            "cluster-enabled": "yes",
+            "cluster-config-file": f"nodes-{port}.conf",
+            "cluster-node-timeout": self.node_timeout_ms,
+            "repl-diskless-sync-delay": 0,  # replicas sync at once, not after 5 s
+        }
+
+    def _ready(self, timeout: float) -> None:
         self.cli(
             "--cluster",
             "create",
@@ -210,12 +238,6 @@ class LocalCluster:
         self.wait_healthy(timeout)
 
     # ------------------------------------------------------------------ inspection
-    def admin(self, port: int) -> redis.Redis:
-        """A plain (non-cluster) client of one node, for CLUSTER and CONFIG commands."""
-        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
-        client.set_response_callback("CLUSTER NODES", lambda raw, **_: raw.decode())
-        return client
-
     def cli(self, *args: str, timeout: float = 60.0) -> str:
         """Run redis-cli; its output, or ClusterStartError with the output if it failed."""
         done = subprocess.run(

@@ -21,7 +21,7 @@ import redis.cluster
 from inventory_cache.connection import make_async_redis, make_sync_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.settings import Settings
-from tests.cluster import ClusterStartError, LocalCluster, _port_free
+from tests.cluster import ClusterStartError, LocalCluster, port_free
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def test_cluster_that_cannot_form_stops_its_servers_and_removes_its_files() -> N
         cluster.start()
 
     assert cluster.procs == {}
-    assert all(_port_free(p) for p in cluster.ports)
+    assert all(port_free(p) for p in cluster.ports)
     assert not cluster.workdir.exists()
 
 
