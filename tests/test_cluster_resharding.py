@@ -4,7 +4,8 @@ Redis Cluster moves a slot key by key. Meanwhile a script on that slot whose key
 partly moved, or partly not created yet (a new order's part), is refused with ASK or
 TRYAGAIN, and once the slot has moved, with MOVED, all without running. The client must
 follow and re-send until the slot has settled, and since nothing ran, a re-sent call
-cannot lock twice. Oversell is checked against the stock the orders hold afterwards.
+cannot lock twice. Oversell is checked against the stock the orders hold afterwards, and
+the ledger the write-behind worker builds from the streams must agree (`verify`).
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from redis.crc import key_slot
 from redis.exceptions import ClusterError, TryAgainError
 
 from inventory_cache import batcher
+from inventory_cache.connection import make_sync_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InsufficientStock, NotFound
 from inventory_cache.models import LineRequest, ReservedLine
+from inventory_cache.settings import Settings
+from inventory_cache.verify import verify
+from inventory_cache.worker import Worker
+from persistence.db import make_engine
+from persistence.sink import make_sink
 from tests.cluster import LocalCluster, Node
 from tests.conftest import make_settings
+from tests.pg import fresh_database
 
 pytestmark = [pytest.mark.cluster, pytest.mark.parametrize("backend", ["cluster"], indirect=True)]
 
@@ -69,7 +78,10 @@ def slot_in_migration(cluster: LocalCluster, slot: int) -> Iterator[tuple[Node, 
 async def test_live_reshard_during_reservation_load_reaches_no_caller_and_oversells_nothing(
     backend: Any, prefix: str, local_cluster: LocalCluster
 ) -> None:
-    engine = StockEngine(backend, make_settings(prefix, slot_groups=256))
+    settings = make_settings(
+        prefix, redis_url=local_cluster.url, redis_cluster=True, slot_groups=256
+    )
+    engine = StockEngine(backend, settings)
     await engine.mark_ready()
     # `redis-cli --cluster reshard` moves the lowest slots of its source: take as many as
     # it needs to move the first 8 slot groups that live on that master.
@@ -163,6 +175,32 @@ async def test_live_reshard_during_reservation_load_reaches_no_caller_and_overse
         assert (res.status, got) == ("active", lines), order_id
     for order_id in cancelled:
         assert (await engine.get_reservation(order_id)).status == "cancelled"
+    # The ledger agrees: the worker drains every group's stream, wherever its slot now is.
+    await asyncio.to_thread(assert_ledger_agrees, settings, skus, held)
+
+
+def assert_ledger_agrees(settings: Settings, skus: list[str], held: Counter[str]) -> None:
+    with fresh_database() as url:
+        redis = make_sync_redis(settings)
+        sink = make_sink(url)
+        db = make_engine(url)
+        try:
+            Worker(redis, sink, settings).run_until_idle(timeout_s=60)
+            assert verify(redis, db, settings, wait_s=5) == []
+            with db.connect() as conn:
+                sums = conn.execute(
+                    sa.text(
+                        "SELECT sku, sum(delta_on_hand), sum(delta_locked) FROM movements"
+                        " GROUP BY sku"
+                    )
+                ).all()
+            assert {sku: (on_hand, locked) for sku, on_hand, locked in sums} == {
+                sku: (40, held[sku]) for sku in skus
+            }
+        finally:
+            db.dispose()
+            sink.close()
+            redis.close()
 
 
 async def test_call_refused_while_its_slot_migrates_waits_for_the_move_and_locks_once(
