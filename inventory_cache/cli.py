@@ -103,3 +103,14 @@ def reconcile(
     if mode not in modes:
         raise typer.BadParameter("report or correct", param_hint="--mode")
     raise typer.Exit(run_command(mode=modes[mode], as_json=json_output))
+
+
+@app.command()
+def demo(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(0, help="Port to listen on (default: INVENTORY_PORT, 8000)."),
+) -> None:
+    """Everything in one process on the embedded default (or the configured servers)."""
+    from inventory_cache.demo import run_demo
+
+    run_demo(host=host, port=port or None)

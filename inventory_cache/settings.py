@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     location_priority: Annotated[list[str], NoDecode] = Field(default_factory=list)
     public_reads: bool = False
+    # Where `demo` listens when --port is not given (docker compose maps the API there too).
+    port: int = Field(default=8000, ge=1, le=65535)
 
     reservation_ttl_seconds: int = Field(default=900, ge=1, le=30 * 86400)
     # How long finished reservations, transfers and idempotency records stay in Redis
