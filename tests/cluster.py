@@ -61,10 +61,6 @@ class Node:
     def owns(self, slot: int) -> bool:
         return any(slot in r for r in self.slots)
 
-    @property
-    def slot_count(self) -> int:
-        return sum(len(r) for r in self.slots)
-
 
 def die_with_parent() -> None:
     """Runs in the child before exec: the kernel kills it when its parent dies."""
