@@ -32,7 +32,8 @@ Command = tuple[Script | None, tuple[Any, ...]]
 
 MAX_BATCH = 512
 # How long a call refused by a moving slot or a failover is re-sent before its caller
-# sees the refusal: long enough for a slot of a few hundred thousand keys to migrate.
+# sees the refusal: about what redis-cli needs to move a slot of tens of thousands of
+# keys (10 keys per MIGRATE round trip), or a replica to be elected after a crash.
 CLUSTER_PATIENCE_S = 10.0
 
 
