@@ -182,9 +182,9 @@ def _text_array(values: Sequence[str | None]) -> str:
     if not values:
         return "{}"
     if None not in values:
-        joined = '","'.join(values)  # type: ignore[arg-type]
-        if '"' not in joined and "\\" not in joined:
-            return '{"' + joined + '"}'
+        whole = "".join(values)  # type: ignore[arg-type]
+        if '"' not in whole and "\\" not in whole:
+            return '{"' + '","'.join(values) + '"}'  # type: ignore[arg-type]
     return (
         "{"
         + ",".join(
@@ -196,7 +196,9 @@ def _text_array(values: Sequence[str | None]) -> str:
 
 
 def _int_array(values: Sequence[int | None]) -> str:
-    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
+    if None not in values:
+        return "{" + ",".join(map(str, values)) + "}"
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], kinds: str) -> list[str]:

@@ -138,6 +138,17 @@ def test_applying_the_same_events_twice_adds_no_row(db: tuple[Sink, sa.Engine]) 
         ("inbound:A:r1", "A", "fp-r1"),
         ("inbound:A:r2", "A", "fp-r2"),
     ]
+    records = Base.metadata.tables["idempotency_records"]
+    with engine.connect() as conn:
+        first = conn.execute(sa.select(records.c.result).order_by(records.c.key)).scalars().first()
+    assert first == {
+        "sku": "A",
+        "location": "north",
+        "on_hand": 10,
+        "locked": 0,
+        "safety_stock": 0,
+        "available": 10,
+    }
 
 
 def test_an_older_version_never_moves_a_level_backwards(db: tuple[Sink, sa.Engine]) -> None:

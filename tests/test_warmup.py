@@ -33,8 +33,9 @@ from tests.pg import fresh_database
 
 def flush(client: redis.Redis, prefix: str) -> None:
     """What FLUSHALL (or a restart without persistence) looks like to this prefix."""
-    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        client.delete(key)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    for i in range(0, len(keys), 1000):
+        client.unlink(*keys[i : i + 1000])
 
 
 def drain(client: Any, url: str, settings: Settings) -> None:
