@@ -198,18 +198,29 @@ class FeedEvent:
         return {**self.body, "rows": rows}
 
 
+def _parse(group: int, entry_id: bytes | str, raw: Mapping[bytes, bytes]) -> FeedEvent | None:
+    """The entry as an event; a malformed one is logged and left out (the worker sends
+    it to the dead letters), never allowed to stop the feed."""
+    try:
+        return FeedEvent.from_entry(group, entry_id, raw)
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        log.warning("feed: skipping malformed entry %r of group %d (%r)", entry_id, group, exc)
+        return None
+
+
 async def read_range(
     client: Any,
     keys: Keys,
     after: Position,
     upto: Position,
     *,
-    page: int = 500,
+    page: int = 100,
 ) -> AsyncIterator[FeedEvent]:
     """Entries of every group with `after < position <= upto`, in position order.
 
     A k-way merge of per-group XRANGE pages: a group is re-read only when its buffered
-    page is used up, so memory stays at one page per group whatever the range.
+    page is used up, so memory stays at one page per group whatever the range (a reader
+    resuming after an hour away holds at most `page` entries of each group).
     """
     bounds: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
     for g in keys.all_groups():
@@ -220,16 +231,20 @@ async def read_range(
     more: dict[int, bool] = {}
 
     async def fetch(groups: Sequence[int]) -> None:
-        pipe = client.pipeline(transaction=False)
-        for g in groups:
-            lo, hi = bounds[g]
-            pipe.xrange(keys.events(g), _sid(lo), _sid(hi), count=page)
-        for g, entries in zip(groups, await pipe.execute(), strict=True):
-            buffers[g] = deque(FeedEvent.from_entry(g, i, f) for i, f in entries)
-            more[g] = len(entries) == page
-            if entries:
-                last = _split_id(entries[-1][0])
-                bounds[g] = ((last[0], last[1] + 1), bounds[g][1])
+        """Refill these groups' buffers: each ends non-empty or its range exhausted."""
+        while groups:
+            pipe = client.pipeline(transaction=False)
+            for g in groups:
+                lo, hi = bounds[g]
+                pipe.xrange(keys.events(g), _sid(lo), _sid(hi), count=page)
+            for g, entries in zip(groups, await pipe.execute(), strict=True):
+                parsed = (_parse(g, i, f) for i, f in entries)
+                buffers[g] = deque(ev for ev in parsed if ev is not None)
+                more[g] = len(entries) == page
+                if entries:
+                    last = _split_id(entries[-1][0])
+                    bounds[g] = ((last[0], last[1] + 1), bounds[g][1])
+            groups = [g for g in groups if not buffers[g] and more[g]]
 
     if not bounds:
         return
@@ -405,6 +420,9 @@ class FeedHub:
             except (RedisError, OSError) as exc:
                 log.warning("feed: reading the event streams failed (%s); retrying", exc)
                 await asyncio.sleep(self.retry_seconds)
+            except Exception:  # a bug must not silence every reader for good
+                log.exception("feed: reading the event streams failed; retrying")
+                await asyncio.sleep(self.retry_seconds)
 
     async def _step(self) -> None:
         if self._pending:
@@ -418,8 +436,9 @@ class FeedHub:
         got = 0
         for g, entries in replies:
             for entry_id, raw in entries:
-                ev = FeedEvent.from_entry(g, entry_id, raw)
-                heapq.heappush(self._pending, (ev.position, ev))
+                ev = _parse(g, entry_id, raw)
+                if ev is not None:
+                    heapq.heappush(self._pending, (ev.position, ev))
             if entries:
                 got += len(entries)
                 self._read_ids[g] = _split_id(entries[-1][0])
@@ -480,7 +499,7 @@ async def follow(
     after: Position | None,
     *,
     keepalive_seconds: float = 15.0,
-    page: int = 500,
+    page: int = 100,
 ) -> AsyncIterator[FeedEvent | KeepAlive | Gap]:
     """The events `flt` wants after `after` (or from now), then live, forever.
 

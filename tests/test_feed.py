@@ -23,6 +23,7 @@ from inventory_cache.feed import (
     KeepAlive,
     Position,
     follow,
+    read_range,
 )
 from inventory_cache.models import LineRequest
 
@@ -167,6 +168,22 @@ async def test_a_resume_into_trimmed_history_is_told_before_the_rest(
     assert rest.body["ref"] == "po-2"
     # Resuming inside what the stream still holds hears of no gap.
     assert isinstance(resumed, FeedEvent) and resumed.body["ref"] == "po-3"
+
+
+async def test_a_malformed_entry_is_skipped_live_and_when_read_back(
+    engine: StockEngine, hub: FeedHub
+) -> None:
+    async with opened(hub) as (stream, start):
+        key = engine.keys.events(engine.keys.group_of("X"))
+        await engine.client.xadd(key, {"t": "inbound", "rows": "not json"})
+        await engine.inbound(ref="po-1", sku="X", location="north", qty=1)
+        live = await next_event(stream)
+
+    # One entry a page: the page holding only the bad entry must not end the group.
+    back = [e async for e in read_range(engine.client, engine.keys, start, live.position, page=1)]
+
+    assert live.body["ref"] == "po-1"
+    assert [e.body["ref"] for e in back] == ["po-1"]
 
 
 async def test_filter_keeps_only_matching_rows_and_keepalives_advance_past_the_rest(
