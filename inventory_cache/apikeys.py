@@ -14,6 +14,7 @@ effect in every API process within that time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -91,16 +92,30 @@ class Authenticator:
         self._ttl = cache_seconds
         self._clock = clock
         self._known: dict[str, tuple[float, Principal | None]] = {}
+        self._pending: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def authenticate(self, token: str) -> Principal | None:
         if len(token) != _KEY_LENGTH or not token.startswith(KEY_PREFIX):
             return None  # not one of ours: no lookup, nothing cached
         digest = hash_key(token)
-        now = self._clock()
         hit = self._known.get(digest)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > self._clock():
             return hit[1]
-        row = await self._find(digest)
+        # A burst of requests with a key not yet cached (a flash sale right after a
+        # restart) makes one lookup, not one each.
+        pending = self._pending.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(digest))
+            pending.add_done_callback(_retrieve)
+            self._pending[digest] = pending
+        return await asyncio.shield(pending)
+
+    async def _lookup(self, digest: str) -> Principal | None:
+        started = self._clock()
+        try:
+            row = await self._find(digest)
+        finally:
+            del self._pending[digest]
         principal = None
         if (
             row is not None
@@ -110,8 +125,14 @@ class Authenticator:
             principal = Principal(row.id, row.name, row.scopes)
         if principal is None and len(self._known) >= _NEGATIVE_CACHE_MAX:
             self._known.clear()  # guessed keys must not grow memory without bound
-        self._known[digest] = (now + self._ttl, principal)
+        self._known[digest] = (started + self._ttl, principal)
         return principal
+
+
+def _retrieve(future: asyncio.Future[Principal | None]) -> None:
+    """Mark a failed lookup as seen: its waiters got the error, or all went away."""
+    if not future.cancelled():
+        future.exception()
 
 
 # ---------------------------------------------------------------------------- storage

@@ -7,11 +7,14 @@ PostgreSQL database (tests/pg.py), dropped afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,34 +104,74 @@ def server_env(prefix: str, database_url: str, **extra: str) -> dict[str, str]:
 
 @contextmanager
 def uvicorn_server(env: dict[str, str], *args: str) -> Iterator[str]:
-    """`inventory-cache serve` on a free loopback port; yields its base URL."""
+    """`inventory-cache serve` on a free loopback port; yields its base URL. Its log goes
+    to a file, so a chatty server can never block on a full pipe."""
     port = free_port()
-    proc = subprocess.Popen(
-        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"uvicorn did not start: {err[-2000:]}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
+            _wait_until_up(url, proc)
+            yield url
+        except BaseException:
+            proc.terminate()
             proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace")[-4000:])
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"uvicorn exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"uvicorn did not answer within {timeout_s}s")
+        time.sleep(0.1)
+
+
+def checkout_burst(
+    url: str, key: str, sku: str, orders: list[str], start_at: float, connections: int
+) -> Counter[str]:
+    """Runs in a separate OS process: every order at once over `connections` connections,
+    starting at the wall-clock `start_at` so that the processes overlap. Returns a count
+    of "status code"."""
+    return asyncio.run(_burst(url, key, sku, orders, start_at, connections))
+
+
+async def _burst(
+    url: str, key: str, sku: str, orders: list[str], start_at: float, connections: int
+) -> Counter[str]:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    headers = {"Authorization": f"Bearer {key}"}
+    timeout = httpx.Timeout(120, pool=None)  # waiting for a pooled connection is the queue
+    async with httpx.AsyncClient(
+        base_url=url, limits=limits, headers=headers, timeout=timeout
+    ) as c:
+
+        async def checkout(order_id: str) -> str:
+            body = {"order_id": order_id, "lines": [{"sku": sku, "qty": 1}]}
+            r = await c.post("/v1/reservations", json=body)
+            code = r.json().get("code", "") if r.status_code >= 400 else ""
+            return f"{r.status_code} {code}".strip()
+
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        return Counter(await asyncio.gather(*(checkout(o) for o in orders)))

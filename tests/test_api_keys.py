@@ -3,6 +3,7 @@ cache, revocable; `inventory-cache keys ...` for operators; public availability 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -113,6 +114,22 @@ async def test_verified_keys_are_cached_so_revocation_lands_within_the_ttl(db: E
     clock.t += 0.2
     assert await auth.authenticate(plain) is None
     assert len(lookups) == 2
+
+
+async def test_a_burst_with_a_cold_cache_makes_one_lookup(db: Engine) -> None:
+    plain, _ = create_key(db, name="k", scopes=["checkout"])
+    lookups: list[str] = []
+
+    async def find(key_hash: str) -> StoredKey | None:
+        lookups.append(key_hash)
+        await asyncio.sleep(0.01)
+        return find_key(db, key_hash)
+
+    auth = Authenticator(find)
+    principals = await asyncio.gather(*(auth.authenticate(plain) for _ in range(200)))
+
+    assert len(lookups) == 1
+    assert {p.scopes if p else None for p in principals} == {frozenset({"checkout"})}
 
 
 async def test_malformed_tokens_never_reach_the_database() -> None:

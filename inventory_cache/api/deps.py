@@ -88,18 +88,30 @@ def require_scope(
     return check
 
 
-async def _availability_reader(request: Request, credentials: Credentials) -> Principal | None:
+async def check_availability_reader(services: Services, authorization: str | None) -> None:
     """`read`, unless INVENTORY_PUBLIC_READS lets anyone read availability."""
-    if request.app.state.services.settings.public_reads and credentials is None:
-        return None
-    principal = await _principal(request, credentials)
+    if authorization is None:
+        if services.settings.public_reads:
+            return
+        raise Unauthorized("send an API key: Authorization: Bearer <key>")
+    scheme, _, token = authorization.partition(" ")
+    principal = (
+        await services.auth.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    )
+    if principal is None:
+        raise Unauthorized("unknown or revoked API key")
     if not principal.allows("read"):
         raise Forbidden("this API key lacks the scope 'read'", scope="read")
-    return principal
+
+
+async def _availability_reader(request: Request, _: Credentials) -> None:
+    await check_availability_reader(
+        request.app.state.services, request.headers.get("authorization")
+    )
 
 
 ReadKey = Annotated[Principal, Depends(require_scope("read"))]
 CheckoutKey = Annotated[Principal, Depends(require_scope("checkout"))]
 WarehouseKey = Annotated[Principal, Depends(require_scope("warehouse"))]
 AdminKey = Annotated[Principal, Depends(require_scope("admin"))]
-AvailabilityReader = Annotated[Principal | None, Depends(_availability_reader)]
+AvailabilityReader = Annotated[None, Depends(_availability_reader)]

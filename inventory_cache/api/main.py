@@ -45,9 +45,9 @@ from inventory_cache.connection import make_async_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.settings import Settings, get_settings
 
-ROUTERS: list[APIRouter] = [
-    ops.router,
+ROUTERS: list[APIRouter] = [  # the product page's read first: it is matched first
     availability.router,
+    ops.router,
     stock.router,
     movements.router,
     reservations.router,
