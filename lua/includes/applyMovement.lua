@@ -9,10 +9,11 @@
       a[8] expected current on_hand ('' = no check), a[9] fingerprint,
       a[10] now (ms), a[11] retention of the op record (ms), a[12] idempotency suffix
     kind: event type
-    floor: 'zero' refuses an on_hand below 0, 'none' records it (goods already left)
+    floor: 'zero' refuses a decrease that ends below 0 (an increase is always taken, even
+      while POS sales keep on_hand negative), 'none' records any change (goods already left)
   Output: JSON levels of (sku, location) after the change, `replayed` on a retry.
   Errors: not_ready, idempotency_mismatch, invalid_state (expected value differs,
-    or on_hand would fall below 0 with floor 'zero').
+    or a decrease would take on_hand below 0 with floor 'zero').
 ]]
 local function apply_movement(ready, stock, opkey, events, a, kind, floor)
   if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
@@ -32,7 +33,7 @@ local function apply_movement(ready, stock, opkey, events, a, kind, floor)
   local delta = tonumber(a[6])
   if a[7] ~= '' then delta = tonumber(a[7]) - o end
   local no = o + delta
-  if floor == 'zero' and no < 0 then
+  if floor == 'zero' and no < 0 and no < o then
     return fail('invalid_state', {detail = 'on_hand would fall below 0', on_hand = o})
   end
   rcall('HSET', stock, 'o:' .. loc, no, 'l:' .. loc, l, 's:' .. loc, s)
