@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from inventory_cache.api.idempotency import IdempotencyStore
 from inventory_cache.api.ledger import Ledger
@@ -48,38 +47,42 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def get_engine(request: Request) -> StockEngine:
-    engine: StockEngine = request.app.state.services.engine
-    return engine
+# Dependencies are `async def`: FastAPI would run a plain `def` one in a worker thread.
+async def _services(request: Request) -> Services:
+    return get_services(request)
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-EngineDep = Annotated[StockEngine, Depends(get_engine)]
-
-# Declares the scheme in OpenAPI (the docs' Authorize button); the check is ours.
-_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer invk_...`")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+async def _engine(request: Request) -> StockEngine:
+    return get_services(request).engine
 
 
-async def _principal(
-    request: Request, credentials: HTTPAuthorizationCredentials | None
-) -> Principal:
-    if credentials is None:
+ServicesDep = Annotated[Services, Depends(_services)]
+EngineDep = Annotated[StockEngine, Depends(_engine)]
+
+
+async def authenticate(services: Services, authorization: str | None) -> Principal:
+    """The caller of an `Authorization: Bearer <key>` header, or 401."""
+    if authorization is None:
         raise Unauthorized("send an API key: Authorization: Bearer <key>")
-    principal = await request.app.state.services.auth.authenticate(credentials.credentials)
+    scheme, _, token = authorization.partition(" ")
+    principal = (
+        await services.auth.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    )
     if principal is None:
         raise Unauthorized("unknown or revoked API key")
-    assert isinstance(principal, Principal)
     return principal
 
 
-def require_scope(
-    scope: str,
-) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Principal]]:
-    """A dependency: the caller's key, which must hold `scope` (or `admin`)."""
+def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency: the caller's key, which must hold `scope` (or `admin`).
 
-    async def check(request: Request, credentials: Credentials) -> Principal:
-        principal = await _principal(request, credentials)
+    It reads the header itself rather than through `fastapi.security.HTTPBearer`: each
+    dependency costs per request, and the OpenAPI document gets the bearer scheme on every
+    operation that answers 401 (`openapi.py`).
+    """
+
+    async def check(request: Request) -> Principal:
+        principal = await authenticate(get_services(request), request.headers.get("authorization"))
         if not principal.allows(scope):
             raise Forbidden(f"this API key lacks the scope '{scope}'", scope=scope)
         return principal
@@ -90,24 +93,15 @@ def require_scope(
 
 async def check_availability_reader(services: Services, authorization: str | None) -> None:
     """`read`, unless INVENTORY_PUBLIC_READS lets anyone read availability."""
-    if authorization is None:
-        if services.settings.public_reads:
-            return
-        raise Unauthorized("send an API key: Authorization: Bearer <key>")
-    scheme, _, token = authorization.partition(" ")
-    principal = (
-        await services.auth.authenticate(token.strip()) if scheme.lower() == "bearer" else None
-    )
-    if principal is None:
-        raise Unauthorized("unknown or revoked API key")
+    if authorization is None and services.settings.public_reads:
+        return
+    principal = await authenticate(services, authorization)
     if not principal.allows("read"):
         raise Forbidden("this API key lacks the scope 'read'", scope="read")
 
 
-async def _availability_reader(request: Request, _: Credentials) -> None:
-    await check_availability_reader(
-        request.app.state.services, request.headers.get("authorization")
-    )
+async def _availability_reader(request: Request) -> None:
+    await check_availability_reader(get_services(request), request.headers.get("authorization"))
 
 
 ReadKey = Annotated[Principal, Depends(require_scope("read"))]

@@ -2,8 +2,9 @@
 
 Routes declare their own errors (`problem_responses`); this adds, once for all routes
 including those other areas add later: errors as `application/problem+json`, 413 and 415
-on every operation with a body, and the `Idempotency-Key` header (with its 409) on every
-POST. So the document stays true without each route repeating it.
+on every operation with a body, the `Idempotency-Key` header (with its 409) on every
+POST, and the bearer scheme on every operation that may answer 401. So the document
+stays true without each route repeating it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ IDEMPOTENCY_PARAMETER = {
     "with `Idempotent-Replayed: true`, to the same API key; the same key with another "
     "request is 409 `idempotency_mismatch`.",
     "schema": {"type": "string", "pattern": f"^[\\x21-\\x7e]{{1,{MAX_KEY_LENGTH}}}$"},
+}
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key (`inventory-cache keys create`): `Authorization: Bearer invk_...`",
 }
 _MISMATCH = " Also `idempotency_mismatch`: the Idempotency-Key was used with another request."
 
@@ -51,10 +57,14 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
                 conflict["description"] = conflict["description"].rstrip() + _MISMATCH
                 if "422" not in responses:
                     responses["422"] = {"description": DESCRIPTIONS[422]}
+            if "401" in responses:
+                op.setdefault("security", [{"bearer": []}])
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = _problem_content(response.get("content", {}), int(status))
-    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["bearer"] = BEARER
+    schemas = components.setdefault("schemas", {})
     schemas.setdefault(
         "Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     )

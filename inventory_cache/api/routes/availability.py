@@ -25,7 +25,7 @@ SkuPath = Annotated[
 # The hottest route takes no FastAPI dependency or validated parameter: resolving them
 # costs more than the whole answer when it comes from the near-cache (measured: about
 # half of the route's time). So it reads its parameter and checks the key itself, and
-# declares both for the OpenAPI document here.
+# declares the parameter for the OpenAPI document here.
 _SKU_PARAMETER = {
     "name": "sku",
     "in": "path",
@@ -40,7 +40,7 @@ _SKU_PARAMETER = {
     response_model=AvailabilityOut,
     responses=problem_responses(401, 403, 422, 503),
     summary="Sellable units of one SKU",
-    openapi_extra={"parameters": [_SKU_PARAMETER], "security": [{"HTTPBearer": []}]},
+    openapi_extra={"parameters": [_SKU_PARAMETER]},
 )
 async def availability(request: Request) -> Response:
     """Available units in total and per location; an unknown SKU has 0 (`in_stock: false`).
