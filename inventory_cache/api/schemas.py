@@ -215,6 +215,24 @@ class AvailabilityOut(BaseModel):
 
 
 class AvailabilityBatchOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "sku": "SKU-1",
+                            "available": 12,
+                            "in_stock": True,
+                            "locations": {"north": 12},
+                        },
+                        {"sku": "SKU-9", "available": 0, "in_stock": False, "locations": {}},
+                    ]
+                }
+            ]
+        }
+    )
+
     items: list[AvailabilityOut]
 
 
@@ -351,7 +369,9 @@ class TransferOut(BaseModel):
 
 
 class Status(BaseModel):
-    status: str = Field(examples=["ok"])
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
+    status: str
 
 
 class MovementOut(BaseModel):
@@ -372,4 +392,29 @@ class MovementOut(BaseModel):
 
 
 class MovementsOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": 1042,
+                            "op_id": "reserve:order-1001:3f2a9c0d1b2e",
+                            "sku": "SKU-1",
+                            "location": "north",
+                            "type": "reserve",
+                            "reason": "reserve",
+                            "ref": "order-1001",
+                            "delta_on_hand": 0,
+                            "delta_locked": 2,
+                            "on_hand_after": 10,
+                            "locked_after": 2,
+                            "created_at": "2026-11-22T10:15:00.000Z",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     items: list[MovementOut]
