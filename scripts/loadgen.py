@@ -33,6 +33,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -310,14 +311,17 @@ def worker_main() -> None:
     """Entry of a worker process.
 
     Reads a line of config JSON, connects, prints `ready`, reads the start time (epoch
-    seconds) as a second line, runs, and prints the result JSON as its last line.
+    seconds) as a second line, runs, and writes the result JSON to the file the config
+    names (a file, not the pipe: the event loop may leave standard output non-blocking,
+    and a large result would then be cut at the pipe's 64 KiB).
     """
     spec = json.loads(sys.stdin.readline())
     cfg = Config(**spec["config"])
     import uvloop
 
     result = uvloop.run(Worker(cfg, spec["index"]).run())
-    print(json.dumps(result))
+    with open(spec["result"], "w") as fh:
+        json.dump(result, fh)
 
 
 # --------------------------------------------------------------------------- main side
@@ -377,7 +381,7 @@ def flash_sale_check(cfg: Config, sold: int, errors: int, stock: dict[str, Any])
     }
 
 
-def _run_workers(cfg: Config) -> list[dict[str, Any]]:
+def _run_workers(cfg: Config, results_dir: str) -> list[dict[str, Any]]:
     """Start the worker processes, let them connect, start them together, collect."""
     procs = []
     for i in range(cfg.processes):
@@ -388,7 +392,8 @@ def _run_workers(cfg: Config) -> list[dict[str, Any]]:
             text=True,
         )
         assert p.stdin is not None
-        p.stdin.write(json.dumps({"config": asdict(cfg), "index": i}) + "\n")
+        spec = {"config": asdict(cfg), "index": i, "result": f"{results_dir}/{i}.json"}
+        p.stdin.write(json.dumps(spec) + "\n")
         p.stdin.flush()
         procs.append(p)
     try:
@@ -401,14 +406,15 @@ def _run_workers(cfg: Config) -> list[dict[str, Any]]:
             assert p.stdin is not None
             p.stdin.write(f"{cfg.start_at}\n")
             p.stdin.close()
-        results = []
+        results: list[dict[str, Any]] = []
         for p in procs:
             assert p.stdout is not None
-            out = p.stdout.read()
+            p.stdout.read()
             p.wait(timeout=cfg.duration + 60)
             if p.returncode != 0:
                 raise SystemExit(f"a load worker failed with exit status {p.returncode}")
-            results.append(json.loads(out))
+            with open(f"{results_dir}/{len(results)}.json") as fh:
+                results.append(json.load(fh))
         return results
     finally:
         for p in procs:
@@ -426,7 +432,8 @@ def run(cfg: Config, chart: str | None = None) -> dict[str, Any]:
         raise SystemExit(f"duration must be in (0, {MAX_DURATION_S:g}] s, processes 1..16")
     if cfg.seed_stock:
         asyncio.run(_seed(cfg))
-    results = _run_workers(cfg)
+    with tempfile.TemporaryDirectory(prefix="loadgen-") as tmp:
+        results = _run_workers(cfg, tmp)
 
     latencies: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, int] = defaultdict(int)
