@@ -9,8 +9,9 @@ and meet an empty script cache), joins them with `redis-cli --cluster create`, a
 until every node agrees on the topology. It owns its processes and its directory: `stop()`
 ends the servers it started, by pid, and removes the directory; the servers also get
 SIGKILL from the kernel if the Python process that started them dies (PR_SET_PDEATHSIG),
-so not even a killed test run leaves a cluster behind. `LocalServers`, its base, starts
-plain servers the same way (the cluster benchmark's single-Redis side).
+so not even a killed test run leaves a cluster running; the directory it leaves is removed
+by the next `LocalServers` created on the machine. `LocalServers`, its base, starts plain
+servers the same way (the cluster benchmark's single-Redis side).
 
 Ports come from 7100-7199 (and their bus ports, +10000), chosen free at start; several
 test runs on one machine each get their own cluster.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import random
 import shutil
@@ -41,6 +43,8 @@ from inventory_cache.settings import Settings
 
 PORTS = range(7100, 7200)
 BUS_OFFSET = 10000
+DIR_PREFIX = "inv-redis-"
+OWNER_LOCK = "owner.lock"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -78,6 +82,23 @@ def port_free(port: int) -> bool:
     return True
 
 
+def remove_orphaned_dirs() -> None:
+    """Remove the directories of servers whose Python process died without `stop()`.
+
+    SIGKILL, or the SIGTERM of a `timeout`, ends pytest without running fixture
+    finalizers: the servers die with it (PR_SET_PDEATHSIG), but their directory stays.
+    Each directory holds an flock for as long as its owner lives, so one that can be
+    locked has no owner left.
+    """
+    for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        try:
+            with (path / OWNER_LOCK).open("r+") as lock:  # never creates it
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # owner alive (lock held), or not created yet, or just removed
+            continue
+
+
 def parse_nodes(text: str) -> list[Node]:
     """Parse CLUSTER NODES; open slots (`[slot->-id]`) are left out, owned ranges kept."""
     nodes = []
@@ -113,7 +134,11 @@ class LocalServers:
         self.count = count
         self.ports: list[int] = []
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.workdir = Path(tempfile.mkdtemp(prefix="inv-redis-"))
+        remove_orphaned_dirs()
+        self.workdir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+        # Held for this object's life, released by the kernel when the process dies.
+        self._owner = (self.workdir / OWNER_LOCK).open("w")
+        fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     @property
     def url(self) -> str:
@@ -138,6 +163,7 @@ class LocalServers:
         """End the servers this object started, then remove its directory."""
         self._kill_all()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        self._owner.close()
 
     def admin(self, port: int) -> redis.Redis:
         """A plain (non-cluster) client of one server, for CLUSTER, CONFIG and INFO."""
