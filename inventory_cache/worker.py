@@ -240,50 +240,47 @@ class Worker:
                     gone.append((stream, _text(raw_id)))
         return out, gone
 
-    def _read(self, start: str, block: int | None) -> list[Entry]:
+    def _xreadgroup(self, starts: dict[str, str], count: int, block: int | None) -> Any:
+        """One XREADGROUP over many streams; on Redis Cluster, one per stream in a pipeline
+        (a command cannot span slots), never blocking."""
         cfg = self.config
-        if self.cluster:
-            pipe = self.redis.pipeline()
-            for stream in self.streams:
-                pipe.xreadgroup(cfg.group_name, cfg.consumer, {stream: start}, self._per_stream)
-            reply = [r for res in pipe.execute() for r in (res or [])]
-        else:
-            reply = self.redis.xreadgroup(
-                cfg.group_name,
-                cfg.consumer,
-                dict.fromkeys(self.streams, start),
-                count=self._per_stream,
-                block=block,
+        if not self.cluster:
+            return self.redis.xreadgroup(
+                cfg.group_name, cfg.consumer, starts, count=count, block=block
             )
+        pipe = self.redis.pipeline()
+        for stream, start in starts.items():
+            pipe.xreadgroup(cfg.group_name, cfg.consumer, {stream: start}, count)
+        reply = [r for res in pipe.execute() for r in (res or [])]
+        if block and not any(items for _, items in reply):
+            self._sleep(min(block, 100) / 1000)
+        return reply
+
+    def _read(self, start: str, block: int | None) -> list[Entry]:
+        reply = self._xreadgroup(dict.fromkeys(self.streams, start), self._per_stream, block)
         entries, gone = self._entries(reply)
         self._ack_ids(gone)
         active = len({e.group for e in entries})
-        self._per_stream = max(16, cfg.batch_size // max(active, 1))
-        if self.cluster and not entries and block:
-            self._sleep(min(block, 100) / 1000)
+        self._per_stream = max(16, self.config.batch_size // max(active, 1))
         return entries
 
     def drain_own_pending(self) -> int:
-        """Re-read and apply what this consumer read before a crash but never acknowledged."""
-        done = 0
-        cfg = self.config
-        for stream in self.streams:
-            start = "0"
-            while True:
-                reply = self.redis.xreadgroup(
-                    cfg.group_name, cfg.consumer, {stream: start}, count=cfg.batch_size
-                )
-                entries, gone = self._entries(reply)
-                self._ack_ids(gone)
-                if not entries and not gone:
-                    break
-                ids = [e.id for e in entries] + [i for _, i in gone]
-                start = max(ids, key=_parse_id)
-                if entries:
-                    self.handle(entries)
-                    done += len(entries)
+        """Re-read and apply what this consumer read before a crash but never acknowledged
+        (its own pending entries, all streams at once, a page of `batch_size` each)."""
+        done, count = 0, self.config.batch_size
+        starts = dict.fromkeys(self.streams, "0")
+        while starts:
+            reply = self._xreadgroup(starts, count, None)
+            starts = {
+                _text(stream): _text(items[-1][0]) for stream, items in reply if len(items) >= count
+            }
+            entries, gone = self._entries(reply)
+            self._ack_ids(gone)
+            if entries:
+                self.handle(entries)
+                done += len(entries)
         if done:
-            log.info("re-applied %d pending entries of %s", done, cfg.consumer)
+            log.info("re-applied %d pending entries of %s", done, self.config.consumer)
         return done
 
     def claim(self) -> int:
