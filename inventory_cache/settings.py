@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # HTTP API (issue 4). Product pages may see availability this stale (0: no near-cache);
     # checkout never reads from it.
     near_cache_ms: int = Field(default=250, ge=0, le=10_000)
+    # Single Redis: entries live until Redis reports a change (CLIENT TRACKING), within
+    # the same bound; off, or on Redis Cluster, the time bound alone applies.
+    near_cache_tracking: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)  # larger bodies get 413
     # A verified API key is trusted this long without asking PostgreSQL again, so a
     # revocation takes effect within it.

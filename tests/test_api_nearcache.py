@@ -1,9 +1,14 @@
 """The near-cache: never staler than configured, one Redis read per SKU however many ask at
-once, errors not kept, and checkout never deciding on it."""
+once, errors not kept, checkout never deciding on it; with Redis's invalidations, entries
+live until their SKU changes, and only while the invalidations are confirmed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -11,13 +16,13 @@ import orjson
 import pytest
 
 from inventory_cache.api.main import create_app
-from inventory_cache.api.nearcache import NearCache
+from inventory_cache.api.nearcache import NearCache, Tracker
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import NotReady
 from inventory_cache.models import Availability
 from tests import api_support
 from tests.api_support import Database
-from tests.conftest import make_settings
+from tests.conftest import REDIS_URL, make_settings
 
 api_database = api_support.api_database  # the fixture
 
@@ -36,9 +41,11 @@ class CountingEngine:
     def __init__(self, engine: StockEngine) -> None:
         self.engine = engine
         self.reads = 0
+        self.reading = asyncio.Event()
 
     async def availability(self, sku: str) -> Availability:
         self.reads += 1
+        self.reading.set()
         await asyncio.sleep(0.01)  # a round trip: callers pile up meanwhile
         return await self.engine.availability(sku)
 
@@ -164,10 +171,10 @@ async def test_the_cache_holds_at_most_max_entries(
     assert counting.reads == 4  # A was evicted first
 
 
-async def test_checkout_decides_on_live_stock_while_the_page_still_shows_cached_stock(
+async def test_checkout_decides_on_live_stock_while_the_page_may_show_cached_stock(
     real_redis: Any, prefix: str, api_database: Database
 ) -> None:
-    settings = make_settings(prefix, near_cache_ms=10_000)
+    settings = make_settings(prefix, near_cache_ms=10_000, near_cache_tracking=False)
     engine = StockEngine(real_redis, settings)
     await engine.mark_ready()
     await engine.inbound(ref="po", sku="A", location="north", qty=5)
@@ -191,3 +198,116 @@ async def test_checkout_decides_on_live_stock_while_the_page_still_shows_cached_
     assert shown.json()["available"] == still_shown.json()["available"] == 5
     assert checkout.status_code == 409
     assert checkout.json()["lines"] == [{"sku": "A", "requested": 1, "available": 0}]
+
+
+# ---------------------------------------------------------------------------- invalidations
+async def eventually(condition: Callable[[], Awaitable[bool]], within_s: float = 3.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def tracking(near: NearCache, engine: StockEngine) -> AsyncIterator[None]:
+    task = asyncio.create_task(Tracker(near, REDIS_URL, engine.keys).run())
+
+    async def on() -> bool:
+        return near.tracking
+
+    try:
+        await eventually(on)
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_with_invalidations_an_unchanged_sku_outlives_the_time_bound(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    await engine.inbound(ref="a", sku="X", location="north", qty=5)
+    near = NearCache(counting, max_staleness_ms=1000)  # type: ignore[arg-type]
+    async with tracking(near, engine):
+        await near.one("X")
+        await asyncio.sleep(1.5)
+        assert available(await near.one("X")) == 5
+        assert counting.reads == 1
+
+
+async def test_a_change_reaches_the_cache_long_before_the_time_bound(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    await engine.inbound(ref="a", sku="X", location="north", qty=5)
+    near = NearCache(counting, max_staleness_ms=10_000)  # type: ignore[arg-type]
+    async with tracking(near, engine):
+        await near.one("Y")
+        await near.one("X")
+        await engine.inbound(ref="b", sku="X", location="north", qty=1)
+
+        async def shows_the_change() -> bool:
+            return available(await near.one("X")) == 6
+
+        await eventually(shows_the_change)
+        await near.one("Y")
+    assert counting.reads == 3  # Y once, X before and after its change
+
+
+async def test_a_readiness_change_drops_every_entry(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    near = NearCache(counting, max_staleness_ms=10_000)  # type: ignore[arg-type]
+    async with tracking(near, engine):
+        await near.one("X")
+        await engine.client.delete(engine.keys.ready(engine.keys.group_of("Z")))
+
+        async def dropped() -> bool:
+            await engine.mark_ready()
+            await near.one("X")
+            return counting.reads > 1
+
+        await eventually(dropped)
+
+
+async def test_tracked_entries_are_refused_once_confirmations_stop(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    clock = Clock()
+    near = cache(counting, clock)  # 250 ms
+    near.tracking_started(clock.t)
+    await near.one("X")
+
+    clock.t += 0.2
+    await near.one("X")
+    assert counting.reads == 1
+    clock.t += 0.1  # the last confirmation is now older than the bound
+    await near.one("X")
+    assert counting.reads == 2
+    near.confirmed(clock.t)
+    clock.t += 5
+    near.confirmed(clock.t)
+    await near.one("X")
+    assert counting.reads == 2
+    near.tracking_lost()
+    await near.one("X")
+    assert counting.reads == 3
+
+
+async def test_a_read_overtaken_by_its_invalidation_keeps_only_the_time_bound(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    clock = Clock()
+    near = cache(counting, clock)
+    near.tracking_started(clock.t)
+    read = asyncio.create_task(near.one("X"))
+    await counting.reading.wait()  # the read is in flight
+    near.invalidate("X")
+    await read
+    await near.one("Y")
+
+    clock.t += 1
+    near.confirmed(clock.t)
+    await near.one("X")
+    await near.one("Y")
+    assert counting.reads == 3  # X again; Y, read untouched, still tracked

@@ -10,6 +10,8 @@ runs) builds the app from `INVENTORY_*` variables in every worker process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -23,7 +25,7 @@ from inventory_cache.api.guards import RequestGuard
 from inventory_cache.api.idempotency import IdempotencyMiddleware, IdempotencyStore
 from inventory_cache.api.ledger import Ledger
 from inventory_cache.api.metrics import Metrics, MetricsMiddleware
-from inventory_cache.api.nearcache import NearCache
+from inventory_cache.api.nearcache import NearCache, Tracker
 from inventory_cache.api.routes import (
     alerts,
     availability,
@@ -97,6 +99,15 @@ def create_app(
             ledger = Ledger(db)
             near_cache = NearCache(eng, max_staleness_ms=settings.near_cache_ms)
             metrics.watch_near_cache(near_cache)
+            if (
+                settings.near_cache_tracking
+                and settings.near_cache_ms > 0
+                and settings.redis_url
+                and not settings.redis_cluster
+            ):
+                tracker = Tracker(near_cache, settings.redis_url, eng.keys)
+                task = asyncio.create_task(tracker.run(), name="near-cache-tracker")
+                stack.push_async_callback(_cancel, task)
             app.state.services = Services(
                 settings=settings,
                 engine=eng,
@@ -122,6 +133,12 @@ def create_app(
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def app_from_env() -> FastAPI:
