@@ -113,8 +113,8 @@ async def compare(
 
 
 class Bench:
-    def __init__(self, url: str, skus: int) -> None:
-        self.prefix = "bench" + uuid.uuid4().hex[:8]
+    def __init__(self, url: str, skus: int, prefix: str) -> None:
+        self.prefix = prefix
         self.settings = Settings(
             redis_url=url, redis_prefix=self.prefix, location_priority=["north"]
         )
@@ -214,7 +214,7 @@ class Bench:
 
 
 async def run(args: argparse.Namespace) -> int:
-    bench = Bench(args.url, args.skus)
+    bench = Bench(args.url, args.skus, args.prefix)
     rows: list[list[object]] = []
     ratios: list[float] = []
     try:
@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=lambda s: [int(x) for x in s.split(",")], default=[16, 64])
     p.add_argument("--skus", type=int, default=10_000, help="SKUs of the spread rows")
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    p.add_argument("--prefix", default="bench" + uuid.uuid4().hex[:8], help="Redis key prefix")
     args = p.parse_args(argv)
     require_loopback(args.url)
     if args.loop == "uvloop":

@@ -1,0 +1,33 @@
+"""scripts/bench_engine.py: a tiny run prints every row and leaves no key behind."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REDIS_URL
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import bench_engine
+
+
+def test_a_tiny_run_reports_both_sides_of_every_row(
+    sync_redis: Any, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--url", REDIS_URL, "--prefix", prefix, "--seconds", "0.1", "--slices", "1"]
+    code = bench_engine.main([*argv, "--tasks", "2,4", "--skus", "10"])
+
+    out = capsys.readouterr().out
+    rows = re.findall(
+        r"^\| (reserve|read) \| (hot|10 random) \| (\d+) \| ([\d,]+) \| ([\d,]+) \|", out, re.M
+    )
+    assert len(rows) == 8  # 2 ops x 2 spreads x 2 task counts
+    assert all(
+        int(eng.replace(",", "")) > 0 and int(raw.replace(",", "")) > 0 for *_, eng, raw in rows
+    )
+    assert code == (0 if "target >= 0.6x): met" in out else 1)
+    assert list(sync_redis.scan_iter(match=f"{prefix}:*", count=1000)) == []
