@@ -61,31 +61,34 @@ async def test_sweep_releases_1000_expired_reservations_each_exactly_once(
 async def test_ship_racing_the_sweep_ends_in_exactly_one_outcome(
     backend: Any, prefix: str, clock: ManualClock
 ) -> None:
-    # The warehouse's clock reads just before the deadline, the sweeper's just after it,
-    # so both believe they are entitled to the reservation.
+    # Order i is due at its own second. For each, the warehouse's clock reads just before
+    # the deadline and the sweeper's just at it, so both believe they are entitled, and the
+    # two race through separate engines; the ship sometimes starts late, so each side wins
+    # some of the races.
     settings = make_settings(prefix)
-    sweeper_clock = ManualClock(clock.ms)
+    start = clock.ms
+    sweeper_clock = ManualClock(start)
     shop = StockEngine(backend, settings, clock=clock)
     sweeper = StockEngine(backend, settings, clock=sweeper_clock)
     await shop.mark_ready()
     await stock_in(shop, 100)
     orders = [f"race-{i}" for i in range(100)]
     for i, order in enumerate(orders):
-        await shop.reserve(order_id=order, lines=[LineRequest(SKUS[i % 10], 1)], ttl_seconds=1)
-    clock.advance(0.999)
-    sweeper_clock.advance(1)
+        await shop.reserve(order_id=order, lines=[LineRequest(SKUS[i % 10], 1)], ttl_seconds=i + 1)
 
-    async def ship(order: str) -> str:
+    async def ship(order: str, delay: float) -> str:
+        await asyncio.sleep(delay)
         try:
             return (await shop.ship(order)).status
         except Exception as exc:  # the sweep won: invalid_state with status expired
             return f"refused:{getattr(exc, 'extra', {}).get('status')}"
 
-    async def ship_one_by_one() -> list[str]:
-        return [await ship(o) for o in orders]
-
-    # The sweep walks the orders one by one too, so the two interleave.
-    _, ship_results = await asyncio.gather(sweep_expired(sweeper), ship_one_by_one())
+    ship_results = []
+    for i, order in enumerate(orders):
+        deadline = start + (i + 1) * 1000
+        clock.ms, sweeper_clock.ms = deadline - 1, deadline
+        result, _ = await asyncio.gather(ship(order, 0.02 * (i % 2)), sweep_expired(sweeper))
+        ship_results.append(result)
 
     events = await stream_events(shop)
     outcome = {
