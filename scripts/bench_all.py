@@ -393,7 +393,8 @@ def machine(args: argparse.Namespace) -> str:
         if line.startswith("MemTotal")
     )
     redis_v = out(["redis-server", "--version"]).split(" v=")[-1].split()[0] or "?"
-    pg_v = out(["psql", "--version"]).split()[-1] if shutil.which("psql") else "?"
+    pg_found = re.search(r"\d+\.\d+", out(["psql", "--version"])) if shutil.which("psql") else None
+    pg_v = pg_found.group(0) if pg_found else "?"
     commit = out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     return "\n".join(
         [
