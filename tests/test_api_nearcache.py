@@ -208,16 +208,17 @@ async def eventually(condition: Callable[[], Awaitable[bool]], within_s: float =
         await asyncio.sleep(0.01)
 
 
+async def is_on(near: NearCache) -> bool:
+    return near.tracking
+
+
 @asynccontextmanager
-async def tracking(near: NearCache, engine: StockEngine) -> AsyncIterator[None]:
-    task = asyncio.create_task(Tracker(near, REDIS_URL, engine.keys).run())
-
-    async def on() -> bool:
-        return near.tracking
-
+async def tracking(near: NearCache, engine: StockEngine) -> AsyncIterator[Tracker]:
+    tracker = Tracker(near, REDIS_URL, engine.keys)
+    task = asyncio.create_task(tracker.run())
     try:
-        await eventually(on)
-        yield
+        await eventually(lambda: is_on(near))
+        yield tracker
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -311,3 +312,20 @@ async def test_a_read_overtaken_by_its_invalidation_keeps_only_the_time_bound(
     await near.one("X")
     await near.one("Y")
     assert counting.reads == 3  # X again; Y, read untouched, still tracked
+
+
+async def test_a_lost_invalidation_connection_drops_the_cache_and_reconnects(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    near = NearCache(counting, max_staleness_ms=10_000)  # type: ignore[arg-type]
+    async with tracking(near, engine) as tracker:
+        await near.one("X")
+        first = tracker.client_id
+        await engine.client.execute_command("CLIENT", "KILL", "ID", first)
+
+        async def reconnected() -> bool:
+            return near.tracking and tracker.client_id != first
+
+        await eventually(reconnected)
+        await near.one("X")
+        assert counting.reads == 2  # what was cached before the loss was dropped

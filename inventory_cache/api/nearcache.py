@@ -213,6 +213,7 @@ class Tracker:
         self._interval = max(cache.staleness_s / 4, 0.005)
         self._stock_tag_end = b"}:s:"
         self._prefix = f"{keys.prefix}:{{".encode()
+        self.client_id: int | None = None  # of the connection receiving invalidations
 
     def prefixes(self) -> list[str]:
         """Stock hashes and readiness markers of every group: nothing else is watched."""
@@ -222,14 +223,19 @@ class Tracker:
         return out
 
     async def run(self) -> None:
+        """Until cancelled; after a failure, retries after 1 s, doubling up to 30 s."""
+        backoff = 1.0
         while True:
             try:
                 await self._session()
             except (RedisError, OSError) as exc:
                 log.warning("near-cache invalidations lost (%s): time bound only", exc)
             finally:
+                if self._cache.tracking:
+                    backoff = 1.0  # the session had worked: retry soon
                 self._cache.tracking_lost()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
 
     async def _session(self) -> None:
         sub, ctl = Connection(**self._params), Connection(**self._params)
@@ -237,7 +243,7 @@ class Tracker:
             await sub.connect()  # type: ignore[no-untyped-call]
             await ctl.connect()  # type: ignore[no-untyped-call]
             await sub.send_command("CLIENT", "ID")
-            sub_id = await sub.read_response()
+            sub_id = self.client_id = await sub.read_response()
             await sub.send_command("SUBSCRIBE", self.CHANNEL)
             await sub.read_response()
             args: list[Any] = ["CLIENT", "TRACKING", "ON", "REDIRECT", sub_id, "BCAST"]
