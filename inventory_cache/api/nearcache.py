@@ -16,9 +16,10 @@ Two ways an entry stays valid, both within the staleness bound:
   `TRACKED_TTL_S`). The bound still holds because the tracker PINGs its connection every
   quarter of the staleness: Redis queues an invalidation before it answers a later PING
   on the same connection, so once the PONG of a PING sent at time *s* is in, every change
-  before *s* has been applied here. Tracked entries are served only while the last
-  confirmed PING is younger than `max_staleness`; losing the connection drops them all.
-  A read that an invalidation of its SKU overtook is kept only for the time bound.
+  before *s* has been applied here. Past its time bound, an entry is served only while
+  the last confirmed PING is younger than `max_staleness` (an overloaded event loop that
+  reads invalidations late falls back to the time bound); losing the connection drops
+  every entry. A read that an invalidation of its SKU overtook keeps only the time bound.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class NearCache:
         self._ttl = max_staleness_ms / 1000
         self._max = max_entries
         self._clock = clock
-        # sku → (expires at, body, tracked: valid only while invalidations are confirmed)
-        self._entries: dict[str, tuple[float, bytes, bool]] = {}
+        # sku → (body, valid until by time, valid until while invalidations are confirmed)
+        self._entries: dict[str, tuple[bytes, float, float]] = {}
         self._loading: dict[str, asyncio.Task[bytes]] = {}
         self._reading: dict[str, int] = {}  # reads in flight per SKU (one() and many())
         self._overtaken: set[str] = set()  # SKUs invalidated while a read was in flight
@@ -82,19 +83,15 @@ class NearCache:
         """Whether Redis's invalidations are being received."""
         return self._tracking_since is not None
 
-    def _fresh(self, entry: tuple[float, bytes, bool] | None, now: float) -> bool:
-        return (
-            entry is not None
-            and entry[0] > now
-            and (not entry[2] or now - self._confirmed_at <= self._ttl)
-        )
+    def _fresh(self, entry: tuple[bytes, float, float], now: float) -> bool:
+        return entry[1] > now or (entry[2] > now and now - self._confirmed_at <= self._ttl)
 
     async def one(self, sku: str) -> bytes:
         """The availability JSON of one SKU."""
         entry = self._entries.get(sku)
         if entry is not None and self._fresh(entry, self._clock()):
             self.hits += 1
-            return entry[1]
+            return entry[0]
         task = self._loading.get(sku)
         if task is None:
             self.misses += 1
@@ -114,7 +111,7 @@ class NearCache:
         for sku in dict.fromkeys(skus):
             entry = self._entries.get(sku)
             if entry is not None and self._fresh(entry, now):
-                found[sku] = entry[1]
+                found[sku] = entry[0]
             else:
                 missing.append(sku)
         self.hits += len(found)
@@ -164,7 +161,7 @@ class NearCache:
         self._entries.pop(sku, None)
         if len(self._entries) >= self._max:
             del self._entries[next(iter(self._entries))]  # the oldest refresh goes first
-        self._entries[sku] = (at + (TRACKED_TTL_S if tracked else self._ttl), body, tracked)
+        self._entries[sku] = (body, at + self._ttl, at + TRACKED_TTL_S if tracked else at)
         return body
 
     # ------------------------------------------------------------------ invalidation
@@ -259,27 +256,26 @@ class Tracker:
             await ctl.disconnect()
 
     async def _listen(self, sub: Connection) -> None:
+        """PINGs on a fixed beat, not after each PONG, so a busy event loop delays the
+        confirmations by its lag once, not once per round."""
         pings: list[float] = []  # send times of PINGs not yet answered, in order
+        next_ping = self._clock()
         while True:
-            if len(pings) >= MAX_UNANSWERED_PINGS:
-                raise RedisConnectionError("invalidation connection stopped answering")
-            pings.append(self._clock())
-            await sub.send_command("PING")
-            deadline = pings[0] + self._interval
-            while True:
-                wait = deadline - self._clock()
-                if wait <= 0:
-                    break
-                message = await sub.read_response(timeout=wait)
-                if message is None:
-                    continue
-                kind = message[0]
-                if kind == b"pong":
-                    self._cache.confirmed(pings.pop(0))
-                    if not pings:
-                        deadline = self._clock() + self._interval
-                elif kind == b"message":
-                    self._apply(message[2])
+            now = self._clock()
+            if now >= next_ping:
+                if len(pings) >= MAX_UNANSWERED_PINGS:
+                    raise RedisConnectionError("invalidation connection stopped answering")
+                pings.append(now)
+                await sub.send_command("PING")
+                next_ping = now + self._interval
+            message = await sub.read_response(timeout=max(next_ping - self._clock(), 0.001))
+            if message is None:
+                continue
+            kind = message[0]
+            if kind == b"pong":
+                self._cache.confirmed(pings.pop(0))
+            elif kind == b"message":
+                self._apply(message[2])
 
     def _apply(self, keys: list[bytes] | None) -> None:
         if keys is None:  # FLUSHDB / FLUSHALL
