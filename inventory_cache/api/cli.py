@@ -36,6 +36,8 @@ def serve(
         loop="uvloop",
         http="httptools",
         access_log=access_log,
+        # Open SSE streams never end by themselves: give them a few seconds, then close.
+        timeout_graceful_shutdown=5,
         lifespan="on",
     )
 
