@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 import redis.asyncio as aredis
 from redis.exceptions import (
     AskError,
@@ -66,12 +67,24 @@ class _Call:
 
 
 class Batcher:
-    def __init__(self, client: Any, max_inflight: int = 4) -> None:
+    """Queue of calls and the pipelines in flight.
+
+    Two calls of one reservation follow each other (index, then stock), so every caller
+    tends to come back at once: sending all that accumulated as one pipeline would make
+    the client and Redis take turns, each idle half the time. So a pipeline leaves as soon
+    as `flush_at` calls wait and a slot is free, and Redis works on it while the client
+    prepares the next; what waits while every slot is busy goes in one pipeline later.
+    """
+
+    def __init__(self, client: Any, max_inflight: int = 8, flush_at: int = 8) -> None:
         self._client = client
         self._queue: list[_Call] = []
-        self._slots = asyncio.Semaphore(max_inflight)
+        self._free = max_inflight
+        self._flush_at = flush_at
+        self._slot_freed = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._idle: list[Any] = []  # connections kept between pipelines (direct path)
 
     async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script.check_keys(keys)
@@ -97,21 +110,32 @@ class Batcher:
 
     def _requeue(self, calls: list[_Call]) -> None:
         self._queue.extend(calls)
-        if self._runner is None or self._runner.done():
+        if self._free and len(self._queue) >= self._flush_at:
+            self._launch()
+        elif self._queue and (self._runner is None or self._runner.done()):
             self._runner = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
+        """Sends what is left once the callers of this loop turn have queued theirs."""
         while self._queue:
-            await self._slots.acquire()
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            task = asyncio.create_task(self._send(batch))
-            self._inflight.add(task)
-            task.add_done_callback(self._done)
+            if not self._free:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._launch()
             await asyncio.sleep(0)
+
+    def _launch(self) -> None:
+        self._free -= 1
+        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        task = asyncio.create_task(self._send(batch))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self._slots.release()
+        self._free += 1
+        self._slot_freed.set()
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
@@ -167,18 +191,27 @@ class Batcher:
         `redis.asyncio.Redis`, for a third of the client CPU: redis-py packs every
         argument of every command one by one (a quarter of a reservation's CPU in
         `scripts/bench_engine.py`); here a pipeline is packed in one pass and sent, and
-        each reply read, error kept and response callback applied as redis-py would."""
+        each reply read, error kept and response callback applied as redis-py would.
+
+        A connection whose round trip ended cleanly is kept for the next pipeline (at most
+        one per slot) instead of going back to the pool, whose checkout tests the socket
+        for stray bytes every time; any other ending hands it back to the pool, which
+        runs that test before anyone uses it again."""
         pool = self._client.connection_pool
-        conn = await pool.get_connection("MULTI")
+        conn = self._idle.pop() if self._idle else await pool.get_connection("MULTI")
+        clean = False
         try:
-            return list(
-                await conn.retry.call_with_retry(
-                    lambda: self._round_trip(conn, cmds, pool.get_encoder()),
-                    lambda error: _disconnect_raise(conn, error),
-                )
+            replies = await conn.retry.call_with_retry(
+                lambda: self._round_trip(conn, cmds, pool.get_encoder()),
+                lambda error: _disconnect_raise(conn, error),
             )
+            clean = True
+            return list(replies)
         finally:
-            await pool.release(conn)
+            if clean:
+                self._idle.append(conn)
+            else:
+                await pool.release(conn)
 
     async def _round_trip(self, conn: Any, cmds: list[Command], encoder: Any) -> list[Any]:
         await conn.send_packed_command(pack(cmds, encoder))
@@ -208,25 +241,43 @@ async def _disconnect_raise(conn: Any, error: BaseException) -> None:
 
 
 def pack(cmds: Sequence[Command], encoder: Any) -> bytes:
-    """RESP for a pipeline of commands; arguments encoded as redis-py's `Encoder` does
-    (the common types inline, anything else, and its errors, through the encoder)."""
-    charset, errors, encode = encoder.encoding, encoder.encoding_errors, encoder.encode
+    """RESP for a pipeline of commands, arguments encoded as redis-py's `Encoder` does.
+
+    hiredis packs a command in C; a command it cannot pack (an argument of a type it does
+    not know) or a client set to another encoding goes through the encoder, which also
+    raises redis-py's DataError for what Redis cannot take.
+    """
+    fast = (
+        encoder.encoding.lower().replace("-", "") == "utf8" and encoder.encoding_errors == "strict"
+    )
     out: list[bytes] = []
     for script, args in cmds:
         if script is not None:
             args = (b"EVALSHA", *args)
         elif isinstance(args[0], str) and " " in args[0]:
             args = (*args[0].split(), *args[1:])  # "SCRIPT LOAD": sent as two words
-        out.append(b"*%d\r\n" % len(args))
-        for arg in args:
-            kind = type(arg)
-            if kind is bytes:
-                b = arg
-            elif kind is str:
-                b = arg.encode(charset, errors)
-            elif kind is int:
-                b = b"%d" % arg
-            else:
-                b = encode(arg)
-            out.append(b"$%d\r\n%b\r\n" % (len(b), b))
+        if fast:
+            try:
+                out.append(hiredis.pack_command(args))
+                continue
+            except TypeError:
+                pass
+        out.append(_pack_slow(args, encoder))
+    return b"".join(out)
+
+
+def _pack_slow(args: tuple[Any, ...], encoder: Any) -> bytes:
+    charset, errors, encode = encoder.encoding, encoder.encoding_errors, encoder.encode
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        kind = type(arg)
+        if kind is bytes:
+            b = arg
+        elif kind is str:
+            b = arg.encode(charset, errors)
+        elif kind is int:
+            b = b"%d" % arg
+        else:
+            b = encode(arg)
+        out.append(b"$%d\r\n%b\r\n" % (len(b), b))
     return b"".join(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import secrets
 import time
 from collections import defaultdict
@@ -119,10 +120,17 @@ class StockEngine:
         self.settings = settings
         self.keys = Keys(settings.redis_prefix, settings.slot_groups)
         self.scripts = scripts or load_scripts()
-        self.batcher = Batcher(client, settings.max_inflight_pipelines)
+        self.batcher = Batcher(client, settings.max_inflight_pipelines, settings.pipeline_flush_at)
         self.now = clock
         self._retention_ms = settings.idempotency_retention_seconds * 1000
         self._priority = " ".join(settings.location_priority)
+        self._token_prefix = secrets.token_hex(6)
+        self._attempts = itertools.count()
+
+    def _attempt_token(self) -> str:
+        """Unique per attempt: a random prefix per engine, then a counter (cheaper than
+        drawing from the OS for every reservation)."""
+        return f"{self._token_prefix}{next(self._attempts):x}"
 
     # ------------------------------------------------------------------ plumbing
     async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> dict[str, Any]:
@@ -432,7 +440,7 @@ class StockEngine:
         canon = sorted((ln.sku, ln.location or "", ln.qty) for ln in merged)
         body = {"groups": {str(g): sorted({ln.sku for ln in ls}) for g, ls in by_group.items()}}
         now = self.now()
-        token = secrets.token_hex(6)
+        token = self._attempt_token()
         h = self.keys.group_of(order_id)
         idx_keys = [self.keys.ready(h), self.keys.order_index(order_id)]
         whole_fp = fingerprint({"order_id": order_id, "lines": canon, "ttl": ttl})
@@ -743,7 +751,7 @@ class StockEngine:
         )
         h = self.keys.group_of(transfer_id)
         idx_keys = [self.keys.ready(h), self.keys.transfer_index(transfer_id)]
-        token = secrets.token_hex(6)
+        token = self._attempt_token()
         now = self.now()
         idx_args = [fp, token, now, "", orjson.dumps({"sku": sku}), self._retention_ms, ""]
         opened = await self.run("index_open", idx_keys, idx_args)

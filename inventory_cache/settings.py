@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     # by a retry (the first attempt is presumed dead).
     attempt_lease_seconds: float = Field(default=10.0, gt=0)
     # Upper bound on concurrent pipelines the engine sends; more calls wait and coalesce.
-    max_inflight_pipelines: int = Field(default=4, ge=1, le=64)
+    max_inflight_pipelines: int = Field(default=8, ge=1, le=64)
+    # A pipeline leaves as soon as this many calls wait and a slot is free (see batcher.py).
+    pipeline_flush_at: int = Field(default=8, ge=1, le=512)
 
     # Scheduler (issue 5). `report` only records reconciliation diffs; `correct` also
     # adjusts our on_hand (reason `reconcile`) to the WMS's.

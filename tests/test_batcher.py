@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import redis.asyncio as aredis
 from redis.asyncio.connection import Connection
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError, DataError, NoScriptError, ResponseError
 
 from inventory_cache.batcher import Batcher, Command, pack
 from inventory_cache.scripts import load_scripts
@@ -41,6 +42,34 @@ def test_pack_writes_the_bytes_redis_py_writes() -> None:
     )
 
     assert pack(COMMANDS, conn.encoder) == expected
+
+
+@pytest.mark.parametrize("arg", [True, None, bytearray(b"x")])
+def test_pack_refuses_what_redis_py_refuses(arg: object) -> None:
+    conn = Connection()
+    with pytest.raises(DataError):
+        conn.pack_commands([("SET", "k", arg)])
+
+    with pytest.raises(DataError):
+        pack([(None, ("SET", "k", arg))], conn.encoder)
+
+
+async def test_a_pipeline_leaves_once_flush_at_calls_wait(real_redis: Any, prefix: str) -> None:
+    batcher = Batcher(real_redis, max_inflight=2, flush_at=3)
+    sizes: list[int] = []
+    execute = batcher._execute
+
+    async def spy(cmds: list[Command]) -> list[Any]:
+        sizes.append(len(cmds))
+        return await execute(cmds)
+
+    batcher._execute = spy  # type: ignore[method-assign]
+
+    replies = await batcher.many([(None, ("INCR", f"{prefix}:n")) for _ in range(7)])
+
+    # two full pipelines leave while the calls are queued; the seventh waits for a slot
+    assert sizes == [3, 3, 1]
+    assert sorted(replies) == [1, 2, 3, 4, 5, 6, 7]  # pipelines on two connections
 
 
 async def _via_redis_py_pipeline(client: Any, cmds: list[Command]) -> list[Any]:
