@@ -7,9 +7,12 @@ Delivery is at-least-once and the sink is idempotent (SPEC §3.4, §3.8):
    crash, never acknowledged), then new ones (`XREADGROUP ... >`).
 2. A batch of entries is parsed, merged (`persistence.ledger`) and written in ONE
    transaction with bulk statements (`persistence.sink`); only after COMMIT are the
-   entries acknowledged (XACK). A crash between the two leaves them pending: they are
-   written again, and the ledger's unique (op_id, sku, location) and the version guard
-   on stock levels make the second write change nothing.
+   entries acknowledged (XACK). The write and the XACK run in a commit thread, one batch
+   at a time and in order, while the main thread reads and parses the next batch: the
+   database's work overlaps ours instead of following it. A crash between COMMIT and
+   XACK leaves the entries pending: they are written again, and the ledger's unique
+   (op_id, sku, location) and the version guard on stock levels make the second write
+   change nothing.
 3. Entries left pending by a dead consumer are taken over with XAUTOCLAIM once they have
    been idle longer than `claim_idle_ms` (kept above three times the slowest batch this
    worker has seen). While a worker waits for the database it refreshes the idle time of
@@ -43,6 +46,7 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -150,8 +154,12 @@ class Worker:
         self.state = "starting"
         self.lag_entries = 0
         self.lag_seconds = 0.0
-        self._per_stream = self.config.batch_size
+        # Entries asked of each stream per read: about one batch over all streams, so a
+        # worker starting on a backlog does not read (and hold pending) all of it at once.
+        self._per_stream = max(16, self.config.batch_size // len(self.streams))
         self._in_flight: list[Entry] = []
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="ledger-commit")
+        self._committing: Future[list[tuple[Entry, str]]] | None = None
         self._last = {"claim": 0.0, "inspect": 0.0, "trim": 0.0}
 
     # ------------------------------------------------------------------ lifecycle
@@ -177,7 +185,7 @@ class Worker:
                     self.ensure_groups()
                     self.drain_own_pending()
                     pending_done = True
-                self.step()
+                self._step()
                 backoff = self.config.backoff_initial_s
             except StopRequested:
                 break
@@ -191,12 +199,24 @@ class Worker:
                     raise
                 log.warning("consumer group missing (Redis flushed?): recreating it")
                 pending_done = False
+        try:
+            self._drain()  # the batch being committed is finished, not abandoned
+        except StopRequested:
+            pass  # the database is down: its entries stay pending for the next worker
+        finally:
+            self._committer.shutdown()
         self.state = "stopped"
         self._health()
         log.info("worker %s stopped", self.config.consumer)
 
     def step(self) -> int:
-        """One read (blocking up to `block_ms`), its batches, then due housekeeping."""
+        """One read (blocking up to `block_ms`), its batches committed, then due
+        housekeeping (tests and tools; `run` leaves the last batch committing)."""
+        read = self._step()
+        self._drain()
+        return read
+
+    def _step(self) -> int:
         self.state = "running"
         entries = self._read(">", self.config.block_ms)
         if entries:
@@ -279,6 +299,7 @@ class Worker:
             if entries:
                 self.handle(entries)
                 done += len(entries)
+        self._drain()
         if done:
             log.info("re-applied %d pending entries of %s", done, self.config.consumer)
         return done
@@ -318,29 +339,45 @@ class Worker:
                 self.handle(entries)
             if not cursors:
                 break
+        self._drain()
         if claimed:
             log.info("claimed %d entries idle for more than %d ms", claimed, min_idle)
         return claimed
 
     # ------------------------------------------------------------------ applying
     def handle(self, entries: Sequence[Entry]) -> None:
-        """Apply entries in batches; acknowledge what was committed; set aside poison."""
-        events: list[Event] = []
-        poison: list[tuple[Entry, str]] = []
-        for entry in entries:
-            try:
-                events.append(parse(entry))
-            except MalformedEvent as exc:
-                poison.append((entry, f"malformed: {exc}"))
+        """Parse entries and hand them to the commit thread in batches; set aside poison.
+        Returns with the last batch possibly still committing (see `_drain`)."""
         size = self.config.batch_size
-        for i in range(0, len(events), size):
-            chunk = events[i : i + size]
-            rejected = self._apply(chunk)
-            bad = {id(entry) for entry, _ in rejected}
-            self._ack([ev.entry for ev in chunk if id(ev.entry) not in bad])
-            poison.extend(rejected)
-        if poison:
-            self._poison(poison)
+        for i in range(0, len(entries), size):
+            events: list[Event] = []
+            poison: list[tuple[Entry, str]] = []
+            for entry in entries[i : i + size]:
+                try:
+                    events.append(parse(entry))
+                except MalformedEvent as exc:
+                    poison.append((entry, f"malformed: {exc}"))
+            if poison:
+                self._poison(poison)
+            self._drain()
+            if events:
+                self._committing = self._committer.submit(self._commit, events)
+
+    def _commit(self, chunk: list[Event]) -> list[tuple[Entry, str]]:
+        """In the commit thread: write, then acknowledge what was written."""
+        rejected = self._apply(chunk)
+        bad = {id(entry) for entry, _ in rejected}
+        self._ack([ev.entry for ev in chunk if id(ev.entry) not in bad])
+        return rejected
+
+    def _drain(self) -> None:
+        """Wait for the batch being committed (its errors raise here); set aside what
+        the database refused."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            rejected = committing.result()
+            if rejected:
+                self._poison(rejected)
 
     def _apply(self, chunk: list[Event]) -> list[tuple[Entry, str]]:
         """Commit the chunk, retrying transient errors; returns the entries refused."""
@@ -557,6 +594,7 @@ class Worker:
             if entries:
                 self.handle(entries)
                 continue
+            self._drain()
             self.housekeeping(force=True)
             if self.lag_entries == 0:
                 return
