@@ -69,3 +69,10 @@ def test_every_variable_in_compose_and_readme_is_a_setting() -> None:
     named_in_readme = set(re.findall(r"INVENTORY_[A-Z_]+", (ROOT / "README.md").read_text()))
     named_in_readme -= {"INVENTORY_REQUIRE_SERVICES"}  # the test suite's own switch
     assert named_in_readme <= SETTING_VARS, named_in_readme - SETTING_VARS
+
+
+def test_two_workers_share_the_ledger_group() -> None:
+    worker = SERVICES["worker"]
+    assert worker["deploy"]["replicas"] == 2
+    assert "container_name" not in worker  # replicas need names of their own
+    assert "--consumer" not in worker["command"]  # each defaults to <hostname>-<pid>
