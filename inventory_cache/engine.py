@@ -753,6 +753,10 @@ class StockEngine:
         idx_keys = [self.keys.ready(h), self.keys.transfer_index(transfer_id)]
         token = self._attempt_token()
         now = self.now()
+        # No expires_at: the index must not expire while the transfer is open (it may be in
+        # transit for longer than the retention window); receive and cancel close it. An
+        # attempt that dies between the two calls below leaves an index with no transfer:
+        # lookups answer not_found, and a retry with the same body completes it.
         idx_args = [fp, token, now, "", orjson.dumps({"sku": sku}), self._retention_ms, ""]
         opened = await self.run("index_open", idx_keys, idx_args)
         try:
@@ -779,12 +783,23 @@ class StockEngine:
 
     async def _transfer_step(self, transfer_id: str, step: str) -> Transfer:
         sku = await self._transfer_sku(transfer_id)
+        now = self.now()
         reply = await self.run(
             f"transfer_{step}",
             self._transfer_keys(sku, transfer_id),
-            [transfer_id, self.now(), self._retention_ms],
+            [transfer_id, now, self._retention_ms],
         )
-        return _transfer(reply)
+        transfer = _transfer(reply)
+        if transfer.status in ("received", "cancelled"):
+            # The index lives in the id's group, not the SKU's (another slot), so it is
+            # closed by its own call; on a replay too, in case a crash came in between.
+            h = self.keys.group_of(transfer_id)
+            await self.run(
+                "index_close",
+                [self.keys.ready(h), self.keys.transfer_index(transfer_id)],
+                [now + self._retention_ms],
+            )
+        return transfer
 
     async def ship_transfer(self, transfer_id: str) -> Transfer:
         return await self._transfer_step(transfer_id, "ship")

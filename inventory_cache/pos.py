@@ -30,7 +30,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from inventory_cache import validation as v
 from inventory_cache.barcodes import BarcodeStore, normalize
@@ -41,7 +41,8 @@ from inventory_cache.models import Level
 log = logging.getLogger(__name__)
 
 MAX_EVENTS = 1000
-EVENT_TYPES = ("sale", "return", "count")
+EventType = Literal["sale", "return", "count"]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 Status = Literal["applied", "replayed", "error"]
 

@@ -37,8 +37,12 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+# Also the response schema of `GET /v1/replenishment` (FastAPI reads the dataclass), so
+# its fields are defined here only; the docstring is the schema's description.
 @dataclass(frozen=True, slots=True)
 class Suggestion:
+    """The suggested order for one (sku, location)."""
+
     sku: str
     location: str
     sold: int

@@ -351,18 +351,19 @@ def _restore_transfers(
             [keys.transfer(tr.sku, tr.transfer_id)],
             [orjson.dumps(record), until],
         )
-        if at + retention > now:
-            index = {
-                "fp": tr.fingerprint,
-                "tok": "warmup",
-                "at": str(at),
-                "body": orjson.dumps({"sku": tr.sku}).decode(),
-            }
-            run.add(
-                "restore_record",
-                [keys.transfer_index(tr.transfer_id)],
-                [orjson.dumps(index), at + retention],
-            )
+        # The index as the engine keeps it: no expiry while the transfer is open, the
+        # record's own expiry once it ended.
+        index = {
+            "fp": tr.fingerprint,
+            "tok": "warmup",
+            "at": str(at),
+            "body": orjson.dumps({"sku": tr.sku}).decode(),
+        }
+        run.add(
+            "restore_record",
+            [keys.transfer_index(tr.transfer_id)],
+            [orjson.dumps(index), until],
+        )
         run.report.transfers += 1
 
 

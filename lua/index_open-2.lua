@@ -10,6 +10,9 @@
     ARGV[3] now, ms                             ARGV[4] expires_at, ms ('' = none)
     ARGV[5] body JSON (where the parts live)    ARGV[6] retention after expiry, ms
     ARGV[7] token of a stale attempt to take over from ('' = none)
+  Expiry: with an expires_at (an order), a new record expires at expires_at + retention.
+          Without one (a transfer, open until received or cancelled), it gets no expiry:
+          `index_close-2.lua` sets one when the transfer ends.
   Output: JSON {new: true} when this attempt owns the record now, else
           {dup: true, tok, at, st, exp, body} describing the existing record
   Errors: not_ready, idempotency_mismatch
@@ -19,13 +22,11 @@ if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
 local cur = rcall('HMGET', KEYS[2], 'fp', 'tok', 'at', 'st', 'exp', 'body')
 if not cur[1] then
   local fields = {'fp', ARGV[1], 'tok', ARGV[2], 'at', ARGV[3], 'st', 'active', 'body', ARGV[5]}
-  local until_ms = tonumber(ARGV[3])
   if ARGV[4] ~= '' then
     fields[#fields + 1] = 'exp'; fields[#fields + 1] = ARGV[4]
-    until_ms = tonumber(ARGV[4])
   end
   rcall('HSET', KEYS[2], unpack(fields))
-  rcall('PEXPIREAT', KEYS[2], until_ms + tonumber(ARGV[6]))
+  if ARGV[4] ~= '' then rcall('PEXPIREAT', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[6])) end
   return reply({new = true})
 end
 if cur[1] ~= ARGV[1] then return fail('idempotency_mismatch') end

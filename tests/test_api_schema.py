@@ -87,29 +87,15 @@ def api_schema(served: str, api_database: Database) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(f"{served}/openapi.json", config=config)
 
 
-# Failures this test found in other areas' routes, reported to their owners. Not strict:
-# random examples do not hit them on every run; an entry goes once its owner fixed it.
-KNOWN_ISSUES = {
-    "GET /v1/subscriptions/{subscription_id}": "500 for an id beyond BIGINT",
-    "POST /v1/subscriptions": "answers an undocumented 200 (a repeated subscription)",
-    "POST /v1/pos/events": "200 with per-event errors for events its schema forbids",
-}
-
-
 def operations() -> list[Any]:
     """Every documented operation, known before any server runs (one test each)."""
     paths = create_app(make_settings("unused")).openapi()["paths"]
-    return [
-        pytest.param(op, marks=pytest.mark.xfail(reason=KNOWN_ISSUES[op], strict=False))
-        if op in KNOWN_ISSUES
-        else op
-        for op in sorted(
-            f"{method.upper()} {path}"
-            for path, item in paths.items()
-            for method in item
-            if path != "/v1/events"
-        )
-    ]
+    return sorted(
+        f"{method.upper()} {path}"
+        for path, item in paths.items()
+        for method in item
+        if path != "/v1/events"
+    )
 
 
 @pytest.mark.parametrize("operation", operations())

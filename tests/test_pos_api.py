@@ -97,6 +97,7 @@ async def test_a_batch_sent_three_more_times_is_replayed_not_applied(api: Api) -
             "store-1",
             [{"event_id": f"e{i}", "type": "sale", "sku": "c", "qty": 1} for i in range(1001)],
         ),
+        ("store-1", [{"event_id": "e1", "type": "sale", "sku": "cup", "qty": 1}, 5]),
     ],
 )
 async def test_a_malformed_batch_is_422_whole(api: Api, location: str, events: Any) -> None:
@@ -105,6 +106,21 @@ async def test_a_malformed_batch_is_422_whole(api: Api, location: str, events: A
     assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["code"] == "validation_error"
+
+
+async def test_an_event_of_unknown_type_refuses_the_batch_whole(api: Api) -> None:
+    await inbound(api, "mug", "store-1", 10)
+    events = [
+        {"event_id": "t1", "type": "sale", "sku": "mug", "qty": 1},
+        {"event_id": "t2", "type": "refund", "sku": "mug", "qty": 1},
+    ]
+
+    r = await post_batch(api, "store-1", events)
+
+    assert (r.status_code, r.json()["code"]) == (422, "validation_error"), r.text
+    assert r.json()["field"] == "events.1.type"
+    stock = (await api.client.get("/v1/stock/mug", headers=api.auth("read"))).json()
+    assert stock["locations"]["store-1"]["on_hand"] == 10
 
 
 async def test_pos_wants_the_warehouse_scope(api: Api) -> None:

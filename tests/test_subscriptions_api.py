@@ -77,3 +77,18 @@ async def test_subscriptions_need_the_checkout_scope(api: Api) -> None:
     assert r.status_code == 403
     missing = await api.client.get("/v1/subscriptions/999999", headers=api.auth("checkout"))
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize("subscription_id", ["0", str(2**63), "99999999999999999999999"])
+async def test_a_subscription_id_outside_bigint_is_422(api: Api, subscription_id: str) -> None:
+    r = await api.client.get(f"/v1/subscriptions/{subscription_id}", headers=api.auth("checkout"))
+
+    assert (r.status_code, r.json()["code"]) == (422, "validation_error"), r.text
+
+
+async def test_the_repeated_subscriptions_200_is_documented(api: Api) -> None:
+    op = api.app.openapi()["paths"]["/v1/subscriptions"]["post"]["responses"]
+
+    assert {"200", "201"} <= op.keys()
+    schema = op["200"]["content"]["application/json"]["schema"]
+    assert schema == op["201"]["content"]["application/json"]["schema"]

@@ -111,6 +111,8 @@ async def test_after_a_flush_writes_are_refused_until_warmup_restores_everything
     )
     assert (await eng.stock("A")).locations["north"].on_hand == 10
     assert (await eng.cancel("o2")).status == "cancelled"
+    # t1 is in transit: its index is restored without an expiry, as the engine keeps it.
+    assert client.pttl(eng.keys.transfer_index("t1")) == -1
     received = await eng.receive_transfer("t1")
     assert (received.status, (await eng.stock("B")).locations["south"].on_hand) == ("received", 100)
     await eng.ship("o1")

@@ -4,8 +4,10 @@ The engine's typed errors carry their own code, status and title (`errors.py`); 
 errors only the HTTP layer can meet (a missing key, a body too large, an unknown route...)
 are added here as the same kind of typed error, so one handler renders them all. The
 body is `{"type", "title", "status", "detail", "code", ...extra}`; `type` is a URN naming
-the code, so clients can switch on either. A 405 has no code in SPEC's list and answers
-`method_not_allowed`; an unexpected failure answers 500 `internal_error` without details.
+the code, so clients can switch on either. SPEC's list of codes is closed and has none for
+a 405, so a method the path does not serve answers status 405 (with its `Allow` header)
+and code `not_found`, the nearest: that operation does not exist. An unexpected failure
+answers 500 `internal_error` without details.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ _CODE_OF_STATUS = {
     401: ("unauthorized", "Unauthorized"),
     403: ("forbidden", "Forbidden"),
     404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
+    405: ("not_found", "Method not allowed"),  # SPEC lists no code for a 405
     413: ("payload_too_large", "Payload too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
     422: ("validation_error", "Invalid request"),

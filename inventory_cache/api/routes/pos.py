@@ -2,7 +2,8 @@
 
 The answer is 200 with one result per event, in the order sent, even when some events
 failed: each event stands alone (see `pos.py`). Only a malformed batch (bad location,
-not 1 to 1,000 events) is refused whole with 422, and a Redis that is not loaded with 503
+not 1 to 1,000 events, an event that is not an object or has no known `type`) is
+refused whole with 422, and a Redis that is not loaded with 503
 (send the batch again after warmup: what was applied replays).
 """
 
@@ -23,22 +24,26 @@ from inventory_cache.api.schemas import Ident
 
 router = APIRouter(prefix="/v1/pos", tags=["pos"])
 
-# Events are checked one by one by `pos.check_event`: a bad one fails alone (its result
-# carries `validation_error`), so the schema of an item documents it without refusing any.
-EVENT_SCHEMA: dict[str, Any] = {
-    "description": "One event: `event_id`, `type`, exactly one of `sku` and `barcode`, and "
-    "`qty`. Checked on its own: a bad event gets an error result, the others apply.",
-    "properties": {
-        "event_id": {"type": "string", "description": "1-64 of [A-Za-z0-9._:-]; unique per till"},
-        "type": {"enum": list(pos.EVENT_TYPES)},
-        "sku": {"type": "string"},
-        "barcode": {"type": "string", "description": "EAN-8, UPC-A, EAN-13 or GTIN-14"},
-        "qty": {
-            "type": "integer",
-            "description": "sale, return: 1 to 1,000,000; count: 0 to 1,000,000,000",
-        },
-    },
-}
+
+class PosEventIn(BaseModel):
+    """One event: `event_id`, `type`, exactly one of `sku` and `barcode`, and `qty`.
+
+    An unknown `type` refuses the whole batch (422): the till speaks another protocol.
+    The other fields are checked by `pos.check_event`, event by event: a bad one gets an
+    error result carrying `validation_error` and the others apply, so the schema
+    documents them without refusing any value.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: pos.EventType
+    event_id: Any = Field(default=None, description="1-64 of [A-Za-z0-9._:-]; unique per till")
+    sku: Any = Field(default=None, description="1-64 of [A-Za-z0-9._:-]")
+    barcode: Any = Field(default=None, description="EAN-8, UPC-A, EAN-13 or GTIN-14")
+    qty: Any = Field(
+        default=None,
+        description="an integer; sale, return: 1 to 1,000,000; count: 0 to 1,000,000,000",
+    )
 
 
 class PosBatchIn(BaseModel):
@@ -64,11 +69,7 @@ class PosBatchIn(BaseModel):
     )
 
     location: Ident
-    events: list[Any] = Field(
-        min_length=1,
-        max_length=pos.MAX_EVENTS,
-        json_schema_extra={"items": EVENT_SCHEMA},
-    )
+    events: list[PosEventIn] = Field(min_length=1, max_length=pos.MAX_EVENTS)
 
 
 class PosResultOut(BaseModel):
@@ -108,7 +109,12 @@ async def pos_events(
 ) -> Response:
     results = await services.metrics.timed(
         "pos_events",
-        pos.apply_batch(services.engine, barcodes, location=body.location, events=body.events),
+        pos.apply_batch(
+            services.engine,
+            barcodes,
+            location=body.location,
+            events=[e.model_dump(exclude_unset=True) for e in body.events],
+        ),
     )
     counts = {"applied": 0, "replayed": 0, "error": 0}
     for r in results:

@@ -15,32 +15,17 @@ from inventory_cache.api.deps import ReadKey, ServicesDep
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
 from inventory_cache.api.schemas import Ident, iso_datetime
+from inventory_cache.replenishment import Suggestion
 from inventory_cache.replenishment import replenishment as compute
 
 router = APIRouter(prefix="/v1", tags=["replenishment"])
-
-
-class SuggestionOut(BaseModel):
-    sku: str
-    location: str
-    sold: int
-    window_days: int
-    avg_daily_sales: float
-    lead_time_days: int
-    safety_stock: int
-    reorder_point: int
-    on_hand: int
-    locked: int
-    in_transit: int
-    position: int
-    suggested_qty: int
 
 
 class ReplenishmentOut(BaseModel):
     as_of: str
     window_days: int
     cover_days: int
-    items: list[SuggestionOut]
+    items: list[Suggestion]
 
 
 @router.get(

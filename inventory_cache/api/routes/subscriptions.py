@@ -21,6 +21,9 @@ from persistence.models import Subscription
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
+# Ids are PostgreSQL BIGINTs: a larger one is bad input (422), not a lookup that fails.
+MAX_ID = 2**63 - 1
+
 
 class SubscriptionIn(StrictBody):
     """Exactly one of `webhook_url` (its host must be on the service's allowlist) and
@@ -87,12 +90,18 @@ def _get(db: Engine, subscription_id: int) -> dict[str, Any] | None:
     "",
     response_model=SubscriptionOut,
     status_code=201,
-    responses=problem_responses(401, 403, 422, 503),
+    responses={
+        200: {
+            "model": SubscriptionOut,
+            "description": "The same pending subscription was made before: the first one.",
+        },
+        **problem_responses(401, 403, 422, 503),
+    },
     summary="Notify me when this SKU is back in stock",
 )
 async def subscribe(body: SubscriptionIn, services: ServicesDep, _: CheckoutKey) -> Response:
-    """Notified once, when the SKU goes from 0 to available (201; the same pending
-    subscription again answers 200 with the first one)."""
+    """Notified once, when the SKU goes from 0 to available (201). Idempotent: the same
+    pending subscription again answers 200 with the first one."""
     out, created = await to_thread.run_sync(
         _create, services.ledger.db, body, services.settings.webhook_allowed_hosts
     )
@@ -106,7 +115,7 @@ async def subscribe(body: SubscriptionIn, services: ServicesDep, _: CheckoutKey)
     summary="A subscription: pending, or when it was notified",
 )
 async def get_subscription(
-    subscription_id: Annotated[int, Path(ge=1)], services: ServicesDep, _: CheckoutKey
+    subscription_id: Annotated[int, Path(ge=1, le=MAX_ID)], services: ServicesDep, _: CheckoutKey
 ) -> Response:
     out = await to_thread.run_sync(_get, services.ledger.db, subscription_id)
     if out is None:
