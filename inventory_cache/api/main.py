@@ -47,12 +47,14 @@ from inventory_cache.connection import make_async_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.settings import Settings, get_settings
 
-ROUTERS: list[APIRouter] = [  # the product page's read first: it is matched first
+# Matched in this order, each route's pattern tried in turn: the product page's read and
+# the checkout first.
+ROUTERS: list[APIRouter] = [
     availability.router,
+    reservations.router,
     ops.router,
     stock.router,
     movements.router,
-    reservations.router,
     transfers.router,
     pos.router,
     barcodes.router,

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from inventory_cache.api.idempotency import MAX_KEY_LENGTH
 from inventory_cache.api.problems import DESCRIPTIONS, PROBLEM_JSON, Problem, example
@@ -32,6 +33,17 @@ BEARER = {
     "description": "An API key (`inventory-cache keys create`): `Authorization: Bearer invk_...`",
 }
 _MISMATCH = " Also `idempotency_mismatch`: the Idempotency-Key was used with another request."
+_REF = "#/components/schemas/{model}"
+# Bodies of routes that read them themselves (`deps.parse_body`), so FastAPI does not
+# see them: their schemas are added to the components here.
+_BODIES: dict[str, type[BaseModel]] = {}
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` of a route that reads its JSON body itself."""
+    _BODIES[model.__name__] = model
+    ref = {"$ref": _REF.format(model=model.__name__)}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
 def _problem_content(content: dict[str, Any], status: int) -> dict[str, Any]:
@@ -65,9 +77,12 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
     components = schema.setdefault("components", {})
     components.setdefault("securitySchemes", {})["bearer"] = BEARER
     schemas = components.setdefault("schemas", {})
-    schemas.setdefault(
-        "Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    )
+    models: list[type[BaseModel]] = [Problem, *_BODIES.values()]
+    for model in models:
+        model_schema = model.model_json_schema(ref_template=_REF)
+        for name, sub in model_schema.pop("$defs", {}).items():
+            schemas.setdefault(name, sub)
+        schemas.setdefault(model.__name__, model_schema)
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     return schema
