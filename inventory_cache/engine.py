@@ -187,6 +187,25 @@ class StockEngine:
                 raise r
         return True
 
+    # ------------------------------------------------------------------ rate limit
+    async def rate_limit(self, api_key_id: str, *, interval_ms: float, tolerance_ms: float) -> int:
+        """Count one request of an API key against its limit (`rate_limit-1.lua`, GCRA).
+
+        Args:
+            api_key_id: the key's public id (`Principal.key_id`).
+            interval_ms: emission interval, 1000 / requests per second.
+            tolerance_ms: burst tolerance, (burst - 1) * interval_ms.
+        Returns:
+            0 when the request is allowed (and counted), else the milliseconds until it
+            would be (nothing is counted).
+        """
+        reply = await self.run(
+            "rate_limit",
+            [self.keys.rate_limit(api_key_id)],
+            [self.now(), repr(interval_ms), repr(tolerance_ms)],
+        )
+        return 0 if reply["allowed"] else int(reply["retry_after_ms"])
+
     # ------------------------------------------------------------------ reads
     async def _read_stock(self, skus: Sequence[str]) -> list[dict[str, Level]]:
         cmds: list[Command] = []

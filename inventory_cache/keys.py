@@ -62,6 +62,11 @@ class Keys:
         """Cached SKU of a barcode (GTIN-14), in the code's own group (barcodes.py)."""
         return f"{self.tag(self.group_of(gtin))}:bc:{gtin}"
 
+    # per API key (its public id as the hash tag)
+    def rate_limit(self, api_key_id: str) -> str:
+        """The GCRA limiter of one API key (`rate_limit-1.lua`), alone in its slot."""
+        return f"{self.prefix}:rl:{{{api_key_id}}}"
+
     # global
     def dead_letters(self) -> str:
         return f"{self.prefix}:dead"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -65,6 +66,17 @@ class Settings(BaseSettings):
     # revocation takes effect within it.
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     idempotency_key_ttl_seconds: int = Field(default=86_400, ge=60)  # stored answers
+    # Requests per second per API key, shared by every API process (0: no limit, and no
+    # Redis call for it). Up to `rate_limit_burst` requests may come at once; 0 there
+    # means twice the rate, at least 1. Over the limit: 429 `rate_limited`.
+    rate_limit_per_second: float = Field(default=0.0, ge=0, le=1_000_000)
+    rate_limit_burst: int = Field(default=0, ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _default_burst(self) -> Settings:
+        if self.rate_limit_burst == 0:
+            self.rate_limit_burst = max(1, math.ceil(2 * self.rate_limit_per_second))
+        return self
 
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod

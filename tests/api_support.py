@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 
 from inventory_cache.api.main import create_app
 from inventory_cache.apikeys import SCOPES, create_key
-from inventory_cache.engine import StockEngine
+from inventory_cache.engine import Clock, StockEngine, wall_clock_ms
 from persistence.db import make_engine
 from tests.conftest import REDIS_URL, make_settings
 from tests.pg import fresh_database
@@ -65,11 +65,12 @@ def api_database() -> Iterator[Database]:
 
 
 async def start_api(
-    client: Any, prefix: str, database: Database, **settings: Any
+    client: Any, prefix: str, database: Database, *, clock: Clock | None = None, **settings: Any
 ) -> tuple[Any, StockEngine]:
-    """An app on its own prefix, every slot group marked ready (as after warmup)."""
+    """An app on its own prefix, every slot group marked ready (as after warmup); its engine
+    reads `clock` when given (tests that move time by hand)."""
     cfg = make_settings(prefix, **settings)
-    engine = StockEngine(client, cfg)
+    engine = StockEngine(client, cfg, clock=clock or wall_clock_ms)
     await engine.mark_ready()
     return create_app(cfg, engine=engine, database=database.engine), engine
 

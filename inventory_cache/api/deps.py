@@ -8,9 +8,9 @@ Routes of every area use these, e.g.::
     async def pos_events(body: PosIn, engine: EngineDep, _: Warehouse) -> Response: ...
 
 or the ready-made aliases `WarehouseKey`, `CheckoutKey`, `ReadKey`, `AdminKey`. Missing or
-unknown key → 401 `unauthorized`; a key without the scope → 403 `forbidden`; `admin`
-holds every scope. Everything a process shares lives in one `Services` object on
-`app.state`, built by the app's lifespan.
+unknown key → 401 `unauthorized`; a key over its rate limit → 429 `rate_limited`; a key
+without the scope → 403 `forbidden`; `admin` holds every scope. Everything a process
+shares lives in one `Services` object on `app.state`, built by the app's lifespan.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from inventory_cache.api.ledger import Ledger
 from inventory_cache.api.metrics import Metrics
 from inventory_cache.api.nearcache import NearCache
 from inventory_cache.api.problems import Forbidden, Unauthorized
+from inventory_cache.api.ratelimit import RateLimiter
 from inventory_cache.apikeys import Authenticator, Principal
 from inventory_cache.engine import StockEngine
 from inventory_cache.settings import Settings
@@ -42,6 +43,7 @@ class Services:
     idempotency: IdempotencyStore
     metrics: Metrics
     ledger: Ledger
+    limiter: RateLimiter | None = None  # None: INVENTORY_RATE_LIMIT_PER_SECOND is 0
 
 
 def get_services(request: Request) -> Services:
@@ -63,7 +65,8 @@ EngineDep = Annotated[StockEngine, Depends(_engine)]
 
 
 async def authenticate(services: Services, authorization: str | None) -> Principal:
-    """The caller of an `Authorization: Bearer <key>` header, or 401."""
+    """The caller of an `Authorization: Bearer <key>` header, or 401; 429 when the key is
+    over its rate limit (`ratelimit.py`; no Redis call when the limit is off)."""
     if authorization is None:
         raise Unauthorized("send an API key: Authorization: Bearer <key>")
     scheme, _, token = authorization.partition(" ")
@@ -72,6 +75,8 @@ async def authenticate(services: Services, authorization: str | None) -> Princip
     )
     if principal is None:
         raise Unauthorized("unknown or revoked API key")
+    if services.limiter is not None:
+        await services.limiter.check(principal.key_id)
     return principal
 
 

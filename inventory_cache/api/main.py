@@ -26,6 +26,7 @@ from inventory_cache.api.idempotency import IdempotencyMiddleware, IdempotencySt
 from inventory_cache.api.ledger import Ledger
 from inventory_cache.api.metrics import Metrics, MetricsMiddleware
 from inventory_cache.api.nearcache import NearCache, Tracker
+from inventory_cache.api.ratelimit import RateLimiter
 from inventory_cache.api.routes import (
     alerts,
     availability,
@@ -118,6 +119,7 @@ def create_app(
                 idempotency=IdempotencyStore(eng, settings.idempotency_key_ttl_seconds),
                 metrics=metrics,
                 ledger=ledger,
+                limiter=RateLimiter.from_settings(eng, settings),
             )
             yield
 
@@ -130,7 +132,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     problems.install(app)
-    openapi.install(app)
+    openapi.install(app, rate_limited=settings.rate_limit_per_second > 0)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -3,8 +3,9 @@
 Routes declare their own errors (`problem_responses`); this adds, once for all routes
 including those other areas add later: errors as `application/problem+json`, 413 and 415
 on every operation with a body, the `Idempotency-Key` header (with its 409) on every
-POST, and the bearer scheme on every operation that may answer 401. So the document
-stays true without each route repeating it.
+POST, the bearer scheme on every operation that may answer 401, and, when the rate limit
+is on, 429 (with `Retry-After`) on those same operations. So the document stays true
+without each route repeating it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ BEARER = {
     "scheme": "bearer",
     "description": "An API key (`inventory-cache keys create`): `Authorization: Bearer invk_...`",
 }
+RETRY_AFTER = {
+    "description": "Whole seconds until this API key may send again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
 _MISMATCH = " Also `idempotency_mismatch`: the Idempotency-Key was used with another request."
 _REF = "#/components/schemas/{model}"
 # Bodies of routes that read them themselves (`deps.parse_body`), so FastAPI does not
@@ -56,7 +61,8 @@ def _problem_content(content: dict[str, Any], status: int) -> dict[str, Any]:
     return {PROBLEM_JSON: body, **{k: v for k, v in content.items() if k != PROBLEM_JSON}}
 
 
-def complete(schema: dict[str, Any]) -> dict[str, Any]:
+def complete(schema: dict[str, Any], *, rate_limited: bool = False) -> dict[str, Any]:
+    """`rate_limited`: INVENTORY_RATE_LIMIT_PER_SECOND is on, so keyed operations may 429."""
     for path_item in schema.get("paths", {}).values():
         for method, op in path_item.items():
             responses = op.setdefault("responses", {})
@@ -71,6 +77,9 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
                     responses["422"] = {"description": DESCRIPTIONS[422]}
             if "401" in responses:
                 op.setdefault("security", [{"bearer": []}])
+                if rate_limited:
+                    limited = responses.setdefault("429", {"description": DESCRIPTIONS[429]})
+                    limited.setdefault("headers", {})["Retry-After"] = dict(RETRY_AFTER)
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = _problem_content(response.get("content", {}), int(status))
@@ -88,7 +97,7 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, *, rate_limited: bool = False) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = complete(
@@ -98,7 +107,8 @@ def install(app: FastAPI) -> None:
                     description=app.description,
                     routes=app.routes,
                     tags=app.openapi_tags,
-                )
+                ),
+                rate_limited=rate_limited,
             )
         return app.openapi_schema
 

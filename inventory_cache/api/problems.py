@@ -42,6 +42,16 @@ class Forbidden(InventoryError):
     code, status, title = "forbidden", 403, "Forbidden"
 
 
+class RateLimited(InventoryError):
+    """The API key sent more than its rate allows; retry after `retry_after_s` seconds."""
+
+    code, status, title = "rate_limited", 429, "Too many requests"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"rate limit of this API key reached: retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
 class PayloadTooLarge(InventoryError):
     code, status, title = "payload_too_large", 413, "Payload too large"
 
@@ -110,7 +120,11 @@ def problem(
 
 def problem_from(exc: InventoryError) -> Response:
     status = exc.status if 400 <= exc.status < 600 else 500
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers: dict[str, str] | None = None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     if status >= 500 and status != 503:
         log.error("internal error: %s", exc.detail)
         return problem(500, "internal_error", "Internal error", "an internal error occurred")
@@ -196,6 +210,12 @@ _EXAMPLES: dict[int, tuple[str, str, str, dict[str, Any]]] = {
             ],
         },
     ),
+    429: (
+        "rate_limited",
+        "Too many requests",
+        "rate limit of this API key reached: retry in 1 s",
+        {},
+    ),
     503: ("not_ready", "Stock cache not ready", "stock cache not loaded: run warmup", {}),
 }
 
@@ -207,6 +227,8 @@ DESCRIPTIONS = {
     413: "Body larger than the configured limit (`payload_too_large`).",
     415: "Body is not JSON (`unsupported_media_type`).",
     422: "Invalid input (`validation_error`): `field` names the first offending field.",
+    429: "This API key exceeded INVENTORY_RATE_LIMIT_PER_SECOND (`rate_limited`): "
+    "retry after `Retry-After` seconds.",
     503: "Redis not loaded or unreachable (`not_ready`): retry after warmup.",
 }
 
