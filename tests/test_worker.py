@@ -113,6 +113,26 @@ async def test_a_restarted_consumer_applies_its_own_pending_entries_first(env: E
     assert env.pending() == 0
 
 
+async def test_a_worker_starting_on_a_backlog_takes_about_one_batch_per_read(env: Env) -> None:
+    for i in range(0, 2000, 200):
+        await asyncio.gather(
+            *(
+                env.eng.inbound(ref=f"r{k}", sku=f"S{k % 100}", location="north", qty=1)
+                for k in range(i, i + 200)
+            )
+        )
+    w = env.worker("w1", batch_size=320)  # 16 streams: 20 entries asked of each per read
+    w.ensure_groups()
+
+    w.step()
+
+    assert 0 < w.applied <= 320  # not the whole backlog read (and held pending) at once
+    assert len(env.ledger()) == w.applied
+    assert env.pending() == 0  # what it read is committed and acknowledged
+    w.run_until_idle(30)
+    assert len(env.ledger()) == 2000
+
+
 async def test_a_dead_consumers_entries_are_claimed_once_idle_long_enough(env: Env) -> None:
     live = env.worker("live", claim_idle_ms=300)
     live.ensure_groups()
