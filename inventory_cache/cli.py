@@ -44,6 +44,9 @@ def worker(
     claim_idle_ms: int = typer.Option(30_000, min=100, help="Take over entries idle this long."),
     max_deliveries: int = typer.Option(5, min=1, help="Deliveries before dead-lettering."),
     metrics_port: int = typer.Option(0, help="Serve Prometheus metrics on this port (0: off)."),
+    connections: int = typer.Option(
+        2, min=1, max=16, help="Database connections committing batches side by side."
+    ),
 ) -> None:
     """Write-behind worker: every group's event stream into the database, until SIGTERM."""
     from inventory_cache.worker import run_worker
@@ -54,6 +57,7 @@ def worker(
         claim_idle_ms=claim_idle_ms,
         max_deliveries=max_deliveries,
         metrics_port=metrics_port,
+        connections=connections,
     )
 
 

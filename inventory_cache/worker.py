@@ -7,9 +7,11 @@ Delivery is at-least-once and the sink is idempotent (SPEC §3.4, §3.8):
    crash, never acknowledged), then new ones (`XREADGROUP ... >`).
 2. A batch of entries is parsed, merged (`persistence.ledger`) and written in ONE
    transaction with bulk statements (`persistence.sink`); only after COMMIT are the
-   entries acknowledged (XACK). The write and the XACK run in a commit thread, one batch
-   at a time and in order, while the main thread reads and parses the next batch: the
-   database's work overlaps ours instead of following it. A crash between COMMIT and
+   entries acknowledged (XACK). The write and the XACK run in commit threads, one per
+   database connection (`--connections`, default 2), while the main thread reads and
+   parses the next batch: the database's work overlaps ours, and two backends share the
+   batches as two workers would (batches may commit out of order, which the merge rules
+   of `persistence.ledger` allow). A crash between COMMIT and
    XACK leaves the entries pending: they are written again, and the ledger's unique
    (op_id, sku, location) and the version guard on stock levels make the second write
    change nothing.
@@ -43,11 +45,13 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from types import FrameType
 from typing import Any
 
@@ -127,19 +131,25 @@ def _text(value: Any) -> str:
 
 
 class Worker:
-    """One consumer of the `ledger` group; `run()` loops until `stop()` or a signal."""
+    """One consumer of the `ledger` group; `run()` loops until `stop()` or a signal.
+
+    `sink` may be several sinks (each its own database connection): as many batches then
+    commit at once, one per sink."""
 
     def __init__(
         self,
         redis: Any,
-        sink: Sink,
+        sink: Sink | Sequence[Sink],
         settings: Settings,
         config: WorkerConfig | None = None,
         *,
         after_commit: Callable[[Sequence[Entry]], None] | None = None,
     ) -> None:
         self.redis = redis
-        self.sink = sink
+        self.sinks: list[Sink] = list(sink) if isinstance(sink, Sequence) else [sink]
+        self._free_sinks: SimpleQueue[Sink] = SimpleQueue()
+        for one in self.sinks:
+            self._free_sinks.put(one)
         self.settings = settings
         self.config = config or WorkerConfig()
         self.keys = Keys(settings.redis_prefix, settings.slot_groups)
@@ -157,9 +167,9 @@ class Worker:
         # Entries asked of each stream per read: about one batch over all streams, so a
         # worker starting on a backlog does not read (and hold pending) all of it at once.
         self._per_stream = max(16, self.config.batch_size // len(self.streams))
-        self._in_flight: list[Entry] = []
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="ledger-commit")
-        self._committing: Future[list[tuple[Entry, str]]] | None = None
+        self._committer = ThreadPoolExecutor(len(self.sinks), thread_name_prefix="ledger-commit")
+        self._committing: deque[Future[list[tuple[Entry, str]]]] = deque()
+        self._tally = threading.Lock()  # commit threads add to `applied` and the slowest
         self._last = {"claim": 0.0, "inspect": 0.0, "trim": 0.0}
 
     # ------------------------------------------------------------------ lifecycle
@@ -200,7 +210,7 @@ class Worker:
                 log.warning("consumer group missing (Redis flushed?): recreating it")
                 pending_done = False
         try:
-            self._drain()  # the batch being committed is finished, not abandoned
+            self._drain()  # the batches being committed are finished, not abandoned
         except StopRequested:
             pass  # the database is down: its entries stay pending for the next worker
         finally:
@@ -346,8 +356,8 @@ class Worker:
 
     # ------------------------------------------------------------------ applying
     def handle(self, entries: Sequence[Entry]) -> None:
-        """Parse entries and hand them to the commit thread in batches; set aside poison.
-        Returns with the last batch possibly still committing (see `_drain`)."""
+        """Parse entries and hand them to the commit threads in batches; set aside poison.
+        Returns with the last batches possibly still committing (see `_drain`)."""
         size = self.config.batch_size
         for i in range(0, len(entries), size):
             events: list[Event] = []
@@ -359,36 +369,50 @@ class Worker:
                     poison.append((entry, f"malformed: {exc}"))
             if poison:
                 self._poison(poison)
-            self._drain()
+            while len(self._committing) >= len(self.sinks):
+                self._wait_oldest()
             if events:
-                self._committing = self._committer.submit(self._commit, events)
+                self._committing.append(self._committer.submit(self._commit, events))
 
     def _commit(self, chunk: list[Event]) -> list[tuple[Entry, str]]:
-        """In the commit thread: write, then acknowledge what was written."""
-        rejected = self._apply(chunk)
+        """In a commit thread: write with a free sink, then acknowledge what was written."""
+        sink = self._free_sinks.get()
+        try:
+            rejected = self._apply(chunk, sink)
+        finally:
+            self._free_sinks.put(sink)
         bad = {id(entry) for entry, _ in rejected}
         self._ack([ev.entry for ev in chunk if id(ev.entry) not in bad])
         return rejected
 
-    def _drain(self) -> None:
-        """Wait for the batch being committed (its errors raise here); set aside what
-        the database refused."""
-        committing, self._committing = self._committing, None
-        if committing is not None:
-            rejected = committing.result()
-            if rejected:
-                self._poison(rejected)
+    def _wait_oldest(self) -> None:
+        """Wait for the oldest batch being committed (its error raises here); set aside
+        what the database refused."""
+        rejected = self._committing.popleft().result()
+        if rejected:
+            self._poison(rejected)
 
-    def _apply(self, chunk: list[Event]) -> list[tuple[Entry, str]]:
+    def _drain(self) -> None:
+        """Wait for every batch being committed; the first error raises once all ended."""
+        first: BaseException | None = None
+        while self._committing:
+            try:
+                self._wait_oldest()
+            except BaseException as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def _apply(self, chunk: list[Event], sink: Sink) -> list[tuple[Entry, str]]:
         """Commit the chunk, retrying transient errors; returns the entries refused."""
         cfg = self.config
         backoff = cfg.backoff_initial_s
-        self._in_flight = [ev.entry for ev in chunk]
+        held = [ev.entry for ev in chunk]
         last_touch = time.monotonic()
         while True:
             started = time.perf_counter()
             try:
-                self.sink.apply(build(chunk, self.retention_ms))
+                sink.apply(build(chunk, self.retention_ms))
             except TransientError as exc:
                 RETRIES.inc()
                 if self.stopping:
@@ -398,21 +422,22 @@ class Worker:
                 self._sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, cfg.backoff_max_s)
                 if time.monotonic() - last_touch > cfg.claim_idle_ms / 3000:
-                    self._touch(self._in_flight)
+                    self._touch(held)
                     last_touch = time.monotonic()
                 self._health()
                 continue
             except RejectedBatch as exc:
                 if len(chunk) == 1:
                     return [(chunk[0].entry, f"refused by the database: {exc}")]
-                return [bad for ev in chunk for bad in self._apply([ev])]
+                return [bad for ev in chunk for bad in self._apply([ev], sink)]
             break
         elapsed = time.perf_counter() - started
-        self.slowest_batch_ms = max(self.slowest_batch_ms, elapsed * 1000)
+        with self._tally:
+            self.slowest_batch_ms = max(self.slowest_batch_ms, elapsed * 1000)
+            self.applied += len(chunk)
         FLUSH_SECONDS.observe(elapsed)
         BATCH_SIZE.observe(len(chunk))
         EVENTS.inc(len(chunk))
-        self.applied += len(chunk)
         now_ms = time.time() * 1000
         for ev in chunk:
             EVENT_LAG.observe(max(0.0, (now_ms - _parse_id(ev.entry.id)[0]) / 1000))
@@ -609,13 +634,17 @@ def run_worker(
     claim_idle_ms: int = 30_000,
     max_deliveries: int = 5,
     metrics_port: int = 0,
+    connections: int = 2,
 ) -> None:
-    """`inventory-cache worker`: configured from INVENTORY_* variables, stops on SIGTERM."""
+    """`inventory-cache worker`: configured from INVENTORY_* variables, stops on SIGTERM.
+
+    `connections` database connections commit batches side by side (one on SQLite, whose
+    writers would only wait for each other's lock)."""
     from prometheus_client import start_http_server
 
     from inventory_cache.connection import make_sync_redis
     from inventory_cache.settings import get_settings
-    from persistence.db import database_url
+    from persistence.db import database_url, is_sqlite
     from persistence.sink import make_sink
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -627,10 +656,12 @@ def run_worker(
         config.consumer = consumer
     if metrics_port:
         start_http_server(metrics_port)
-    sink = make_sink(database_url(settings))
-    w = Worker(make_sync_redis(settings), sink, settings, config)
+    url = database_url(settings)
+    sinks = [make_sink(url) for _ in range(1 if is_sqlite(url) else connections)]
+    w = Worker(make_sync_redis(settings), sinks, settings, config)
     w.install_signal_handlers()
     try:
         w.run()
     finally:
-        sink.close()
+        for sink in sinks:
+            sink.close()

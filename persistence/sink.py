@@ -7,8 +7,11 @@ the same statements through executemany. Both sinks keep the merge rules of
 `persistence.ledger`, so a redelivered or reordered event changes nothing.
 
 Rows are written in key order within each table, and the tables in a fixed order, so two
-workers' transactions wait for each other rather than deadlock (a deadlock that still
-happens is reported as transient and the batch is retried).
+transactions (two workers, or one worker's two connections) wait for each other rather
+than deadlock (a deadlock that still happens is reported as transient and the batch is
+retried). Stock levels, the rows that concurrent batches share most, come last: a
+transaction holds their locks only for its last statement and the commit, and the rest
+of two batches is written side by side.
 
 Errors are sorted for the worker: `TransientError` (connection lost, server down,
 serialization failure, deadlock, a locked SQLite file) means "retry the same batch
@@ -259,8 +262,6 @@ class PgSink:
             conn.execute(_PG_ORDERS, _columns(_sorted(b.orders), "tttii"))
         if b.transfers:
             conn.execute(_PG_TRANSFERS, _columns(_sorted(b.transfers), "ttttittii"))
-        if b.levels:
-            conn.execute(_PG_LEVELS, _columns(_sorted(b.levels), "ttiiiii"))
         if b.idempotency:
             conn.execute(_PG_IDEMPOTENCY, _columns(_sorted(b.idempotency), "ttttii"))
         if b.movements:
@@ -269,6 +270,8 @@ class PgSink:
             conn.execute(_PG_LINES, _columns(_sorted(b.lines), "tttitittiii"))
         if b.orders:
             conn.execute(_PG_RECOMPUTE, [_text_array(sorted(b.orders))])
+        if b.levels:
+            conn.execute(_PG_LEVELS, _columns(_sorted(b.levels), "ttiiiii"))
 
     def close(self) -> None:
         if self._conn is not None:

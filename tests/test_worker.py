@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -131,6 +132,55 @@ async def test_a_worker_starting_on_a_backlog_takes_about_one_batch_per_read(env
     assert env.pending() == 0  # what it read is committed and acknowledged
     w.run_until_idle(30)
     assert len(env.ledger()) == 2000
+
+
+class CountingSink:
+    """A sink that counts the batches it wrote (and sees how many ran at once)."""
+
+    lock = threading.Lock()
+
+    def __init__(self, inner: Sink, running: list[int]) -> None:
+        self.inner, self.batches, self.running = inner, 0, running
+
+    def apply(self, batch: Any) -> None:
+        with self.lock:
+            self.running[0] += 1
+            self.running[1] = max(self.running[1], self.running[0])
+        try:
+            self.inner.apply(batch)
+            self.batches += 1
+        finally:
+            with self.lock:
+                self.running[0] -= 1
+
+    def ping(self) -> None:
+        self.inner.ping()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def test_two_connections_commit_batches_side_by_side_each_event_once(env: Env) -> None:
+    for i in range(0, 2000, 200):
+        await asyncio.gather(
+            *(
+                env.eng.inbound(ref=f"r{k}", sku=f"S{k % 100}", location="north", qty=1)
+                for k in range(i, i + 200)
+            )
+        )
+    running = [0, 0]  # now, most at once
+    second = make_sink(env.db.url.render_as_string(hide_password=False))
+    sinks = [CountingSink(env.sink, running), CountingSink(second, running)]
+    w = Worker(env.client, sinks, env.settings, WorkerConfig("w1", batch_size=50))
+
+    w.run_until_idle(30)
+    second.close()
+
+    assert len(env.ledger()) == 2000 == len(set(env.ledger()))
+    assert env.pending() == 0
+    assert sinks[0].batches > 0 and sinks[1].batches > 0
+    assert sum(s.batches for s in sinks) >= 2000 // 50
+    assert running[1] == 2
 
 
 async def test_a_dead_consumers_entries_are_claimed_once_idle_long_enough(env: Env) -> None:
