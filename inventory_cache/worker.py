@@ -28,8 +28,8 @@ Delivery is at-least-once and the sink is idempotent (SPEC §3.4, §3.8):
 6. Streams are trimmed (XTRIM MINID) only below the oldest entry that some consumer
    group has not acknowledged, and never within the last `keep_ms` (an hour), which the
    live change feed replays from.
-7. SIGTERM / SIGINT: the current batch is finished (committed and acknowledged), then the
-   worker exits. While the database is down it exits at once, leaving its entries pending.
+7. SIGTERM / SIGINT: the batches being written are finished (committed and acknowledged),
+   then the worker exits. While the database is down it exits at once, leaving its entries pending.
 
 Several workers may run at once, each with its own consumer name (default
 `<host>-<pid>`); two processes must never share a name. Each writes a health record
