@@ -90,6 +90,17 @@ async def three_ops(eng: StockEngine) -> None:
     await eng.reserve(order_id="o1", lines=[LineRequest("A", 2), LineRequest("B", 1)])
 
 
+async def backlog_of_inbounds(eng: StockEngine, n: int) -> None:
+    """`n` inbound events over 100 SKUs, in the streams before any worker reads."""
+    for i in range(0, n, 200):
+        await asyncio.gather(
+            *(
+                eng.inbound(ref=f"r{k}", sku=f"S{k % 100}", location="north", qty=1)
+                for k in range(i, min(i + 200, n))
+            )
+        )
+
+
 EXPECTED = [
     ("inbound:r1", "A", "north"),
     ("inbound:r2", "B", "south"),
@@ -115,13 +126,7 @@ async def test_a_restarted_consumer_applies_its_own_pending_entries_first(env: E
 
 
 async def test_a_worker_starting_on_a_backlog_takes_about_one_batch_per_read(env: Env) -> None:
-    for i in range(0, 2000, 200):
-        await asyncio.gather(
-            *(
-                env.eng.inbound(ref=f"r{k}", sku=f"S{k % 100}", location="north", qty=1)
-                for k in range(i, i + 200)
-            )
-        )
+    await backlog_of_inbounds(env.eng, 2000)
     w = env.worker("w1", batch_size=320)  # 16 streams: 20 entries asked of each per read
     w.ensure_groups()
 
@@ -161,13 +166,7 @@ class CountingSink:
 
 
 async def test_two_connections_commit_batches_side_by_side_each_event_once(env: Env) -> None:
-    for i in range(0, 2000, 200):
-        await asyncio.gather(
-            *(
-                env.eng.inbound(ref=f"r{k}", sku=f"S{k % 100}", location="north", qty=1)
-                for k in range(i, i + 200)
-            )
-        )
+    await backlog_of_inbounds(env.eng, 2000)
     running = [0, 0]  # now, most at once
     second = make_sink(env.db.url.render_as_string(hide_password=False))
     sinks = [CountingSink(env.sink, running), CountingSink(second, running)]
