@@ -69,8 +69,8 @@ def after_commit(entries):
         os.kill(os.getpid(), signal.SIGKILL)
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-sink = make_sink(os.environ["INVENTORY_DATABASE_URL"])
-worker = Worker(make_sync_redis(settings), sink, settings, config, after_commit=after_commit)
+sinks = [make_sink(os.environ["INVENTORY_DATABASE_URL"]) for _ in range(2)]  # its default
+worker = Worker(make_sync_redis(settings), sinks, settings, config, after_commit=after_commit)
 worker.install_signal_handlers()
 worker.run()
 """
