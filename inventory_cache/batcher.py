@@ -196,9 +196,18 @@ class Batcher:
         A connection whose round trip ended cleanly is kept for the next pipeline (at most
         one per slot) instead of going back to the pool, whose checkout tests the socket
         for stray bytes every time; any other ending hands it back to the pool, which
-        runs that test before anyone uses it again."""
+        runs that test before anyone uses it again. A kept connection that the server
+        closed meanwhile (a restart, a timeout, CLIENT KILL) goes back to the pool too,
+        which reconnects it, rather than failing its callers."""
         pool = self._client.connection_pool
-        conn = self._idle.pop() if self._idle else await pool.get_connection("MULTI")
+        conn = None
+        while self._idle and conn is None:
+            conn = self._idle.pop()
+            if not conn.is_connected or conn._reader.at_eof():
+                await pool.release(conn)
+                conn = None
+        if conn is None:
+            conn = await pool.get_connection("MULTI")
         clean = False
         try:
             replies = await conn.retry.call_with_retry(

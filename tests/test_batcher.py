@@ -137,3 +137,19 @@ async def test_lost_connection_reaches_every_caller_and_is_replaced(
         assert await batcher.command("CLIENT", "ID") != conn_id
     finally:
         await client.aclose()
+
+
+async def test_a_kept_connection_closed_by_the_server_is_replaced_unnoticed(
+    real_redis: Any,
+) -> None:
+    client = aredis.Redis.from_url(REDIS_URL)
+    try:
+        batcher = Batcher(client, max_inflight=1)
+        conn_id = await batcher.command("CLIENT", "ID")  # kept for the next pipeline
+        await real_redis.client_kill_filter(_id=conn_id)  # as a Redis restart would
+        await asyncio.sleep(0.1)
+
+        assert await batcher.command("PING") is True  # no caller sees the dead socket
+        assert await batcher.command("CLIENT", "ID") != conn_id
+    finally:
+        await client.aclose()
