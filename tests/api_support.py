@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,13 +75,22 @@ async def start_api(
     return create_app(cfg, engine=engine, database=database.engine), engine
 
 
-@pytest.fixture
-async def api(real_redis: Any, prefix: str, api_database: Database) -> AsyncIterator[Api]:
-    app, engine = await start_api(real_redis, prefix, api_database)
+@asynccontextmanager
+async def serving(
+    client: Any, prefix: str, database: Database, *, clock: Clock | None = None, **settings: Any
+) -> AsyncIterator[Api]:
+    """`start_api`, its lifespan running, and an HTTP client talking to it in process."""
+    app, engine = await start_api(client, prefix, database, clock=clock, **settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield Api(app, client, engine, api_database.engine, api_database.keys)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            yield Api(app, http, engine, database.engine, database.keys)
+
+
+@pytest.fixture
+async def api(real_redis: Any, prefix: str, api_database: Database) -> AsyncIterator[Api]:
+    async with serving(real_redis, prefix, api_database) as served:
+        yield served
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ every API process, never applied to anonymous public reads, and absent when off.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ from inventory_cache.api.main import create_app
 from inventory_cache.api.ratelimit import RateLimiter
 from inventory_cache.engine import StockEngine
 from tests import api_support
-from tests.api_support import Api, Database, free_port, start_api
+from tests.api_support import Api, Database, free_port, serving
 from tests.conftest import ManualClock, make_settings
 
 api, api_database = api_support.api, api_support.api_database  # the fixtures
@@ -23,22 +22,11 @@ api, api_database = api_support.api, api_support.api_database  # the fixtures
 LIMIT = {"rate_limit_per_second": 5, "rate_limit_burst": 5}
 
 
-@asynccontextmanager
-async def serving(
-    client: Any, prefix: str, database: Database, clock: ManualClock, **settings: Any
-) -> AsyncIterator[Api]:
-    app, engine = await start_api(client, prefix, database, clock=clock, **settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            yield Api(app, http, engine, database.engine, database.keys)
-
-
 @pytest.fixture
 async def limited(
     real_redis: Any, prefix: str, api_database: Database, clock: ManualClock
 ) -> AsyncIterator[Api]:
-    async with serving(real_redis, prefix, api_database, clock, **LIMIT) as served:
+    async with serving(real_redis, prefix, api_database, clock=clock, **LIMIT) as served:
         yield served
 
 
@@ -94,8 +82,8 @@ async def test_the_limit_holds_across_api_processes(
     other_client = aredis.Redis.from_url(api_support.REDIS_URL)
     try:
         async with (
-            serving(real_redis, prefix, api_database, clock, **LIMIT) as a,
-            serving(other_client, prefix, api_database, clock, **LIMIT) as b,
+            serving(real_redis, prefix, api_database, clock=clock, **LIMIT) as a,
+            serving(other_client, prefix, api_database, clock=clock, **LIMIT) as b,
         ):
             read = a.auth("read")
             statuses = [
@@ -112,7 +100,7 @@ async def test_anonymous_public_reads_are_not_limited_but_keyed_ones_are(
     real_redis: Any, prefix: str, api_database: Database, clock: ManualClock
 ) -> None:
     settings = {"rate_limit_per_second": 1, "rate_limit_burst": 1, "public_reads": True}
-    async with serving(real_redis, prefix, api_database, clock, **settings) as served:
+    async with serving(real_redis, prefix, api_database, clock=clock, **settings) as served:
         anonymous = [await served.client.get("/v1/availability/SKU-1") for _ in range(5)]
         assert {r.status_code for r in anonymous} == {200}
         assert await limiter_keys(real_redis, prefix) == []

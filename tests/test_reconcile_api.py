@@ -11,7 +11,7 @@ import pytest
 
 from scripts.wms_simulator import HttpSink, WmsSimulator, serve
 from tests import api_support
-from tests.api_support import Api, Database, start_api
+from tests.api_support import Api, Database, serving
 
 api, api_database = api_support.api, api_support.api_database  # the fixtures
 
@@ -23,12 +23,9 @@ async def wms_api(
     sim = WmsSimulator()
     server = serve(sim)
     url = f"http://127.0.0.1:{server.server_address[1]}/snapshot"
-    app, engine = await start_api(real_redis, prefix, api_database, wms_url=url)
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-                yield Api(app, client, engine, api_database.engine, api_database.keys), sim
+        async with serving(real_redis, prefix, api_database, wms_url=url) as api:
+            yield api, sim
     finally:
         server.shutdown()
         server.server_close()
