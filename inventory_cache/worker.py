@@ -11,10 +11,9 @@ Delivery is at-least-once and the sink is idempotent (SPEC §3.4, §3.8):
    database connection (`--connections`, default 2), while the main thread reads and
    parses the next batch: the database's work overlaps ours, and two backends share the
    batches as two workers would (batches may commit out of order, which the merge rules
-   of `persistence.ledger` allow). A crash between COMMIT and
-   XACK leaves the entries pending: they are written again, and the ledger's unique
-   (op_id, sku, location) and the version guard on stock levels make the second write
-   change nothing.
+   of `persistence.ledger` allow). A crash between COMMIT and XACK leaves the entries
+   pending: they are written again, and the ledger's unique (op_id, sku, location) and
+   the version guard on stock levels make the second write change nothing.
 3. Entries left pending by a dead consumer are taken over with XAUTOCLAIM once they have
    been idle longer than `claim_idle_ms` (kept above three times the slowest batch this
    worker has seen). While a worker waits for the database it refreshes the idle time of
@@ -29,7 +28,8 @@ Delivery is at-least-once and the sink is idempotent (SPEC §3.4, §3.8):
    group has not acknowledged, and never within the last `keep_ms` (an hour), which the
    live change feed replays from.
 7. SIGTERM / SIGINT: the batches being written are finished (committed and acknowledged),
-   then the worker exits. While the database is down it exits at once, leaving its entries pending.
+   then the worker exits. While the database is down it exits at once, leaving its
+   entries pending.
 
 Several workers may run at once, each with its own consumer name (default
 `<host>-<pid>`); two processes must never share a name. Each writes a health record
