@@ -127,3 +127,14 @@ async def engine(backend: Any, prefix: str, clock: ManualClock) -> StockEngine:
     eng = StockEngine(backend, make_settings(prefix), clock=clock)
     await eng.mark_ready()
     return eng
+
+
+def skus_in_distinct_groups(engine: StockEngine, n: int) -> list[str]:
+    """n SKUs whose stock lives in n different slot groups, by ascending group."""
+    seen: dict[int, str] = {}
+    i = 0
+    while len(seen) < n:
+        sku = f"sku-{i}"
+        seen.setdefault(engine.keys.group_of(sku), sku)
+        i += 1
+    return [seen[g] for g in sorted(seen)]

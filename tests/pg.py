@@ -15,7 +15,11 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
+from inventory_cache.connection import make_sync_redis
+from inventory_cache.settings import Settings
+from inventory_cache.worker import Worker
 from persistence.db import libpq_url, migrate, normalize_url
+from persistence.sink import make_sink
 from tests.conftest import PG_URL, REQUIRE
 
 
@@ -72,3 +76,14 @@ def pg_url() -> Iterator[str]:
     """The SQLAlchemy URL (`postgresql+psycopg://`) of a fresh migrated database."""
     with fresh_database() as url:
         yield url
+
+
+def drain_into_ledger(settings: Settings, database_url: str) -> None:
+    """Run the write-behind worker until every stream entry is in PostgreSQL."""
+    client = make_sync_redis(settings)
+    sink = make_sink(database_url)
+    try:
+        Worker(client, sink, settings).run_until_idle(timeout_s=60)
+    finally:
+        sink.close()
+        client.close()

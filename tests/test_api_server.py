@@ -11,16 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from sqlalchemy import text
 
 from inventory_cache.engine import StockEngine
-from inventory_cache.settings import Settings
-from inventory_cache.worker import Worker
-from persistence.sink import make_sink
 from tests import api_support
 from tests.api_support import Database, checkout_burst, server_env, uvicorn_server
-from tests.conftest import REDIS_URL, make_settings
+from tests.conftest import make_settings
+from tests.pg import drain_into_ledger
 
 api_database = api_support.api_database  # the fixture
 
@@ -88,7 +85,7 @@ async def test_flash_sale_over_http_sells_exactly_the_stock(
     north = (await engine.stock("FLASH")).locations["north"]
     assert (north.on_hand, north.locked, north.available) == (100, 100, 0)
 
-    _drain_into_ledger(settings, api_database.url)
+    drain_into_ledger(settings, api_database.url)
     with api_database.engine.connect() as conn:
         reserved = conn.execute(
             text(
@@ -101,13 +98,3 @@ async def test_flash_sale_over_http_sells_exactly_the_stock(
         ).one()
     assert tuple(reserved) == (100, 100)
     assert tuple(level) == (100, 100)
-
-
-def _drain_into_ledger(settings: Settings, database_url: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    sink = make_sink(database_url)
-    try:
-        Worker(client, sink, settings).run_until_idle(timeout_s=60)
-    finally:
-        sink.close()
-        client.close()

@@ -31,21 +31,10 @@ import redis.asyncio as aredis
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InsufficientStock, InvalidState, NotFound
 from inventory_cache.models import LineRequest, Reservation, ReservedLine
-from tests.conftest import REDIS_URL, ManualClock, make_settings
+from tests.conftest import REDIS_URL, ManualClock, make_settings, skus_in_distinct_groups
 
 Order = tuple[str, list[tuple[str, int]]]  # order id, [(sku, qty)]
 Outcomes = dict[str, str]  # order id -> "ok" | "short"
-
-
-def skus_in_distinct_groups(engine: StockEngine, n: int) -> list[str]:
-    """n SKUs whose stock lives in n different slot groups, by ascending group."""
-    seen: dict[int, str] = {}
-    i = 0
-    while len(seen) < n:
-        sku = f"sku-{i}"
-        seen.setdefault(engine.keys.group_of(sku), sku)
-        i += 1
-    return [seen[g] for g in sorted(seen)]
 
 
 async def place(engine: StockEngine, orders: Sequence[Order]) -> Outcomes:

@@ -7,17 +7,7 @@ import pytest
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InsufficientStock, InvalidState, NotFound
 from inventory_cache.models import LineRequest, ReservedLine
-from tests.conftest import ManualClock
-
-
-def skus_in_distinct_groups(engine: StockEngine, n: int) -> list[str]:
-    seen: dict[int, str] = {}
-    i = 0
-    while len(seen) < n:
-        sku = f"sku-{i}"
-        seen.setdefault(engine.keys.group_of(sku), sku)
-        i += 1
-    return list(seen.values())
+from tests.conftest import ManualClock, skus_in_distinct_groups
 
 
 async def test_line_without_location_prefers_one_location_covering_it(engine: StockEngine) -> None:

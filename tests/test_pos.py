@@ -18,18 +18,14 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from inventory_cache.barcodes import BarcodeStore, check_digit
-from inventory_cache.connection import make_sync_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import NotReady, ValidationError
 from inventory_cache.models import LineRequest
 from inventory_cache.pos import apply_batch, waves
-from inventory_cache.settings import Settings
-from inventory_cache.worker import Worker
 from persistence.db import make_engine
 from persistence.models import Movement, StockLevel
-from persistence.sink import make_sink
 from tests.conftest import make_settings
-from tests.pg import fresh_database
+from tests.pg import drain_into_ledger, fresh_database
 
 
 @pytest.fixture(scope="module")
@@ -283,17 +279,6 @@ async def test_an_unready_redis_refuses_the_batch(
 
     with pytest.raises(NotReady):
         await apply_batch(cold, barcodes, location="s", events=[ev("e1", "sale", 1, sku="a")])
-
-
-def drain_into_ledger(settings: Settings, database_url: str) -> None:
-    """Run the write-behind worker until every stream entry is in PostgreSQL."""
-    client = make_sync_redis(settings)
-    sink = make_sink(database_url)
-    try:
-        Worker(client, sink, settings).run_until_idle(timeout_s=60)
-    finally:
-        sink.close()
-        client.close()
 
 
 # Real servers only: fakeredis runs Lua some ten times slower and proves nothing more here.
