@@ -161,7 +161,10 @@ class Batcher:
         for c, r in zip(batch, results, strict=True):
             if c.fut.done():
                 continue
-            if not_run(r):
+            if not_run(r) or (isinstance(r, NoScriptError) and c.cmd[0] is not None):
+                # NOSCRIPT again after the reload (the cache was emptied meanwhile, or a
+                # node without it answered): it did not run either; re-sent later, the
+                # script is loaded again first.
                 c.refused += 1
                 c.first_refused_at = c.first_refused_at or now
                 if now - c.first_refused_at < CLUSTER_PATIENCE_S:

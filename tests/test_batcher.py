@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aredis
 from redis.asyncio.connection import Connection
@@ -153,3 +154,25 @@ async def test_a_kept_connection_closed_by_the_server_is_replaced_unnoticed(
         assert await batcher.command("CLIENT", "ID") != conn_id
     finally:
         await client.aclose()
+
+
+async def test_noscript_after_the_reload_is_sent_again_not_reported(
+    real_redis: Any, prefix: str
+) -> None:
+    batcher = Batcher(real_redis)
+    execute = batcher._execute
+    refusals = 2  # the script cache emptied again right after each reload
+
+    async def flushing(cmds: list[Command]) -> list[Any]:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            await real_redis.script_flush()
+        return await execute(cmds)
+
+    batcher._execute = flushing  # type: ignore[method-assign]
+
+    reply = await batcher.script(SCRIPT, [f"{prefix}:{{1}}:ready"], [])
+
+    assert refusals == 0
+    assert orjson.loads(reply) == {"err": "not_ready"}  # it ran: the marker is absent
