@@ -43,3 +43,42 @@ def test_missing_sections_are_appended_after_the_others() -> None:
     assert bench_all.replace_sections("# Benchmarks\n", {"HTTP": "t"}) == (
         "# Benchmarks\n\n## HTTP\n\nt\n"
     )
+
+
+def report(rps: float, p99: float, load: tuple[float, float], sold: float | None = None) -> dict:
+    rep: dict = {
+        "requests_per_s": rps,
+        "ops_per_s": rps,
+        "latency_ms": {"p50": p99 / 2, "p95": p99, "p99": p99},
+        "errors": 1,
+        "load": load,
+    }
+    if sold is not None:
+        rep["flash_sale"] = {"sold_per_s": sold, "oversold": 0, "ok": True}
+    return rep
+
+
+def test_a_row_is_the_median_of_its_rounds_with_their_spread_and_load() -> None:
+    rounds = [report(100, 9, (1.0, 1.5)), report(300, 3, (0.5, 2.5)), report(200, 5, (1.2, 1.4))]
+
+    row = bench_all.merged(rounds)
+
+    assert row["requests_per_s"] == 200
+    assert row["latency_ms"]["p99"] == 5
+    assert row["spread"]["requests_per_s"] == (100, 300)
+    assert row["spread"]["p99"] == (3, 9)
+    assert row["load"] == (0.5, 2.5)
+    assert row["errors"] == 3
+    assert row["rounds"] == 3
+
+
+def test_a_flash_sale_row_keeps_the_worst_oversell_of_its_rounds() -> None:
+    rounds = [report(10, 1, (0, 0), sold=50), report(10, 1, (0, 0), sold=70)]
+    rounds[1]["flash_sale"].update(oversold=2, ok=False)
+
+    row = bench_all.merged(rounds)
+
+    assert row["flash_sale"]["sold_per_s"] == 60
+    assert row["spread"]["sold_per_s"] == (50, 70)
+    assert row["flash_sale"]["oversold"] == 2
+    assert row["flash_sale"]["ok"] is False
