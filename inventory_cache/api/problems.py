@@ -190,12 +190,12 @@ def install(app: FastAPI) -> None:
 _EXAMPLES: dict[int, tuple[str, str, str, dict[str, Any]]] = {
     401: ("unauthorized", "Unauthorized", "missing or invalid API key", {}),
     403: ("forbidden", "Forbidden", "this API key lacks the scope 'warehouse'", {}),
-    404: ("not_found", "Not found", "no reservation order-1001", {}),
+    404: ("not_found", "Not found", "no reservation o-1", {}),
     409: (
         "insufficient_stock",
         "Insufficient stock",
-        "not enough stock for: SKU-1 (requested 2, available 1)",
-        {"lines": [{"sku": "SKU-1", "requested": 2, "available": 1}]},
+        "not enough stock for: phone-a (requested 2, available 1)",
+        {"lines": [{"sku": "phone-a", "requested": 2, "available": 1}]},
     ),
     413: ("payload_too_large", "Payload too large", "the body exceeds 1048576 bytes", {}),
     415: ("unsupported_media_type", "Unsupported media type", "send application/json", {}),

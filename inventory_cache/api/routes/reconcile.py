@@ -55,6 +55,40 @@ class DiffOut(BaseModel):
 
 
 class RunOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "run_id": "r20261128T015027-555aa5",
+                    "status": "done",
+                    "mode": "report",
+                    "source": "csv:.demo/wms.csv",
+                    "started_at": "2026-11-28T01:50:27.000Z",
+                    "finished_at": "2026-11-28T01:50:27.725Z",
+                    "summary": {
+                        "snapshot_at": 1795830581133,
+                        "checked": 7,
+                        "diffs": 1,
+                        "oversell_risk": 1,
+                        "undersell": 0,
+                        "corrected": 0,
+                        "failures": [],
+                    },
+                    "diffs": [
+                        {
+                            "sku": "charger-c",
+                            "location": "south",
+                            "ours": 25,
+                            "wms": 24,
+                            "diff": 1,
+                            "kind": "oversell_risk",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     run_id: str
     status: Literal["running", "done", "failed"]
     mode: Literal["report", "correct"]
