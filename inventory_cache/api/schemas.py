@@ -1,4 +1,4 @@
-"""Request and response bodies of SPEC §5, with the limits of `validation.py` in the schema.
+"""Request and response bodies of the API, with the limits of `validation.py` in the schema.
 
 Request bodies are strict: unknown fields are refused and integers must be JSON integers
 (`1.5`, `"3"` and `true` are 422), so the OpenAPI document tells clients exactly what is

@@ -1,4 +1,4 @@
-"""Checkout: lock stock for an order, then cancel it or ship it (SPEC §5).
+"""Checkout: lock stock for an order, then cancel it or ship it.
 
 Every answer is read from the live state in Lua, never from the near-cache. Creating,
 cancelling and shipping are idempotent by `order_id`: a retry answers the first result
