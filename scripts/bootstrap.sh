@@ -12,7 +12,8 @@ if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
 fi
 if [ ! -x "$root/.venv/bin/python" ]; then
   echo "bootstrap: creating .venv with $py" >&2
-  "$py" -m venv "$root/.venv"
+  # No pip in it (uv installs): creating one with pip costs half a minute on a busy machine.
+  "$py" -m venv --without-pip "$root/.venv"
 fi
 extra="${BOOTSTRAP_EXTRA:-dev}"
 hash="$(sha1sum "$root/pyproject.toml" | cut -c1-12)"
@@ -22,11 +23,16 @@ if [ ! -f "$stamp" ] && ! { [ "$extra" = demo ] && [ -f "$root/.venv/.installed-
   echo "bootstrap: installing inventory-cache[$extra]" >&2
   log="$root/.venv/install.log"
   vpy="$root/.venv/bin/python"
-  # uv installs the ~100 packages in well under a minute where pip takes several;
-  # plain pip is the fallback when uv cannot be had.
-  if ! { { "$vpy" -m pip install -q uv \
-           && "$root/.venv/bin/uv" pip install -q --python "$vpy" -e "$root[$extra]"; } \
-         || "$vpy" -m pip install -q -e "$root[$extra]"; } >"$log" 2>&1; then
+  # uv installs the packages in seconds where pip takes minutes: the one on PATH, else one
+  # fetched with the interpreter's pip into .venv/tools. Plain pip is the fallback.
+  uv="$(command -v uv || true)"
+  if [ -z "$uv" ] && { [ -x "$root/.venv/tools/bin/uv" ] \
+      || "$py" -m pip install -q --target "$root/.venv/tools" uv >"$log" 2>&1; }; then
+    uv="$root/.venv/tools/bin/uv"
+  fi
+  if ! { { [ -n "$uv" ] && "$uv" pip install -q --python "$vpy" -e "$root[$extra]"; } \
+         || { "$vpy" -m ensurepip -q && "$vpy" -m pip install -q -e "$root[$extra]"; }; } \
+       >>"$log" 2>&1; then
     cat "$log" >&2
     echo "bootstrap: install failed (log above)" >&2
     exit 1
