@@ -126,14 +126,13 @@ def lock_data_dir(data_dir: Path, port: int) -> IO[str]:
     return handle
 
 
-def reset_data_dir(data_dir: Path, db_url: str) -> None:
-    """Delete what the demo keeps between runs (called with the lock held)."""
-    from persistence.db import is_sqlite
-
-    if not is_sqlite(db_url):
+def reset_data_dir(data_dir: Path, settings: Settings) -> None:
+    """Delete what the demo keeps between runs (called with the lock held). Only the
+    embedded demo's: data on configured servers is the operator's to drop."""
+    if settings.redis_url is not None or settings.database_url is not None:
         raise DemoRefused(
-            "--reset only clears the embedded SQLite; INVENTORY_DATABASE_URL is set, "
-            "so drop that database yourself"
+            "--reset only clears the embedded demo; INVENTORY_REDIS_URL or "
+            "INVENTORY_DATABASE_URL is set, so clear those servers yourself"
         )
     for entry in data_dir.iterdir():
         if entry.name == "demo.lock":
@@ -363,7 +362,7 @@ def run_demo(host: str = "127.0.0.1", port: int | None = None, reset: bool = Fal
         with lock:
             if reset:
                 try:
-                    reset_data_dir(data_dir, db_url)
+                    reset_data_dir(data_dir, settings)
                 except DemoRefused as exc:
                     say(str(exc))
                     return 2

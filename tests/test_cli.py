@@ -4,6 +4,7 @@ commands that act on a deployment refusing a throwaway in-process Redis."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
@@ -72,3 +73,22 @@ def test_help_shows_flags_as_on_off_switches_and_whole_sentences(tmp_path: Path)
     for overview in (helps[""], helps["keys"]):
         listed = overview.split("Commands:\n", 1)[1].splitlines()
         assert listed and all(line.rstrip().endswith(".") for line in listed), listed
+
+
+def test_demo_reset_leaves_configured_servers_alone(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = cli(
+        tmp_path,
+        "demo",
+        "--reset",
+        INVENTORY_PORT=str(port),
+        INVENTORY_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test",
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "demo: --reset only clears the embedded demo; INVENTORY_REDIS_URL or "
+        "INVENTORY_DATABASE_URL is set, so clear those servers yourself"
+    ]
