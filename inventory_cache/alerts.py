@@ -2,7 +2,7 @@
 
 Two kinds per (sku, location): `low_stock` when available <= the policy's reorder_point
 (only where a policy exists), `oversold` when locked > on_hand (physical truth drove
-on_hand below what was promised; SPEC §2). An alert is a row of `alerts`: `active` while
+on_hand below what was promised; docs/contract.md). An alert is a row of `alerts`: `active` while
 the condition holds, `cleared_at` set when it stops. At most one active row per
 (sku, location, kind) (a partial unique index), so a condition that holds across many
 changes is one alert, and each new crossing is a new row.

@@ -1,7 +1,7 @@
 """Coalesces concurrent Redis calls into pipelines.
 
 One asyncio process spends a whole core driving a quarter of Redis when every call is its
-own round trip (PERF.md): the client, not Redis, is the ceiling. So every engine call is
+own round trip (BENCHMARKS.md): the client, not Redis, is the ceiling. So every engine call is
 queued, and whatever accumulated while the previous pipelines were in flight is sent as
 one pipeline (like ioredis's auto-pipelining). A script missing from the server's cache
 (NOSCRIPT after a restart or failover) is loaded and only the refused calls are re-sent:

@@ -8,26 +8,62 @@ from __future__ import annotations
 
 import typer
 
-from inventory_cache.api.cli import keys_app, serve
+from inventory_cache.api.cli import keys_app, require_deployment_redis, serve
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    # Plain click help: flags read `--x / --no-x`, and paragraphs are rewrapped whole.
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
+
+
+def _installed_version() -> str:
+    from importlib.metadata import version as dist_version
+
+    return dist_version("inventory-cache")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"inventory-cache {_installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the installed version and exit.",
+    ),
+) -> None:
+    """`inventory-cache` console script: one subcommand per process or admin task.
+
+    Machine-readable output (a new key, a JSON report) goes to standard output; progress
+    and messages go to standard error, so scripts can capture the former.
+    """
 
 
 @app.command()
 def version() -> None:
     """Print the installed version."""
-    from importlib.metadata import version as dist_version
-
-    typer.echo(dist_version("inventory-cache"))
+    typer.echo(_installed_version())
 
 
 @app.command()
 def migrate(
     revision: str = typer.Option("head", help="Alembic revision to upgrade to."),
 ) -> None:
-    """Apply the database migrations (INVENTORY_DATABASE_URL, else the demo's SQLite)."""
+    """Apply the database migrations.
+
+    The database is INVENTORY_DATABASE_URL, else the demo's SQLite file.
+    """
     from inventory_cache.settings import get_settings
     from persistence.db import database_url
     from persistence.db import migrate as run_migrations
@@ -48,7 +84,12 @@ def worker(
         2, min=1, max=16, help="Database connections committing batches side by side."
     ),
 ) -> None:
-    """Write-behind worker: every group's event stream into the database, until SIGTERM."""
+    """Write every accepted change to the database, until SIGTERM.
+
+    Reads every slot group's event stream through a consumer group shared with the other
+    workers.
+    """
+    require_deployment_redis("worker")
     from inventory_cache.worker import run_worker
 
     run_worker(
@@ -65,7 +106,11 @@ def worker(
 def warmup(
     if_empty: bool = typer.Option(False, help="Do nothing when Redis is already warm."),
 ) -> None:
-    """Rebuild Redis from the database, then mark it ready (prints a JSON summary)."""
+    """Rebuild Redis from the database, then mark it ready.
+
+    Prints a JSON summary of what was restored.
+    """
+    require_deployment_redis("warmup")
     from inventory_cache.warmup import run_warmup
 
     typer.echo(run_warmup(if_empty=if_empty))
@@ -75,7 +120,11 @@ def warmup(
 def verify(
     wait: float = typer.Option(30.0, help="Seconds to wait for the worker to catch up."),
 ) -> None:
-    """Compare Redis with the database; print every difference; exit 1 on any."""
+    """Compare Redis with the database.
+
+    Prints every difference and exits 1 if there is any.
+    """
+    require_deployment_redis("verify")
     from inventory_cache.verify import run_verify
 
     raise typer.Exit(run_verify(wait_s=wait))
@@ -83,8 +132,12 @@ def verify(
 
 @app.command()
 def scheduler() -> None:
-    """Expiry sweep, scheduled reconciliation, alerts and back in stock, until SIGTERM.
-    Run one per host if you like: a Redis lease lets exactly one of them act."""
+    """Run the periodic jobs, until SIGTERM.
+
+    Expiry sweep, scheduled reconciliation, alerts and back-in-stock notices. Run one per
+    host if you like: a Redis lease lets exactly one of them act.
+    """
+    require_deployment_redis("scheduler")
     from inventory_cache.scheduler import run_scheduler
 
     run_scheduler()
@@ -95,8 +148,11 @@ def reconcile(
     mode: str = typer.Option("", help="report or correct (default INVENTORY_RECONCILE_MODE)."),
     json_output: bool = typer.Option(False, "--json", help="Print the run as JSON instead."),
 ) -> None:
-    """Reconcile with the WMS now; print the differences. Exit 0 when none remain, 1 when
-    some do (report mode, or a refused correction), 2 when the run failed."""
+    """Reconcile with the WMS now and print the differences.
+
+    Exits 0 when none remain, 1 when some do (report mode, or a refused correction), 2
+    when the run failed.
+    """
     from inventory_cache.reconcile import Mode, run_command
 
     modes: dict[str, Mode | None] = {
@@ -106,6 +162,7 @@ def reconcile(
     }
     if mode not in modes:
         raise typer.BadParameter("report or correct", param_hint="--mode")
+    require_deployment_redis("reconcile")
     raise typer.Exit(run_command(mode=modes[mode], as_json=json_output))
 
 
@@ -113,8 +170,15 @@ def reconcile(
 def demo(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(0, help="Port to listen on (default: INVENTORY_PORT, 8000)."),
+    reset: bool = typer.Option(
+        False, "--reset", help="Delete the demo's data in ./.demo/ first and start afresh."
+    ),
 ) -> None:
-    """Everything in one process on the embedded default (or the configured servers)."""
+    """Run the whole service in one process, for a first look.
+
+    Embedded Redis and SQLite unless INVENTORY_REDIS_URL and INVENTORY_DATABASE_URL are
+    set. Data in ./.demo/ persists between runs.
+    """
     from inventory_cache.demo import run_demo
 
-    run_demo(host=host, port=port or None)
+    raise typer.Exit(run_demo(host=host, port=port or None, reset=reset))

@@ -9,22 +9,30 @@ from inventory_cache.settings import Settings
 _embedded_server: Any = None
 
 
+def _fakeredis() -> Any:
+    """fakeredis comes with the `demo` extra only: a service install has no use for it."""
+    try:
+        import fakeredis
+    except ImportError:
+        raise RuntimeError(
+            "the embedded Redis needs the demo extra: pip install 'inventory-cache[demo]', "
+            "or set INVENTORY_REDIS_URL"
+        ) from None
+    return fakeredis
+
+
 def embedded_server() -> Any:
     """One in-process fakeredis server shared by every client of this process (demo)."""
     global _embedded_server
     if _embedded_server is None:
-        import fakeredis
-
-        _embedded_server = fakeredis.FakeServer()
+        _embedded_server = _fakeredis().FakeServer()
     return _embedded_server
 
 
 def make_async_redis(settings: Settings) -> Any:
     """An asyncio client; bytes in and out (hiredis parses, orjson decodes)."""
     if settings.redis_url is None:
-        import fakeredis
-
-        return fakeredis.FakeAsyncRedis(server=embedded_server())
+        return _fakeredis().FakeAsyncRedis(server=embedded_server())
     if settings.redis_cluster:
         from redis.asyncio.cluster import RedisCluster
 
@@ -41,9 +49,7 @@ def make_async_redis(settings: Settings) -> Any:
 def make_sync_redis(settings: Settings) -> Any:
     """A blocking client for the worker, warmup and verify, which are not on the hot path."""
     if settings.redis_url is None:
-        import fakeredis
-
-        return fakeredis.FakeRedis(server=embedded_server())
+        return _fakeredis().FakeRedis(server=embedded_server())
     if settings.redis_cluster:
         from redis.cluster import RedisCluster
 

@@ -1,4 +1,4 @@
-"""One exception per SPEC error code; scripts' `err` replies map onto them in one place."""
+"""One exception per error code; scripts' `err` replies map onto them in one place."""
 
 from __future__ import annotations
 

@@ -16,6 +16,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INVENTORY_", extra="ignore")
 
     redis_url: str | None = None
+    # Unset redis_url means a fakeredis inside the process: right for the demo and tests,
+    # wrong for a deployment's commands (serve, worker, warmup...), which refuse it
+    # unless this is set.
+    allow_embedded_redis: bool = False
     redis_cluster: bool = False
     redis_prefix: str = Field(default="inv", pattern=r"^[A-Za-z0-9._-]{1,32}$")
     # Fixed for the life of a deployment: changing it needs a warmup into an empty Redis.

@@ -1,4 +1,4 @@
-"""SPEC §5's input rules, checked before anything reaches Redis (invariant 6)."""
+"""The API's input rules (docs/contract.md), checked before anything reaches Redis (invariant 6)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """`inventory-cache warmup`: rebuild Redis from PostgreSQL, then mark every group ready.
 
 An empty or flushed Redis has no readiness markers, so every script refuses writes with
-`not_ready` rather than report zero stock (SPEC §3.5). Warmup restores, from what the
+`not_ready` rather than report zero stock (docs/contract.md). Warmup restores, from what the
 worker committed:
 
 - every SKU's stock hash (`restore_stock-1.lua`, per SKU; the version is the highest
@@ -19,7 +19,7 @@ warmup is safe to repeat and never overwrites a change made since the flush. Exp
 are restored as absolute times: a record that would have expired by now is skipped.
 
 Everything written is what the worker had committed: events that Redis accepted but the
-worker had not written yet when Redis lost them are lost with them (SPEC §3.4 promises
+worker had not written yet when Redis lost them are lost with them (docs/durability.md promises
 no loss only of what Redis still holds); run with AOF to keep that window small.
 """
 

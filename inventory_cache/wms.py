@@ -47,6 +47,10 @@ class WmsError(Exception):
     """The WMS could not be read or answered something that is not a snapshot."""
 
 
+class WmsNotConfigured(WmsError):
+    """No WMS is set: an operator's omission, which no retry will cure."""
+
+
 @dataclass(frozen=True, slots=True)
 class InFlight:
     """A movement the WMS applied at `at` (ms) and had not yet delivered to us."""
@@ -216,4 +220,4 @@ def wms_from_settings(settings: Settings) -> WmsSource:
         return HttpJsonWms(settings.wms_url)
     if settings.wms_csv_path:
         return CsvFileWms(settings.wms_csv_path)
-    raise WmsError("no WMS configured: set INVENTORY_WMS_URL or INVENTORY_WMS_CSV_PATH")
+    raise WmsNotConfigured("no WMS configured: set INVENTORY_WMS_URL or INVENTORY_WMS_CSV_PATH")

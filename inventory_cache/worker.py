@@ -1,6 +1,6 @@
 """The write-behind worker: every group's event stream into PostgreSQL, exactly once in effect.
 
-Delivery is at-least-once and the sink is idempotent (SPEC §3.4, §3.8):
+Delivery is at-least-once and the sink is idempotent (docs/durability.md):
 
 1. Each worker is a consumer of the consumer group `ledger` on every stream
    `inv:{g}:ev`. On start it first re-reads its *own* pending entries (read before a

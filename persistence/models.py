@@ -2,7 +2,7 @@
 
 Redis holds the hot state; these tables hold the ledger and enough of the state to rebuild
 Redis (`warmup`). Table and column names are a contract: other modules and users' reports
-query them (SPEC §6 fixes `movements`). The same models run on SQLite for the embedded demo,
+query them (see docs/contract.md). The same models run on SQLite for the embedded demo,
 so they use only portable types (JSON becomes JSONB on PostgreSQL, BIGINT keys become
 INTEGER on SQLite so that they auto-increment).
 
@@ -43,7 +43,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-Id = String(64)  # SPEC identifiers: 1-64 characters of [A-Za-z0-9._:-]
+Id = String(64)  # identifiers: 1-64 characters of [A-Za-z0-9._:-]
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite only auto-increments INTEGER
 Json = JSON().with_variant(JSONB(), "postgresql")
 Qty = BigInteger
@@ -112,7 +112,7 @@ class StockLevel(Base):
 class Movement(Base):
     """The ledger: one row per change of one (sku, location), never updated.
 
-    `(op_id, sku, location)` is unique, so a redelivered event adds nothing (SPEC §3.8:
+    `(op_id, sku, location)` is unique, so a redelivered event adds nothing (docs/contract.md:
     the ledger deduplicates on the operation's id, not on the stream entry id).
     `created_at` is when the change happened in Redis; `recorded_at` when it reached here.
     """

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the project with its dev tools, again only when
-# pyproject.toml changed. Sourced by scripts/test.sh and scripts/demo.sh.
+# Creates .venv and installs the project, again only when pyproject.toml changed.
+# Sourced by scripts/demo.sh (BOOTSTRAP_EXTRA=demo: the service and its embedded Redis)
+# and scripts/test.sh (the default, dev: the demo plus the test and lint tools).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${PYTHON:-python3}"
@@ -11,22 +12,34 @@ if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
 fi
 if [ ! -x "$root/.venv/bin/python" ]; then
   echo "bootstrap: creating .venv with $py" >&2
-  "$py" -m venv "$root/.venv"
+  # No pip in it (uv installs): creating one with pip costs half a minute on a busy machine.
+  "$py" -m venv --without-pip "$root/.venv"
 fi
-stamp="$root/.venv/.installed-$(sha1sum "$root/pyproject.toml" | cut -c1-12)"
-if [ ! -f "$stamp" ]; then
-  echo "bootstrap: installing inventory-cache and its dev tools" >&2
+extra="${BOOTSTRAP_EXTRA:-dev}"
+hash="$(sha1sum "$root/pyproject.toml" | cut -c1-12)"
+stamp="$root/.venv/.installed-$hash-$extra"
+# dev includes demo, so a dev install serves the demo too.
+if [ ! -f "$stamp" ] && ! { [ "$extra" = demo ] && [ -f "$root/.venv/.installed-$hash-dev" ]; }; then
+  echo "bootstrap: installing inventory-cache[$extra]" >&2
   log="$root/.venv/install.log"
   vpy="$root/.venv/bin/python"
-  # uv installs the ~100 packages in well under a minute where pip takes several;
-  # plain pip is the fallback when uv cannot be had.
-  if ! { { "$vpy" -m pip install -q uv \
-           && "$root/.venv/bin/uv" pip install -q --python "$vpy" -e "$root[dev]"; } \
-         || "$vpy" -m pip install -q -e "$root[dev]"; } >"$log" 2>&1; then
+  # uv installs the packages in seconds where pip takes minutes: the one on PATH, else one
+  # fetched with the interpreter's pip into .venv/tools. Plain pip is the fallback.
+  uv="$(command -v uv || true)"
+  if [ -z "$uv" ] && { [ -x "$root/.venv/tools/bin/uv" ] \
+      || "$py" -m pip install -q --target "$root/.venv/tools" uv >"$log" 2>&1; }; then
+    uv="$root/.venv/tools/bin/uv"
+  fi
+  if ! { { [ -n "$uv" ] && "$uv" pip install -q --python "$vpy" -e "$root[$extra]"; } \
+         || { "$vpy" -m ensurepip -q && "$vpy" -m pip install -q -e "$root[$extra]"; }; } \
+       >>"$log" 2>&1; then
     cat "$log" >&2
     echo "bootstrap: install failed (log above)" >&2
     exit 1
   fi
   rm -f "$root"/.venv/.installed-*
   touch "$stamp"
+  if [ "$extra" = demo ]; then
+    echo "bootstrap: the test and lint tools come with scripts/test.sh" >&2
+  fi
 fi

@@ -4,5 +4,5 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-source scripts/bootstrap.sh
+BOOTSTRAP_EXTRA=demo source scripts/bootstrap.sh
 exec .venv/bin/inventory-cache demo "$@"

@@ -1,4 +1,4 @@
-"""Every error is problem+json with SPEC's code; bad input never changes state (invariant 6);
+"""Every error is problem+json with its code; bad input never changes state (invariant 6);
 no key → 401 and a key without the scope → 403 on every write route."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def write_routes() -> list[tuple[str, str]]:
     )
 
 
-# The scope SPEC §5 gives each write route this module serves.
+# The scope the contract gives each write route this module serves.
 WRITE_SCOPES = {
     ("POST", "/v1/inbound"): "warehouse",
     ("POST", "/v1/adjustments"): "warehouse",
@@ -110,7 +110,7 @@ async def test_unknown_route_and_method(api: Api) -> None:
     assert_problem(await api.client.get("/v1/nothing-here"), 404, "not_found")
     wrong = await api.client.delete("/v1/inbound", headers=api.auth("admin"))
 
-    assert_problem(wrong, 405, "not_found")  # SPEC's closed list has no 405 code
+    assert_problem(wrong, 405, "not_found")  # the closed list of codes has none for 405
     assert wrong.headers["allow"] == "POST"
 
 

@@ -1,5 +1,5 @@
-"""Every route of SPEC §5 that this API serves, through the ASGI app on real Redis and
-PostgreSQL: shapes, status codes and the business example of SPEC §2."""
+"""Every route of the contract that this API serves, through the ASGI app on real Redis and
+PostgreSQL: shapes, status codes and the business example of docs/contract.md."""
 
 from __future__ import annotations
 

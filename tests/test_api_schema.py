@@ -52,7 +52,7 @@ async def _stock(prefix: str) -> None:
     client = aredis.Redis.from_url(REDIS_URL)
     engine = StockEngine(client, make_settings(prefix))
     await engine.mark_ready()
-    for sku in ("SKU-1", "SKU-2", "0"):
+    for sku in ("phone-a", "case-b", "0"):
         await engine.inbound(ref="seed", sku=sku, location="north", qty=50)
     await client.aclose()
 
@@ -64,7 +64,7 @@ def served(api_database: Database, tmp_path_factory: pytest.TempPathFactory) -> 
     prefix = "t" + uuid.uuid4().hex[:10]
     asyncio.run(_stock(prefix))
     wms = tmp_path_factory.mktemp("wms") / "snapshot.csv"
-    wms.write_text("sku,location,on_hand\nSKU-1,north,50\n")
+    wms.write_text("sku,location,on_hand\nphone-a,north,50\n")
     env = server_env(prefix, api_database.url, INVENTORY_WMS_CSV_PATH=str(wms))
     try:
         with uvicorn_server(env) as url:

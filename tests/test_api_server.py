@@ -1,5 +1,5 @@
 """The API behind a real uvicorn on loopback: a smoke test of the served app, and the flash
-sale of SPEC §3.1 over HTTP from two OS processes against two server workers."""
+sale (no oversell) over HTTP from two OS processes against two server workers."""
 
 from __future__ import annotations
 

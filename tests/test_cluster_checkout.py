@@ -1,6 +1,6 @@
 """Checkout on Redis Cluster: a flash sale, and an order whose lines live on three masters.
 
-SPEC §3 invariants 1 and 3 when one order's slot groups sit on different servers: the
+No oversell and all-or-nothing when one order's slot groups sit on different servers: the
 engine pipelines one `reserve` per group, the cluster client splits that pipeline by node,
 and if one node refuses, what the others locked is released before the caller hears.
 """

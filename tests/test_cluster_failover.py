@@ -1,4 +1,4 @@
-"""A replica promoted to master serves the engine at once (issue 9, SPEC §4).
+"""A replica promoted to master serves the engine at once (issue 9).
 
 Redis 7 does not replicate SCRIPT LOAD, so a promoted replica starts with an empty script
 cache: the first EVALSHA it gets answers NOSCRIPT. The client, still holding the old

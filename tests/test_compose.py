@@ -76,3 +76,42 @@ def test_two_workers_share_the_ledger_group() -> None:
     assert worker["deploy"]["replicas"] == 2
     assert "container_name" not in worker  # replicas need names of their own
     assert "--consumer" not in worker["command"]  # each defaults to <hostname>-<pid>
+
+
+PROCESSES = ("migrate", "warmup", "api", "worker", "scheduler")
+
+
+def test_one_named_image_is_built_once_and_run_by_every_process() -> None:
+    images = {SERVICES[name]["image"] for name in PROCESSES}
+    builders = [name for name in PROCESSES if "build" in SERVICES[name]]
+
+    assert images == {"inventory-cache:local"}
+    assert builders == ["migrate"]
+    for name in PROCESSES[1:]:
+        assert SERVICES[name]["pull_policy"] == "never", name
+
+
+def test_every_setting_reaches_every_process_from_dot_env() -> None:
+    for name in PROCESSES:
+        assert SERVICES[name]["env_file"] == [{"path": ".env", "required": False}], name
+
+
+def test_worker_serves_its_metrics_and_worker_and_scheduler_have_healthchecks() -> None:
+    worker = SERVICES["worker"]
+    port = worker["command"][worker["command"].index("--metrics-port") + 1]
+
+    assert worker["expose"] == [port]
+    assert f"127.0.0.1:{port}/metrics" in " ".join(worker["healthcheck"]["test"])
+    assert ":{lease}:scheduler" in " ".join(SERVICES["scheduler"]["healthcheck"]["test"])
+
+
+def test_dockerfile_installs_dependencies_before_the_code_and_runs_unprivileged() -> None:
+    lines = [ln for ln in (ROOT / "Dockerfile").read_text().splitlines() if ln.strip()]
+    first_code = next(i for i, ln in enumerate(lines) if ln.startswith("COPY inventory_cache"))
+    deps = next(i for i, ln in enumerate(lines) if "pip install -r" in ln)
+    copies_before_deps = [ln for ln in lines[:deps] if ln.startswith("COPY")]
+
+    assert deps < first_code
+    assert copies_before_deps == ["COPY pyproject.toml ./"]
+    assert any("chown -R inventory" in ln for ln in lines)
+    assert lines[lines.index("USER inventory") - 1].startswith("RUN useradd")

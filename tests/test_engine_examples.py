@@ -1,4 +1,4 @@
-"""SPEC §2's worked examples, field by field, on real Redis and on fakeredis."""
+"""The worked examples of docs/contract.md, field by field, on real Redis and on fakeredis."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""The engine against a plain Python model of SPEC §2-§3, on random operation sequences.
+"""The engine against a plain Python model of the contract, on random operation sequences.
 
 Hypothesis drives every engine operation (movements, counts with and without an
 expected value, POS events, safety stock, multi-line reservations with and without
 locations, cancel, ship, expiry through a manual clock, transfers) with small pools of
 ids, so retries with the same body and reuses with another body happen all the time.
 After every step the engine must agree with the model: each (sku, location)'s levels,
-each reservation and transfer, every result or typed error. And SPEC §3's invariants are
+each reservation and transfer, every result or typed error. And the contract's guarantees are
 checked on what the engine reports: available is never negative, locked is exactly
 what active reservations and requested transfers hold, and an operation that the model
 says changes nothing (a refusal, a replay, a read) leaves every Redis key as it was.
@@ -162,7 +162,7 @@ class TransferRec:
 
 
 class Model:
-    """SPEC §2-§3 with dicts. Methods mirror the engine's; `changes` counts state changes."""
+    """The contract with dicts. Methods mirror the engine's; `changes` counts state changes."""
 
     def __init__(self, now: Callable[[], int], group_of: Callable[[str], int]) -> None:
         self.now = now
@@ -696,7 +696,7 @@ class EngineMachine(RuleBasedStateMachine):
             want = outcome_of(self.model.get_transfer, tid)
             assert same(got, want), f"{tid}: engine {show(got)}, model {show(want)}"
 
-        # SPEC §3 on what the engine reports. An order past its TTL already reads as
+        # the guarantees on what the engine reports. An order past its TTL already reads as
         # expired, but keeps its locks until the sweep (or a late cancel/ship) ends it.
         holding: dict[tuple[str, str], int] = defaultdict(int)
         for oid, (kind, res) in zip(ORDERS, reservations, strict=True):
@@ -736,7 +736,7 @@ def _fresh_prefix() -> str:
 @pytest.mark.timeout(900)  # passing takes well under a minute; shrinking a failure, longer
 @pytest.mark.parametrize("backend", ["redis", "fakeredis"])
 def test_engine_behaves_like_the_model(backend: str) -> None:
-    """Random operation sequences with retries and reused ids keep SPEC §3 and match the model."""
+    """Random operation sequences with retries and reused ids keep the contract, as the model."""
     if backend == "redis":
         need_redis()
     machine = type(f"EngineMachine_{backend}", (EngineMachine,), {"backend": backend})

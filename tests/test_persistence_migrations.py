@@ -1,5 +1,5 @@
 """The migrations are the schema: they build what the models declare, on PostgreSQL and on
-the demo's SQLite, they go down and up again, and the contract names of SPEC §6 exist."""
+the demo's SQLite, they go down and up again, and the ledger's contract names exist."""
 
 from __future__ import annotations
 

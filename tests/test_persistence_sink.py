@@ -1,5 +1,6 @@
-"""The sinks write events so that a redelivery or a reordering changes nothing (SPEC §3.4,
-§3.8). Every test runs on PostgreSQL (the bulk `unnest` statements) and on SQLite (the
+"""The sinks write events so that a redelivery or a reordering changes nothing
+(docs/durability.md).
+Every test runs on PostgreSQL (the bulk `unnest` statements) and on SQLite (the
 demo's row-by-row statements): both must end in the same rows."""
 
 from __future__ import annotations

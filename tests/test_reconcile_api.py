@@ -112,12 +112,16 @@ async def test_a_run_without_waiting_is_polled_until_done(
     assert [d["sku"] for d in run["diffs"]] == ["rc-2", "rc-7"]
 
 
-async def test_reconcile_is_admin_only_and_needs_a_wms(api: Api) -> None:
+async def test_reconcile_is_admin_only_and_a_missing_wms_is_a_configuration_error(
+    api: Api,
+) -> None:
+    """Not 503 `not_ready`: no retry helps until an operator configures a WMS."""
     c = api.client
     assert (await c.post("/v1/reconcile", headers=api.auth("warehouse"))).status_code == 403
     r = await c.post("/v1/reconcile", headers=api.auth("admin"))
-    assert (r.status_code, r.json()["code"]) == (503, "not_ready")
-    assert "no WMS configured" in r.json()["detail"]
+    assert (r.status_code, r.json()["code"]) == (409, "invalid_state")
+    assert r.json()["title"] == "No WMS configured"
+    assert "INVENTORY_WMS_URL or INVENTORY_WMS_CSV_PATH" in r.json()["detail"]
     missing = await c.get("/v1/reconcile/r-nope", headers=api.auth("admin"))
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
     bad = await c.post("/v1/reconcile", json={"mode": "fix"}, headers=api.auth("admin"))

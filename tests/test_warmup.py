@@ -1,4 +1,4 @@
-"""Redis is rebuildable from PostgreSQL (SPEC §3.5): after a flush, writes are refused until
+"""Redis is rebuildable from PostgreSQL: after a flush, writes are refused until
 `warmup` has restored levels, reservations, transfers and idempotency records, and then
 retries replay instead of applying twice. `verify` finds any difference left."""
 

@@ -1,4 +1,4 @@
-"""The ledger's processes on Redis Cluster (SPEC §4: the same code on a single Redis and on
+"""The ledger's processes on Redis Cluster (the same code on a single Redis and on
 a cluster): the worker reads every group's stream across the masters, warmup rebuilds a
 flushed cluster, verify compares it, each through the service's own cluster clients."""
 

@@ -18,13 +18,33 @@ keys_app = typer.Typer(
 )
 
 
+def require_deployment_redis(command: str) -> None:
+    """Exit with one line unless a real Redis is configured or the embedded one was asked
+    for: a command acting on a deployment would otherwise act on an empty, throwaway
+    Redis in its own process and report nonsense (or succeed at nothing)."""
+    from inventory_cache.settings import get_settings
+
+    settings = get_settings()
+    if settings.redis_url is None and not settings.allow_embedded_redis:
+        typer.echo(
+            f"{command}: INVENTORY_REDIS_URL is not set; point it at your Redis, or set "
+            "INVENTORY_ALLOW_EMBEDDED_REDIS=true to run on an empty in-process Redis.",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, min=1, help="Worker processes (each its own near-cache)."),
     access_log: bool = typer.Option(False, help="Log every request (costs throughput)."),
 ) -> None:
-    """Run the HTTP API (uvicorn, uvloop, httptools); configuration from INVENTORY_*."""
+    """Run the HTTP API.
+
+    uvicorn with uvloop and httptools; configured from INVENTORY_* variables.
+    """
+    require_deployment_redis("serve")
     import uvicorn
 
     uvicorn.run(
@@ -54,7 +74,10 @@ def create(
     scopes: str = typer.Option(..., help="Comma-separated: read, checkout, warehouse, admin."),
     name: str = typer.Option("", help="What the key is for (shown by `keys list`)."),
 ) -> None:
-    """Create a key and print it, alone, on standard output: it is not shown again."""
+    """Create a key and print it.
+
+    The key alone goes to standard output; it is not shown again.
+    """
     from inventory_cache.apikeys import create_key, parse_scopes
 
     try:
@@ -72,7 +95,10 @@ def create(
 
 @keys_app.command("list")
 def list_() -> None:
-    """One JSON object per key (id, name, scopes, times); never the secret."""
+    """List the keys, one JSON object each.
+
+    Id, name, scopes and times; never the secret.
+    """
     from inventory_cache.apikeys import list_keys
 
     db = _database()
@@ -94,7 +120,10 @@ def list_() -> None:
 
 @keys_app.command("revoke")
 def revoke(key_id: str = typer.Argument(..., help="The key's id, from `keys list`.")) -> None:
-    """Revoke a key; API processes stop accepting it within INVENTORY_API_KEY_CACHE_SECONDS."""
+    """Revoke a key.
+
+    API processes stop accepting it within INVENTORY_API_KEY_CACHE_SECONDS.
+    """
     from inventory_cache.apikeys import revoke_key
 
     db = _database()

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
 
-from inventory_cache.api import openapi, problems
+from inventory_cache.api import docs, openapi, problems
 from inventory_cache.api.deps import Services
 from inventory_cache.api.guards import RequestGuard
 from inventory_cache.api.idempotency import IdempotencyMiddleware, IdempotencyStore
@@ -128,9 +128,12 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     for router in ROUTERS:
         app.include_router(router)
+    docs.install(app)
     problems.install(app)
     openapi.install(app, rate_limited=settings.rate_limit_per_second > 0)
     app.add_middleware(IdempotencyMiddleware)

@@ -1,7 +1,7 @@
 """In-process near-cache of availability answers, never staler than `INVENTORY_NEAR_CACHE_MS`.
 
 Product pages read far more than anything writes, and the HTTP layer, not Redis, is the
-ceiling of the read path (PERF.md). So each API process keeps the *encoded* JSON answer
+ceiling of the read path (BENCHMARKS.md). So each API process keeps the *encoded* JSON answer
 per SKU, and concurrent misses of one SKU share a single Redis read (single flight),
 which the engine's batcher coalesces with other SKUs' reads into pipelines. Errors
 (`not_ready`) are never cached. Only availability reads come through here: reservations,

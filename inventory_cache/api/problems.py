@@ -4,7 +4,7 @@ The engine's typed errors carry their own code, status and title (`errors.py`); 
 errors only the HTTP layer can meet (a missing key, a body too large, an unknown route...)
 are added here as the same kind of typed error, so one handler renders them all. The
 body is `{"type", "title", "status", "detail", "code", ...extra}`; `type` is a URN naming
-the code, so clients can switch on either. SPEC's list of codes is closed and has none for
+the code, so clients can switch on either. The list of codes is closed and has none for
 a 405, so a method the path does not serve answers status 405 (with its `Allow` header)
 and code `not_found`, the nearest: that operation does not exist. An unexpected failure
 answers 500 `internal_error` without details.
@@ -66,7 +66,7 @@ _CODE_OF_STATUS = {
     401: ("unauthorized", "Unauthorized"),
     403: ("forbidden", "Forbidden"),
     404: ("not_found", "Not found"),
-    405: ("not_found", "Method not allowed"),  # SPEC lists no code for a 405
+    405: ("not_found", "Method not allowed"),  # the closed list of codes has none for a 405
     413: ("payload_too_large", "Payload too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
     422: ("validation_error", "Invalid request"),
@@ -190,12 +190,12 @@ def install(app: FastAPI) -> None:
 _EXAMPLES: dict[int, tuple[str, str, str, dict[str, Any]]] = {
     401: ("unauthorized", "Unauthorized", "missing or invalid API key", {}),
     403: ("forbidden", "Forbidden", "this API key lacks the scope 'warehouse'", {}),
-    404: ("not_found", "Not found", "no reservation order-1001", {}),
+    404: ("not_found", "Not found", "no reservation o-1", {}),
     409: (
         "insufficient_stock",
         "Insufficient stock",
-        "not enough stock for: SKU-1 (requested 2, available 1)",
-        {"lines": [{"sku": "SKU-1", "requested": 2, "available": 1}]},
+        "not enough stock for: phone-a (requested 2, available 1)",
+        {"lines": [{"sku": "phone-a", "requested": 2, "available": 1}]},
     ),
     413: ("payload_too_large", "Payload too large", "the body exceeds 1048576 bytes", {}),
     415: ("unsupported_media_type", "Unsupported media type", "send application/json", {}),

@@ -1,4 +1,4 @@
-"""Request and response bodies of SPEC §5, with the limits of `validation.py` in the schema.
+"""Request and response bodies of the API, with the limits of `validation.py` in the schema.
 
 Request bodies are strict: unknown fields are refused and integers must be JSON integers
 (`1.5`, `"3"` and `true` are 422), so the OpenAPI document tells clients exactly what is
@@ -19,9 +19,9 @@ from inventory_cache.models import Level, Reservation, Transfer
 
 IDENT_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
-Ident = Annotated[
-    str, Field(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["SKU-1"])
-]
+# No example of its own: an identifier is a SKU, a location or a ref, and each model's
+# example shows which (with the demo's catalogue, so "Try it out" works on the demo).
+Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
 Qty = Annotated[int, Field(strict=True, ge=1, le=v.MAX_QTY, examples=[2])]
 Count = Annotated[int, Field(strict=True, ge=0, le=v.MAX_ON_HAND)]
 
@@ -55,7 +55,7 @@ class InboundIn(StrictBody):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"ref": "PO-1001", "sku": "SKU-1", "location": "north", "qty": 10}]
+            "examples": [{"ref": "po-1", "sku": "phone-a", "location": "north", "qty": 10}]
         }
     )
 
@@ -78,14 +78,14 @@ class AdjustmentIn(StrictBody):
             "examples": [
                 {
                     "ref": "ADJ-7",
-                    "sku": "SKU-1",
+                    "sku": "phone-a",
                     "location": "north",
                     "delta": -2,
                     "reason": "damage",
                 },
                 {
                     "ref": "CNT-3",
-                    "sku": "SKU-1",
+                    "sku": "phone-a",
                     "location": "north",
                     "set_on_hand": 42,
                     "expected_on_hand": 40,
@@ -129,7 +129,7 @@ class ReturnIn(StrictBody):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"ref": "RMA-9", "sku": "SKU-1", "location": "north", "qty": 1, "restock": True}
+                {"ref": "RMA-9", "sku": "phone-a", "location": "north", "qty": 1, "restock": True}
             ]
         }
     )
@@ -154,8 +154,8 @@ class ReservationIn(StrictBody):
         json_schema_extra={
             "examples": [
                 {
-                    "order_id": "order-1001",
-                    "lines": [{"sku": "SKU-1", "qty": 2}, {"sku": "SKU-2", "qty": 1}],
+                    "order_id": "o-1",
+                    "lines": [{"sku": "phone-a", "qty": 2}, {"sku": "case-b", "qty": 1}],
                     "ttl_seconds": 900,
                 }
             ]
@@ -176,8 +176,8 @@ class TransferIn(StrictBody):
         json_schema_extra={
             "examples": [
                 {
-                    "transfer_id": "TR-55",
-                    "sku": "SKU-1",
+                    "transfer_id": "t-1",
+                    "sku": "phone-a",
                     "from_location": "north",
                     "to_location": "south",
                     "qty": 100,
@@ -199,7 +199,7 @@ class AvailabilityOut(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "sku": "SKU-1",
+                    "sku": "phone-a",
                     "available": 12,
                     "in_stock": True,
                     "locations": {"north": 9, "south": 3},
@@ -221,12 +221,12 @@ class AvailabilityBatchOut(BaseModel):
                 {
                     "items": [
                         {
-                            "sku": "SKU-1",
+                            "sku": "phone-a",
                             "available": 12,
                             "in_stock": True,
                             "locations": {"north": 12},
                         },
-                        {"sku": "SKU-9", "available": 0, "in_stock": False, "locations": {}},
+                        {"sku": "earbuds-d", "available": 0, "in_stock": False, "locations": {}},
                     ]
                 }
             ]
@@ -243,7 +243,7 @@ class LevelOut(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "sku": "SKU-1",
+                    "sku": "phone-a",
                     "location": "north",
                     "on_hand": 10,
                     "locked": 1,
@@ -285,7 +285,7 @@ class StockOut(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "sku": "SKU-1",
+                    "sku": "phone-a",
                     "locations": {
                         "north": {"on_hand": 10, "locked": 1, "safety_stock": 0, "available": 9}
                     },
@@ -309,10 +309,10 @@ class ReservationOut(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "order_id": "order-1001",
+                    "order_id": "o-1",
                     "status": "active",
                     "expires_at": "2026-11-22T10:15:00.000Z",
-                    "lines": [{"sku": "SKU-1", "qty": 2, "location": "north"}],
+                    "lines": [{"sku": "phone-a", "qty": 2, "location": "north"}],
                 }
             ]
         }
@@ -338,9 +338,9 @@ class TransferOut(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "transfer_id": "TR-55",
+                    "transfer_id": "t-1",
                     "status": "requested",
-                    "sku": "SKU-1",
+                    "sku": "phone-a",
                     "from_location": "north",
                     "to_location": "south",
                     "qty": 100,
@@ -378,7 +378,7 @@ class MovementOut(BaseModel):
     """One ledger row: the change of one (sku, location) by one operation."""
 
     id: int = Field(description="Recording order; pass as `before` to page back.")
-    op_id: str = Field(examples=["reserve:order-1001:3f2a9c0d1b2e"])
+    op_id: str = Field(examples=["reserve:o-1:3f2a9c0d1b2e"])
     sku: str
     location: str
     type: str = Field(examples=["reserve"])
@@ -399,12 +399,12 @@ class MovementsOut(BaseModel):
                     "items": [
                         {
                             "id": 1042,
-                            "op_id": "reserve:order-1001:3f2a9c0d1b2e",
-                            "sku": "SKU-1",
+                            "op_id": "reserve:o-1:3f2a9c0d1b2e",
+                            "sku": "phone-a",
                             "location": "north",
                             "type": "reserve",
                             "reason": "reserve",
-                            "ref": "order-1001",
+                            "ref": "o-1",
                             "delta_on_hand": 0,
                             "delta_locked": 2,
                             "on_hand_after": 10,

@@ -1,4 +1,4 @@
-"""The baseline behind HTTP: SPEC §5's stock and reservation routes, served from PostgreSQL.
+"""The baseline behind HTTP: the API's stock and reservation routes, served from PostgreSQL.
 
 Same framework, same server, same shapes and status codes as the service's API for the
 routes the load generator drives (availability, stock, inbound to seed, reservations
@@ -39,7 +39,7 @@ class BaselineSettings(BaseSettings):
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/inventory_baseline"
     # Connections per server process; a hot row serialises on its lock, so more
-    # connections add waiting, not throughput (PERF.md: 8 clients beat 32).
+    # connections add waiting, not throughput (measured here: 8 clients beat 32).
     pool_size: int = Field(default=8, ge=1, le=64)
     synchronous_commit: bool = True
     location_priority: Annotated[list[str], NoDecode] = Field(default_factory=list)

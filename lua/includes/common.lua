@@ -1,6 +1,6 @@
 --[[
   Helpers shared by every script: replies, errors, reading one (sku, location).
-  Replies are JSON strings; an error reply carries `err` = one of the SPEC's codes.
+  Replies are JSON strings; an error reply carries `err` = one of the codes of docs/contract.md.
 ]]
 local rcall = redis.call
 

@@ -1,1 +1,1 @@
-"""One router per area of SPEC §5, each `APIRouter(prefix=..., tags=[...])`."""
+"""One router per area of the API, each `APIRouter(prefix=..., tags=[...])`."""

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from anyio import to_thread
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.responses import Response
@@ -32,6 +32,26 @@ class AlertOut(BaseModel):
 
 
 class AlertsOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": 1,
+                            "sku": "phone-a",
+                            "location": "north",
+                            "kind": "low_stock",
+                            "active": True,
+                            "raised_at": "2026-11-28T02:01:17.758Z",
+                            "details": {"available": 8, "reorder_point": 8},
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     items: list[AlertOut]
 
 

@@ -18,7 +18,7 @@ from inventory_cache.validation import IDENT
 router = APIRouter(prefix="/v1/availability", tags=["availability"])
 
 SkuPath = Annotated[
-    str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["SKU-1"])
+    str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["phone-a"])
 ]
 
 
@@ -31,7 +31,7 @@ _SKU_PARAMETER = {
     "in": "path",
     "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": IDENT_PATTERN},
-    "example": "SKU-1",
+    "example": "phone-a",
 }
 
 

@@ -44,14 +44,14 @@ BarcodesDep = Annotated[BarcodeStore, Depends(get_barcodes)]
 
 
 class BarcodeIn(StrictBody):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"sku": "SKU-1"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"sku": "phone-a"}]})
 
     sku: Ident
 
 
 class BarcodeOut(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"barcode": "04006381333931", "sku": "SKU-1"}]}
+        json_schema_extra={"examples": [{"barcode": "04006381333931", "sku": "phone-a"}]}
     )
 
     barcode: str

@@ -50,6 +50,30 @@ class PolicyIn(StrictBody):
 
 
 class PolicyOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sku": "phone-a",
+                    "location": "north",
+                    "safety_stock": 2,
+                    "reorder_point": 8,
+                    "reorder_qty": 20,
+                    "lead_time_days": 5,
+                    "updated_at": "2026-11-28T02:01:17.747Z",
+                    "levels": {
+                        "sku": "phone-a",
+                        "location": "north",
+                        "on_hand": 10,
+                        "locked": 0,
+                        "safety_stock": 2,
+                        "available": 8,
+                    },
+                }
+            ]
+        }
+    )
+
     sku: str
     location: str
     safety_stock: int

@@ -52,16 +52,16 @@ class PosBatchIn(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "location": "store-12",
+                    "location": "store-1",
                     "events": [
-                        {"event_id": "till3-000481", "type": "sale", "sku": "SKU-1", "qty": 1},
+                        {"event_id": "till3-000481", "type": "sale", "sku": "phone-a", "qty": 1},
                         {
                             "event_id": "till3-000482",
                             "type": "return",
                             "barcode": "4006381333931",
                             "qty": 1,
                         },
-                        {"event_id": "rfid-0091", "type": "count", "sku": "SKU-2", "qty": 37},
+                        {"event_id": "rfid-0091", "type": "count", "sku": "case-b", "qty": 37},
                     ],
                 }
             ]
@@ -91,6 +91,45 @@ class PosResultOut(BaseModel):
 
 
 class PosBatchOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "location": "store-1",
+                    "applied": 2,
+                    "replayed": 0,
+                    "failed": 0,
+                    "results": [
+                        {
+                            "index": 0,
+                            "event_id": "till1-0001",
+                            "status": "applied",
+                            "sku": "phone-a",
+                            "location": "store-1",
+                            "on_hand": 1,
+                            "locked": 0,
+                            "safety_stock": 0,
+                            "available": 1,
+                            "oversold": 0,
+                        },
+                        {
+                            "index": 1,
+                            "event_id": "till1-0002",
+                            "status": "applied",
+                            "sku": "phone-a",
+                            "location": "store-1",
+                            "on_hand": 0,
+                            "locked": 0,
+                            "safety_stock": 0,
+                            "available": 0,
+                            "oversold": 0,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
     location: str
     applied: int
     replayed: int

@@ -23,13 +23,20 @@ from inventory_cache.api.deps import AdminKey, ServicesDep
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
 from inventory_cache.api.schemas import IDENT_PATTERN, StrictBody, iso_datetime
-from inventory_cache.errors import NotFound, NotReady
+from inventory_cache.errors import InvalidState, NotFound, NotReady
 from inventory_cache.reconcile import begin_run, load_run, new_run_id, run_recorded
-from inventory_cache.wms import WmsError, wms_from_settings
+from inventory_cache.wms import WmsError, WmsNotConfigured, wms_from_settings
 
 router = APIRouter(prefix="/v1/reconcile", tags=["reconcile"])
 log = logging.getLogger(__name__)
 _background: set[asyncio.Task[Any]] = set()  # runs of `wait=false`, kept until done
+
+
+class WmsMissing(InvalidState):
+    """A configuration error, not a readiness one: 503 would invite retries that cannot
+    succeed until an operator sets a WMS."""
+
+    title = "No WMS configured"
 
 
 class ReconcileIn(StrictBody):
@@ -48,6 +55,40 @@ class DiffOut(BaseModel):
 
 
 class RunOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "run_id": "r20261128T015027-555aa5",
+                    "status": "done",
+                    "mode": "report",
+                    "source": "csv:.demo/wms.csv",
+                    "started_at": "2026-11-28T01:50:27.000Z",
+                    "finished_at": "2026-11-28T01:50:27.725Z",
+                    "summary": {
+                        "snapshot_at": 1795830581133,
+                        "checked": 7,
+                        "diffs": 1,
+                        "oversell_risk": 1,
+                        "undersell": 0,
+                        "corrected": 0,
+                        "failures": [],
+                    },
+                    "diffs": [
+                        {
+                            "sku": "charger-c",
+                            "location": "south",
+                            "ours": 25,
+                            "wms": 24,
+                            "diff": 1,
+                            "kind": "oversell_risk",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     run_id: str
     status: Literal["running", "done", "failed"]
     mode: Literal["report", "correct"]
@@ -79,7 +120,16 @@ def _load(db: Engine, run_id: str) -> dict[str, Any] | None:
     status_code=201,
     responses={
         202: {"description": "Started (`wait=false`); poll the run."},
-        **problem_responses(401, 403, 422, 503, s503="No WMS configured or reachable."),
+        **problem_responses(
+            401,
+            403,
+            409,
+            422,
+            503,
+            s409="No WMS configured (`invalid_state`): set INVENTORY_WMS_URL or "
+            "INVENTORY_WMS_CSV_PATH.",
+            s503="The WMS could not be reached or read.",
+        ),
     },
     summary="Reconcile with the WMS now",
 )
@@ -94,8 +144,8 @@ async def start_run(
     cfg = services.settings
     try:
         source = wms_from_settings(cfg)
-    except WmsError as exc:
-        raise NotReady(str(exc)) from None
+    except WmsNotConfigured as exc:
+        raise WmsMissing(str(exc)) from None
     mode = (body.mode if body else None) or cfg.reconcile_mode
     db = services.ledger.db
     sessions = sessionmaker(db, expire_on_commit=False)

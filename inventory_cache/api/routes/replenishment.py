@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -22,6 +22,35 @@ router = APIRouter(prefix="/v1", tags=["replenishment"])
 
 
 class ReplenishmentOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "as_of": "2026-11-28T02:01:30.303Z",
+                    "window_days": 28,
+                    "cover_days": 14,
+                    "items": [
+                        {
+                            "sku": "phone-a",
+                            "location": "store-1",
+                            "sold": 2,
+                            "window_days": 28,
+                            "avg_daily_sales": 0.071,
+                            "lead_time_days": 0,
+                            "safety_stock": 0,
+                            "reorder_point": 0,
+                            "on_hand": 0,
+                            "locked": 0,
+                            "in_transit": 0,
+                            "position": 0,
+                            "suggested_qty": 1,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     as_of: str
     window_days: int
     cover_days: int

@@ -1,4 +1,4 @@
-"""Checkout: lock stock for an order, then cancel it or ship it (SPEC §5).
+"""Checkout: lock stock for an order, then cancel it or ship it.
 
 Every answer is read from the live state in Lua, never from the near-cache. Creating,
 cancelling and shipping are idempotent by `order_id`: a retry answers the first result
@@ -30,9 +30,7 @@ from inventory_cache.models import LineRequest
 router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
 _checkout_key = require_scope("checkout")
 
-OrderId = Annotated[
-    str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["order-1001"])
-]
+OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["o-1"])]
 
 
 @router.post(

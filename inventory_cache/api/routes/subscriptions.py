@@ -32,7 +32,7 @@ class SubscriptionIn(StrictBody):
     model_config = ConfigDict(
         json_schema_extra={
             "oneOf": [{"required": ["webhook_url"]}, {"required": ["subscriber_id"]}],
-            "examples": [{"sku": "SKU-1", "subscriber_id": "customer-42"}],
+            "examples": [{"sku": "phone-a", "subscriber_id": "customer-42"}],
         }
     )
 
@@ -42,6 +42,20 @@ class SubscriptionIn(StrictBody):
 
 
 class SubscriptionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 1,
+                    "sku": "earbuds-d",
+                    "status": "pending",
+                    "created_at": "2026-11-28T02:01:18.000Z",
+                    "subscriber_id": "customer-42",
+                }
+            ]
+        }
+    )
+
     id: int
     sku: str
     status: Literal["pending", "notified"]

@@ -19,7 +19,7 @@ from inventory_cache.api.schemas import IDENT_PATTERN, TransferIn, TransferOut
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 
 TransferId = Annotated[
-    str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["TR-55"])
+    str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["t-1"])
 ]
 
 
