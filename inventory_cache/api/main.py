@@ -121,6 +121,9 @@ def create_app(
                 ledger=ledger,
                 limiter=RateLimiter.from_settings(eng, settings),
             )
+            # A Redis that came back behind the ledger must not serve a single request of
+            # the groups concerned: check once before the first one.
+            await ops.ledger_readiness(app.state.services)
             yield
 
     app = FastAPI(
