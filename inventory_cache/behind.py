@@ -244,19 +244,26 @@ STATE_KINDS = ("s", "r", "t", "op", "o", "ti")
 def clear_state(redis: Any, keys: Keys, groups: Sequence[int]) -> int:
     """Delete what behind groups hold of the stock state (not their streams, markers or
     caches), so that warmup restores it whole from PostgreSQL instead of keeping a stale
-    copy. The groups must not be ready meanwhile (no script writes to them). One SCAN of
-    the prefix, whatever the number of groups."""
+    copy. The index of each order and transfer found there goes too, wherever its group:
+    it may hold a decision (a cancel, say) that the ledger has and the part lost, or the
+    reverse. The groups must not be ready meanwhile (no script writes to them). One SCAN
+    of the prefix, whatever the number of groups."""
     wanted = set(groups)
     if not wanted:
         return 0
     pattern = re.compile(
-        rf"^{re.escape(keys.prefix)}:\{{(\d+)\}}:(?:{'|'.join(STATE_KINDS)}):", re.DOTALL
+        rf"^{re.escape(keys.prefix)}:\{{(\d+)\}}:({'|'.join(STATE_KINDS)}):(.*)$", re.DOTALL
     )
     names: list[Any] = [keys.expiry(g) for g in sorted(wanted)]
     for raw in redis.scan_iter(match=f"{keys.prefix}:{{*}}:*", count=1000):
         m = pattern.match(_text(raw))
-        if m is not None and int(m[1]) in wanted:
-            names.append(raw)
+        if m is None or int(m[1]) not in wanted:
+            continue
+        names.append(raw)
+        if m[2] == "r":
+            names.append(keys.order_index(m[3]))
+        elif m[2] == "t":
+            names.append(keys.transfer_index(m[3]))
     deleted = 0
     for i in range(0, len(names), 500):
         pipe = redis.pipeline(transaction=False)
