@@ -23,16 +23,18 @@ for `/readyz`, `verify` and the operator. The other groups keep serving. `warmup
 the group from PostgreSQL and writes `<prefix>:{g}:healed`, the newest entry the heal
 covered, which stands in for that entry until the worker commits newer ones.
 
-Checked by the worker before it reads anything after a start or a lost Redis connection
-(so no batch of a restarted Redis reaches PostgreSQL unchecked) and every few seconds, by
-`/readyz`, and at the API's start-up. The happy path pays one small insert per batch.
+Checked by the API before it re-sends the first calls a server refused with NOSCRIPT (a
+restarted Redis or a promoted replica has an empty script cache, so no script of a
+changed server runs before the check), at the API's start-up, by `/readyz`, and by the
+worker before it reads anything after a start or a lost Redis connection and every few
+seconds. The happy path pays one small insert per batch.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,10 +162,17 @@ def mark(redis: Any, keys: Keys, behind: Mapping[int, str]) -> None:
 
 
 def check(redis: Any, engine: sa.Engine, keys: Keys, *, compact: bool = False) -> dict[int, str]:
-    """Find the groups behind the ledger and mark them (sync clients: worker, CLI)."""
-    behind = find(redis, keys, load_marks(engine, compact=compact))
-    mark(redis, keys, behind)
-    return behind
+    """Find the groups behind the ledger and mark those not marked yet (sync clients:
+    worker, CLI); returns the newly marked ones, so each gap is reported once."""
+    found = find(redis, keys, load_marks(engine, compact=compact))
+    if found:
+        pipe = redis.pipeline(transaction=False)
+        for g in found:
+            pipe.exists(keys.behind(g))
+        known = {g for g, n in zip(found, pipe.execute(), strict=True) if n}
+        found = {g: reason for g, reason in found.items() if g not in known}
+    mark(redis, keys, found)
+    return found
 
 
 def marked(redis: Any, keys: Keys) -> dict[int, dict[str, Any]]:
@@ -176,6 +185,15 @@ def marked(redis: Any, keys: Keys) -> dict[int, dict[str, Any]]:
         for g, raw in zip(keys.all_groups(), pipe.execute(), strict=True)
         if raw is not None
     }
+
+
+def guard(redis: Any, engine: sa.Engine, keys: Keys) -> Callable[[], Awaitable[Any]]:
+    """The batcher's `on_new_server`: the check, before any script runs on that server."""
+
+    async def run() -> Any:
+        return await check_async(redis, engine, keys)
+
+    return run
 
 
 async def check_async(redis: Any, engine: sa.Engine | None, keys: Keys) -> dict[int, Any]:

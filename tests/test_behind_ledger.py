@@ -21,6 +21,7 @@ import pytest
 import redis
 import redis.asyncio as aredis
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from inventory_cache import behind
 from inventory_cache.engine import StockEngine
@@ -31,10 +32,10 @@ from inventory_cache.settings import Settings
 from inventory_cache.verify import verify
 from inventory_cache.warmup import warmup
 from inventory_cache.worker import FORK, Worker, WorkerConfig
-from persistence.db import make_engine
+from persistence.db import make_engine, migrate
 from persistence.sink import make_sink
 from tests.cluster import LocalServers, die_with_parent
-from tests.conftest import ManualClock, make_settings, skus_in_distinct_groups
+from tests.conftest import REDIS_URL, ManualClock, make_settings, skus_in_distinct_groups
 from tests.pg import fresh_database, need_postgres
 
 pytestmark = pytest.mark.timeout(300)
@@ -126,6 +127,9 @@ class Service:
             WorkerConfig(consumer="w1", claim_idle_ms=100),
             database=self.db,
         )
+        # As the API does: the first script call a restarted (or other) server refuses
+        # with NOSCRIPT runs the check before anything else runs there.
+        self.engine.batcher.on_new_server = behind.guard(self.aclient, self.db, self.keys)
 
     def drain(self) -> None:
         self.worker.run_until_idle(60)
@@ -178,15 +182,18 @@ async def behind_then_healed(svc: Service, skus: list[str], spare: str) -> None:
     keys, eng = svc.keys, svc.engine
     groups = {keys.group_of(s) for s in skus}
     assert keys.group_of(spare) not in groups
-    # Redis cannot tell: its markers survived, and it reports the old state.
+    # Redis cannot tell: its markers survived, and it reports the old state to reads
+    # (which run no script) until something compares it with the ledger.
     assert [await on_hand(svc, s) for s in skus] == [(20, 2)] * len(skus)
 
-    # A write accepted before anything compared Redis with the ledger reuses a version
-    # the ledger holds for in2: the worker refuses it (dead letter, alarm), never forks.
+    # The first write meets an empty script cache: the comparison runs before the script
+    # does, finds the groups behind, and the write is refused instead of reusing a
+    # version the ledger holds.
     late = skus[0]
-    await eng.inbound(ref=f"late-{late}", sku=late, location="north", qty=1)
+    with pytest.raises(NotReady):
+        await eng.inbound(ref=f"late-{late}", sku=late, location="north", qty=1)
 
-    # /readyz's rule finds the groups and marks them; the others keep serving.
+    # /readyz's rule names the same groups; the others keep serving.
     found = await behind.check_async(svc.aclient, svc.db, keys)
     assert set(found) == groups
     for sku in skus:
@@ -200,11 +207,8 @@ async def behind_then_healed(svc: Service, skus: list[str], spare: str) -> None:
     await eng.inbound(ref=f"in3-{spare}", sku=spare, location="north", qty=1)
 
     svc.drain()
-    dead = svc.client.xrange(keys.dead_letters())
-    assert [(f[b"op"].decode(), f[b"dl_error"].decode()[: len(FORK)]) for _, f in dead] == [
-        (f"inbound:late-{late}", FORK)
-    ]
-    assert svc.worker.groups_behind.keys() == groups
+    assert svc.worker.groups_behind == {}  # already marked: nothing new to find
+    assert svc.client.xlen(keys.dead_letters()) == 0
 
     diffs = verify(svc.client, svc.db, svc.settings, wait_s=5)
     named = {d.key for d in diffs}
@@ -246,7 +250,7 @@ async def behind_then_healed(svc: Service, skus: list[str], spare: str) -> None:
         again = await eng.inbound(ref=f"in2-{sku}", sku=sku, location="north", qty=5)
         assert (again.replayed, again.on_hand) == (True, 25)
         assert (await eng.cancel(f"o1-{sku}")).replayed
-    # The refused late inbound was never in the ledger: its retry applies it, once.
+    # The refused write applied nothing: its retry applies it, once.
     retried = await eng.inbound(ref=f"late-{late}", sku=late, location="north", qty=1)
     assert (retried.replayed, retried.on_hand) == (False, 26)
     assert (await eng.inbound(ref=f"late-{late}", sku=late, location="north", qty=1)).replayed
@@ -350,3 +354,61 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+async def test_an_event_reusing_a_version_the_ledger_holds_is_dead_lettered_not_forked(
+    kind: str, prefix: str, clock: ManualClock, tmp_path: Path, sync_redis: redis.Redis
+) -> None:
+    """Redis forgot a change the ledger holds (as after a restore from a backup) and hands
+    its version to another operation: the worker refuses that event at its first delivery
+    (dead letter, alarm), marks the group not ready, and the ledger keeps one row per
+    version; the other groups keep serving."""
+    if kind == "sqlite":
+        url = f"sqlite+pysqlite:///{tmp_path / 'ledger.sqlite3'}"
+        migrate(url)
+        await _fork_scenario(url, prefix, clock, sync_redis)
+    else:
+        need_postgres()
+        with fresh_database() as url:
+            await _fork_scenario(url, prefix, clock, sync_redis)
+
+
+async def _fork_scenario(url: str, prefix: str, clock: ManualClock, client: redis.Redis) -> None:
+    svc = Service(REDIS_URL, url, prefix, clock)
+    try:
+        sku, other = skus_in_distinct_groups(svc.engine, 2)
+        g = svc.keys.group_of(sku)
+        await svc.engine.mark_ready()
+        await svc.engine.inbound(ref="in1", sku=sku, location="north", qty=10)
+        await svc.engine.inbound(ref="in1", sku=other, location="north", qty=10)
+        svc.drain()
+        client.hset(svc.keys.stock(sku), mapping={"o:north": 0, "v": 0})
+        client.delete(svc.keys.op("inbound", sku, "in1"))
+        forks = forks_counted()
+
+        await svc.engine.inbound(ref="in2", sku=sku, location="north", qty=5)  # version 1 again
+        svc.drain()
+
+        dead = client.xrange(svc.keys.dead_letters())
+        assert [(f[b"ref"], int(f[b"dl_deliveries"])) for _, f in dead] == [(b"in2", 1)]
+        assert dead[0][1][b"dl_error"].decode().startswith(FORK)
+        assert forks_counted() == forks + 1
+        assert list(svc.worker.groups_behind) == [g]
+        assert client.exists(svc.keys.ready(g)) == 0
+        assert b"forks a version" in (client.get(svc.keys.behind(g)) or b"")
+        with pytest.raises(NotReady):
+            await svc.engine.inbound(ref="in3", sku=sku, location="north", qty=1)
+        assert (
+            await svc.engine.inbound(ref="in3", sku=other, location="north", qty=1)
+        ).on_hand == 11
+        rows = ledger_rows(
+            svc.db, f"SELECT ref, version FROM movements WHERE sku = '{sku}' ORDER BY id"
+        )
+        assert [(r.ref, r.version) for r in rows] == [("in1", 1)]
+    finally:
+        await svc.close()
+
+
+def forks_counted() -> float:
+    return REGISTRY.get_sample_value("inventory_worker_version_forks_total") or 0.0
