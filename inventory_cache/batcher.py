@@ -6,6 +6,10 @@ queued, and whatever accumulated while the previous pipelines were in flight is 
 one pipeline (like ioredis's auto-pipelining). A script missing from the server's cache
 (NOSCRIPT after a restart or failover) is loaded and only the refused calls are re-sent:
 NOSCRIPT means the script did not run, so the retry cannot apply anything twice.
+It also means the server lost its script cache: it restarted, or it is another server
+(a promoted replica), and may have come back behind the ledger. So `on_new_server`, when
+set (the API sets the behind-the-ledger check, `behind.py`), runs first, and a group it
+marks behind refuses the re-sent calls instead of running them on stale state.
 
 On Redis Cluster a call may also come back *not run* while a slot moves or a replica takes
 over: redis-py follows MOVED/ASK and retries TRYAGAIN itself, but only for about 0.4 s, then
@@ -20,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +42,8 @@ from redis.exceptions import (
 )
 
 from inventory_cache.scripts import Script
+
+log = logging.getLogger(__name__)
 
 Command = tuple[Script | None, tuple[Any, ...]]
 
@@ -85,6 +92,8 @@ class Batcher:
         self._runner: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._idle: list[Any] = []  # connections kept between pipelines (direct path)
+        self.on_new_server: Callable[[], Awaitable[Any]] | None = None
+        self._new_server: asyncio.Task[Any] | None = None
 
     async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script.check_keys(keys)
@@ -146,6 +155,7 @@ class Batcher:
                 if isinstance(r, NoScriptError) and c.cmd[0] is not None
             ]
             if retry:
+                await self._server_changed()
                 for script in {cmd[0].name: cmd[0] for _, cmd in retry if cmd[0]}.values():
                     await self._client.script_load(script.source)
                 again = await self._execute([cmd for _, cmd in retry])
@@ -177,6 +187,17 @@ class Batcher:
         if later:
             pause = min(0.5, 0.01 * 2 ** max(c.refused for c in later))
             asyncio.get_running_loop().call_later(pause, self._requeue, later)
+
+    async def _server_changed(self) -> None:
+        """Run `on_new_server`, one at a time: pipelines refused together share one run."""
+        if self.on_new_server is None:
+            return
+        if self._new_server is None or self._new_server.done():
+            self._new_server = asyncio.ensure_future(self.on_new_server())
+        try:
+            await asyncio.shield(self._new_server)
+        except Exception as exc:  # serving goes on; the periodic checks remain
+            log.warning("check after NOSCRIPT failed: %s", exc)
 
     async def _execute(self, cmds: list[Command]) -> list[Any]:
         if type(self._client) is aredis.Redis:

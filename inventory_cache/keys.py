@@ -32,6 +32,14 @@ class Keys:
         """Readiness marker: absent after a flush, so scripts refuse instead of reading 0."""
         return f"{self.tag(group)}:ready"
 
+    def behind(self, group: int) -> str:
+        """Why the group was found behind the ledger (`behind.py`); deleted by warmup."""
+        return f"{self.tag(group)}:behind"
+
+    def healed(self, group: int) -> str:
+        """The newest ledger entry a warmup restored the group up to (`behind.py`)."""
+        return f"{self.tag(group)}:healed"
+
     def events(self, group: int) -> str:
         return f"{self.tag(group)}:ev"
 

@@ -4,6 +4,12 @@ Compared, both ways (present on one side only is a difference too):
 
 - every (sku, location): on_hand, locked, safety_stock; and every SKU's version (Redis's
   `v` against the highest version the ledger applied: equal once every event is written);
+- the ledger itself: every (sku, location)'s on_hand and locked in Redis against the sums
+  of its `movements`, and each row's `*_after` against the row before it plus its deltas,
+  in version order (a fork or a lost row breaks that chain), each difference named with
+  the SKU's slot group;
+- every group's newest entry PostgreSQL committed, against Redis's stream
+  (`inventory_cache.behind`), and the groups already marked behind;
 - every active reservation part: its attempt token, expiry and lines; and the order index
   of every active order;
 - every transfer in flight (`requested`, `in_transit`): sku, locations, qty, status.
@@ -26,11 +32,12 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from inventory_cache import behind
 from inventory_cache.engine import parse_stock
 from inventory_cache.keys import Keys
 from inventory_cache.settings import Settings
 from inventory_cache.worker import GROUP
-from persistence.models import ReservationLine, StockLevel, Transfer
+from persistence.models import Movement, ReservationLine, StockLevel, Transfer
 from persistence.sink import datetime_to_ms
 
 CHUNK = 1000
@@ -39,7 +46,7 @@ IN_FLIGHT = ("requested", "in_transit")
 
 @dataclass(frozen=True, slots=True)
 class Difference:
-    kind: str  # stock, version, reservation, order_index, transfer, backlog
+    kind: str  # stock, version, ledger, chain, behind, reservation, order_index, transfer, backlog
     key: str
     redis: Any
     postgres: Any
@@ -116,11 +123,22 @@ def _scan(redis: Any, keys: Keys, kind: str) -> Iterator[tuple[int, str, dict[by
 
 def compare(redis: Any, engine: sa.Engine, settings: Settings) -> list[Difference]:
     keys = Keys(settings.redis_prefix, settings.slot_groups)
+    diffs = _behind(redis, keys, engine)
     with engine.connect() as conn:
-        diffs = _stock(redis, keys, conn)
+        diffs += _stock(redis, keys, conn)
         diffs += _reservations(redis, keys, conn)
         diffs += _transfers(redis, keys, conn)
     return diffs
+
+
+def _behind(redis: Any, keys: Keys, engine: sa.Engine) -> list[Difference]:
+    found = behind.find(redis, keys, behind.load_marks(engine))
+    for g, record in behind.marked(redis, keys).items():
+        found.setdefault(g, str(record.get("reason")))
+    return [
+        Difference("behind", f"group {g}", reason, "ledger holds more")
+        for g, reason in sorted(found.items())
+    ]
 
 
 def verify(
@@ -159,6 +177,86 @@ def _stock(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
         Difference("version", sku, versions.get(sku), their_versions.get(sku))
         for sku in sorted(versions.keys() | their_versions.keys())
         if versions.get(sku) != their_versions.get(sku)
+    ]
+    return diffs + _ledger(keys, conn, ours, versions)
+
+
+def _ledger(
+    keys: Keys,
+    conn: sa.Connection,
+    ours: dict[tuple[str, str], tuple[int, int, int]],
+    versions: dict[str, int],
+) -> list[Difference]:
+    """Redis against the ledger's own history: sums, last version, and the chain."""
+    m = Movement
+    sums: dict[tuple[str, str], tuple[int, int]] = {}
+    last: dict[str, int] = defaultdict(int)
+    q = sa.select(
+        m.sku,
+        m.location,
+        sa.func.sum(m.delta_on_hand),
+        sa.func.sum(m.delta_locked),
+        sa.func.max(m.version),
+    ).group_by(m.sku, m.location)
+    for sku, loc, doh, dl, ver in conn.execute(q):
+        sums[(sku, loc)] = (int(doh), int(dl))
+        last[sku] = max(last[sku], int(ver))
+    diffs = []
+    for sku, loc in sorted(ours.keys() | sums.keys()):
+        mine = ours.get((sku, loc), (0, 0, 0))[:2]
+        theirs = sums.get((sku, loc), (0, 0))
+        if mine != theirs:
+            diffs.append(
+                Difference(
+                    "ledger",
+                    f"group {keys.group_of(sku)} {sku}@{loc}",
+                    f"on_hand={mine[0]} locked={mine[1]}",
+                    f"sum of movements: on_hand={theirs[0]} locked={theirs[1]}",
+                )
+            )
+    diffs += [
+        Difference(
+            "ledger",
+            f"group {keys.group_of(sku)} {sku}",
+            f"v={versions.get(sku)}",
+            f"last version in movements: {last.get(sku)}",
+        )
+        for sku in sorted(versions.keys() | last.keys())
+        if versions.get(sku) != last.get(sku)
+    ]
+    rows = sa.select(
+        m.sku,
+        m.location,
+        m.version,
+        m.op_id,
+        m.delta_on_hand,
+        m.delta_locked,
+        m.on_hand_after,
+        m.locked_after,
+        sa.func.lag(m.on_hand_after)
+        .over(partition_by=(m.sku, m.location), order_by=m.version)
+        .label("prev_oh"),
+        sa.func.lag(m.locked_after)
+        .over(partition_by=(m.sku, m.location), order_by=m.version)
+        .label("prev_lk"),
+    ).subquery()
+    r = rows.c
+    start_oh = sa.func.coalesce(r.prev_oh, 0)
+    start_lk = sa.func.coalesce(r.prev_lk, 0)
+    broken = sa.select(r.sku, r.location, r.version, r.op_id).where(
+        sa.or_(
+            r.on_hand_after != start_oh + r.delta_on_hand,
+            r.locked_after != start_lk + r.delta_locked,
+        )
+    )
+    diffs += [
+        Difference(
+            "chain",
+            f"group {keys.group_of(row.sku)} {row.sku}@{row.location} v{row.version}",
+            None,
+            f"{row.op_id} does not follow the row before it",
+        )
+        for row in conn.execute(broken.order_by(r.sku, r.location, r.version))
     ]
     return diffs
 

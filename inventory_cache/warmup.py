@@ -18,6 +18,14 @@ already holds (a SKU at the same or a newer version, an existing part or record)
 warmup is safe to repeat and never overwrites a change made since the flush. Expiries
 are restored as absolute times: a record that would have expired by now is skipped.
 
+A group *behind* the ledger (`inventory_cache.behind`: Redis lost changes PostgreSQL
+holds) is healed, not merged: warmup first checks every group (so it finds a gap itself),
+waits until the worker has written what the group's stream still holds (forks it
+dead-letters), then deletes the group's stock state (levels, parts, transfers, order and
+transfer indexes, idempotency records) and restores all of it from PostgreSQL. Keeping a
+stale copy would be wrong both ways: a SKU whose version Redis reused looks "as new" and
+would keep its old levels, while its lost reservations came back without their locks.
+
 Everything written is what the worker had committed: events that Redis accepted but the
 worker had not written yet when Redis lost them are lost with them (docs/durability.md promises
 no loss only of what Redis still holds); run with AOF to keep that window small.
@@ -26,6 +34,7 @@ no loss only of what Redis still holds); run with AOF to keep that window small.
 from __future__ import annotations
 
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,11 +46,13 @@ from redis.exceptions import NoScriptError
 from rich.console import Console
 from rich.progress import Progress
 
+from inventory_cache import behind
 from inventory_cache.engine import wall_clock_ms
 from inventory_cache.errors import raise_for_reply
 from inventory_cache.keys import Keys
 from inventory_cache.scripts import Script, load_scripts
 from inventory_cache.settings import Settings
+from inventory_cache.worker import GROUP
 from persistence.models import (
     IdempotencyRecord,
     Reservation,
@@ -64,6 +75,7 @@ class WarmupReport:
     kept: int = 0
     skipped: bool = False
     groups: int = 0
+    healed: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -117,6 +129,23 @@ class _Runner:
         return list(pipe.execute(raise_on_error=False))
 
 
+class WarmupBlocked(RuntimeError):
+    """A behind group still has events the worker has not written: healing it now would
+    drop them."""
+
+
+def _wait_written(redis: Any, keys: Keys, groups: Sequence[int], wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while left := behind.unwritten(redis, keys, groups, GROUP):
+        if time.monotonic() >= deadline:
+            detail = ", ".join(f"group {g}: {n}" for g, n in sorted(left.items()))
+            raise WarmupBlocked(
+                f"events not yet written to PostgreSQL ({detail}); run the worker, then "
+                "warmup again"
+            )
+        time.sleep(0.2)
+
+
 def is_warm(redis: Any, keys: Keys) -> bool:
     """True when every group carries its readiness marker."""
     pipe = redis.pipeline(transaction=False)
@@ -133,19 +162,29 @@ def warmup(
     now_ms: int | None = None,
     if_needed: bool = False,
     progress: bool | None = None,
+    drain_wait_s: float = 60.0,
 ) -> WarmupReport:
-    """Rebuild Redis from PostgreSQL, then mark every group ready.
+    """Rebuild Redis from PostgreSQL, heal the groups behind it, then mark every group ready.
 
     Args:
         now_ms: the present, for the retention windows (default: the wall clock).
-        if_needed: do nothing when every group is already marked ready.
+        if_needed: do nothing when every group is already marked ready (and none is behind).
         progress: show a progress bar on standard error (default: when it is a terminal).
+        drain_wait_s: how long to wait for the worker to write what a behind group's
+            stream still holds; then `WarmupBlocked`.
     """
     keys = Keys(settings.redis_prefix, settings.slot_groups)
     report = WarmupReport(groups=settings.slot_groups)
+    behind.check(redis, engine, keys)
     if if_needed and is_warm(redis, keys):
         report.skipped = True
         return report
+    heal = sorted(behind.marked(redis, keys))
+    marks: dict[int, behind.Mark] = {}
+    if heal:
+        _wait_written(redis, keys, heal, drain_wait_s)
+        marks = behind.load_marks(engine)
+        behind.clear_state(redis, keys, heal)
     now = wall_clock_ms() if now_ms is None else now_ms
     retention = settings.idempotency_retention_seconds * 1000
     cutoff = ms_to_datetime(now - retention)
@@ -163,6 +202,8 @@ def warmup(
         _restore_transfers(conn, keys, run, cutoff, now, retention)
         _restore_idempotency(conn, keys, run, now)
         run.flush()
+    behind.healed(redis, keys, marks, heal)
+    report.healed = heal
     for g in keys.all_groups():
         run.add("mark_ready", [keys.ready(g)], [now])
     run.flush()
@@ -391,6 +432,9 @@ def run_warmup(*, if_empty: bool = False) -> str:
     engine = make_engine(database_url(settings))
     try:
         report = warmup(make_sync_redis(settings), engine, settings, if_needed=if_empty)
+    except WarmupBlocked as exc:
+        print(f"warmup: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         engine.dispose()
     return orjson.dumps(report.as_dict()).decode()

@@ -30,6 +30,14 @@ Delivery is at-least-once and the sink is idempotent (docs/durability.md):
 7. SIGTERM / SIGINT: the batches being written are finished (committed and acknowledged),
    then the worker exits. While the database is down it exits at once, leaving its
    entries pending.
+8. Redis behind the ledger (`inventory_cache.behind`): before its first read, after any
+   lost Redis connection and every `behind_check_interval_s`, the worker compares Redis
+   with the newest entries PostgreSQL committed and marks the groups that are behind
+   (their scripts then answer `not_ready` until `warmup` heals them). It reads nothing
+   until that check has run, so a restarted Redis's new entries never reach the ledger
+   unchecked. An event whose (sku, location, version) is held by another operation
+   already is a fork: it is dead-lettered at once (no retries), counted in
+   `inventory_worker_version_forks`, logged as an error and its group marked behind.
 
 Several workers may run at once, each with its own consumer name (default
 `<host>-<pid>`); two processes must never share a name. Each writes a health record
@@ -60,14 +68,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from inventory_cache import behind
 from inventory_cache.keys import Keys
 from inventory_cache.settings import Settings
 from persistence.ledger import Entry, Event, MalformedEvent, build, parse
-from persistence.sink import RejectedBatch, Sink, TransientError
+from persistence.sink import RejectedBatch, Sink, TransientError, VersionFork
 
 log = logging.getLogger(__name__)
 
 GROUP = "ledger"
+FORK = "version fork"  # how a dead letter's error starts when it forked a version
 
 LAG_ENTRIES = Gauge(
     "inventory_worker_lag_entries", "Stream entries not yet acknowledged by the ledger group"
@@ -93,6 +103,13 @@ EVENT_LAG = Histogram(
 EVENTS = Counter("inventory_worker_events", "Events committed to the ledger")
 DEAD_LETTERS = Counter("inventory_worker_dead_letters", "Entries moved to the dead-letter stream")
 RETRIES = Counter("inventory_worker_retries", "Batches retried after a transient error")
+FORKS = Counter(
+    "inventory_worker_version_forks",
+    "Events refused because another operation holds their (sku, location, version)",
+)
+GROUPS_BEHIND = Counter(
+    "inventory_worker_groups_found_behind", "Slot groups found behind the ledger and marked"
+)
 
 
 @dataclass
@@ -107,6 +124,7 @@ class WorkerConfig:
     keep_ms: int = 3_600_000
     inspect_interval_s: float = 2.0
     trim_interval_s: float = 10.0
+    behind_check_interval_s: float = 5.0
     health_ttl_s: int = 60
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 5.0
@@ -134,7 +152,8 @@ class Worker:
     """One consumer of the `ledger` group; `run()` loops until `stop()` or a signal.
 
     `sink` may be several sinks (each its own database connection): as many batches then
-    commit at once, one per sink."""
+    commit at once, one per sink. `database` (the same database through SQLAlchemy)
+    enables the behind-the-ledger check (rule 8 of the module doc)."""
 
     def __init__(
         self,
@@ -144,8 +163,12 @@ class Worker:
         config: WorkerConfig | None = None,
         *,
         after_commit: Callable[[Sequence[Entry]], None] | None = None,
+        database: Any = None,
     ) -> None:
         self.redis = redis
+        self.database = database
+        self._check_due = database is not None
+        self.groups_behind: dict[int, str] = {}
         self.sinks: list[Sink] = list(sink) if isinstance(sink, Sequence) else [sink]
         self._free_sinks: SimpleQueue[Sink] = SimpleQueue()
         for one in self.sinks:
@@ -170,7 +193,7 @@ class Worker:
         self._committer = ThreadPoolExecutor(len(self.sinks), thread_name_prefix="ledger-commit")
         self._committing: deque[Future[list[tuple[Entry, str]]]] = deque()
         self._tally = threading.Lock()  # commit threads add to `applied` and the slowest
-        self._last = {"claim": 0.0, "inspect": 0.0, "trim": 0.0}
+        self._last = {"claim": 0.0, "inspect": 0.0, "trim": 0.0, "behind": 0.0}
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self, *_: Any) -> None:
@@ -202,6 +225,7 @@ class Worker:
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
                 self.state = "waiting for redis"
+                self._check_due = self.database is not None
                 self._sleep(backoff)
                 backoff = min(backoff * 2, self.config.backoff_max_s)
             except ResponseError as exc:
@@ -227,6 +251,9 @@ class Worker:
         return read
 
     def _step(self) -> int:
+        if self._check_due and not self.check_behind():
+            self._sleep(self.config.backoff_max_s)
+            return 0
         self.state = "running"
         entries = self._read(">", self.config.block_ms)
         if entries:
@@ -240,11 +267,34 @@ class Worker:
         if force or now - self._last["claim"] >= cfg.claim_interval_s:
             self._last["claim"] = now
             self.claim()
+        if self.database is not None and (
+            force or now - self._last["behind"] >= cfg.behind_check_interval_s
+        ):
+            self._last["behind"] = now
+            self.check_behind()
         if force or now - self._last["inspect"] >= cfg.inspect_interval_s:
             self._last["inspect"] = now
             self.inspect(trim=force or now - self._last["trim"] >= cfg.trim_interval_s)
             if force or now - self._last["trim"] >= cfg.trim_interval_s:
                 self._last["trim"] = now
+
+    def check_behind(self) -> bool:
+        """Compare Redis with the ledger's marks and mark the groups behind; False when
+        PostgreSQL could not be asked (the check stays due). Redis errors propagate."""
+        try:
+            found = behind.check(self.redis, self.database, self.keys, compact=True)
+        except RedisError:
+            raise
+        except Exception as exc:
+            log.warning("could not compare Redis with the ledger (%s); will retry", exc)
+            self.state = "waiting for the database"
+            return False
+        self._check_due = False
+        for g, reason in sorted(found.items()):
+            log.error("ALARM: slot group %d is behind the ledger (%s): marked not ready", g, reason)
+        GROUPS_BEHIND.inc(len(found))
+        self.groups_behind.update(found)
+        return True
 
     def ensure_groups(self) -> None:
         """Create the consumer group on every stream (from its first entry) if missing."""
@@ -428,6 +478,8 @@ class Worker:
                 continue
             except RejectedBatch as exc:
                 if len(chunk) == 1:
+                    if isinstance(exc, VersionFork):
+                        return [(chunk[0].entry, f"{FORK}: {exc}")]
                     return [(chunk[0].entry, f"refused by the database: {exc}")]
                 return [bad for ev in chunk for bad in self._apply([ev], sink)]
             break
@@ -478,19 +530,27 @@ class Worker:
             log.warning("could not refresh held entries: %s", exc)
 
     def _poison(self, poison: list[tuple[Entry, str]]) -> None:
-        """Dead-letter the entries delivered `max_deliveries` times; leave the others
-        pending, to be claimed and tried again."""
+        """Dead-letter the entries delivered `max_deliveries` times, and version forks at
+        once (marking their groups behind); leave the others pending, to be claimed and
+        tried again."""
         cfg = self.config
         pipe = self.redis.pipeline(transaction=False)
         for entry, _ in poison:
             stream = self.keys.events(entry.group)
             pipe.xpending_range(stream, cfg.group_name, entry.id, entry.id, 1)
         dead: list[Entry] = []
+        forked: dict[int, str] = {}
         for (entry, error), info in zip(poison, pipe.execute(raise_on_error=False), strict=True):
             if isinstance(info, Exception) or not info:
                 continue
             deliveries = int(info[0]["times_delivered"])
-            if deliveries < cfg.max_deliveries:
+            if error.startswith(FORK):
+                # Retrying cannot help: the version is taken for good. Refuse it now, and
+                # stop the group from handing out more taken versions.
+                forked[entry.group] = f"event {entry.position} forks a version: {error}"
+                FORKS.inc()
+                log.error("ALARM: %s", forked[entry.group])
+            elif deliveries < cfg.max_deliveries:
                 log.warning(
                     "entry %s (delivery %d of %d) not applied: %s",
                     entry.position,
@@ -513,6 +573,9 @@ class Worker:
         self._ack(dead)
         self.dead += len(dead)
         DEAD_LETTERS.inc(len(dead))
+        if forked:
+            behind.mark(self.redis, self.keys, forked)
+            self.groups_behind.update(forked)
 
     # ------------------------------------------------------------------ lag, trim, health
     def inspect(self, *, trim: bool) -> None:
@@ -644,7 +707,7 @@ def run_worker(
 
     from inventory_cache.connection import make_sync_redis
     from inventory_cache.settings import get_settings
-    from persistence.db import database_url, is_sqlite
+    from persistence.db import database_url, is_sqlite, make_engine
     from persistence.sink import make_sink
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -658,10 +721,12 @@ def run_worker(
         start_http_server(metrics_port)
     url = database_url(settings)
     sinks = [make_sink(url) for _ in range(1 if is_sqlite(url) else connections)]
-    w = Worker(make_sync_redis(settings), sinks, settings, config)
+    database = make_engine(url, pool_size=1, max_overflow=1)
+    w = Worker(make_sync_redis(settings), sinks, settings, config, database=database)
     w.install_signal_handlers()
     try:
         w.run()
     finally:
         for sink in sinks:
             sink.close()
+        database.dispose()

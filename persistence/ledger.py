@@ -14,6 +14,8 @@ in the same tables:
 - `transfers`: the status furthest along `requested -> in_transit -> received` (or
   `cancelled`) wins.
 - `idempotency_records`: the first answer wins.
+- `ledger_marks`: one row per batch, the newest entry of each group in it (its stream id
+  and op), so that a Redis which came back without that entry is known to be behind.
 
 Nothing here touches a database: `Batch` is plain data, which the sinks transpose.
 """
@@ -65,6 +67,8 @@ OrderRow = tuple[str, str | None, str, int, int]
 LineRow = tuple[str, str, str, int, str, int, str, str, int, int | None, int | None]
 # (transfer_id, sku, from, to, qty, status, fingerprint, first_ts_ms, last_ts_ms)
 TransferRow = tuple[str, str, str, str, int, str, str, int, int]
+# (entry_ms, entry_seq, op_id): the newest entry of one group in a batch
+Mark = tuple[int, int, str]
 
 
 @dataclass(slots=True)
@@ -77,6 +81,7 @@ class Batch:
     orders: dict[str, OrderRow] = field(default_factory=dict)
     lines: dict[tuple[str, str, str, int], LineRow] = field(default_factory=dict)
     transfers: dict[str, TransferRow] = field(default_factory=dict)
+    marks: dict[int, Mark] = field(default_factory=dict)
     events: int = 0
 
     def __len__(self) -> int:
@@ -301,9 +306,15 @@ def available(on_hand: int, locked: int, safety_stock: int) -> int:
 def build(events: Iterable[Event], retention_ms: int) -> Batch:
     """Merge parsed events into one row per table key (the rules in the module doc)."""
     b = Batch()
+    marks = b.marks
     for ev in events:
         b.events += 1
         sid = ev.entry.position
+        ms, _, seq = ev.entry.id.partition("-")
+        here = (int(ms), int(seq or 0), ev.op)
+        mark = marks.get(ev.entry.group)
+        if mark is None or mark[:2] < here[:2]:
+            marks[ev.entry.group] = here
         merged: dict[tuple[str, str], list[int]] = {}
         for sku, loc, doh, dl, oh, lk, ss, ver in ev.rows:
             cur = merged.get((sku, loc))
@@ -354,6 +365,11 @@ def build(events: Iterable[Event], retention_ms: int) -> Batch:
         if ev.transfer is not None:
             _add_transfer(b, ev.transfer)
     return b
+
+
+def marks_json(marks: Mapping[int, Mark]) -> str:
+    """The `ledger_marks.marks` value of a batch: `{"<group>": [ms, seq, op], ...}`."""
+    return orjson.dumps({str(g): list(m) for g, m in sorted(marks.items())}).decode()
 
 
 def _add_part(b: Batch, ev: Event) -> None:

@@ -114,6 +114,9 @@ class Movement(Base):
 
     `(op_id, sku, location)` is unique, so a redelivered event adds nothing (docs/contract.md:
     the ledger deduplicates on the operation's id, not on the stream entry id).
+    `(sku, location, version)` is unique too: a Redis that came back behind the ledger
+    would hand out versions already taken by other operations, and the database refuses
+    that second branch instead of recording it (`persistence.sink.VersionFork`).
     `created_at` is when the change happened in Redis; `recorded_at` when it reached here.
     """
 
@@ -121,6 +124,7 @@ class Movement(Base):
     __table_args__ = (
         UniqueConstraint("op_id", "sku", "location"),
         Index("ix_movements_sku_location_id", "sku", "location", text("id DESC")),
+        Index("uq_movements_sku_location_version", "sku", "location", "version", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -139,6 +143,23 @@ class Movement(Base):
     created_at: Mapped[datetime] = _ts()
     stream_id: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = _ts(server_default=text("CURRENT_TIMESTAMP"))
+
+
+class LedgerMark(Base):
+    """The newest stream entry of each slot group that a batch committed, written in the
+    batch's own transaction: `marks` is JSON `{"<group>": [entry_ms, entry_seq, op_id]}`.
+
+    One row per batch (insert only, so two committing connections never wait for each
+    other here); `inventory_cache.behind` merges the rows into one now and then. Redis
+    must still hold each group's newest entry with that op: if it does not, Redis has come
+    back behind what PostgreSQL committed.
+    """
+
+    __tablename__ = "ledger_marks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    marks: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = _created()
 
 
 # ---------------------------------------------------------------------------- orders

@@ -16,8 +16,13 @@ of two batches is written side by side.
 Errors are sorted for the worker: `TransientError` (connection lost, server down,
 serialization failure, deadlock, a locked SQLite file) means "retry the same batch
 later"; `RejectedBatch` (the data itself is refused: a value too long, a NUL byte)
-means "find the bad entries and set them aside"; anything else is a bug or a missing
-migration and stops the worker.
+means "find the bad entries and set them aside"; `VersionFork`, a kind of
+`RejectedBatch`, says that a row's (sku, location, version) is already held by another
+operation (a Redis that came back behind the ledger handed the version out again);
+anything else is a bug or a missing migration and stops the worker.
+
+Each batch also records, in the same transaction, the newest stream entry of each group
+it wrote (`ledger_marks`): the evidence `inventory_cache.behind` checks Redis against.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from persistence.db import is_sqlite, libpq_url, make_engine
-from persistence.ledger import Batch
+from persistence.ledger import Batch, marks_json
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -43,6 +48,14 @@ class TransientError(Exception):
 
 class RejectedBatch(Exception):
     """The database refused the data of the batch; retrying it unchanged cannot help."""
+
+
+class VersionFork(RejectedBatch):
+    """A ledger row's (sku, location, version) is held by another operation already:
+    writing it would fork the SKU's history, so the database refused it."""
+
+
+FORK_INDEX = "uq_movements_sku_location_version"
 
 
 class Sink(Protocol):
@@ -176,6 +189,7 @@ FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::bigin
 ON CONFLICT (order_id, token, sku, position) DO UPDATE SET {_LINE_UPDATE}
 """
 _PG_RECOMPUTE = _RECOMPUTE.format(match="= ANY(%s::text[])")
+_MARKS = "INSERT INTO ledger_marks (marks) VALUES ({})"
 
 
 def _text_array(values: Sequence[str | None]) -> str:
@@ -216,6 +230,8 @@ def _columns(rows: Sequence[tuple[Any, ...]], kinds: str) -> list[str]:
 def _pg_error(exc: psycopg.Error) -> Exception:
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return TransientError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, psycopg.errors.UniqueViolation) and exc.diag.constraint_name == FORK_INDEX:
+        return VersionFork(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
         return RejectedBatch(f"{type(exc).__name__}: {exc}")
     return exc
@@ -272,6 +288,8 @@ class PgSink:
             conn.execute(_PG_RECOMPUTE, [_text_array(sorted(b.orders))])
         if b.levels:
             conn.execute(_PG_LEVELS, _columns(_sorted(b.levels), "ttiiiii"))
+        if b.marks:
+            conn.execute(_MARKS.format("%s"), [marks_json(b.marks)])
 
     def close(self) -> None:
         if self._conn is not None:
@@ -331,6 +349,12 @@ ON CONFLICT (order_id, token, sku, position) DO UPDATE SET {_LINE_UPDATE}
 """
 
 
+def _sqlite_fork(exc: sqlite3.IntegrityError) -> bool:
+    """SQLite names the columns, not the index: `UNIQUE constraint failed: movements.sku,
+    movements.location, movements.version`."""
+    return "movements.version" in str(exc)
+
+
 class SqliteSink:
     """The demo's sink: the same statements, row by row, through SQLAlchemy's engine."""
 
@@ -353,6 +377,8 @@ class SqliteSink:
         except DBAPIError as exc:
             if isinstance(exc.orig, sqlite3.OperationalError):
                 raise TransientError(str(exc.orig)) from exc
+            if isinstance(exc.orig, sqlite3.IntegrityError) and _sqlite_fork(exc.orig):
+                raise VersionFork(str(exc.orig)) from exc
             if isinstance(exc.orig, sqlite3.IntegrityError | sqlite3.DataError):
                 raise RejectedBatch(str(exc.orig)) from exc
             raise
@@ -386,6 +412,7 @@ class SqliteSink:
                 [(*r[:8], t(r[8]), t(r[9]), t(r[10])) for r in _sorted(b.lines)],
             ),
             (_RECOMPUTE.format(match=match), [tuple(orders)] if orders else []),
+            (_MARKS.format("?"), [(marks_json(b.marks),)] if b.marks else []),
         ]
 
     def close(self) -> None:

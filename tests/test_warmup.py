@@ -175,6 +175,12 @@ async def test_verify_names_every_difference_and_the_command_exits_1(
             "on_hand=10 locked=2 safety_stock=0",
         ),
         Difference(
+            "ledger",
+            f"group {g} A@north",
+            "on_hand=999 locked=2",
+            "sum of movements: on_hand=10 locked=2",
+        ),
+        Difference(
             "reservation",
             f"o1 (group {g})",
             None,
@@ -204,7 +210,7 @@ async def test_verify_names_every_difference_and_the_command_exits_1(
     )
     assert done.returncode == 1
     assert done.stdout.splitlines() == [str(d) for d in diffs]
-    assert "3 difference(s)" in done.stderr
+    assert "4 difference(s)" in done.stderr
     engine.dispose()
     await aclient.aclose()
 

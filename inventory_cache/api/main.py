@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
 
+from inventory_cache import behind
 from inventory_cache.api import docs, openapi, problems
 from inventory_cache.api.deps import Services
 from inventory_cache.api.guards import RequestGuard
@@ -121,6 +122,11 @@ def create_app(
                 ledger=ledger,
                 limiter=RateLimiter.from_settings(eng, settings),
             )
+            # A Redis that came back behind the ledger must not serve a single request of
+            # the groups concerned: check once before the first one, and whenever the
+            # server lost its scripts (restarted, or another one after a failover).
+            await ops.ledger_readiness(app.state.services)
+            eng.batcher.on_new_server = behind.guard(eng.client, db, eng.keys)
             yield
 
     app = FastAPI(
