@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     reconcile_cron: str = "0 3 * * *"  # crontab: minute hour day month day-of-week
     wms_url: str | None = None  # HTTP JSON snapshot; else wms_csv_path
     wms_csv_path: str | None = None
-    # Only these hosts receive webhooks, so a client cannot make us call internal addresses.
+    # Only these hosts and ports receive webhooks, so a client cannot make us call internal
+    # addresses: `host[:port]` or `.domain[:port]` (https, port 443 by default), or
+    # `http://host[:port]` to allow plain http there (port 80 by default).
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_secret: str | None = None  # HMAC-SHA256 key of X-Inventory-Signature
     alert_webhook_url: str | None = None
@@ -83,6 +85,15 @@ class Settings(BaseSettings):
     def _split_hosts(cls, v: object) -> object:
         if isinstance(v, str):
             return [p.strip().lower() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _parse_hosts(cls, v: list[str]) -> list[str]:
+        from inventory_cache.webhooks import AllowedOrigin
+
+        for entry in v:
+            AllowedOrigin.parse(entry)  # a bad entry stops the service at start
         return v
 
     @field_validator("location_priority", mode="before")

@@ -9,8 +9,10 @@ Each tick looks up the availability of the SKUs with pending subscriptions and, 
 available again, claims their subscriptions in one `UPDATE ... WHERE notified_at IS NULL
 RETURNING` before sending anything: of two schedulers (or a retried tick) only one claims
 a row, so nobody is notified twice. A claimed subscription is then delivered with the
-webhook sender's retries; one whose receiver stays down through all of them is not tried
-again (at most once after the claim; the shop sees `notified_at` and can re-subscribe).
+webhook sender's retries; one that is not delivered (receiver down through all of them,
+a refusal, an error of any kind) is released, pending again, and tried at a later tick
+while its SKU is available: a failure never passes for a notification, nor stops the
+tick.
 
 A subscription made while its SKU is in stock (the page was stale) is notified at the
 next tick: the subscriber asked to hear when they can buy it, and they can.
@@ -140,25 +142,40 @@ class BackInStock:
         if not available:
             return []
         claimed = await asyncio.to_thread(self._claim, sorted(available))
-        delivered = await asyncio.gather(
+        outcomes = await asyncio.gather(
             *(self._deliver(sub, available[sub.sku]) for sub in claimed)
         )
+        failed = [sub.id for sub, ok in zip(claimed, outcomes, strict=True) if ok is False]
+        if failed:
+            await asyncio.to_thread(self._unclaim, failed)
         return [
             Notification(
-                sub.id, sub.sku, available[sub.sku], sub.webhook_url, sub.subscriber_id, ok
+                sub.id, sub.sku, available[sub.sku], sub.webhook_url, sub.subscriber_id, ok is True
             )
-            for sub, ok in zip(claimed, delivered, strict=True)
+            for sub, ok in zip(claimed, outcomes, strict=True)
         ]
 
-    async def _deliver(self, sub: Subscription, available: int) -> bool:
+    def _unclaim(self, ids: Sequence[int]) -> None:
+        """Pending again: a later tick tries once more while the SKU is still available."""
+        with self.sessions() as s:
+            s.execute(update(Subscription).where(Subscription.id.in_(ids)).values(notified_at=None))
+            s.commit()
+
+    async def _deliver(self, sub: Subscription, available: int) -> bool | None:
+        """True: delivered; False: not (the claim is undone); None: nothing to call."""
         url = sub.webhook_url or self.notify_url
         if self.sender is None or url is None:
             log.info("subscription %s of %s notified (no webhook to call)", sub.id, sub.sku)
-            return False
+            return None
         payload = {
             "subscription_id": sub.id,
             "sku": sub.sku,
             "available": available,
             "subscriber_id": sub.subscriber_id,
         }
-        return await self.sender.send(url, "back_in_stock", payload, f"bis-{sub.id}")
+        try:
+            return await self.sender.send(url, "back_in_stock", payload, f"bis-{sub.id}")
+        except Exception:
+            # One subscription's failure must not stop the others' (nor the scheduler).
+            log.exception("subscription %s: delivery failed", sub.id)
+            return False
