@@ -282,7 +282,7 @@ class StockEngine:
             fingerprint(body),
             self.now(),
             self._retention_ms,
-            f"{kind}:{sku}:{ref}",
+            self.keys.op_suffix(kind, sku, ref),
         ]
         return _level(await self.run(script, keys, args))
 
@@ -508,6 +508,9 @@ class StockEngine:
         calls = []
         for g in groups:
             ls = sorted(by_group[g], key=lambda ln: (ln.sku, ln.location or ""))
+            # Lines naming a location are planned first: a line free to go anywhere must
+            # not take the units that an explicit line can only find at its location.
+            planned = sorted(ls, key=lambda ln: ln.location is None)
             part_fp = fingerprint(
                 {
                     "order_id": order_id,
@@ -515,13 +518,13 @@ class StockEngine:
                     "lines": [(ln.sku, ln.location or "", ln.qty) for ln in ls],
                 }
             )
-            spec = orjson.dumps([[ln.sku, ln.qty, ln.location or ""] for ln in ls])
+            spec = orjson.dumps([[ln.sku, ln.qty, ln.location or ""] for ln in planned])
             calls.append(
                 self._part_call(
                     "reserve",
                     g,
                     order_id,
-                    [ln.sku for ln in ls],
+                    [ln.sku for ln in planned],
                     [order_id, token, part_fp, now, exp, self._priority, spec, whole_fp],
                 )
             )
@@ -667,11 +670,11 @@ class StockEngine:
                 await self._apply(order_id, exc.extra)
             raise InvalidState(
                 f"reservation {order_id} is {exc.extra.get('status')}",
-                status=exc.extra.get("status"),
+                reservation_status=exc.extra.get("status"),
             ) from None
         parts = await self._apply(order_id, decision)
         if decision.get("lapsed"):
-            raise InvalidState(f"reservation {order_id} expired", status="expired")
+            raise InvalidState(f"reservation {order_id} expired", reservation_status="expired")
         if all(p is None for p in parts.values()):
             raise NotFound(f"no reservation {order_id}")
         return self._from_parts(
@@ -803,11 +806,18 @@ class StockEngine:
     async def _transfer_step(self, transfer_id: str, step: str) -> Transfer:
         sku = await self._transfer_sku(transfer_id)
         now = self.now()
-        reply = await self.run(
-            f"transfer_{step}",
-            self._transfer_keys(sku, transfer_id),
-            [transfer_id, now, self._retention_ms],
-        )
+        try:
+            reply = await self.run(
+                f"transfer_{step}",
+                self._transfer_keys(sku, transfer_id),
+                [transfer_id, now, self._retention_ms],
+            )
+        except InvalidState as exc:
+            # `status` in a problem is the HTTP status: the transfer's goes apart.
+            status = exc.extra.get("status")
+            raise InvalidState(
+                f"transfer {transfer_id} is {status}", transfer_status=status
+            ) from None
         transfer = _transfer(reply)
         if transfer.status in ("received", "cancelled"):
             # The index lives in the id's group, not the SKU's (another slot), so it is

@@ -204,8 +204,8 @@ class Transfer(Base):
 class IdempotencyRecord(Base):
     """A movement's first answer, so warmup can restore retry safety (`inv:{g}:op:...`).
 
-    `key` is the event's `idem` (`kind:sku:ref`); `sku` is kept apart because SKUs and refs
-    may contain ':' and the Redis key's slot group comes from the SKU.
+    `key` is the event's `idem` (`Keys.op_suffix`: `kind:len(sku):sku:ref`); `sku` is kept
+    apart because the Redis key's slot group comes from the SKU.
     """
 
     __tablename__ = "idempotency_records"

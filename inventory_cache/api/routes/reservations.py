@@ -98,7 +98,7 @@ _SETTLE_ERRORS = problem_responses(
     422,
     503,
     s409="The reservation is already in a state that forbids this (`invalid_state`, "
-    "with `status`).",
+    "with `reservation_status`: cancelled, expired or shipped).",
 )
 
 
