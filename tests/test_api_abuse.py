@@ -7,16 +7,24 @@ Identifiers are matched whole, bodies must be UTF-8 JSON, Redis keys of differen
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from typing import Any
 
 import orjson
 import pytest
+import redis
+from sqlalchemy.orm import Session, sessionmaker
 
+from inventory_cache.apikeys import create_key
 from inventory_cache.errors import ValidationError
 from inventory_cache.feed import FeedEvent
+from inventory_cache.subscriptions import BackInStock
+from inventory_cache.verify import Difference, compare
+from persistence.models import Policy
 from tests import api_support
 from tests.api_support import Api
+from tests.conftest import REDIS_URL
 from tests.test_api_errors import assert_problem
 
 api, api_database = api_support.api, api_support.api_database  # the fixtures
@@ -206,3 +214,131 @@ def test_the_feed_shows_an_operation_without_its_internal_attempt_token() -> Non
     event = FeedEvent.from_entry(3, b"1-0", raw)
 
     assert event.body["op"] == "reserve:order-7"
+
+
+async def policy_pair(api: Api, sku: str, location: str) -> tuple[int | None, int]:
+    """(PostgreSQL's policy safety_stock or None, Redis's safety_stock)."""
+    with Session(api.db) as s:
+        p = s.get(Policy, (sku, location))
+        ours = None if p is None else p.safety_stock
+    raw = await api.engine.client.hget(api.engine.keys.stock(sku), f"s:{location}")
+    return ours, int(raw or 0)
+
+
+async def test_concurrent_policy_puts_never_500_and_leave_postgres_equal_to_redis(
+    api: Api,
+) -> None:
+    admin = api.auth("admin")
+    for trial in range(10):
+        sku = f"pol-{trial}"
+        values = [1, 2, 3, 4] if trial % 2 else [5, 5]
+
+        answers = await asyncio.gather(
+            *(
+                api.client.put(f"/v1/policies/{sku}/north", json={"safety_stock": v}, headers=admin)
+                for v in values
+            )
+        )
+
+        assert [r.status_code for r in answers] == [200] * len(values), [r.text for r in answers]
+        pg, redis = await policy_pair(api, sku, "north")
+        assert pg == redis and pg in values
+
+
+async def test_verify_notices_a_policy_that_redis_does_not_hold(api: Api) -> None:
+    r = await api.client.put(
+        "/v1/policies/pol-x/north", json={"safety_stock": 3}, headers=api.auth("admin")
+    )
+    assert r.status_code == 200
+    await api.engine.client.hset(api.engine.keys.stock("pol-x"), "s:north", 1)
+    sync = redis.Redis.from_url(REDIS_URL)
+    try:
+        diffs = compare(sync, api.db, api.engine.settings)
+    finally:
+        sync.close()
+
+    assert Difference("policy", "pol-x@north", 1, 3) in diffs
+
+
+def another_checkout_key(api: Api) -> dict[str, str]:
+    key, _ = create_key(api.db, name="other shop", scopes=["checkout"])
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_identical_subscriptions_at_once_are_one_notified_once(api: Api) -> None:
+    api.app.state.services.settings.webhook_allowed_hosts = ["hooks.example.com"]
+    co = api.auth("checkout")
+    bodies = [
+        {"sku": "sub-race", "subscriber_id": "customer-1"},
+        {"sku": "sub-race", "webhook_url": "https://hooks.example.com/bis"},
+    ]
+
+    answers = await asyncio.gather(
+        *(api.client.post("/v1/subscriptions", json=b, headers=co) for b in bodies * 3)
+    )
+
+    assert sorted(r.status_code for r in answers) == [200] * 4 + [201] * 2, [
+        r.text for r in answers
+    ]
+    assert len({r.json()["id"] for r in answers}) == 2
+    await api.engine.inbound(ref="in", sku="sub-race", location="north", qty=1)
+    notified = await BackInStock(api.engine, sessionmaker(api.db, expire_on_commit=False)).tick()
+    assert len(notified) == 2
+
+
+async def test_subscription_ids_are_not_guessable(api: Api) -> None:
+    co = api.auth("checkout")
+    ids = [
+        (
+            await api.client.post(
+                "/v1/subscriptions", json={"sku": "sub-id", "subscriber_id": f"c{i}"}, headers=co
+            )
+        ).json()["id"]
+        for i in range(3)
+    ]
+
+    assert all(isinstance(i, str) and len(i) >= 20 for i in ids)
+    assert len(set(ids)) == 3
+
+
+async def test_a_subscription_belongs_to_the_key_that_made_it(api: Api) -> None:
+    co, other = api.auth("checkout"), another_checkout_key(api)
+    made = await api.client.post(
+        "/v1/subscriptions", json={"sku": "sub-own", "subscriber_id": "customer-9"}, headers=co
+    )
+    sub_id = made.json()["id"]
+
+    mine = await api.client.get(f"/v1/subscriptions/{sub_id}", headers=co)
+    theirs = await api.client.get(f"/v1/subscriptions/{sub_id}", headers=other)
+    admin = await api.client.get(f"/v1/subscriptions/{sub_id}", headers=api.auth("admin"))
+    again_by_other = await api.client.post(
+        "/v1/subscriptions", json={"sku": "sub-own", "subscriber_id": "customer-9"}, headers=other
+    )
+
+    assert mine.status_code == 200 and admin.status_code == 200
+    assert_problem(theirs, 404, "not_found")
+    assert again_by_other.status_code == 201 and again_by_other.json()["id"] != sub_id
+
+
+async def test_a_reservation_belongs_to_the_key_that_made_it(api: Api) -> None:
+    await inbound(api, "in-1", "phone-a", "north", 10)
+    co, other = api.auth("checkout"), another_checkout_key(api)
+    order = {"order_id": "o-own", "lines": [{"sku": "phone-a", "qty": 2}]}
+    assert (await api.client.post("/v1/reservations", json=order, headers=co)).status_code == 201
+
+    read = await api.client.get("/v1/reservations/o-own", headers=other)
+    cancel = await api.client.post("/v1/reservations/o-own/cancel", headers=other)
+    retry = await api.client.post("/v1/reservations", json=order, headers=other)
+    admin_read = await api.client.get("/v1/reservations/o-own", headers=api.auth("admin"))
+    mine = await api.client.get("/v1/reservations/o-own", headers=co)
+
+    assert_problem(read, 404, "not_found")
+    assert_problem(cancel, 404, "not_found")
+    assert retry.status_code == 409, retry.text  # the order id is taken; nothing replayed
+    assert "lines" not in retry.json() or retry.json()["code"] != "insufficient_stock"
+    assert admin_read.status_code == 200 and mine.json()["status"] == "active"
+    assert (await stock(api, "phone-a"))["north"]["locked"] == 2
+    shipped = await api.client.post("/v1/reservations/o-own/ship", headers=api.auth("warehouse"))
+    assert shipped.status_code == 200
+    admin_cancel = await api.client.post("/v1/reservations/o-own/cancel", headers=api.auth("admin"))
+    assert_problem(admin_cancel, 409, "invalid_state")

@@ -44,13 +44,13 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-def subscribe(sessions: sessionmaker[Session], **kw: Any) -> int:
+def subscribe(sessions: sessionmaker[Session], **kw: Any) -> str:
     """A subscription; a webhook of a loopback receiver is allowed (its `http://host:port`)."""
     url = urlsplit(kw.get("webhook_url") or "")
     allowed = [f"http://{url.netloc}"] if url.hostname == "127.0.0.1" else []
     with sessions() as s:
         sub, _ = create_subscription(s, allowed_hosts=allowed, **kw)
-        return sub.id
+        return sub.public_id
 
 
 async def test_subscriber_to_a_sold_out_sku_is_notified_exactly_once(
@@ -89,7 +89,9 @@ async def test_subscriber_to_a_sold_out_sku_is_notified_exactly_once(
         "subscriber_id": "customer-42",
     }
     with sessions() as s:
-        pending = s.scalars(select(Subscription.id).where(Subscription.notified_at.is_(None)))
+        pending = s.scalars(
+            select(Subscription.public_id).where(Subscription.notified_at.is_(None))
+        )
         assert list(pending) == [other]
 
 
