@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     # the same bound; off, or on Redis Cluster, the time bound alone applies.
     near_cache_tracking: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)  # larger bodies get 413
+    # `serve`'s connection limits (api/server.py): a request's headers larger than this get
+    # 431 `header_too_large`; a connection is closed when a request's headers are not
+    # complete this long after they began (or after connecting), or when its body
+    # receives nothing for this long.
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     # A verified API key is trusted this long without asking PostgreSQL again, so a
     # revocation takes effect within it.
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
