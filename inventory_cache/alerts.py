@@ -113,8 +113,13 @@ def apply_observations(session: Session, observations: Sequence[Observation]) ->
     reorder: dict[tuple[str, str], int] = {}
     state: dict[tuple[str, str, str], Alert | None] = {}
     for chunk in _chunks(keys):
+        # Locked: two evaluations of one pair (two policy PUTs, a PUT and a tick) take
+        # turns, so the second sees the alert the first raised instead of raising it again.
         for p in session.scalars(
-            select(Policy).where(tuple_(Policy.sku, Policy.location).in_(chunk))
+            select(Policy)
+            .where(tuple_(Policy.sku, Policy.location).in_(chunk))
+            .order_by(Policy.sku, Policy.location)
+            .with_for_update()
         ):
             reorder[(p.sku, p.location)] = p.reorder_point
         for a in session.scalars(

@@ -57,6 +57,28 @@ def fingerprint(body: Any) -> str:
     return hashlib.sha1(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def owner_tag(owner: str) -> str:
+    """An owner (API key id) as kept in an order's fingerprint: the id itself when short
+    (generated ids are 20 characters), else a digest, so `<tag>/<sha1>` fits the ledger's
+    64-character `fingerprint` column."""
+    return owner if len(owner) <= 23 else hashlib.sha256(owner.encode()).hexdigest()[:23]
+
+
+def owned_by(order_fp: str, owner: str | None) -> bool:
+    """Whether an order whose whole fingerprint is `order_fp` may be seen by a caller
+    restricted to `owner` (None: any caller).
+
+    The owner rides in the fingerprint (`<owner tag>/<sha1>`) rather than in a field of
+    its own because the fingerprint already travels everywhere an order does: the index,
+    each part (`ofp`), the stream, the ledger (`reservations.fingerprint`) and back through
+    warmup. A retry by another key then differs in fingerprint: 409 idempotency_mismatch.
+    """
+    tag, sep, _ = order_fp.rpartition("/")
+    # An order without an owner (made by the engine directly, or before owners were
+    # recorded) is anyone's.
+    return owner is None or not sep or tag == owner_tag(owner)
+
+
 def parse_stock(sku: str, raw: dict[bytes, bytes]) -> dict[str, Level]:
     """Turn a stock hash (`o:<loc>`, `l:<loc>`, `s:<loc>`, `v`) into levels by location."""
     fields: dict[str, list[int]] = {}
@@ -282,7 +304,7 @@ class StockEngine:
             fingerprint(body),
             self.now(),
             self._retention_ms,
-            f"{kind}:{sku}:{ref}",
+            self.keys.op_suffix(kind, sku, ref),
         ]
         return _level(await self.run(script, keys, args))
 
@@ -445,8 +467,15 @@ class StockEngine:
         return script, keys, list(args)
 
     async def reserve(
-        self, *, order_id: str, lines: Sequence[LineRequest], ttl_seconds: int | None = None
+        self,
+        *,
+        order_id: str,
+        lines: Sequence[LineRequest],
+        ttl_seconds: int | None = None,
+        owner: str | None = None,
     ) -> Reservation:
+        """Lock every line or none. `owner` (an API key id) makes the order that key's
+        (`owned_by`); without one, any caller may act on it."""
         v.ident(order_id, "order_id")
         merged = self.merge_lines(lines)
         ttl = v.ttl(
@@ -463,6 +492,8 @@ class StockEngine:
         h = self.keys.group_of(order_id)
         idx_keys = [self.keys.ready(h), self.keys.order_index(order_id)]
         whole_fp = fingerprint({"order_id": order_id, "lines": canon, "ttl": ttl})
+        if owner is not None:
+            whole_fp = f"{owner_tag(owner)}/{whole_fp}"
         exp = now + ttl * 1000
         opened = await self.run(
             "index_open",
@@ -508,6 +539,9 @@ class StockEngine:
         calls = []
         for g in groups:
             ls = sorted(by_group[g], key=lambda ln: (ln.sku, ln.location or ""))
+            # Lines naming a location are planned first: a line free to go anywhere must
+            # not take the units that an explicit line can only find at its location.
+            planned = sorted(ls, key=lambda ln: ln.location is None)
             part_fp = fingerprint(
                 {
                     "order_id": order_id,
@@ -515,13 +549,13 @@ class StockEngine:
                     "lines": [(ln.sku, ln.location or "", ln.qty) for ln in ls],
                 }
             )
-            spec = orjson.dumps([[ln.sku, ln.qty, ln.location or ""] for ln in ls])
+            spec = orjson.dumps([[ln.sku, ln.qty, ln.location or ""] for ln in planned])
             calls.append(
                 self._part_call(
                     "reserve",
                     g,
                     order_id,
-                    [ln.sku for ln in ls],
+                    [ln.sku for ln in planned],
                     [order_id, token, part_fp, now, exp, self._priority, spec, whole_fp],
                 )
             )
@@ -608,10 +642,13 @@ class StockEngine:
                 lines.extend(_lines(p["lines"]))
         return Reservation(order_id, status, exp, lines, replayed)  # type: ignore[arg-type]
 
-    async def get_reservation(self, order_id: str, *, replayed: bool = False) -> Reservation:
+    async def get_reservation(
+        self, order_id: str, *, replayed: bool = False, owner: str | None = None
+    ) -> Reservation:
+        """The order; NotFound also when it is not `owner`'s (None: anyone's)."""
         v.ident(order_id, "order_id")
         raw = await self.batcher.command("HGETALL", self.keys.order_index(order_id))
-        if not raw:
+        if not raw or not owned_by(raw[b"fp"].decode(), owner):
             raise NotFound(f"no reservation {order_id}")
         status = raw[b"st"].decode()
         exp = int(raw[b"exp"])
@@ -667,11 +704,11 @@ class StockEngine:
                 await self._apply(order_id, exc.extra)
             raise InvalidState(
                 f"reservation {order_id} is {exc.extra.get('status')}",
-                status=exc.extra.get("status"),
+                reservation_status=exc.extra.get("status"),
             ) from None
         parts = await self._apply(order_id, decision)
         if decision.get("lapsed"):
-            raise InvalidState(f"reservation {order_id} expired", status="expired")
+            raise InvalidState(f"reservation {order_id} expired", reservation_status="expired")
         if all(p is None for p in parts.values()):
             raise NotFound(f"no reservation {order_id}")
         return self._from_parts(
@@ -682,7 +719,13 @@ class StockEngine:
             bool(decision.get("replayed")),
         )
 
-    async def cancel(self, order_id: str) -> Reservation:
+    async def cancel(self, order_id: str, *, owner: str | None = None) -> Reservation:
+        """Release the locks; NotFound when the order is not `owner`'s (None: anyone's)."""
+        if owner is not None:
+            v.ident(order_id, "order_id")
+            fp = await self.batcher.command("HGET", self.keys.order_index(order_id), "fp")
+            if fp is None or not owned_by(fp.decode(), owner):
+                raise NotFound(f"no reservation {order_id}")
         return await self._settle(order_id, "cancel")
 
     async def ship(self, order_id: str) -> Reservation:
@@ -803,11 +846,18 @@ class StockEngine:
     async def _transfer_step(self, transfer_id: str, step: str) -> Transfer:
         sku = await self._transfer_sku(transfer_id)
         now = self.now()
-        reply = await self.run(
-            f"transfer_{step}",
-            self._transfer_keys(sku, transfer_id),
-            [transfer_id, now, self._retention_ms],
-        )
+        try:
+            reply = await self.run(
+                f"transfer_{step}",
+                self._transfer_keys(sku, transfer_id),
+                [transfer_id, now, self._retention_ms],
+            )
+        except InvalidState as exc:
+            # `status` in a problem is the HTTP status: the transfer's goes apart.
+            status = exc.extra.get("status")
+            raise InvalidState(
+                f"transfer {transfer_id} is {status}", transfer_status=status
+            ) from None
         transfer = _transfer(reply)
         if transfer.status in ("received", "cancelled"):
             # The index lives in the id's group, not the SKU's (another slot), so it is

@@ -138,6 +138,16 @@ class Filter:
         return not self.skus and not self.locations
 
 
+def _public_op(f: Mapping[str, str]) -> str:
+    """The operation without the attempt token an order's events carry
+    (`reserve:<order>:<token>` → `reserve:<order>`): internal, and useless to a reader."""
+    op = f.get("op", "")
+    order = f.get("order")
+    if order is not None and op.startswith(f"{f.get('t', '')}:{order}:"):
+        return op[: len(f.get("t", "")) + 1 + len(order)]
+    return op
+
+
 @dataclass(frozen=True, slots=True)
 class FeedEvent:
     """One stream entry as readers see it: its position and its public content."""
@@ -168,7 +178,7 @@ class FeedEvent:
         body: dict[str, Any] = {
             "id": pos.encode(),
             "type": f.get("t", ""),
-            "op": f.get("op", ""),
+            "op": _public_op(f),
             "ref": f.get("ref", ""),
             "reason": f.get("reason", ""),
             "ts": int(f.get("ts", ms)),

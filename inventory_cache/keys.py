@@ -57,7 +57,20 @@ class Keys:
         return f"{self.tag(self.group_of(sku))}:t:{transfer_id}"
 
     def op(self, kind: str, sku: str, ref: str) -> str:
-        return f"{self.tag(self.group_of(sku))}:op:{kind}:{sku}:{ref}"
+        """The idempotency record of a movement (`op_suffix`), in the SKU's group."""
+        return self.op_of(sku, self.op_suffix(kind, sku, ref))
+
+    @staticmethod
+    def op_suffix(kind: str, sku: str, ref: str) -> str:
+        """`<kind>:<len(sku)>:<sku>:<ref>`: unique per (kind, sku, ref) although SKUs and
+        refs may hold `:` (joined plainly, SKU `a` with ref `x:r` and SKU `a:x` with ref
+        `r` made one key, so the second movement was refused as a retry of the first).
+        Kinds are fixed names without `:`. It is also the key of the movement's record in
+        PostgreSQL (`idempotency_records`), from which warmup restores this key."""
+        return f"{kind}:{len(sku)}:{sku}:{ref}"
+
+    def op_of(self, sku: str, suffix: str) -> str:
+        return f"{self.tag(self.group_of(sku))}:op:{suffix}"
 
     # per id (in the id's own group)
     def order_index(self, order_id: str) -> str:

@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     reconcile_cron: str = "0 3 * * *"  # crontab: minute hour day month day-of-week
     wms_url: str | None = None  # HTTP JSON snapshot; else wms_csv_path
     wms_csv_path: str | None = None
-    # Only these hosts receive webhooks, so a client cannot make us call internal addresses.
+    # Only these hosts and ports receive webhooks, so a client cannot make us call internal
+    # addresses: `host[:port]` or `.domain[:port]` (https, port 443 by default), or
+    # `http://host[:port]` to allow plain http there (port 80 by default).
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_secret: str | None = None  # HMAC-SHA256 key of X-Inventory-Signature
     alert_webhook_url: str | None = None
@@ -66,6 +68,13 @@ class Settings(BaseSettings):
     # the same bound; off, or on Redis Cluster, the time bound alone applies.
     near_cache_tracking: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)  # larger bodies get 413
+    # `serve`'s connection limits (api/server.py): a request's headers larger than this get
+    # 431 `header_too_large`; a connection is closed when a request's headers are not
+    # complete this long after they began (or after connecting), or when its body
+    # receives nothing for this long.
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     # A verified API key is trusted this long without asking PostgreSQL again, so a
     # revocation takes effect within it.
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
@@ -87,6 +96,15 @@ class Settings(BaseSettings):
     def _split_hosts(cls, v: object) -> object:
         if isinstance(v, str):
             return [p.strip().lower() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _parse_hosts(cls, v: list[str]) -> list[str]:
+        from inventory_cache.webhooks import AllowedOrigin
+
+        for entry in v:
+            AllowedOrigin.parse(entry)  # a bad entry stops the service at start
         return v
 
     @field_validator("location_priority", mode="before")

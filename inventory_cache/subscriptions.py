@@ -9,8 +9,10 @@ Each tick looks up the availability of the SKUs with pending subscriptions and, 
 available again, claims their subscriptions in one `UPDATE ... WHERE notified_at IS NULL
 RETURNING` before sending anything: of two schedulers (or a retried tick) only one claims
 a row, so nobody is notified twice. A claimed subscription is then delivered with the
-webhook sender's retries; one whose receiver stays down through all of them is not tried
-again (at most once after the claim; the shop sees `notified_at` and can re-subscribe).
+webhook sender's retries; one that is not delivered (receiver down through all of them,
+a refusal, an error of any kind) is released, pending again, and tried at a later tick
+while its SKU is available: a failure never passes for a notification, nor stops the
+tick.
 
 A subscription made while its SKU is in stock (the page was stale) is notified at the
 next tick: the subscriber asked to hear when they can buy it, and they can.
@@ -19,12 +21,16 @@ next tick: the subscriber asked to hear when they can buy it, and they can.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+import orjson
+from sqlalchemy import exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from inventory_cache import validation as v
@@ -40,7 +46,7 @@ MAX_SKUS_PER_TICK = 10_000
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    subscription_id: int
+    subscription_id: str  # the public id
     sku: str
     available: int
     webhook_url: str | None
@@ -55,8 +61,12 @@ def create_subscription(
     webhook_url: str | None = None,
     subscriber_id: str | None = None,
     allowed_hosts: Sequence[str] = (),
+    owner: str | None = None,
 ) -> tuple[Subscription, bool]:
-    """Store a subscription; the same pending (sku, target) again returns the first one.
+    """Store a subscription; the same pending (owner, sku, target) again returns the first.
+
+    Concurrent identical requests make one row: the insert yields to the pending row of
+    the same `dedup_key` (a unique index), which is then returned to every caller.
 
     Returns:
         The subscription and whether it was created by this call.
@@ -70,24 +80,45 @@ def create_subscription(
         check_url(webhook_url, allowed_hosts)
     if subscriber_id is not None:
         v.ident(subscriber_id, "subscriber_id")
-    existing = session.scalars(
-        select(Subscription).where(
-            Subscription.sku == sku,
-            Subscription.notified_at.is_(None),
-            Subscription.webhook_url.is_(None)
-            if webhook_url is None
-            else Subscription.webhook_url == webhook_url,
-            Subscription.subscriber_id.is_(None)
-            if subscriber_id is None
-            else Subscription.subscriber_id == subscriber_id,
+    dedup = hashlib.sha256(orjson.dumps([owner, sku, webhook_url, subscriber_id])).hexdigest()
+    dialect = session.get_bind().dialect.name
+    insert = (sqlite if dialect == "sqlite" else postgresql).insert
+    public_id = new_public_id()
+    created = session.execute(
+        insert(Subscription)
+        .values(
+            public_id=public_id,
+            owner=owner,
+            dedup_key=dedup,
+            sku=sku,
+            webhook_url=webhook_url,
+            subscriber_id=subscriber_id,
         )
+        .on_conflict_do_nothing(
+            index_elements=[Subscription.dedup_key],
+            index_where=Subscription.notified_at.is_(None),
+        )
+        .returning(Subscription.id)
     ).first()
-    if existing is not None:
-        return existing, False
-    sub = Subscription(sku=sku, webhook_url=webhook_url, subscriber_id=subscriber_id)
-    session.add(sub)
     session.commit()
-    return sub, True
+    sub = session.scalars(
+        select(Subscription).where(
+            Subscription.dedup_key == dedup, Subscription.notified_at.is_(None)
+        )
+        if created is None
+        else select(Subscription).where(Subscription.id == created[0])
+    ).one()
+    return sub, created is not None
+
+
+def new_public_id() -> str:
+    """128 random bits: an id one client cannot guess from another's."""
+    return "sub-" + secrets.token_hex(16)
+
+
+def visible_to(sub: Subscription, owner: str | None) -> bool:
+    """Whether a caller restricted to `owner` (None: any) may see the subscription."""
+    return owner is None or sub.owner == owner
 
 
 class BackInStock:
@@ -140,25 +171,57 @@ class BackInStock:
         if not available:
             return []
         claimed = await asyncio.to_thread(self._claim, sorted(available))
-        delivered = await asyncio.gather(
+        outcomes = await asyncio.gather(
             *(self._deliver(sub, available[sub.sku]) for sub in claimed)
         )
+        failed = [sub.id for sub, ok in zip(claimed, outcomes, strict=True) if ok is False]
+        if failed:
+            await asyncio.to_thread(self._unclaim, failed)
         return [
             Notification(
-                sub.id, sub.sku, available[sub.sku], sub.webhook_url, sub.subscriber_id, ok
+                sub.public_id,
+                sub.sku,
+                available[sub.sku],
+                sub.webhook_url,
+                sub.subscriber_id,
+                ok is True,
             )
-            for sub, ok in zip(claimed, delivered, strict=True)
+            for sub, ok in zip(claimed, outcomes, strict=True)
         ]
 
-    async def _deliver(self, sub: Subscription, available: int) -> bool:
+    def _unclaim(self, ids: Sequence[int]) -> None:
+        """Pending again: a later tick tries once more while the SKU is still available.
+        Unless the same subscription was made again meanwhile: that one is pending."""
+        other = Subscription.__table__.alias("other")
+        with self.sessions() as s:
+            s.execute(
+                update(Subscription)
+                .where(
+                    Subscription.id.in_(ids),
+                    ~exists().where(
+                        other.c.dedup_key == Subscription.dedup_key,
+                        other.c.notified_at.is_(None),
+                    ),
+                )
+                .values(notified_at=None)
+            )
+            s.commit()
+
+    async def _deliver(self, sub: Subscription, available: int) -> bool | None:
+        """True: delivered; False: not (the claim is undone); None: nothing to call."""
         url = sub.webhook_url or self.notify_url
         if self.sender is None or url is None:
             log.info("subscription %s of %s notified (no webhook to call)", sub.id, sub.sku)
-            return False
+            return None
         payload = {
-            "subscription_id": sub.id,
+            "subscription_id": sub.public_id,
             "sku": sub.sku,
             "available": available,
             "subscriber_id": sub.subscriber_id,
         }
-        return await self.sender.send(url, "back_in_stock", payload, f"bis-{sub.id}")
+        try:
+            return await self.sender.send(url, "back_in_stock", payload, f"bis-{sub.public_id}")
+        except Exception:
+            # One subscription's failure must not stop the others' (nor the scheduler).
+            log.exception("subscription %s: delivery failed", sub.id)
+            return False

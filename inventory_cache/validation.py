@@ -7,7 +7,8 @@ from typing import Any
 
 from inventory_cache.errors import ValidationError
 
-IDENT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Matched whole: `$` would also match before a trailing newline ("phone-a\n").
+IDENT = re.compile(r"\A[A-Za-z0-9._:-]{1,64}\Z")
 MAX_QTY = 1_000_000
 MAX_ON_HAND = 1_000_000_000
 MAX_LINES = 100

@@ -12,7 +12,8 @@ Compared, both ways (present on one side only is a difference too):
   (`inventory_cache.behind`), and the groups already marked behind;
 - every active reservation part: its attempt token, expiry and lines; and the order index
   of every active order;
-- every transfer in flight (`requested`, `in_transit`): sku, locations, qty, status.
+- every transfer in flight (`requested`, `in_transit`): sku, locations, qty, status;
+- every stored policy's `safety_stock` against the one Redis applies.
 
 Comparing while traffic flows reports changes that are on their way as differences, so
 `verify` first waits (up to `wait_s`) until the `ledger` group has no pending and no
@@ -37,7 +38,7 @@ from inventory_cache.engine import parse_stock
 from inventory_cache.keys import Keys
 from inventory_cache.settings import Settings
 from inventory_cache.worker import GROUP
-from persistence.models import Movement, ReservationLine, StockLevel, Transfer
+from persistence.models import Movement, Policy, ReservationLine, StockLevel, Transfer
 from persistence.sink import datetime_to_ms
 
 CHUNK = 1000
@@ -46,7 +47,8 @@ IN_FLIGHT = ("requested", "in_transit")
 
 @dataclass(frozen=True, slots=True)
 class Difference:
-    kind: str  # stock, version, ledger, chain, behind, reservation, order_index, transfer, backlog
+    # stock, version, ledger, chain, behind, reservation, order_index, transfer, policy, backlog
+    kind: str
     key: str
     redis: Any
     postgres: Any
@@ -128,6 +130,7 @@ def compare(redis: Any, engine: sa.Engine, settings: Settings) -> list[Differenc
         diffs += _stock(redis, keys, conn)
         diffs += _reservations(redis, keys, conn)
         diffs += _transfers(redis, keys, conn)
+        diffs += _policies(redis, keys, conn)
     return diffs
 
 
@@ -325,6 +328,24 @@ def _transfers(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
         for tid in sorted(ours.keys() | theirs.keys())
         if ours.get(tid) != theirs.get(tid)
     ]
+
+
+def _policies(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
+    """Each stored policy's safety_stock against the one Redis applies (0 when unset)."""
+    p = Policy
+    rows = list(conn.execute(sa.select(p.sku, p.location, p.safety_stock).order_by(p.sku)))
+    diffs: list[Difference] = []
+    for i in range(0, len(rows), CHUNK):
+        chunk = rows[i : i + CHUNK]
+        pipe = redis.pipeline(transaction=False)
+        for row in chunk:
+            pipe.hget(keys.stock(row.sku), f"s:{row.location}")
+        for row, raw in zip(chunk, pipe.execute(), strict=True):
+            ours = int(raw or 0)
+            if ours != row.safety_stock:
+                key = f"{row.sku}@{row.location}"
+                diffs.append(Difference("policy", key, ours, row.safety_stock))
+    return diffs
 
 
 def run_verify(*, wait_s: float = 30.0) -> int:

@@ -414,11 +414,11 @@ def _restore_idempotency(conn: sa.Connection, keys: Keys, run: _Runner, now: int
         i.expires_at > ms_to_datetime(now)
     )
     for row in _stream(conn, q):
-        # keys.op(kind, sku, ref) is `<tag of the SKU>:op:<kind>:<sku>:<ref>`, and the
-        # record's key is that `<kind>:<sku>:<ref>` (the event's `idem`).
-        tag = keys.tag(keys.group_of(row.sku))
+        # The record's key is the event's `idem`, `Keys.op_suffix(kind, sku, ref)`.
         value = row.fingerprint + "\n" + orjson.dumps(row.result).decode()
-        run.add("restore_op", [f"{tag}:op:{row.key}"], [value, datetime_to_ms(row.expires_at)])
+        run.add(
+            "restore_op", [keys.op_of(row.sku, row.key)], [value, datetime_to_ms(row.expires_at)]
+        )
         run.report.idempotency_records += 1
 
 

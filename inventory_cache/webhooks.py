@@ -2,9 +2,11 @@
 
 Why an allowlist: a subscription's `webhook_url` comes from a client. Without it a client
 could make this service call `http://169.254.169.254/` or an internal admin port (SSRF).
-A URL is accepted only if its host is on `INVENTORY_WEBHOOK_ALLOWED_HOSTS` (exact name,
-or `.example.com` for any subdomain of example.com), is http(s), and carries no
-credentials; redirects are never followed, since they could lead anywhere.
+A URL is accepted only if its host and port are on `INVENTORY_WEBHOOK_ALLOWED_HOSTS`
+(`host`, `host:port`, `.example.com` for any subdomain; the port defaults to 443), it
+is https (plain http only to an entry written `http://host[:port]`), and it carries no
+credentials, spaces or control characters; redirects are never followed, since they
+could lead anywhere.
 
 Why a signature: the receiver must know the call is ours and recent. The body is signed
 with HMAC-SHA256 under `INVENTORY_WEBHOOK_SECRET`, as in Stripe's scheme:
@@ -19,8 +21,10 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,36 +38,87 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 
 
-def host_allowed(host: str, allowed: Sequence[str]) -> bool:
-    host = host.lower().rstrip(".")
-    for entry in allowed:
-        entry = entry.lower()
-        if entry.startswith(".") and host.endswith(entry) and host != entry[1:]:
-            return True
-        if host == entry:
-            return True
-    return False
+@dataclass(frozen=True, slots=True)
+class AllowedOrigin:
+    """One allowlist entry: `host`, `host:port`, `.example.com` (any subdomain), each
+    for https; `http://host[:port]` also lets plain http reach that port."""
+
+    host: str
+    port: int
+    http: bool
+
+    @classmethod
+    def parse(cls, entry: str) -> AllowedOrigin:
+        text = entry.strip().lower()
+        scheme = "https"
+        if "://" in text:
+            scheme, _, text = text.partition("://")
+        try:
+            parts = urlsplit(f"{scheme}://{text.rstrip('/')}")
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"webhook allowed host {entry!r} is not host[:port]") from None
+        host = (parts.hostname or "").rstrip(".")
+        if scheme not in ("http", "https") or not host or parts.path or "@" in text:
+            raise ValueError(
+                f"webhook allowed host {entry!r} must be host[:port], .domain[:port] "
+                "or http://host[:port]"
+            )
+        return cls(host, port or DEFAULT_PORT[scheme], scheme == "http")
+
+    def admits(self, scheme: str, host: str, port: int) -> bool:
+        if port != self.port or (scheme == "http" and not self.http):
+            return False
+        if self.host.startswith("."):
+            return host.endswith(self.host) and host != self.host[1:]
+        return host == self.host
+
+
+DEFAULT_PORT = {"http": 80, "https": 443}
+# C0 and C1 controls, DEL and whitespace: urlsplit silently drops some of them (tab, CR,
+# LF) while the HTTP client refuses them at delivery.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
 
 
 def check_url(url: str, allowed: Sequence[str]) -> str:
-    """The URL if we may call it; else `ValidationError` (422 for a subscription)."""
+    """The URL if we may call it; else `ValidationError` (422 for a subscription).
+
+    Its scheme, host and port must match an allowlist entry (`AllowedOrigin`): an allowed
+    host is not an allowed machine, or `http://127.0.0.1:6379` would reach Redis.
+    """
+    if len(url) > 2000:
+        raise ValidationError("webhook_url is longer than 2000 characters", field="webhook_url")
+    if _UNSAFE.search(url):
+        raise ValidationError(
+            "webhook_url must not contain spaces or control characters", field="webhook_url"
+        )
     try:
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        _ = parts.port  # a malformed port raises here
+        host = (parts.hostname or "").rstrip(".")
+        port = parts.port  # a malformed port raises here
     except ValueError:
         raise ValidationError("webhook_url is not a URL", field="webhook_url") from None
     if parts.scheme not in ("http", "https") or not host:
-        raise ValidationError("webhook_url must be an http(s) URL", field="webhook_url")
+        raise ValidationError("webhook_url must be an https URL", field="webhook_url")
     if parts.username is not None or parts.password is not None:
         raise ValidationError("webhook_url must not carry credentials", field="webhook_url")
-    if len(url) > 2000:
-        raise ValidationError("webhook_url is longer than 2000 characters", field="webhook_url")
-    if not host_allowed(host, allowed):
+    port = port or DEFAULT_PORT[parts.scheme]
+    origins = [AllowedOrigin.parse(a) for a in allowed]
+    if any(o.admits(parts.scheme, host, port) for o in origins):
+        return url
+    if parts.scheme == "http" and any(
+        not o.http and o.admits("https", host, o.port) for o in origins
+    ):
         raise ValidationError(
-            f"webhook host {host!r} is not on the allowlist", field="webhook_url", host=host
+            f"webhook host {host!r} is allowed for https only: use an https URL",
+            field="webhook_url",
+            host=host,
         )
-    return url
+    raise ValidationError(
+        f"webhook host {host!r} port {port} is not on the allowlist",
+        field="webhook_url",
+        host=host,
+    )
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -129,7 +184,7 @@ class WebhookSender:
                 headers["X-Inventory-Signature"] = sign(self.secret, int(time.time()), body)
             try:
                 status = await self._post(url, body, headers)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 log.info("webhook %s try %d failed: %s", delivery_id, attempt + 1, exc)
                 continue
             if 200 <= status < 300:

@@ -11,7 +11,7 @@
     ARGV[7] set_on_hand or ''                       ARGV[8] expected on_hand or ''
     ARGV[9] fingerprint of the request              ARGV[10] now, ms
     ARGV[11] retention of the idempotency record, ms
-    ARGV[12] idempotency suffix (kind:sku:ref), copied into the event
+    ARGV[12] idempotency suffix (kind:len(sku):sku:ref), copied into the event
   Output: JSON {sku, location, on_hand, locked, safety_stock, available[, replayed]}
   Errors: not_ready, idempotency_mismatch, invalid_state
   Events: one 'pos_return' entry with one row.

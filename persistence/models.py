@@ -225,8 +225,8 @@ class Transfer(Base):
 class IdempotencyRecord(Base):
     """A movement's first answer, so warmup can restore retry safety (`inv:{g}:op:...`).
 
-    `key` is the event's `idem` (`kind:sku:ref`); `sku` is kept apart because SKUs and refs
-    may contain ':' and the Redis key's slot group comes from the SKU.
+    `key` is the event's `idem` (`Keys.op_suffix`: `kind:len(sku):sku:ref`); `sku` is kept
+    apart because the Redis key's slot group comes from the SKU.
     """
 
     __tablename__ = "idempotency_records"
@@ -321,11 +321,29 @@ class Alert(Base):
 
 
 class Subscription(Base):
-    """ "Notify me when back in stock": a webhook or a subscriber id, notified once."""
+    """ "Notify me when back in stock": a webhook or a subscriber id, notified once.
+
+    `public_id` is the id clients see (random: `id` counts up, so it would let one client
+    walk through another's). `owner` is the API key id that made it (none: made before
+    owners were recorded). `dedup_key` digests (owner, sku, target): one pending
+    subscription per digest, so identical requests at once make one.
+    """
 
     __tablename__ = "subscriptions"
+    __table_args__ = (
+        Index(
+            "uq_subscriptions_pending",
+            "dedup_key",
+            unique=True,
+            postgresql_where=text("notified_at IS NULL"),
+            sqlite_where=text("notified_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    owner: Mapped[str | None] = mapped_column(Id, nullable=True)
+    dedup_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sku: Mapped[str] = mapped_column(Id, index=True)
     webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     subscriber_id: Mapped[str | None] = mapped_column(String(200), nullable=True)

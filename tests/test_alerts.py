@@ -162,7 +162,7 @@ async def test_alert_webhooks_are_signed_and_sent_on_raise_and_clear(
 ) -> None:
     receiver = Receiver()
     try:
-        sender = WebhookSender(allowed_hosts=["127.0.0.1"], secret="k", backoff_s=0.01)
+        sender = WebhookSender(allowed_hosts=[receiver.url], secret="k", backoff_s=0.01)
         monitor = AlertMonitor(engine, sessions, sender=sender, webhook_url=receiver.url)
         set_policy(sessions, "A", "north", reorder_point=0)
         await engine.inbound(ref="in-1", sku="A", location="north", qty=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -43,10 +44,13 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-def subscribe(sessions: sessionmaker[Session], **kw: Any) -> int:
+def subscribe(sessions: sessionmaker[Session], **kw: Any) -> str:
+    """A subscription; a webhook of a loopback receiver is allowed (its `http://host:port`)."""
+    url = urlsplit(kw.get("webhook_url") or "")
+    allowed = [f"http://{url.netloc}"] if url.hostname == "127.0.0.1" else []
     with sessions() as s:
-        sub, _ = create_subscription(s, allowed_hosts=["127.0.0.1"], **kw)
-        return sub.id
+        sub, _ = create_subscription(s, allowed_hosts=allowed, **kw)
+        return sub.public_id
 
 
 async def test_subscriber_to_a_sold_out_sku_is_notified_exactly_once(
@@ -57,7 +61,7 @@ async def test_subscriber_to_a_sold_out_sku_is_notified_exactly_once(
     hook = subscribe(sessions, sku="B", webhook_url=f"{receiver.url}/bis")
     shop = subscribe(sessions, sku="B", subscriber_id="customer-42")
     other = subscribe(sessions, sku="C", webhook_url=f"{receiver.url}/bis")
-    sender = WebhookSender(allowed_hosts=["127.0.0.1"], secret="k", backoff_s=0.01)
+    sender = WebhookSender(allowed_hosts=[receiver.url], secret="k", backoff_s=0.01)
     # Two schedulers ticking at the same time must not notify anyone twice.
     first = BackInStock(engine, sessions, sender=sender, notify_url=f"{receiver.url}/shop")
     second = BackInStock(engine, sessions, sender=sender, notify_url=f"{receiver.url}/shop")
@@ -85,7 +89,9 @@ async def test_subscriber_to_a_sold_out_sku_is_notified_exactly_once(
         "subscriber_id": "customer-42",
     }
     with sessions() as s:
-        pending = s.scalars(select(Subscription.id).where(Subscription.notified_at.is_(None)))
+        pending = s.scalars(
+            select(Subscription.public_id).where(Subscription.notified_at.is_(None))
+        )
         assert list(pending) == [other]
 
 
@@ -116,3 +122,33 @@ def test_bad_subscriptions_are_refused_and_stored_nowhere(
 
     with sessions() as s:
         assert list(s.scalars(select(Subscription))) == []
+
+
+class _Exploding(WebhookSender):
+    async def send(self, url: str, event: str, payload: dict[str, Any], delivery_id: str) -> bool:
+        raise RuntimeError("the HTTP client blew up")
+
+
+async def test_a_failed_delivery_neither_crashes_the_tick_nor_marks_it_notified(
+    engine: StockEngine, sessions: sessionmaker[Session], receiver: Receiver
+) -> None:
+    hook = subscribe(sessions, sku="B", webhook_url=f"{receiver.url}/bis")
+    await engine.inbound(ref="in-1", sku="B", location="north", qty=1)
+    broken = BackInStock(
+        engine, sessions, sender=_Exploding(allowed_hosts=[receiver.url], secret="k")
+    )
+    receiver.statuses = [400]  # the receiver refuses the first call
+    refused = BackInStock(
+        engine, sessions, sender=WebhookSender(allowed_hosts=[receiver.url], secret="k", attempts=1)
+    )
+
+    (crashed,) = await broken.tick()
+    (first,) = await refused.tick()
+    (second,) = await refused.tick()
+
+    assert (crashed.subscription_id, crashed.delivered) == (hook, False)
+    assert (first.delivered, second.delivered) == (False, True)
+    with sessions() as s:
+        sub = s.scalars(select(Subscription).where(Subscription.sku == "B")).one()
+        assert sub.notified_at is not None
+    assert await refused.tick() == []

@@ -79,8 +79,8 @@ async def test_subscriptions_need_the_checkout_scope(api: Api) -> None:
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
 
 
-@pytest.mark.parametrize("subscription_id", ["0", str(2**63), "99999999999999999999999"])
-async def test_a_subscription_id_outside_bigint_is_422(api: Api, subscription_id: str) -> None:
+@pytest.mark.parametrize("subscription_id", ["a b", "x" * 65, "sub-1%0A"])
+async def test_a_malformed_subscription_id_is_422(api: Api, subscription_id: str) -> None:
     r = await api.client.get(f"/v1/subscriptions/{subscription_id}", headers=api.auth("checkout"))
 
     assert (r.status_code, r.json()["code"]) == (422, "validation_error"), r.text

@@ -47,6 +47,8 @@ def serve(
     require_deployment_redis("serve")
     import uvicorn
 
+    from inventory_cache.api.server import GuardedHttpToolsProtocol
+
     uvicorn.run(
         "inventory_cache.api.main:app_from_env",
         factory=True,
@@ -54,7 +56,8 @@ def serve(
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with header size and read timeouts (api/server.py).
+        http=GuardedHttpToolsProtocol,
         access_log=access_log,
         # Open SSE streams never end by themselves: give them a few seconds, then close.
         timeout_graceful_shutdown=5,

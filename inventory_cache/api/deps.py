@@ -111,6 +111,13 @@ async def _availability_reader(request: Request) -> None:
     await check_availability_reader(get_services(request), request.headers.get("authorization"))
 
 
+def owner_filter(principal: Principal) -> str | None:
+    """The one owner whose reservations and subscriptions the caller may see and change:
+    a `checkout` key its own (another's answer 404, as if absent); None for a key with
+    `warehouse` or `admin`, which act on all. The owner recorded is the key's id."""
+    return None if principal.allows("warehouse") else principal.key_id
+
+
 Body = TypeVar("Body", bound=pydantic.BaseModel)
 
 

@@ -109,7 +109,9 @@ async def movements(
     sku: Annotated[Ident | None, Query()] = None,
     location: Annotated[Ident | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Only rows with a smaller `id`.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Only rows with a smaller `id`.")
+    ] = None,
 ) -> Response:
     """Read from PostgreSQL: it shows what the write-behind worker has recorded so far."""
     rows = await services.ledger.movements(sku=sku, location=location, limit=limit, before=before)

@@ -1,10 +1,11 @@
 """Stock policies per (sku, location): safety stock, reorder point and quantity, lead time.
 
 `PUT` stores the policy in PostgreSQL and applies `safety_stock` to Redis through the
-engine (`set_safety_stock`), so availability changes at once; safety stock goes first,
-so a Redis that is not ready (503) leaves nothing half-applied that a retry would not
-fix. Its low-stock condition is then evaluated against the current levels, so a raised
-reorder point alerts now rather than at the SKU's next movement.
+engine (`set_safety_stock`), so availability changes at once. It holds the policy row
+locked meanwhile (PUTs of one pair take turns), and Redis goes first inside that
+transaction, so a Redis that is not ready (503) leaves nothing stored. Its low-stock
+condition is then evaluated against the current levels, so a raised reorder point
+alerts now rather than at the SKU's next movement.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response
 
@@ -96,12 +98,26 @@ def _as_dict(p: Policy) -> dict[str, object]:
     }
 
 
-def _store(db: Engine, sku: str, location: str, body: PolicyIn) -> dict[str, object]:
-    with Session(db, expire_on_commit=False) as s:
-        p = s.get(Policy, (sku, location), with_for_update=True)
-        if p is None:
-            p = Policy(sku=sku, location=location)
-            s.add(p)
+def _lock(db: Engine, sku: str, location: str) -> Session:
+    """A transaction holding the pair's policy row locked (created if new), so that PUTs of
+    one pair run one at a time across every API process, Redis write included: two at once
+    on a new pair both inserted (a 500 for one), and two with different values could
+    reach Redis and PostgreSQL in opposite orders (a policy that is not the safety stock)."""
+    s = Session(db, expire_on_commit=False)
+    try:
+        insert = (sqlite if db.dialect.name == "sqlite" else postgresql).insert
+        s.execute(insert(Policy).values(sku=sku, location=location).on_conflict_do_nothing())
+        s.get(Policy, (sku, location), with_for_update=True, populate_existing=True)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def _store(s: Session, sku: str, location: str, body: PolicyIn) -> dict[str, object]:
+    with s:
+        p = s.get(Policy, (sku, location))
+        assert p is not None  # inserted or locked by `_lock`
         p.safety_stock = body.safety_stock
         p.reorder_point = body.reorder_point
         p.reorder_qty = body.reorder_qty
@@ -131,11 +147,16 @@ async def put_policy(
     sku: SkuPath, location: LocationPath, body: PolicyIn, services: ServicesDep, _: AdminKey
 ) -> Response:
     """Stores the policy and applies its safety stock; answers it with the new levels."""
-    level = await services.engine.set_safety_stock(
-        sku=sku, location=location, safety_stock=body.safety_stock
-    )
     db = services.ledger.db
-    stored = await to_thread.run_sync(_store, db, sku, location, body)
+    session = await to_thread.run_sync(_lock, db, sku, location)
+    try:
+        level = await services.engine.set_safety_stock(
+            sku=sku, location=location, safety_stock=body.safety_stock
+        )
+    except BaseException:
+        await to_thread.run_sync(session.close)  # rolls back: nothing stored
+        raise
+    stored = await to_thread.run_sync(_store, session, sku, location, body)
     monitor = AlertMonitor(services.engine, sessionmaker(db, expire_on_commit=False))
     await monitor.evaluate(
         [

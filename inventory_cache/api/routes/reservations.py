@@ -17,6 +17,7 @@ from inventory_cache.api.deps import (
     Services,
     ServicesDep,
     WarehouseKey,
+    owner_filter,
     parse_body,
     require_scope,
 )
@@ -44,7 +45,8 @@ OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN
         422,
         503,
         s409="`insufficient_stock` (with `lines`: sku, requested, available), the "
-        "order id used with other lines (`idempotency_mismatch`), or an attempt for "
+        "order id used with other lines or by another API key (`idempotency_mismatch`), or "
+        "an attempt for "
         "this order still running (`invalid_state`).",
     ),
     summary="Reserve stock for an order: every line or none",
@@ -57,14 +59,17 @@ async def reserve(request: Request) -> Response:
     # cost about a sixth of a flash-sale request (py-spy). It checks the key, then reads
     # its body, itself; the body is declared for the OpenAPI document by `json_body`.
     services: Services = request.app.state.services
-    await _checkout_key(request)
+    principal = await _checkout_key(request)
     body = parse_body(ReservationIn, await request.body())
     lines = [LineRequest(ln.sku, ln.qty, ln.location) for ln in body.lines]
     try:
         res = await services.metrics.timed(
             "reserve",
             services.engine.reserve(
-                order_id=body.order_id, lines=lines, ttl_seconds=body.ttl_seconds
+                order_id=body.order_id,
+                lines=lines,
+                ttl_seconds=body.ttl_seconds,
+                owner=principal.key_id,
             ),
         )
     except InsufficientStock:
@@ -83,9 +88,13 @@ async def reserve(request: Request) -> Response:
     responses=problem_responses(401, 403, 404, 422, 503),
     summary="A reservation and its status",
 )
-async def get_reservation(order_id: OrderId, services: ServicesDep, _: CheckoutKey) -> Response:
-    """`status` is `active`, `cancelled`, `expired` (TTL passed) or `shipped`."""
-    return json_response(ReservationOut.of(await services.engine.get_reservation(order_id)))
+async def get_reservation(
+    order_id: OrderId, services: ServicesDep, principal: CheckoutKey
+) -> Response:
+    """`status` is `active`, `cancelled`, `expired` (TTL passed) or `shipped`. Another
+    `checkout` key's order is 404, as an unknown one."""
+    res = await services.engine.get_reservation(order_id, owner=owner_filter(principal))
+    return json_response(ReservationOut.of(res))
 
 
 _SETTLE_ERRORS = problem_responses(
@@ -96,7 +105,7 @@ _SETTLE_ERRORS = problem_responses(
     422,
     503,
     s409="The reservation is already in a state that forbids this (`invalid_state`, "
-    "with `status`).",
+    "with `reservation_status`: cancelled, expired or shipped).",
 )
 
 
@@ -106,9 +115,12 @@ _SETTLE_ERRORS = problem_responses(
     responses=_SETTLE_ERRORS,
     summary="Release the reservation's locks",
 )
-async def cancel(order_id: OrderId, services: ServicesDep, _: CheckoutKey) -> Response:
-    """→ `cancelled`; again → the same answer; after ship or expiry → 409 `invalid_state`."""
-    res = await services.metrics.timed("cancel", services.engine.cancel(order_id))
+async def cancel(order_id: OrderId, services: ServicesDep, principal: CheckoutKey) -> Response:
+    """→ `cancelled`; again → the same answer; after ship or expiry → 409 `invalid_state`;
+    another `checkout` key's order → 404."""
+    res = await services.metrics.timed(
+        "cancel", services.engine.cancel(order_id, owner=owner_filter(principal))
+    )
     return json_response(ReservationOut.of(res), replayed=res.replayed)
 
 

@@ -7,22 +7,24 @@ from typing import Annotated, Any, Literal
 from anyio import to_thread
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from inventory_cache.api.deps import CheckoutKey, ServicesDep
+from inventory_cache.api.deps import CheckoutKey, ServicesDep, owner_filter
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import Ident, StrictBody, iso_datetime
+from inventory_cache.api.schemas import IDENT_PATTERN, Ident, StrictBody, iso_datetime
 from inventory_cache.errors import NotFound
-from inventory_cache.subscriptions import create_subscription
+from inventory_cache.subscriptions import create_subscription, visible_to
 from persistence.models import Subscription
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
-# Ids are PostgreSQL BIGINTs: a larger one is bad input (422), not a lookup that fails.
-MAX_ID = 2**63 - 1
+SubscriptionId = Annotated[
+    str,
+    Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["sub-3f9c0e1a"]),
+]
 
 
 class SubscriptionIn(StrictBody):
@@ -46,7 +48,7 @@ class SubscriptionOut(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "id": 1,
+                    "id": "sub-3f9c2a7d1e8b4c60a1d2e3f405162738",
                     "sku": "earbuds-d",
                     "status": "pending",
                     "created_at": "2026-11-28T02:01:18.000Z",
@@ -56,7 +58,7 @@ class SubscriptionOut(BaseModel):
         }
     )
 
-    id: int
+    id: str = Field(description="Random: not derived from other subscriptions' ids.")
     sku: str
     status: Literal["pending", "notified"]
     webhook_url: str | None = None
@@ -67,7 +69,7 @@ class SubscriptionOut(BaseModel):
 
 def _out(sub: Subscription) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": sub.id,
+        "id": sub.public_id,
         "sku": sub.sku,
         "status": "pending" if sub.notified_at is None else "notified",
         "created_at": iso_datetime(sub.created_at),
@@ -81,7 +83,9 @@ def _out(sub: Subscription) -> dict[str, Any]:
     return out
 
 
-def _create(db: Engine, body: SubscriptionIn, allowed: list[str]) -> tuple[dict[str, Any], bool]:
+def _create(
+    db: Engine, body: SubscriptionIn, allowed: list[str], owner: str
+) -> tuple[dict[str, Any], bool]:
     with Session(db, expire_on_commit=False) as s:
         sub, created = create_subscription(
             s,
@@ -89,15 +93,15 @@ def _create(db: Engine, body: SubscriptionIn, allowed: list[str]) -> tuple[dict[
             webhook_url=body.webhook_url,
             subscriber_id=body.subscriber_id,
             allowed_hosts=allowed,
+            owner=owner,
         )
-        s.refresh(sub)
         return _out(sub), created
 
 
-def _get(db: Engine, subscription_id: int) -> dict[str, Any] | None:
+def _get(db: Engine, public_id: str, owner: str | None) -> dict[str, Any] | None:
     with Session(db) as s:
-        sub = s.get(Subscription, subscription_id)
-        return None if sub is None else _out(sub)
+        sub = s.scalars(select(Subscription).where(Subscription.public_id == public_id)).first()
+        return None if sub is None or not visible_to(sub, owner) else _out(sub)
 
 
 @router.post(
@@ -113,11 +117,18 @@ def _get(db: Engine, subscription_id: int) -> dict[str, Any] | None:
     },
     summary="Notify me when this SKU is back in stock",
 )
-async def subscribe(body: SubscriptionIn, services: ServicesDep, _: CheckoutKey) -> Response:
+async def subscribe(
+    body: SubscriptionIn, services: ServicesDep, principal: CheckoutKey
+) -> Response:
     """Notified once, when the SKU goes from 0 to available (201). Idempotent: the same
-    pending subscription again answers 200 with the first one."""
+    pending subscription again from the same API key answers 200 with the first one. It
+    belongs to that key: another `checkout` key cannot see it."""
     out, created = await to_thread.run_sync(
-        _create, services.ledger.db, body, services.settings.webhook_allowed_hosts
+        _create,
+        services.ledger.db,
+        body,
+        services.settings.webhook_allowed_hosts,
+        principal.key_id,
     )
     return json_response(out, 201 if created else 200)
 
@@ -129,9 +140,12 @@ async def subscribe(body: SubscriptionIn, services: ServicesDep, _: CheckoutKey)
     summary="A subscription: pending, or when it was notified",
 )
 async def get_subscription(
-    subscription_id: Annotated[int, Path(ge=1, le=MAX_ID)], services: ServicesDep, _: CheckoutKey
+    subscription_id: SubscriptionId, services: ServicesDep, principal: CheckoutKey
 ) -> Response:
-    out = await to_thread.run_sync(_get, services.ledger.db, subscription_id)
+    """Another `checkout` key's subscription is 404, as an unknown one."""
+    out = await to_thread.run_sync(
+        _get, services.ledger.db, subscription_id, owner_filter(principal)
+    )
     if out is None:
         raise NotFound(f"no subscription {subscription_id}")
     return json_response(out)
