@@ -53,14 +53,19 @@ async def sweep_expired(
 ) -> int:
     """Release every reservation past its TTL; returns how many parts this call expired.
 
+    The clock is read once, from Redis (`engine.sweep_now()`), and every pass compares
+    with that instant: this host's clock plays no part, and what falls due while the
+    sweep runs waits for the next one (a sweep interval later).
     `expire_due` takes at most `limit_per_group` due orders of each group per pass, so a
-    backlog (a scheduler that was down) drains in passes; it stops when a pass expires
-    nothing, which also ends the loop when the due entries left are not ours to expire
-    (another sweeper or a ship got there first).
+    backlog (a scheduler that was down) drains in passes of bounded memory; it stops when
+    a pass expires nothing, which also ends the loop when the due entries left are not
+    ours to expire (another sweeper or a ship got there first, or an attempt is still
+    placing its parts).
     """
+    now = await engine.sweep_now()
     total = 0
     for _ in range(max_passes):
-        n = await engine.expire_due(limit_per_group=limit_per_group)
+        n = await engine.expire_due(limit_per_group=limit_per_group, now=now)
         total += n
         if n == 0:
             break

@@ -13,7 +13,7 @@
               each SKU it names, in that order
     ARGV[1] now, ms (the sweep's one reading of the Redis clock)
     ARGV[2] retention of a settled part, ms
-    ARGV[3] JSON [[order id, [sku, ...]], ...]
+    ARGV[3] JSON list of parts, each [order id, list of its SKUs]
   Output: JSON [outcome, ...] per part: 'expired', 'replayed' (expired before), or the
           error code the part was refused with ('not_found', 'invalid_state', 'keys')
   Errors: not_ready

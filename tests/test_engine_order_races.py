@@ -38,7 +38,7 @@ SETTLED = {"ship": "shipped", "cancel": "cancelled"}
 async def engines(prefix: str) -> AsyncIterator[tuple[StockEngine, StockEngine]]:
     """Two engines on their own connections: the checkout process and the warehouse one."""
     need_redis()
-    settings = make_settings(prefix, slot_groups=64)
+    settings = make_settings(prefix, slot_groups=32)
     clients = [aredis.Redis.from_url(REDIS_URL) for _ in range(2)]
     first, second = (StockEngine(c, settings) for c in clients)
     await first.mark_ready()
@@ -70,11 +70,10 @@ async def race(
 
 async def part_statuses(engine: StockEngine, order_id: str, skus: list[str]) -> set[str | None]:
     groups = {engine.keys.group_of(s) for s in skus}
-    out: set[str | None] = set()
+    pipe = engine.client.pipeline(transaction=False)
     for g in groups:
-        st = await engine.client.hget(engine.keys.part(g, order_id), "st")
-        out.add(st.decode() if st else None)
-    return out
+        pipe.hget(engine.keys.part(g, order_id), "st")
+    return {st.decode() if st else None for st in await pipe.execute()}
 
 
 async def run_races(
