@@ -798,17 +798,19 @@ class StockEngine:
         return min(int(sec) * 1000 + int(usec) // 1000 for sec, usec in times)
 
     async def expire_due(
-        self, *, limit_per_group: int = 100, max_orders: int = 500, now: int | None = None
+        self, *, limit_per_group: int = 8, max_orders: int = 32, now: int | None = None
     ) -> int:
         """Release reservations past their TTL; returns how many parts this call expired.
 
-        One pass: the due entries of every group (at most `limit_per_group` each, taken
-        round-robin across groups up to `max_orders` distinct orders, so one client's
-        burst in a few groups cannot hold back the others, and memory is bounded per
-        pass); each order decided once on its index (so a racing ship wins or loses as a
-        whole); then every decided part settled with one `expire_parts-3.lua` call per
-        group. The work is linear in the parts due: an order of 100 lines in 80 groups is
-        decided once and each of its parts expired once.
+        One pass: from every group's due entries, the `limit_per_group` oldest and the
+        `limit_per_group` newest, taken round-robin across groups up to `max_orders`
+        distinct orders; each order decided once on its index (so a racing ship wins or
+        loses as a whole); then every decided part settled with one `expire_parts-3.lua`
+        call per group. The work is linear in the parts due (an order of 100 lines in 80
+        groups is decided once and each part expired once) and a pass is bounded (at most
+        `max_orders` orders). Fairness: a backlog drains from its oldest end while what
+        has just fallen due is taken from the newest end, so one client's burst of large
+        orders does not hold back an unrelated order for more than a pass or two.
 
         `now` is the sweep's single reading of the clock (`sweep_now()` when not given):
         every decision and every part of a pass compare against the same instant, and
@@ -821,31 +823,20 @@ class StockEngine:
         """
         now = await self.sweep_now() if now is None else now
         groups = list(self.keys.all_groups())
-        due = await self.batcher.many(
-            [
-                (
-                    None,
-                    (
-                        "ZRANGEBYSCORE",
-                        self.keys.expiry(g),
-                        "-inf",
-                        now,
-                        "LIMIT",
-                        0,
-                        limit_per_group,
-                    ),
-                )
-                for g in groups
-            ]
-        )
+        cmds: list[Command] = []
+        for g in groups:
+            key = self.keys.expiry(g)
+            cmds.append((None, ("ZRANGEBYSCORE", key, "-inf", now, "LIMIT", 0, limit_per_group)))
+            cmds.append((None, ("ZREVRANGEBYSCORE", key, now, "-inf", "LIMIT", 0, limit_per_group)))
+        due = await self.batcher.many(cmds)
         for members in due:
             if isinstance(members, BaseException):
                 raise members
         orders: dict[str, int] = {}
         for row in itertools.zip_longest(*due):
-            for g, raw in zip(groups, row, strict=True):
+            for i, raw in enumerate(row):
                 if raw is not None and len(orders) < max_orders:
-                    orders.setdefault(raw.decode(), g)
+                    orders.setdefault(raw.decode(), groups[i // 2])
         decisions = await asyncio.gather(
             *(self._expiry_decision(order_id, g, now) for order_id, g in orders.items())
         )
