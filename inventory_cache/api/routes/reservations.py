@@ -44,10 +44,13 @@ OrderId = Annotated[
         403,
         409,
         422,
+        429,
         503,
         s409="`insufficient_stock` (with `lines`: sku, requested, available), the "
         "order id used with other lines (`idempotency_mismatch`), or an attempt for "
         "this order still running (`invalid_state`).",
+        s429="`rate_limited`: this API key's request rate, or its reservation lines in "
+        "flight (`INVENTORY_MAX_LINES_IN_FLIGHT_PER_KEY`); retry after `Retry-After`.",
     ),
     summary="Reserve stock for an order: every line or none",
     openapi_extra=json_body(ReservationIn),
@@ -59,16 +62,18 @@ async def reserve(request: Request) -> Response:
     # cost about a sixth of a flash-sale request (py-spy). It checks the key, then reads
     # its body, itself; the body is declared for the OpenAPI document by `json_body`.
     services: Services = request.app.state.services
-    await _checkout_key(request)
+    principal = await _checkout_key(request)
     body = parse_body(ReservationIn, await request.body())
     lines = [LineRequest(ln.sku, ln.qty, ln.location) for ln in body.lines]
+    limit = services.settings.max_lines_in_flight_per_key
     try:
-        res = await services.metrics.timed(
-            "reserve",
-            services.engine.reserve(
-                order_id=body.order_id, lines=lines, ttl_seconds=body.ttl_seconds
-            ),
-        )
+        with services.lines_in_flight.hold(principal.key_id, len(lines), limit):
+            res = await services.metrics.timed(
+                "reserve",
+                services.engine.reserve(
+                    order_id=body.order_id, lines=lines, ttl_seconds=body.ttl_seconds
+                ),
+            )
     except InsufficientStock:
         services.metrics.reservations.labels("insufficient_stock").inc()
         raise
@@ -98,7 +103,8 @@ _SETTLE_ERRORS = problem_responses(
     422,
     503,
     s409="The reservation is already in a state that forbids this (`invalid_state`, "
-    "with `status`).",
+    "with `status`), or its reservation attempt is still placing its lines "
+    "(`invalid_state` with `reservation_status: pending`: retry shortly).",
 )
 
 
