@@ -383,6 +383,7 @@ class FeedHub:
         # turns through this gate: at most this many Redis connections and parsing
         # slices at once, whether 2 or 1,000 readers resume (see `read_range`).
         self.catchup = asyncio.Semaphore(catchup_concurrency)
+        self._starting = asyncio.Lock()
         self.keys = keys
         self.queue_limit = queue_limit
         self.block_ms = block_ms
@@ -433,7 +434,10 @@ class FeedHub:
     async def subscribe(self, flt: Filter) -> AsyncIterator[Subscription]:
         """Register a reader; on entry `self.released` is where its live queue starts."""
         if self._task is None or self._task.done():
-            await self._start()
+            # One start for a crowd arriving at once (one TIME call, not one each).
+            async with self._starting:
+                if self._task is None or self._task.done():
+                    await self._start()
         sub = Subscription(flt, self.queue_limit)
         self._subs.add(sub)
         try:
