@@ -47,10 +47,19 @@ from inventory_cache.settings import Settings
 Clock = Callable[[], int]
 
 _ACTION_OF_STATUS = {"cancelled": "cancel", "shipped": "ship", "expired": "expire"}
+# Parts per `expire_parts-3.lua` call: long enough to pay for the call, short enough not to
+# hold Redis for more than about a millisecond.
+_EXPIRE_CHUNK = 64
 
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _is_cluster(client: Any) -> bool:
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
 
 
 def fingerprint(body: Any) -> str:
@@ -137,6 +146,7 @@ class StockEngine:
         *,
         clock: Clock = wall_clock_ms,
         scripts: dict[str, Script] | None = None,
+        redis_clock: bool | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -144,6 +154,9 @@ class StockEngine:
         self.scripts = scripts or load_scripts()
         self.batcher = Batcher(client, settings.max_inflight_pipelines, settings.pipeline_flush_at)
         self.now = clock
+        # The expiry sweep reads Redis's clock (`sweep_now`) unless a test injected a clock
+        # for everything; `redis_clock=True` keeps Redis's clock with an injected one.
+        self._redis_clock = clock is wall_clock_ms if redis_clock is None else redis_clock
         self._retention_ms = settings.idempotency_retention_seconds * 1000
         self._priority = " ".join(settings.location_priority)
         self._token_prefix = secrets.token_hex(6)
@@ -571,11 +584,47 @@ class StockEngine:
             else:
                 held[g] = r
         if not short and failure is None:
-            return self._from_parts(order_id, "active", exp, held)
+            return await self._commit(order_id, token, exp, held, by_group, takeover)
         await self._compensate(order_id, token, held, by_group, takeover)
         if failure is not None:
             raise failure
         raise InsufficientStock(short)
+
+    async def _commit(
+        self,
+        order_id: str,
+        token: str,
+        exp: int,
+        held: dict[int, dict[str, Any]],
+        by_group: dict[int, list[LineRequest]],
+        takeover: bool,
+    ) -> Reservation:
+        """Every part is in place: mark the attempt finished on the index, so ship, cancel
+        and expiry may decide the order from now on (until then they answer "in progress").
+
+        A ship or cancel that saw every part in place may have decided first; that came
+        after this reservation in effect, so the answer stays `active`. An attempt presumed
+        dead and compensated or taken over meanwhile undoes what it still holds.
+        """
+        h = self.keys.group_of(order_id)
+        idx_keys = [self.keys.ready(h), self.keys.order_index(order_id)]
+        try:
+            done = await self.run("index_commit", idx_keys, [token])
+        except (NotFound, InvalidState):
+            await self._compensate(order_id, token, held, by_group, takeover)
+            raise InvalidState(
+                "this reservation attempt outlived its lease and was superseded: retry",
+                reservation_status="pending",
+            ) from None
+        if done["status"] == "expired":
+            # Only a sweep that presumed this attempt dead decides while parts are missing:
+            # roll the decision forward onto the parts this attempt placed since.
+            body = {"groups": {str(g): sorted({ln.sku for ln in ls}) for g, ls in by_group.items()}}
+            await self._apply(order_id, {"status": "expired", "exp": exp, "body": body})
+            raise InvalidState(
+                f"reservation {order_id} expired", status="expired", reservation_status="expired"
+            )
+        return self._from_parts(order_id, "active", exp, held)
 
     async def _compensate(
         self,
@@ -621,7 +670,11 @@ class StockEngine:
             if isinstance(raw, BaseException):
                 raise raw
             out[g] = (
-                {"status": raw[b"st"].decode(), "lines": orjson.loads(raw[b"lines"])}
+                {
+                    "status": raw[b"st"].decode(),
+                    "lines": orjson.loads(raw[b"lines"]),
+                    "tok": raw.get(b"tok", b"").decode(),
+                }
                 if raw
                 else None
             )
@@ -659,10 +712,49 @@ class StockEngine:
             raise NotFound(f"no reservation {order_id}")
         return self._from_parts(order_id, status, exp, parts, replayed)
 
-    async def _decide(self, order_id: str, action: str) -> dict[str, Any]:
+    async def _decide(
+        self, order_id: str, action: str, now: int | None = None, vouch: str = ""
+    ) -> dict[str, Any]:
         h = self.keys.group_of(order_id)
         keys = [self.keys.ready(h), self.keys.order_index(order_id)]
-        return await self.run("order_decide", keys, [action, self.now()])
+        return await self.run(
+            "order_decide", keys, [action, self.now() if now is None else now, vouch]
+        )
+
+    async def _decide_finished(
+        self, order_id: str, action: str, now: int | None = None
+    ) -> dict[str, Any]:
+        """Decide the order only once its reservation attempt has placed every part.
+
+        While the attempt is still placing them the index says *pending*: the parts are
+        read, and the order is decided only if all of them are in place for that
+        attempt (it has finished in effect; its commit is on its way). Cancel and expire
+        also decide an attempt past its lease (presumed dead; releasing the parts it
+        placed is always safe); a ship never ships part of an order.
+
+        Raises:
+            InvalidState: `reservation_status: pending`, the attempt is in progress.
+        """
+        now = self.now() if now is None else now
+        try:
+            return await self._decide(order_id, action, now)
+        except InvalidState as exc:
+            if not exc.extra.get("pending"):
+                raise
+            info = exc.extra
+        parts = await self._read_parts(order_id, info["body"])
+        placed = all(p is not None and p["tok"] == info["tok"] for p in parts.values())
+        stale = now - int(info["at"]) >= self.settings.attempt_lease_seconds * 1000
+        if placed or (stale and action != "ship"):
+            try:
+                return await self._decide(order_id, action, now, vouch=info["tok"])
+            except InvalidState as exc:
+                if not exc.extra.get("pending"):
+                    raise
+        raise InvalidState(
+            f"the reservation of {order_id} is still in progress: retry shortly",
+            reservation_status="pending",
+        )
 
     async def _apply(
         self, order_id: str, decision: dict[str, Any]
@@ -698,8 +790,10 @@ class StockEngine:
     async def _settle(self, order_id: str, action: str) -> Reservation:
         v.ident(order_id, "order_id")
         try:
-            decision = await self._decide(order_id, action)
+            decision = await self._decide_finished(order_id, action)
         except InvalidState as exc:
+            if exc.extra.get("reservation_status") == "pending":
+                raise
             if exc.extra.get("status") in _ACTION_OF_STATUS:
                 await self._apply(order_id, exc.extra)
             raise InvalidState(
@@ -731,59 +825,122 @@ class StockEngine:
     async def ship(self, order_id: str) -> Reservation:
         return await self._settle(order_id, "ship")
 
-    async def expire_due(self, *, limit_per_group: int = 100) -> int:
+    async def sweep_now(self) -> int:
+        """The expiry sweep's "now": Redis's clock, read once per sweep (see `expire_due`).
+
+        On a cluster, the slowest primary's clock: it bounds them all, so no part is
+        released early by any of them.
+        """
+        if not self._redis_clock:
+            return self.now()
+        if _is_cluster(self.client):
+            reply = await self.client.execute_command("TIME", target_nodes="primaries")
+            times = list(reply.values()) if isinstance(reply, dict) else [reply]
+        else:
+            times = [await self.client.time()]
+        return min(int(sec) * 1000 + int(usec) // 1000 for sec, usec in times)
+
+    async def expire_due(
+        self, *, limit_per_group: int = 8, max_orders: int = 32, now: int | None = None
+    ) -> int:
         """Release reservations past their TTL; returns how many parts this call expired.
 
-        The index decides (so a racing ship wins or loses as a whole); a part whose index
-        is gone (a crashed attempt) is expired on its own.
-        """
-        now = self.now()
-        groups = list(self.keys.all_groups())
-        due = await self.batcher.many(
-            [
-                (
-                    None,
-                    (
-                        "ZRANGEBYSCORE",
-                        self.keys.expiry(g),
-                        "-inf",
-                        now,
-                        "LIMIT",
-                        0,
-                        limit_per_group,
-                    ),
-                )
-                for g in groups
-            ]
-        )
-        work: list[Awaitable[int]] = []
-        for g, orders in zip(groups, due, strict=True):
-            if isinstance(orders, BaseException):
-                raise orders
-            work.extend(self._expire_one(g, raw.decode()) for raw in orders)
-        # All at once: the batcher coalesces the decisions and the parts into pipelines.
-        return sum(await asyncio.gather(*work))
+        One pass: from every group's due entries, the `limit_per_group` oldest and the
+        `limit_per_group` newest, taken round-robin across groups up to `max_orders`
+        distinct orders; each order decided once on its index (so a racing ship wins or
+        loses as a whole); then every decided part settled with one `expire_parts-3.lua`
+        call per group. The work is linear in the parts due (an order of 100 lines in 80
+        groups is decided once and each part expired once) and a pass is bounded (at most
+        `max_orders` orders). Fairness: a backlog drains from its oldest end while what
+        has just fallen due is taken from the newest end, so one client's burst of large
+        orders does not hold back an unrelated order for more than a pass or two.
 
-    async def _expire_one(self, g: int, order_id: str) -> int:
+        `now` is the sweep's single reading of the clock (`sweep_now()` when not given):
+        every decision and every part of a pass compare against the same instant, and
+        that instant comes from Redis, not from this host, so a scheduler whose clock
+        runs ahead releases nothing before its `expires_at`.
+
+        A part whose index is gone (an attempt that crashed before its index survived) is
+        expired on its own; an order whose attempt is still placing its parts waits for a
+        later pass.
+        """
+        now = await self.sweep_now() if now is None else now
+        groups = list(self.keys.all_groups())
+        cmds: list[Command] = []
+        for g in groups:
+            key = self.keys.expiry(g)
+            cmds.append((None, ("ZRANGEBYSCORE", key, "-inf", now, "LIMIT", 0, limit_per_group)))
+            cmds.append((None, ("ZREVRANGEBYSCORE", key, now, "-inf", "LIMIT", 0, limit_per_group)))
+        due = await self.batcher.many(cmds)
+        for members in due:
+            if isinstance(members, BaseException):
+                raise members
+        orders: dict[str, int] = {}
+        for row in itertools.zip_longest(*due):
+            for i, raw in enumerate(row):
+                if raw is not None and len(orders) < max_orders:
+                    orders.setdefault(raw.decode(), groups[i // 2])
+        decisions = await asyncio.gather(
+            *(self._expiry_decision(order_id, g, now) for order_id, g in orders.items())
+        )
+        work: dict[int, list[tuple[str, list[str]]]] = defaultdict(list)
+        others: list[Awaitable[dict[int, dict[str, Any] | None]]] = []
+        for order_id, decision in zip(orders, decisions, strict=True):
+            if decision is None:
+                continue
+            if decision["status"] != "expired":
+                # Shipped or cancelled on its index, a part not yet: roll that forward.
+                others.append(self._apply(order_id, decision))
+                continue
+            for g, skus in decision["body"]["groups"].items():
+                work[int(g)].append((order_id, skus))
+        expired = await self._expire_parts(work, now)
+        for r in await asyncio.gather(*others, return_exceptions=True):
+            if isinstance(r, BaseException) and not isinstance(r, InventoryError):
+                raise r
+        return expired
+
+    async def _expiry_decision(self, order_id: str, g: int, now: int) -> dict[str, Any] | None:
+        """What to do with a due order: its index's decision, or None (leave it be)."""
         try:
-            decision = await self._decide(order_id, "expire")
+            return await self._decide_finished(order_id, "expire", now)
         except InvalidState as exc:
             if exc.extra.get("status") not in _ACTION_OF_STATUS:
-                return 0
-            decision = exc.extra
+                return None  # still placing its parts, or not due on its index
+            return exc.extra  # decided before: settle any part still behind
         except NotFound:
             raw = await self.batcher.command("HGET", self.keys.part(g, order_id), "lines")
             if raw is None:
                 await self.batcher.command("ZREM", self.keys.expiry(g), order_id)
-                return 0
+                return None
             skus = sorted({ln[0] for ln in orjson.loads(raw)} if raw != b"{}" else set())
-            decision = {"status": "expired", "body": {"groups": {str(g): skus}}}
-        parts = await self._apply(order_id, decision)
-        return sum(
-            1
-            for p in parts.values()
-            if p is not None and p["status"] == "expired" and not p.get("replayed")
-        )
+            return {"status": "expired", "body": {"groups": {str(g): skus}}}
+
+    async def _expire_parts(self, work: Mapping[int, list[tuple[str, list[str]]]], now: int) -> int:
+        """Expire the given parts, one script call per group and chunk; returns how many
+        were expired by this call (a part expired before is not counted again)."""
+        script = self.scripts["expire_parts"]
+        cmds: list[Command] = []
+        for g, parts in sorted(work.items()):
+            for start in range(0, len(parts), _EXPIRE_CHUNK):
+                chunk = parts[start : start + _EXPIRE_CHUNK]
+                keys = [self.keys.ready(g), self.keys.expiry(g), self.keys.events(g)]
+                for order_id, skus in chunk:
+                    keys.append(self.keys.part(g, order_id))
+                    keys.extend(self.keys.stock(sku) for sku in skus)
+                args = [now, self._retention_ms, orjson.dumps(chunk)]
+                script.check_keys(keys)
+                cmds.append((script, (script.sha, len(keys), *keys, *args)))
+        expired = 0
+        for raw in await self.batcher.many(cmds):
+            if isinstance(raw, BaseException):
+                raise raw
+            reply = orjson.loads(raw)
+            if isinstance(reply, dict):
+                raise_for_reply(reply)
+                continue
+            expired += sum(1 for outcome in reply if outcome == "expired")
+        return expired
 
     # ------------------------------------------------------------------ transfers
     def _transfer_keys(self, sku: str, transfer_id: str) -> list[str]:

@@ -224,53 +224,78 @@ async def read_range(
     after: Position,
     upto: Position,
     *,
-    page: int = 100,
+    page: int | None = None,
+    budget: int = 2048,
+    gate: asyncio.Semaphore | None = None,
+    slice_events: int = 64,
 ) -> AsyncIterator[FeedEvent]:
     """Entries of every group with `after < position <= upto`, in position order.
 
-    A k-way merge of per-group XRANGE pages: a group is re-read only when its buffered
-    page is used up, so memory stays at one page per group whatever the range (a reader
-    resuming after an hour away holds at most `page` entries of each group).
+    A k-way merge of per-group XRANGE pages, so what a reader holds is bounded whatever
+    the range (a reader resuming from the first entry of streams holding 100k entries
+    holds one page per group, never the range):
+    - a page is `page` entries, by default `budget` entries shared by the groups that
+      have any in range (8 each with 256 groups), kept raw and parsed only when due;
+    - when a group's page runs out, every group whose page is at most half full is
+      topped up in the same pipeline, so a read costs a round trip per few thousand
+      entries, not per group and page;
+    - each round trip waits for `gate` (the hub's, shared by every reader of the
+      process), which bounds the Redis connections and the parsing that catch-up reads
+      take at once, however many readers resume together;
+    - every `slice_events` entries it yields to the event loop, so a long catch-up never
+      holds the loop for more than a slice.
     """
     bounds: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
     for g in keys.all_groups():
         lo, hi = after.first_after(g), upto.last_within(g)
         if hi is not None and lo <= hi:
             bounds[g] = (lo, hi)
-    buffers: dict[int, deque[FeedEvent]] = {}
-    more: dict[int, bool] = {}
+    if not bounds:
+        return
+    size = page or max(4, budget // len(bounds))
+    buffers: dict[int, deque[tuple[Position, Any, Any]]] = {g: deque() for g in bounds}
+    more: dict[int, bool] = dict.fromkeys(bounds, True)
 
     async def fetch(groups: Sequence[int]) -> None:
-        """Refill these groups' buffers: each ends non-empty or its range exhausted."""
+        """Top up these groups' pages; a group ends non-empty or its range exhausted."""
         while groups:
-            pipe = client.pipeline(transaction=False)
-            for g in groups:
-                lo, hi = bounds[g]
-                pipe.xrange(keys.events(g), _sid(lo), _sid(hi), count=page)
-            for g, entries in zip(groups, await pipe.execute(), strict=True):
-                parsed = (_parse(g, i, f) for i, f in entries)
-                buffers[g] = deque(ev for ev in parsed if ev is not None)
-                more[g] = len(entries) == page
+            counts = [size - len(buffers[g]) for g in groups]
+            async with gate or contextlib.nullcontext():
+                pipe = client.pipeline(transaction=False)
+                for g, count in zip(groups, counts, strict=True):
+                    lo, hi = bounds[g]
+                    pipe.xrange(keys.events(g), _sid(lo), _sid(hi), count=count)
+                replies = await pipe.execute()
+            for g, count, entries in zip(groups, counts, replies, strict=True):
+                for entry_id, raw in entries:
+                    ms, seq = _split_id(entry_id)
+                    buffers[g].append((Position(ms, g, seq), entry_id, raw))
+                more[g] = len(entries) == count
                 if entries:
                     last = _split_id(entries[-1][0])
                     bounds[g] = ((last[0], last[1] + 1), bounds[g][1])
             groups = [g for g in groups if not buffers[g] and more[g]]
 
-    if not bounds:
-        return
     await fetch(sorted(bounds))
-    heap = [(buf[0].position, g) for g, buf in buffers.items() if buf]
+    heap = [(buf[0][0], g) for g, buf in buffers.items() if buf]
     heapq.heapify(heap)
+    sent = 0
     while heap:
         _, g = heapq.heappop(heap)
         buf = buffers[g]
-        event = buf.popleft()
-        yield event
+        _, entry_id, raw = buf.popleft()
+        event = _parse(g, entry_id, raw)
+        if event is not None:
+            yield event
+        sent += 1
+        if sent % slice_events == 0:
+            await asyncio.sleep(0)
         if not buf and more[g]:
-            await fetch([g])
-            buf = buffers[g]
+            # Every other group with entries left is in the heap with its head, which a
+            # top-up leaves in place; only `g` needs pushing back.
+            await fetch([h for h in bounds if more[h] and len(buffers[h]) <= size // 2])
         if buf:
-            heapq.heappush(heap, (buf[0].position, g))
+            heapq.heappush(heap, (buf[0][0], g))
 
 
 @dataclass(eq=False)
@@ -301,6 +326,11 @@ class KeepAlive:
     """Nothing new for this reader up to `position` (sent so its resume point advances)."""
 
     position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Nothing new yet (see `follow`'s `tick_seconds`); not sent to the reader."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,8 +386,14 @@ class FeedHub:
         page: int = 1000,
         retry_seconds: float = 0.5,
         poll_ms: int = 20,
+        catchup_concurrency: int = 4,
     ) -> None:
         self.client = client
+        # Catch-up reads (resumes, lagged readers) of every reader of this process take
+        # turns through this gate: at most this many Redis connections and parsing
+        # slices at once, whether 2 or 1,000 readers resume (see `read_range`).
+        self.catchup = asyncio.Semaphore(catchup_concurrency)
+        self._starting = asyncio.Lock()
         self.keys = keys
         self.queue_limit = queue_limit
         self.block_ms = block_ms
@@ -408,7 +444,10 @@ class FeedHub:
     async def subscribe(self, flt: Filter) -> AsyncIterator[Subscription]:
         """Register a reader; on entry `self.released` is where its live queue starts."""
         if self._task is None or self._task.done():
-            await self._start()
+            # One start for a crowd arriving at once (one TIME call, not one each).
+            async with self._starting:
+                if self._task is None or self._task.done():
+                    await self._start()
         sub = Subscription(flt, self.queue_limit)
         self._subs.add(sub)
         try:
@@ -509,8 +548,9 @@ async def follow(
     after: Position | None,
     *,
     keepalive_seconds: float = 15.0,
-    page: int = 100,
-) -> AsyncIterator[FeedEvent | KeepAlive | Gap]:
+    page: int | None = None,
+    tick_seconds: float | None = None,
+) -> AsyncIterator[FeedEvent | KeepAlive | Gap | Tick]:
     """The events `flt` wants after `after` (or from now), then live, forever.
 
     Yields a `KeepAlive` first (the reader's starting position), then a `Gap` if the
@@ -518,13 +558,19 @@ async def follow(
     `keepalive_seconds`. Catch-up reads (a resume, or a lag) go to the streams
     directly; the live queue is used from the hub's released position on, and anything
     at or before the last position handed out is skipped, so each event comes once.
+    With `tick_seconds`, an idle reader also gets a `Tick` that often (nothing to send:
+    a chance for its owner to check on it, e.g. that its API key is still valid).
     """
+    loop = asyncio.get_running_loop()
+    wait_s = keepalive_seconds if tick_seconds is None else min(tick_seconds, keepalive_seconds)
     async with hub.subscribe(flt) as sub:
         last = hub.released if after is None else after
         backlog: Position | None = hub.released if last < hub.released else None
         yield KeepAlive(last)
+        quiet_since = loop.time()
         if backlog is not None:
-            lost = await trimmed_after(hub.client, hub.keys, last)
+            async with hub.catchup:
+                lost = await trimmed_after(hub.client, hub.keys, last)
             if lost:
                 yield Gap(lost)
         while True:
@@ -534,10 +580,13 @@ async def follow(
                 sub.queue.clear()
             if backlog is not None:
                 upto, backlog = backlog, None
-                async for ev in read_range(hub.client, hub.keys, last, upto, page=page):
+                async for ev in read_range(
+                    hub.client, hub.keys, last, upto, page=page, gate=hub.catchup
+                ):
                     if ev.view(flt) is not None:
                         yield ev
                         last = ev.position
+                        quiet_since = loop.time()
                 last = max(last, upto)
                 continue
             if sub.queue:
@@ -545,14 +594,19 @@ async def follow(
                 if ev.position > last:
                     yield ev
                     last = ev.position
+                    quiet_since = loop.time()
                 continue
             sub.wake.clear()
             try:
-                await asyncio.wait_for(sub.wake.wait(), keepalive_seconds)
+                await asyncio.wait_for(sub.wake.wait(), wait_s)
             except TimeoutError:
                 if not sub.queue and not sub.lagged:
-                    last = max(last, hub.released)
-                    yield KeepAlive(last)
+                    if loop.time() - quiet_since >= keepalive_seconds - 0.001:
+                        last = max(last, hub.released)
+                        quiet_since = loop.time()
+                        yield KeepAlive(last)
+                    else:
+                        yield Tick()
 
 
 def _is_cluster(client: Any) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,20 +50,33 @@ CLAIM_RETENTION_MS = 8 * 86400 * 1000
 
 
 async def sweep_expired(
-    engine: StockEngine, *, limit_per_group: int = 100, max_passes: int = 1000
+    engine: StockEngine,
+    *,
+    limit_per_group: int = 8,
+    max_passes: int = 1000,
+    budget_seconds: float | None = None,
 ) -> int:
     """Release every reservation past its TTL; returns how many parts this call expired.
 
-    `expire_due` takes at most `limit_per_group` due orders of each group per pass, so a
-    backlog (a scheduler that was down) drains in passes; it stops when a pass expires
-    nothing, which also ends the loop when the due entries left are not ours to expire
-    (another sweeper or a ship got there first).
+    The clock is read once, from Redis (`engine.sweep_now()`), and every pass compares
+    with that instant: this host's clock plays no part, and what falls due while the
+    sweep runs waits for the next one (a sweep interval later).
+    `expire_due` takes a bounded page of due orders per pass, so a backlog (a scheduler
+    that was down, a burst of large orders) drains in passes of bounded memory; the sweep
+    stops when a pass expires nothing, which also ends the loop when the due entries left
+    are not ours to expire (another sweeper or a ship got there first, or an attempt is
+    still placing its parts), or once it has run `budget_seconds`: the next sweep reads
+    the clock again, so what fell due meanwhile is not held behind a long backlog.
     """
+    now = await engine.sweep_now()
+    started = time.monotonic()
     total = 0
     for _ in range(max_passes):
-        n = await engine.expire_due(limit_per_group=limit_per_group)
+        n = await engine.expire_due(limit_per_group=limit_per_group, now=now)
         total += n
         if n == 0:
+            break
+        if budget_seconds is not None and time.monotonic() - started >= budget_seconds:
             break
     return total
 
@@ -157,7 +171,7 @@ class Scheduler:
         """Expire due reservations, if this scheduler leads; returns parts expired."""
         if not self.lease.held:
             return 0
-        return await sweep_expired(self.engine)
+        return await sweep_expired(self.engine, budget_seconds=self.settings.expiry_sweep_seconds)
 
     async def reconcile_if_due(self, now: datetime | None = None) -> RunResult | None:
         """Run the due reconciliation slot, once across all schedulers."""

@@ -1,6 +1,7 @@
 --[[
   Removes an index record after its attempt was compensated, only if that attempt still
-  owns it (a takeover by a retry keeps it).
+  owns it (a takeover by a retry keeps it) and the record is still pending: once committed
+  or decided (`index_commit-2.lua`, `order_decide-2.lua`) it stays.
 
   Input:
     KEYS[1] readiness marker of the id's group
@@ -11,7 +12,8 @@
 ]]
 --- @include "common"
 if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
-if rcall('HGET', KEYS[2], 'tok') == ARGV[1] then
+local cur = rcall('HMGET', KEYS[2], 'tok', 'ph')
+if cur[1] == ARGV[1] and cur[2] == 'p' then
   rcall('DEL', KEYS[2])
   return reply({dropped = true})
 end

@@ -13,15 +13,19 @@
   Expiry: with an expires_at (an order), a new record expires at expires_at + retention.
           Without one (a transfer, open until received or cancelled), it gets no expiry:
           `index_close-2.lua` sets one when the transfer ends.
+  Phase: a record opened or taken over is *pending* (`ph` = 'p') until its attempt has
+         placed every part and calls `index_commit-2.lua`; `order_decide-2.lua` will not
+         decide a pending order on its own (see there).
   Output: JSON {new: true} when this attempt owns the record now, else
-          {dup: true, tok, at, st, exp, body} describing the existing record
+          {dup: true, tok, at, st, exp, body, pending} describing the existing record
   Errors: not_ready, idempotency_mismatch
 ]]
 --- @include "common"
 if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
-local cur = rcall('HMGET', KEYS[2], 'fp', 'tok', 'at', 'st', 'exp', 'body')
+local cur = rcall('HMGET', KEYS[2], 'fp', 'tok', 'at', 'st', 'exp', 'body', 'ph')
 if not cur[1] then
-  local fields = {'fp', ARGV[1], 'tok', ARGV[2], 'at', ARGV[3], 'st', 'active', 'body', ARGV[5]}
+  local fields = {'fp', ARGV[1], 'tok', ARGV[2], 'at', ARGV[3], 'st', 'active', 'body', ARGV[5],
+                  'ph', 'p'}
   if ARGV[4] ~= '' then
     fields[#fields + 1] = 'exp'; fields[#fields + 1] = ARGV[4]
   end
@@ -31,8 +35,8 @@ if not cur[1] then
 end
 if cur[1] ~= ARGV[1] then return fail('idempotency_mismatch') end
 if ARGV[7] ~= '' and cur[2] == ARGV[7] then
-  rcall('HSET', KEYS[2], 'tok', ARGV[2], 'at', ARGV[3])
+  rcall('HSET', KEYS[2], 'tok', ARGV[2], 'at', ARGV[3], 'ph', 'p')
   return reply({new = true, takeover = true})
 end
 return reply({dup = true, tok = cur[2], at = tonumber(cur[3]), st = cur[4],
-              exp = tonumber(cur[5]), body = cjson.decode(cur[6])})
+              exp = tonumber(cur[5]), body = cjson.decode(cur[6]), pending = cur[7] == 'p'})

@@ -16,7 +16,7 @@ shares lives in one `Services` object on `app.state`, built by the app's lifespa
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
 import pydantic
@@ -24,6 +24,7 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 
 from inventory_cache.api.idempotency import IdempotencyStore
+from inventory_cache.api.inflight import LinesInFlight
 from inventory_cache.api.ledger import Ledger
 from inventory_cache.api.metrics import Metrics
 from inventory_cache.api.nearcache import NearCache
@@ -44,6 +45,7 @@ class Services:
     metrics: Metrics
     ledger: Ledger
     limiter: RateLimiter | None = None  # None: INVENTORY_RATE_LIMIT_PER_SECOND is 0
+    lines_in_flight: LinesInFlight = field(default_factory=LinesInFlight)
 
 
 def get_services(request: Request) -> Services:

@@ -47,8 +47,10 @@ class RateLimited(InventoryError):
 
     code, status, title = "rate_limited", 429, "Too many requests"
 
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__(f"rate limit of this API key reached: retry in {retry_after_s} s")
+    def __init__(
+        self, retry_after_s: int, reason: str = "rate limit of this API key reached"
+    ) -> None:
+        super().__init__(f"{reason}: retry in {retry_after_s} s")
         self.retry_after_s = retry_after_s
 
 

@@ -16,26 +16,44 @@ its kind (`order_id`, `lines`, `status`, `expires_at`; `transfer_id`, `from_loca
   resume point moves past changes its filter skipped.
 - A client that stops reading is disconnected once one write has waited
   `SEND_TIMEOUT_SECONDS`; until then it only costs its own bounded queue (`feed.py`).
+- A resume from far back (even the first entry of streams holding 100k entries) is read
+  in pages shared through one gate per process, so it costs bounded memory, Redis
+  connections and event-loop time per client whatever its position (`feed.read_range`).
+- At most `INVENTORY_FEED_MAX_CLIENTS` streams per API process and
+  `INVENTORY_FEED_MAX_CLIENTS_PER_KEY` per API key; beyond, 429 `rate_limited` with
+  `Retry-After`.
+- The stream's API key is checked again while it runs: once revoked (seen within
+  `INVENTORY_API_KEY_CACHE_SECONDS`), the stream sends `event: revoked` and ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 from inventory_cache import validation as v
 from inventory_cache.api.deps import ReadKey, get_services
-from inventory_cache.api.problems import problem_responses
+from inventory_cache.api.problems import RateLimited, problem_responses
 from inventory_cache.errors import ValidationError
-from inventory_cache.feed import FeedEvent, FeedHub, Filter, Gap, KeepAlive, Position, follow
+from inventory_cache.feed import (
+    FeedEvent,
+    FeedHub,
+    Filter,
+    Gap,
+    KeepAlive,
+    Position,
+    Tick,
+    follow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +63,53 @@ KEEPALIVE_SECONDS = 15.0
 SEND_TIMEOUT_SECONDS = 30.0
 RETRY_MS = 2000  # the reconnection delay suggested to EventSource clients
 MAX_FILTER_VALUES = 200
+FULL_RETRY_AFTER_S = 5  # Retry-After of a 429 when the feed is full
+KEY_CHECK_SECONDS = 0.5  # how often a stream re-checks its key (through the key cache)
 
 
 @dataclass
 class Feed:
-    """The app's hub and the HTTP side's timings (one per app, built on first use)."""
+    """The app's hub, the HTTP side's timings and the open streams (one per app, built on
+    first use)."""
 
     hub: FeedHub
     keepalive_seconds: float = KEEPALIVE_SECONDS
     send_timeout_seconds: float = SEND_TIMEOUT_SECONDS
+    max_clients: int = 500
+    max_clients_per_key: int = 20
+    key_check_seconds: float = KEY_CHECK_SECONDS
+    clients: Counter[str] = field(default_factory=Counter)
+
+    def admit(self, key_id: str) -> Callable[[], None]:
+        """Count a new stream of `key_id`, or 429; returns the call that uncounts it."""
+        if self.clients.total() >= self.max_clients:
+            raise RateLimited(FULL_RETRY_AFTER_S, "this server's live feed is full")
+        if self.clients[key_id] >= self.max_clients_per_key:
+            raise RateLimited(FULL_RETRY_AFTER_S, "this API key has its most live feeds open")
+        self.clients[key_id] += 1
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self.clients[key_id] -= 1
+                if not self.clients[key_id]:
+                    del self.clients[key_id]
+
+        return release
 
 
 def get_feed(request: Request) -> Feed:
     services = get_services(request)
     feed: Feed | None = getattr(request.app.state, "feed", None)
     if feed is None or feed.hub.client is not services.engine.client:
-        feed = Feed(FeedHub(services.engine.client, services.engine.keys))
+        cfg = services.settings
+        feed = Feed(
+            FeedHub(services.engine.client, services.engine.keys),
+            max_clients=cfg.feed_max_clients,
+            max_clients_per_key=cfg.feed_max_clients_per_key,
+        )
         request.app.state.feed = feed
     return feed
 
@@ -75,13 +124,26 @@ class EventStream(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes], send_timeout: float) -> None:
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        send_timeout: float,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(
             content,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         self.send_timeout = send_timeout
         self.stalled = False
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()
 
     async def stream_response(self, send: Send) -> None:
         iterator = self.body_iterator
@@ -112,15 +174,47 @@ def render(item: FeedEvent | KeepAlive | Gap, flt: Filter) -> bytes:
     if isinstance(item, KeepAlive):
         return b": keep-alive\nid: " + item.position.encode().encode() + b"\n\n"
     if isinstance(item, Gap):
-        reset = {"reason": "history_trimmed", "groups": list(item.groups)}
+        reset = {
+            "reason": "history_trimmed",
+            "detail": "changes after your Last-Event-ID are no longer kept: reload the "
+            "stock you show from GET /v1/stock/{sku}; the feed goes on from here",
+            "resync": "/v1/stock/{sku}",
+            "groups": list(item.groups),
+        }
         return b"event: reset\ndata: " + orjson.dumps(reset) + b"\n\n"
     body = item.view(flt)
     return b"id: " + item.position.encode().encode() + b"\ndata: " + orjson.dumps(body) + b"\n\n"
 
 
-async def _messages(feed: Feed, flt: Filter, after: Position | None) -> AsyncIterator[bytes]:
+REVOKED = (
+    b"event: revoked\ndata: "
+    + orjson.dumps({"reason": "key_revoked", "detail": "this API key was revoked"})
+    + b"\n\n"
+)
+
+
+async def _messages(
+    feed: Feed,
+    flt: Filter,
+    after: Position | None,
+    key_valid: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncIterator[bytes]:
+    """The stream's bytes; with `key_valid`, asked every `key_check_seconds` (between
+    messages, or on an idle tick), the stream ends with `event: revoked` once it says no."""
+    loop = asyncio.get_running_loop()
+    check_at = loop.time() + feed.key_check_seconds
     first = True
-    async for item in follow(feed.hub, flt, after, keepalive_seconds=feed.keepalive_seconds):
+    tick = feed.key_check_seconds if key_valid is not None else None
+    async for item in follow(
+        feed.hub, flt, after, keepalive_seconds=feed.keepalive_seconds, tick_seconds=tick
+    ):
+        if key_valid is not None and loop.time() >= check_at:
+            if not await key_valid():
+                yield REVOKED
+                return
+            check_at = loop.time() + feed.key_check_seconds
+        if isinstance(item, Tick):
+            continue
         if first:
             yield f"retry: {RETRY_MS}\n".encode() + render(item, flt)
             first = False
@@ -144,13 +238,21 @@ def _idents(values: list[str] | None, field: str) -> frozenset[str]:
             "description": "An endless `text/event-stream` of stock changes",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        **problem_responses(401, 403, 422),
+        **problem_responses(
+            401,
+            403,
+            422,
+            429,
+            s429="`rate_limited`: the process's or this API key's live feeds are all in "
+            "use (`INVENTORY_FEED_MAX_CLIENTS`, `INVENTORY_FEED_MAX_CLIENTS_PER_KEY`).",
+        ),
     },
     summary="Live stock changes (Server-Sent Events), resumable with Last-Event-ID",
 )
 async def events(
+    request: Request,
     feed: Annotated[Feed, Depends(get_feed)],
-    _: ReadKey,
+    principal: ReadKey,
     sku: Annotated[list[str] | None, Query(description="keep only these SKUs")] = None,
     location: Annotated[list[str] | None, Query(description="keep only these locations")] = None,
     last_event_id: Annotated[
@@ -161,4 +263,13 @@ async def events(
     flt = Filter(_idents(sku, "sku"), _idents(location, "location"))
     resume = last_event_id_header or last_event_id
     after = Position.parse(resume) if resume else None
-    return EventStream(_messages(feed, flt, after), feed.send_timeout_seconds)
+    auth = get_services(request).auth
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+
+    async def key_valid() -> bool:
+        return await auth.authenticate(token) is not None
+
+    release = feed.admit(principal.key_id)
+    return EventStream(
+        _messages(feed, flt, after, key_valid), feed.send_timeout_seconds, on_close=release
+    )

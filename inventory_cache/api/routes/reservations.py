@@ -43,11 +43,14 @@ OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN
         403,
         409,
         422,
+        429,
         503,
         s409="`insufficient_stock` (with `lines`: sku, requested, available), the "
         "order id used with other lines or by another API key (`idempotency_mismatch`), or "
         "an attempt for "
         "this order still running (`invalid_state`).",
+        s429="`rate_limited`: this API key's request rate, or its reservation lines in "
+        "flight (`INVENTORY_MAX_LINES_IN_FLIGHT_PER_KEY`); retry after `Retry-After`.",
     ),
     summary="Reserve stock for an order: every line or none",
     openapi_extra=json_body(ReservationIn),
@@ -62,16 +65,18 @@ async def reserve(request: Request) -> Response:
     principal = await _checkout_key(request)
     body = parse_body(ReservationIn, await request.body())
     lines = [LineRequest(ln.sku, ln.qty, ln.location) for ln in body.lines]
+    limit = services.settings.max_lines_in_flight_per_key
     try:
-        res = await services.metrics.timed(
-            "reserve",
-            services.engine.reserve(
-                order_id=body.order_id,
-                lines=lines,
-                ttl_seconds=body.ttl_seconds,
-                owner=principal.key_id,
-            ),
-        )
+        with services.lines_in_flight.hold(principal.key_id, len(lines), limit):
+            res = await services.metrics.timed(
+                "reserve",
+                services.engine.reserve(
+                    order_id=body.order_id,
+                    lines=lines,
+                    ttl_seconds=body.ttl_seconds,
+                    owner=principal.key_id,
+                ),
+            )
     except InsufficientStock:
         services.metrics.reservations.labels("insufficient_stock").inc()
         raise
@@ -105,7 +110,9 @@ _SETTLE_ERRORS = problem_responses(
     422,
     503,
     s409="The reservation is already in a state that forbids this (`invalid_state`, "
-    "with `reservation_status`: cancelled, expired or shipped).",
+    "with `reservation_status`: cancelled, expired or shipped), or its reservation attempt "
+    "is still placing its lines (`invalid_state` with `reservation_status: pending`: retry "
+    "shortly).",
 )
 
 

@@ -1,0 +1,43 @@
+--[[
+  The expiry sweep's batch: releases the locks of many due reservation parts of one slot
+  group in one call (one `expire-4.lua` each, in effect), so a sweep costs one call per
+  group and pass instead of one per part. Each part is settled on its own terms: a part
+  refused (not due, no longer active, a key missing) is left as it was and reported; the
+  others are expired. Nothing is written for a refused part (every check comes first).
+
+  Input:
+    KEYS[1] readiness marker of the group
+    KEYS[2] expiry index of the group
+    KEYS[3] event stream of the group
+    KEYS[4..] for each part in ARGV[3]'s order: the part's key, then the stock hash of
+              each SKU it names, in that order
+    ARGV[1] now, ms (the sweep's one reading of the Redis clock)
+    ARGV[2] retention of a settled part, ms
+    ARGV[3] JSON list of parts, each [order id, list of its SKUs]
+  Output: JSON [outcome, ...] per part: 'expired', 'replayed' (expired before), or the
+          error code the part was refused with ('not_found', 'invalid_state', 'keys')
+  Errors: not_ready
+  Events: one 'expire' entry per part expired, a row per line.
+]]
+--- @include "common"
+--- @include "settlePart"
+if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+local parts = cjson.decode(ARGV[3])
+local out, k = {}, 4
+for i = 1, #parts do
+  local order_id, skus = parts[i][1], parts[i][2]
+  local part = KEYS[k]
+  local stocks = {}
+  for j = 1, #skus do stocks[skus[j]] = KEYS[k + j] end
+  k = k + 1 + #skus
+  local res = cjson.decode(settle_part(KEYS[1], part, KEYS[2], KEYS[3], stocks,
+                                       {order_id, ARGV[1], ARGV[2], '', ''}, 'expire'))
+  if res['err'] then
+    out[i] = res['err']
+  elseif res['replayed'] then
+    out[i] = 'replayed'
+  else
+    out[i] = 'expired'
+  end
+end
+return cjson.encode(out)

@@ -1,0 +1,20 @@
+--[[
+  Marks an order's attempt finished: every part of it is in place. From now on ship,
+  cancel and expiry may decide the order on its index without looking at the parts.
+
+  Input:
+    KEYS[1] readiness marker of the order id's group
+    KEYS[2] order index record
+    ARGV[1] attempt token that must own the record
+  Output: JSON {status} (the order's status now: normally 'active'; another one when a
+          ship, cancel or expiry saw every part in place and decided first)
+  Errors: not_ready, not_found (the record was dropped: the attempt was presumed dead and
+          compensated), invalid_state {detail} (another attempt took the record over)
+]]
+--- @include "common"
+if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+local cur = rcall('HMGET', KEYS[2], 'tok', 'st')
+if not cur[1] then return fail('not_found') end
+if cur[1] ~= ARGV[1] then return fail('invalid_state', {detail = 'taken over by another attempt'}) end
+rcall('HDEL', KEYS[2], 'ph')
+return reply({status = cur[2]})
