@@ -49,13 +49,27 @@ def _database() -> Any:
     return make_engine(database_url(get_settings()))
 
 
+def _mirror() -> tuple[Any, Any] | None:
+    """The Redis client and key names of the API keys' mirror; None for the embedded
+    demo Redis, which lives in the demo's own process (its API asks the database)."""
+    from inventory_cache.connection import make_sync_redis
+    from inventory_cache.keys import Keys
+    from inventory_cache.settings import get_settings
+
+    settings = get_settings()
+    if settings.redis_url is None:
+        return None
+    return make_sync_redis(settings), Keys(settings.redis_prefix, settings.slot_groups)
+
+
 @keys_app.command("create")
 def create(
     scopes: str = typer.Option(..., help="Comma-separated: read, checkout, warehouse, admin."),
     name: str = typer.Option("", help="What the key is for (shown by `keys list`)."),
 ) -> None:
-    """Create a key and print it, alone, on standard output: it is not shown again."""
-    from inventory_cache.apikeys import create_key, parse_scopes
+    """Create a key and print it, alone, on standard output: it is not shown again.
+    It is mirrored into Redis too, so API processes accept it while PostgreSQL is down."""
+    from inventory_cache.apikeys import create_key, mirror_keys, parse_scopes
 
     try:
         wanted = parse_scopes(scopes)
@@ -66,6 +80,9 @@ def create(
         plain, stored = create_key(db, name=name or ",".join(sorted(wanted)), scopes=wanted)
     finally:
         db.dispose()
+    mirror = _mirror()
+    if mirror is not None:
+        mirror_keys(*mirror, [stored])
     typer.echo(f"created {stored.id} with scopes {','.join(sorted(stored.scopes))}", err=True)
     typer.echo(plain)
 
@@ -94,12 +111,29 @@ def list_() -> None:
 
 @keys_app.command("revoke")
 def revoke(key_id: str = typer.Argument(..., help="The key's id, from `keys list`.")) -> None:
-    """Revoke a key; API processes stop accepting it within INVENTORY_API_KEY_CACHE_SECONDS."""
-    from inventory_cache.apikeys import revoke_key
+    """Revoke a key; API processes stop accepting it within INVENTORY_API_KEY_CACHE_SECONDS.
 
+    The Redis mirror is revoked first, so this works while PostgreSQL is down: then the
+    command says so and exits 1, and `warmup` (or this command again) records the
+    revocation in PostgreSQL once it is back."""
+    from sqlalchemy.exc import OperationalError
+
+    from inventory_cache.apikeys import mirror_revocation, revoke_key
+
+    mirror = _mirror()
+    mirrored = mirror is not None and mirror_revocation(*mirror, key_id)
     db = _database()
     try:
         found = revoke_key(db, key_id)
+    except OperationalError:
+        if not mirrored:
+            raise
+        typer.echo(
+            f"revoked {key_id} in Redis (API processes refuse it within the key cache time); "
+            "PostgreSQL unreachable: run `keys revoke` again or `warmup` once it is back",
+            err=True,
+        )
+        raise typer.Exit(1) from None
     finally:
         db.dispose()
     if not found:

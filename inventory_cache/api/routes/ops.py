@@ -10,9 +10,9 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from inventory_cache.api.deps import ServicesDep
-from inventory_cache.api.problems import problem, problem_responses
+from inventory_cache.api.problems import POSTGRES_AWAY, problem, problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import Status
+from inventory_cache.api.schemas import Readiness, Status
 
 router = APIRouter(tags=["ops"])
 
@@ -24,24 +24,27 @@ async def healthz() -> Response:
 
 @router.get(
     "/readyz",
-    response_model=Status,
+    response_model=Readiness,
     responses=problem_responses(
         503,
-        s503="Not ready (`not_ready`): `redis` and `postgres` say which is missing.",
+        s503="Redis cannot serve (`not_ready`): unreachable, or not warmed up. "
+        "`redis` and `postgres` say which store answered.",
     ),
-    summary="Readiness: Redis loaded (a real script runs) and PostgreSQL reachable",
+    summary="Readiness: Redis can serve; PostgreSQL's state reported (`degraded`)",
 )
 async def readyz(services: ServicesDep) -> Response:
-    try:
-        redis_ok = await services.engine.check_ready()
-    except Exception:
-        redis_ok = False
-    postgres_ok = await services.ledger.ping()
-    if redis_ok and postgres_ok:
-        return json_response({"status": "ready"})
-    detail = "stock cache not loaded (run warmup)" if not redis_ok else "PostgreSQL unreachable"
-    extra = {"redis": redis_ok, "postgres": postgres_ok}
-    return problem(503, "not_ready", "Service not ready", detail, extra)
+    """200 `ready`; 200 `degraded` while PostgreSQL is away (checkout and product pages
+    go on; the routes that need PostgreSQL answer 503); 503 only when Redis cannot serve.
+    From the process's last measurement (`status.py`), at most
+    INVENTORY_STATUS_REFRESH_SECONDS old."""
+    status = await services.status.current()
+    extra = {"redis": status.redis_ready, "postgres": status.postgres_up}
+    if not status.redis_ready:
+        detail = "Redis unreachable or the stock cache not loaded (run warmup)"
+        return problem(503, "not_ready", "Service not ready", detail, extra)
+    if not status.postgres_up:
+        return json_response({"status": "degraded", **extra, "detail": POSTGRES_AWAY})
+    return json_response({"status": "ready"})
 
 
 @router.get(
@@ -51,7 +54,7 @@ async def readyz(services: ServicesDep) -> Response:
     summary="Prometheus metrics of this process",
 )
 async def metrics(services: ServicesDep) -> Response:
-    body = await services.metrics.render(services.engine)
+    body = services.metrics.render(await services.status.current())
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
