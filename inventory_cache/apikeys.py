@@ -173,6 +173,23 @@ def mirror_revocation(redis: Any, keys: Keys, key_id: str) -> bool:
     return True
 
 
+def revoke(db: Engine, key_id: str, *, redis: Any = None, keys: Keys | None = None) -> str:
+    """Revoke a key in the mirror (when `redis` is given), then in PostgreSQL: `revoked`,
+    `unknown`, or `mirror_only` when PostgreSQL could not be reached but the mirror
+    held the key (the API refuses it anyway; `warmup` writes it into PostgreSQL later).
+    Raises PostgreSQL's error when neither store took the revocation."""
+    from sqlalchemy.exc import OperationalError
+
+    mirrored = redis is not None and keys is not None and mirror_revocation(redis, keys, key_id)
+    try:
+        found = revoke_key(db, key_id)
+    except OperationalError:
+        if not mirrored:
+            raise
+        return "mirror_only"
+    return "revoked" if found else "unknown"
+
+
 def rebuild_mirror(redis: Any, keys: Keys, db: Engine) -> int:
     """`warmup`: every key of PostgreSQL into the mirror, after writing into PostgreSQL
     the revocations that only the mirror holds (made while PostgreSQL was down)."""

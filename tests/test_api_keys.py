@@ -22,6 +22,7 @@ from inventory_cache.apikeys import (
     find_key,
     list_keys,
     parse_scopes,
+    revoke,
     revoke_key,
 )
 from inventory_cache.engine import StockEngine
@@ -149,7 +150,7 @@ async def test_malformed_tokens_never_reach_the_database() -> None:
 
 
 async def test_a_revoked_key_gets_401_over_http(
-    real_redis: Any, prefix: str, api_database: Database
+    real_redis: Any, sync_redis: Any, prefix: str, api_database: Database
 ) -> None:
     plain, record = create_key(api_database.engine, name="short-lived", scopes=["read"])
     settings = make_settings(prefix, api_key_cache_seconds=0)
@@ -161,7 +162,7 @@ async def test_a_revoked_key_gets_401_over_http(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
             before = await c.get("/v1/availability/A", headers=headers)
-            revoke_key(api_database.engine, record.id)
+            revoke(api_database.engine, record.id, redis=sync_redis, keys=engine.keys)
             after = await c.get("/v1/availability/A", headers=headers)
 
     assert before.status_code == 200

@@ -69,6 +69,8 @@ def create(
 ) -> None:
     """Create a key and print it, alone, on standard output: it is not shown again.
     It is mirrored into Redis too, so API processes accept it while PostgreSQL is down."""
+    from redis.exceptions import RedisError
+
     from inventory_cache.apikeys import create_key, mirror_keys, parse_scopes
 
     try:
@@ -82,7 +84,10 @@ def create(
         db.dispose()
     mirror = _mirror()
     if mirror is not None:
-        mirror_keys(*mirror, [stored])
+        try:
+            mirror_keys(*mirror, [stored])
+        except RedisError as exc:  # the API mirrors it on first use, from PostgreSQL
+            typer.echo(f"warning: key not mirrored into Redis yet: {exc}", err=True)
     typer.echo(f"created {stored.id} with scopes {','.join(sorted(stored.scopes))}", err=True)
     typer.echo(plain)
 
@@ -116,27 +121,25 @@ def revoke(key_id: str = typer.Argument(..., help="The key's id, from `keys list
     The Redis mirror is revoked first, so this works while PostgreSQL is down: then the
     command says so and exits 1, and `warmup` (or this command again) records the
     revocation in PostgreSQL once it is back."""
-    from sqlalchemy.exc import OperationalError
-
-    from inventory_cache.apikeys import mirror_revocation, revoke_key
+    from inventory_cache.apikeys import revoke
 
     mirror = _mirror()
-    mirrored = mirror is not None and mirror_revocation(*mirror, key_id)
     db = _database()
     try:
-        found = revoke_key(db, key_id)
-    except OperationalError:
-        if not mirrored:
-            raise
+        if mirror is None:
+            outcome = revoke(db, key_id)
+        else:
+            outcome = revoke(db, key_id, redis=mirror[0], keys=mirror[1])
+    finally:
+        db.dispose()
+    if outcome == "mirror_only":
         typer.echo(
             f"revoked {key_id} in Redis (API processes refuse it within the key cache time); "
             "PostgreSQL unreachable: run `keys revoke` again or `warmup` once it is back",
             err=True,
         )
-        raise typer.Exit(1) from None
-    finally:
-        db.dispose()
-    if not found:
+        raise typer.Exit(1)
+    if outcome == "unknown":
         typer.echo(f"no key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}", err=True)
