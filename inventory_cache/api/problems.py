@@ -178,11 +178,14 @@ async def _on_unavailable(_: Request, exc: Exception) -> Response:
     the routes that read PostgreSQL (movements, policies, alerts, subscriptions,
     replenishment, reconcile) can meet its outage; the detail names it."""
     log.warning("backing store unavailable: %r", exc)
+    return problem(503, "not_ready", "Service not ready", unavailable_detail(exc))
+
+
+def unavailable_detail(exc: BaseException) -> str:
+    """The `not_ready` detail that names the store a request could not reach."""
     if isinstance(exc, POSTGRES_UNAVAILABLE):
-        detail = "PostgreSQL is unreachable and this request needs it: retry shortly"
-    else:
-        detail = "Redis is unreachable: retry shortly"
-    return problem(503, "not_ready", "Service not ready", detail)
+        return "PostgreSQL is unreachable and this request needs it: retry shortly"
+    return "Redis is unreachable: retry shortly"
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> Response:
