@@ -113,7 +113,7 @@ class StatusMonitor:
         used = self._auth.take_used()
         if not used:
             return
-        if self._snapshot is None or not self._snapshot.postgres_up:
+        if self._snapshot is not None and not self._snapshot.postgres_up:
             self._auth.give_back_used(used)
             return
         try:
