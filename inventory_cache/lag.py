@@ -56,6 +56,12 @@ def entries_of(fields: dict[str, Any], *, undelivered_seen: bool) -> int:
     return int(fields["pending"]) + (int(lag) if lag is not None else int(undelivered_seen))
 
 
+def _first_pending(reply: Any) -> str | None:
+    """The oldest pending id of an `XPENDING` summary, parsed (a map) or raw (a list)."""
+    first = reply.get("min") if isinstance(reply, dict) else reply[1]
+    return None if first is None else text(first)
+
+
 async def measure(engine: StockEngine, group: str = GROUP) -> Lag:
     """The lag over every group's stream: one pipelined round of `XINFO GROUPS`, then one
     of `XPENDING` / `XRANGE` for the streams that have something outstanding."""
@@ -87,8 +93,8 @@ async def measure(engine: StockEngine, group: str = GROUP) -> Lag:
     for (i, kind), reply in zip(where, answers, strict=True):
         if isinstance(reply, BaseException):
             raise reply
-        if kind == "pending" and reply[1] is not None:
-            oldest = min(oldest, id_ms(text(reply[1])))
+        if kind == "pending" and (first := _first_pending(reply)) is not None:
+            oldest = min(oldest, id_ms(first))
         elif kind == "next" and reply:
             undelivered.add(i)
             oldest = min(oldest, id_ms(text(reply[0][0])))
