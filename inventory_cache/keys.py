@@ -89,6 +89,12 @@ class Keys:
         return f"{self.prefix}:rl:{{{api_key_id}}}"
 
     # global
+    def api_keys(self) -> str:
+        """The API keys' mirror (`apikeys.py`): one hash, so authentication needs no
+        PostgreSQL; fields `h:<sha256>` (the key's JSON), `r:<sha256>` (revoked at, ms)
+        and `i:<key id>` (its sha256, so a key can be revoked by id)."""
+        return f"{self.prefix}:apikeys"
+
     def dead_letters(self) -> str:
         return f"{self.prefix}:dead"
 

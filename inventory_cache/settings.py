@@ -75,9 +75,12 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     body_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
-    # A verified API key is trusted this long without asking PostgreSQL again, so a
-    # revocation takes effect within it.
+    # A verified API key is trusted this long without asking the key mirror in Redis
+    # again, so a revocation takes effect within it.
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # How often each API process measures readiness (Redis, PostgreSQL) and the worker's
+    # lag in the background; `/readyz` and `/metrics` answer from the last measurement.
+    status_refresh_seconds: float = Field(default=1.0, gt=0, le=60)
     idempotency_key_ttl_seconds: int = Field(default=86_400, ge=60)  # stored answers
     # Requests per second per API key, shared by every API process (0: no limit, and no
     # Redis call for it). Up to `rate_limit_burst` requests may come at once; 0 there

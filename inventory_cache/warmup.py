@@ -12,6 +12,8 @@ worker committed:
   ship answers as the first did;
 - transfers in flight or finished within the retention, with their index;
 - the idempotency records of movements still within their retention (`restore_op-1.lua`);
+- the API keys' mirror (`apikeys.rebuild_mirror`), so that authentication needs no
+  PostgreSQL; this step runs even when `--if-empty` finds Redis warm;
 
 then sets the markers (`mark_ready-1.lua`). Every restore script keeps what Redis
 already holds (a SKU at the same or a newer version, an existing part or record), so
@@ -47,6 +49,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from inventory_cache import behind
+from inventory_cache.apikeys import rebuild_mirror
 from inventory_cache.engine import wall_clock_ms
 from inventory_cache.errors import raise_for_reply
 from inventory_cache.keys import Keys
@@ -76,6 +79,7 @@ class WarmupReport:
     skipped: bool = False
     groups: int = 0
     healed: list[int] = field(default_factory=list)
+    api_keys: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -176,6 +180,7 @@ def warmup(
     keys = Keys(settings.redis_prefix, settings.slot_groups)
     report = WarmupReport(groups=settings.slot_groups)
     behind.check(redis, engine, keys)
+    report.api_keys = rebuild_mirror(redis, keys, engine)
     if if_needed and is_warm(redis, keys):
         report.skipped = True
         return report

@@ -57,7 +57,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from queue import SimpleQueue
 from types import FrameType
@@ -70,20 +70,25 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from inventory_cache import behind
 from inventory_cache.keys import Keys
+from inventory_cache.lag import GROUP, entries_of
 from inventory_cache.settings import Settings
 from persistence.ledger import Entry, Event, MalformedEvent, build, parse
 from persistence.sink import RejectedBatch, Sink, TransientError, VersionFork
 
 log = logging.getLogger(__name__)
 
-GROUP = "ledger"
+__all__ = ["FORK", "GROUP", "Worker", "WorkerConfig", "run_worker"]
+
 FORK = "version fork"  # how a dead letter's error starts when it forked a version
 
+# The API exports the same two figures under the same names (lag.py).
 LAG_ENTRIES = Gauge(
-    "inventory_worker_lag_entries", "Stream entries not yet acknowledged by the ledger group"
+    "inventory_worker_lag_entries",
+    "Stream entries not yet acknowledged by the ledger group (pending + undelivered)",
 )
 LAG_SECONDS = Gauge(
-    "inventory_worker_lag_seconds", "Age of the oldest stream entry not yet acknowledged"
+    "inventory_worker_lag_seconds",
+    "Age of the oldest stream entry not yet acknowledged by the ledger group",
 )
 BATCH_SIZE = Histogram(
     "inventory_worker_batch_size",
@@ -437,10 +442,21 @@ class Worker:
 
     def _wait_oldest(self) -> None:
         """Wait for the oldest batch being committed (its error raises here); set aside
-        what the database refused."""
-        rejected = self._committing.popleft().result()
+        what the database refused. While it waits (PostgreSQL down: the commit threads
+        retry for ever) the lag is measured as usual, so the gauges and the health record
+        show the backlog growing instead of the last figure before the outage."""
+        oldest = self._committing.popleft()
+        while not wait([oldest], timeout=self.config.inspect_interval_s).done:
+            self._inspect_while_waiting()
+        rejected = oldest.result()
         if rejected:
             self._poison(rejected)
+
+    def _inspect_while_waiting(self) -> None:
+        try:
+            self.inspect(trim=False)
+        except RedisError as exc:
+            log.warning("lag not measured while waiting for the database: %s", exc)
 
     def _drain(self) -> None:
         """Wait for every batch being committed; the first error raises once all ended."""
@@ -621,9 +637,7 @@ class Worker:
                 if isinstance(nxt, list) and nxt:
                     unread = True
                     oldest = min(oldest, _parse_id(_text(nxt[0][0]))[0])
-                # `lag` is unknown (None) after deletions; then count "some" as one.
-                lag = g.get("lag")
-                lag_entries += int(g["pending"]) + (int(lag) if lag is not None else int(unread))
+                lag_entries += entries_of(g, undelivered_seen=unread)
         self.lag_entries = lag_entries
         self.lag_seconds = max(0.0, (now_ms - oldest) / 1000)
         LAG_ENTRIES.set(lag_entries)

@@ -114,9 +114,10 @@ def server_env(prefix: str, database_url: str, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def uvicorn_server(env: dict[str, str], *args: str) -> Iterator[str]:
-    """`inventory-cache serve` on a free loopback port; yields its base URL. Its log goes
-    to a file, so a chatty server can never block on a full pipe."""
+def uvicorn_server(env: dict[str, str], *args: str, start_s: float = 60) -> Iterator[str]:
+    """`inventory-cache serve` on a free loopback port; yields its base URL once it answers
+    (within `start_s`). Its log goes to a file, so a chatty server can never block on a
+    full pipe."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
@@ -127,7 +128,7 @@ def uvicorn_server(env: dict[str, str], *args: str) -> Iterator[str]:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_up(url, proc)
+            _wait_until_up(url, proc, start_s)
             yield url
         except BaseException:
             proc.terminate()

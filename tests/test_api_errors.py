@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from inventory_cache.api.main import create_app
+from inventory_cache.api.problems import POSTGRES_AWAY
+from inventory_cache.apikeys import StoredKey, hash_key, mirror_keys
 from inventory_cache.engine import StockEngine
 from persistence.db import make_engine
 from tests import api_support
@@ -270,25 +272,38 @@ async def test_unreachable_redis_is_503_not_ready(
         assert_problem(r, 503, "not_ready")
 
 
-async def test_unreachable_postgres_is_503_for_keys_ledger_and_readiness(
-    real_redis: Any, prefix: str, unreachable_database: Any
+async def test_unreachable_postgres_degrades_readiness_and_refuses_only_its_routes(
+    real_redis: Any, sync_redis: Any, prefix: str, unreachable_database: Any
 ) -> None:
     settings = make_settings(prefix)
     engine = StockEngine(real_redis, settings)
     await engine.mark_ready()
+    mirrored = "invk_" + "m" * 43
+    stored = StoredKey("key_m", "m", hash_key(mirrored), frozenset({"admin"}))
+    mirror_keys(sync_redis, engine.keys, [stored])
     app = create_app(settings, engine=engine, database=unreachable_database)
-    headers = {"Authorization": "Bearer invk_" + "y" * 43}
+    known = {"Authorization": f"Bearer {mirrored}"}
+    unknown = {"Authorization": "Bearer invk_" + "y" * 43}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
-            movements = await c.get("/v1/movements", headers=headers)
-            keyed = await c.post(
-                "/v1/inbound", json=INBOUND, headers={**headers, "Idempotency-Key": "k1"}
+            write = await c.post("/v1/inbound", json=INBOUND, headers=known)
+            read = await c.get("/v1/availability/A", headers=known)
+            movements = await c.get("/v1/movements", headers=known)
+            stranger = await c.post(
+                "/v1/inbound", json=INBOUND, headers={**unknown, "Idempotency-Key": "k1"}
             )
             ready = await c.get("/readyz")
 
-    # A key cannot be checked without PostgreSQL: 503, not a misleading 401.
-    assert_problem(movements, 503, "not_ready")
-    assert_problem(keyed, 503, "not_ready")
-    body = assert_problem(ready, 503, "not_ready")
-    assert (body["redis"], body["postgres"]) == (True, False)
+    assert write.status_code == 200 and read.json()["available"] == 1
+    body = assert_problem(movements, 503, "not_ready")
+    assert "PostgreSQL" in body["detail"]
+    # A key the mirror lacks cannot be checked without PostgreSQL: 503, not a misleading 401.
+    assert "PostgreSQL" in assert_problem(stranger, 503, "not_ready")["detail"]
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "degraded",
+        "redis": True,
+        "postgres": False,
+        "detail": POSTGRES_AWAY,
+    }

@@ -8,6 +8,7 @@ import hashlib
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,14 +18,21 @@ from sqlalchemy import Engine, text
 from inventory_cache.api.main import create_app
 from inventory_cache.apikeys import (
     Authenticator,
+    KeyDirectory,
     StoredKey,
     create_key,
     find_key,
+    hash_key,
     list_keys,
+    mirror_keys,
+    mirror_revocation,
     parse_scopes,
+    rebuild_mirror,
+    revoke,
     revoke_key,
 )
 from inventory_cache.engine import StockEngine
+from inventory_cache.keys import Keys
 from persistence.db import make_engine
 from tests import api_support
 from tests.api_support import CLI, Api, Database
@@ -149,7 +157,7 @@ async def test_malformed_tokens_never_reach_the_database() -> None:
 
 
 async def test_a_revoked_key_gets_401_over_http(
-    real_redis: Any, prefix: str, api_database: Database
+    real_redis: Any, sync_redis: Any, prefix: str, api_database: Database
 ) -> None:
     plain, record = create_key(api_database.engine, name="short-lived", scopes=["read"])
     settings = make_settings(prefix, api_key_cache_seconds=0)
@@ -161,7 +169,7 @@ async def test_a_revoked_key_gets_401_over_http(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
             before = await c.get("/v1/availability/A", headers=headers)
-            revoke_key(api_database.engine, record.id)
+            revoke(api_database.engine, record.id, redis=sync_redis, keys=engine.keys)
             after = await c.get("/v1/availability/A", headers=headers)
 
     assert before.status_code == 200
@@ -218,3 +226,98 @@ def test_cli_prints_the_new_key_alone_then_lists_and_revokes(db: Engine) -> None
     assert _cli(url, "keys", "revoke", "key_missing").returncode == 1
     refused = _cli(url, "keys", "create", "--scopes", "read,root")
     assert refused.returncode == 2 and refused.stdout == ""
+
+
+# ------------------------------------------------------- the Redis mirror (no PostgreSQL)
+
+
+async def _failing_fallback(key_hash: str) -> StoredKey | None:
+    raise AssertionError("PostgreSQL asked for a key the mirror holds")
+
+
+async def test_a_mirrored_key_and_its_revocation_are_read_from_redis_alone(
+    db: Engine, real_redis: Any, sync_redis: Any, prefix: str
+) -> None:
+    keys = Keys(prefix, 16)
+    plain, record = create_key(db, name="till", scopes=["checkout", "read"])
+    mirror_keys(sync_redis, keys, [record])
+    directory = KeyDirectory(real_redis.execute_command, keys, _failing_fallback)
+
+    found = await directory.find(hash_key(plain))
+    assert found is not None and (found.id, found.name) == (record.id, "till")
+    assert found.scopes == {"checkout", "read"} and found.revoked_at is None
+
+    assert mirror_revocation(sync_redis, keys, record.id) is True
+    revoked = await directory.find(hash_key(plain))
+    assert revoked is not None and revoked.revoked_at is not None
+    assert mirror_revocation(sync_redis, keys, "key_missing") is False
+
+
+async def test_a_key_the_mirror_lacks_is_read_from_postgresql_once_then_mirrored(
+    db: Engine, real_redis: Any, prefix: str
+) -> None:
+    keys = Keys(prefix, 16)
+    plain, record = create_key(db, name="old", scopes=["read"])
+    asked: list[str] = []
+
+    async def fallback(key_hash: str) -> StoredKey | None:
+        asked.append(key_hash)
+        return find_key(db, key_hash)
+
+    directory = KeyDirectory(real_redis.execute_command, keys, fallback)
+    first = await directory.find(hash_key(plain))
+    again = await directory.find(hash_key(plain))
+
+    assert first is not None and again is not None and first.id == again.id == record.id
+    assert asked == [hash_key(plain)]
+    assert await real_redis.hget(keys.api_keys(), "i:" + record.id) == hash_key(plain).encode()
+
+
+def test_rebuilding_the_mirror_records_revocations_made_while_postgresql_was_away(
+    db: Engine, sync_redis: Any, prefix: str
+) -> None:
+    keys = Keys(prefix, 16)
+    (_, live), (_, leaked), (_, old) = (
+        create_key(db, name=n, scopes=["read"]) for n in ("live", "leaked", "old")
+    )
+    mirror_keys(sync_redis, keys, [live, leaked])
+    mirror_revocation(sync_redis, keys, leaked.id)  # PostgreSQL was down at the time
+    revoke_key(db, old.id)
+
+    assert rebuild_mirror(sync_redis, keys, db) == 3
+
+    by_id = {k.id: k for k in list_keys(db)}
+    assert by_id[leaked.id].revoked_at is not None and by_id[live.id].revoked_at is None
+    flags = sync_redis.hmget(keys.api_keys(), [f"r:{k.key_hash}" for k in (live, leaked, old)])
+    assert [f is not None for f in flags] == [False, True, True]
+    assert sync_redis.hget(keys.api_keys(), "h:" + old.key_hash) is not None
+
+
+async def test_last_used_at_is_written_in_batches_off_the_request_path(
+    real_redis: Any, sync_redis: Any, prefix: str, api_database: Database
+) -> None:
+    _, record = create_key(api_database.engine, name="batched", scopes=["read"])
+    plain, stored = create_key(api_database.engine, name="batched", scopes=["read"])
+    mirror_keys(sync_redis, Keys(prefix, 16), [stored])
+    settings = make_settings(prefix)
+    engine = StockEngine(real_redis, settings)
+    await engine.mark_ready()
+    app = create_app(settings, engine=engine, database=api_database.engine)
+
+    def last_used() -> Any:
+        (k,) = [k for k in list_keys(api_database.engine) if k.id == stored.id]
+        return k.last_used_at
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            headers = {"Authorization": f"Bearer {plain}"}
+            for _ in range(3):
+                assert (await c.get("/v1/availability/A", headers=headers)).status_code == 200
+            assert last_used() is None  # not on the request path
+            await app.state.services.status.flush_last_used()
+            written = last_used()
+
+    assert written is not None
+    assert abs((datetime.now(UTC) - written).total_seconds()) < 60
+    assert record.last_used_at is None

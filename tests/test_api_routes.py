@@ -3,12 +3,16 @@ PostgreSQL: shapes, status codes and the business example of docs/contract.md.""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert
 
+from inventory_cache.lag import GROUP
 from persistence.models import Movement
 from tests import api_support
 from tests.api_support import Api
@@ -349,34 +353,67 @@ async def test_health_readiness_ping_and_metrics(api: Api) -> None:
     )
     assert 'inventory_reservations_total{result="insufficient_stock"} 1.0' in text
     assert 'inventory_engine_call_duration_seconds_count{op="inbound"} 1.0' in text
-    assert "inventory_worker_lag_events" in text
+    assert "inventory_worker_lag_entries 0.0" in text
+    assert "inventory_worker_lag_seconds 0.0" in text
+    assert "inventory_postgres_up 1.0" in text and "inventory_redis_ready 1.0" in text
     assert 'inventory_near_cache_reads_total{outcome="miss"}' in text
 
 
-async def test_worker_lag_counts_events_no_consumer_group_has_acknowledged(api: Api) -> None:
-    """The gauge reads the streams' consumer groups, whoever the worker is."""
+async def test_worker_lag_counts_what_the_ledger_group_has_not_acknowledged(api: Api) -> None:
+    """The gauge reads the streams' ledger group, whoever the worker is (or none at all),
+    and is refreshed in the background, at most INVENTORY_STATUS_REFRESH_SECONDS late."""
     await inbound(api, "A", "north", 1, ref="r1")
     stream = api.engine.keys.events(api.engine.keys.group_of("A"))
-    await api.engine.client.xgroup_create(stream, "lag-test", id="0")
+    await api.engine.client.xgroup_create(stream, GROUP, id="0")
     await inbound(api, "A", "north", 1, ref="r2")
 
-    def lag(text: str) -> float:
-        (line,) = [ln for ln in text.splitlines() if ln.startswith("inventory_worker_lag_events ")]
-        return float(line.split()[1])
-
-    assert lag((await api.client.get("/metrics")).text) == 2
-    await api.engine.client.xreadgroup("lag-test", "c", {stream: ">"}, count=1)
-    assert lag((await api.client.get("/metrics")).text) == 2  # delivered, not acknowledged
+    assert await metric_soon(api, "inventory_worker_lag_entries", 2)
+    await api.engine.client.xreadgroup(GROUP, "c", {stream: ">"}, count=1)
+    assert await metric_soon(api, "inventory_worker_lag_entries", 2)  # delivered, not acked
+    assert await metric_soon(api, "inventory_worker_lag_seconds", lambda v: v > 0)
     (entry,) = await api.engine.client.xrange(stream, count=1)
-    await api.engine.client.xack(stream, "lag-test", entry[0])
-    assert lag((await api.client.get("/metrics")).text) == 1
+    await api.engine.client.xack(stream, GROUP, entry[0])
+    assert await metric_soon(api, "inventory_worker_lag_entries", 1)
+    for e in await api.engine.client.xrange(stream):
+        await api.engine.client.xack(stream, GROUP, e[0])
+    await api.engine.client.xreadgroup(GROUP, "c", {stream: ">"})
+    for e in await api.engine.client.xrange(stream):
+        await api.engine.client.xack(stream, GROUP, e[0])
+    assert await metric_soon(api, "inventory_worker_lag_entries", 0)
+    assert await metric_soon(api, "inventory_worker_lag_seconds", 0)
+
+
+async def readyz_soon(api: Api, status: int, within_s: float = 10) -> Any:
+    """`/readyz` once it answers `status` (or the last answer after `within_s`)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        r = await api.client.get("/readyz")
+        if r.status_code == status or time.monotonic() > deadline:
+            return r
+        await asyncio.sleep(0.1)
+
+
+async def metric_soon(
+    api: Api, name: str, want: float | Callable[[float], bool], within_s: float = 10
+) -> bool:
+    """True once `/metrics` shows `name` at `want` (the monitor refreshes each second)."""
+    check = want if callable(want) else (lambda v: v == want)
+    deadline = time.monotonic() + within_s
+    while True:
+        text = (await api.client.get("/metrics")).text
+        (line,) = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
+        if check(float(line.split()[1])):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
 
 
 async def test_unloaded_redis_makes_readyz_and_writes_answer_503(api: Api) -> None:
     sku = next(f"S{i}" for i in range(1000) if api.engine.keys.group_of(f"S{i}") == 3)
     await api.engine.client.delete(api.engine.keys.ready(3))
 
-    r = await api.client.get("/readyz")
+    r = await readyz_soon(api, 503)  # readiness is measured each second in the background
     write = await api.client.post(
         "/v1/inbound",
         json={"ref": "p", "sku": sku, "location": "north", "qty": 1},

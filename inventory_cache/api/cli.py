@@ -72,6 +72,19 @@ def _database() -> Any:
     return make_engine(database_url(get_settings()))
 
 
+def _mirror() -> tuple[Any, Any] | None:
+    """The Redis client and key names of the API keys' mirror; None for the embedded
+    demo Redis, which lives in the demo's own process (its API asks the database)."""
+    from inventory_cache.connection import make_sync_redis
+    from inventory_cache.keys import Keys
+    from inventory_cache.settings import get_settings
+
+    settings = get_settings()
+    if settings.redis_url is None:
+        return None
+    return make_sync_redis(settings), Keys(settings.redis_prefix, settings.slot_groups)
+
+
 @keys_app.command("create")
 def create(
     scopes: str = typer.Option(..., help="Comma-separated: read, checkout, warehouse, admin."),
@@ -79,9 +92,12 @@ def create(
 ) -> None:
     """Create a key and print it.
 
-    The key alone goes to standard output; it is not shown again.
+    The key alone goes to standard output; it is not shown again. It is mirrored into
+    Redis too, so API processes accept it while PostgreSQL is down.
     """
-    from inventory_cache.apikeys import create_key, parse_scopes
+    from redis.exceptions import RedisError
+
+    from inventory_cache.apikeys import create_key, mirror_keys, parse_scopes
 
     try:
         wanted = parse_scopes(scopes)
@@ -92,6 +108,12 @@ def create(
         plain, stored = create_key(db, name=name or ",".join(sorted(wanted)), scopes=wanted)
     finally:
         db.dispose()
+    mirror = _mirror()
+    if mirror is not None:
+        try:
+            mirror_keys(*mirror, [stored])
+        except RedisError as exc:  # the API mirrors it on first use, from PostgreSQL
+            typer.echo(f"warning: key not mirrored into Redis yet: {exc}", err=True)
     typer.echo(f"created {stored.id} with scopes {','.join(sorted(stored.scopes))}", err=True)
     typer.echo(plain)
 
@@ -125,16 +147,30 @@ def list_() -> None:
 def revoke(key_id: str = typer.Argument(..., help="The key's id, from `keys list`.")) -> None:
     """Revoke a key.
 
-    API processes stop accepting it within INVENTORY_API_KEY_CACHE_SECONDS.
+    API processes stop accepting it within INVENTORY_API_KEY_CACHE_SECONDS. The Redis
+    mirror is revoked first, so this works while PostgreSQL is down: then the command says
+    so and exits 1, and `warmup` (or this command again) records the revocation in
+    PostgreSQL once it is back.
     """
-    from inventory_cache.apikeys import revoke_key
+    from inventory_cache.apikeys import revoke
 
+    mirror = _mirror()
     db = _database()
     try:
-        found = revoke_key(db, key_id)
+        if mirror is None:
+            outcome = revoke(db, key_id)
+        else:
+            outcome = revoke(db, key_id, redis=mirror[0], keys=mirror[1])
     finally:
         db.dispose()
-    if not found:
+    if outcome == "mirror_only":
+        typer.echo(
+            f"revoked {key_id} in Redis (API processes refuse it within the key cache time); "
+            "PostgreSQL unreachable: run `keys revoke` again or `warmup` once it is back",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if outcome == "unknown":
         typer.echo(f"no key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}", err=True)

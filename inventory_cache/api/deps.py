@@ -30,6 +30,7 @@ from inventory_cache.api.metrics import Metrics
 from inventory_cache.api.nearcache import NearCache
 from inventory_cache.api.problems import Forbidden, Unauthorized
 from inventory_cache.api.ratelimit import RateLimiter
+from inventory_cache.api.status import StatusMonitor
 from inventory_cache.apikeys import Authenticator, Principal
 from inventory_cache.engine import StockEngine
 from inventory_cache.settings import Settings
@@ -44,6 +45,7 @@ class Services:
     idempotency: IdempotencyStore
     metrics: Metrics
     ledger: Ledger
+    status: StatusMonitor
     limiter: RateLimiter | None = None  # None: INVENTORY_RATE_LIMIT_PER_SECOND is 0
     lines_in_flight: LinesInFlight = field(default_factory=LinesInFlight)
 

@@ -28,7 +28,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inventory_cache.api.guards import replay_body, send_problem
-from inventory_cache.api.problems import UNAVAILABLE
+from inventory_cache.api.problems import UNAVAILABLE, unavailable_detail
 from inventory_cache.engine import StockEngine
 
 HEADER = b"idempotency-key"
@@ -125,8 +125,8 @@ class IdempotencyMiddleware:
                 return
             key = store.key(principal.key_id, idem)
             record = await store.begin(key, fp)
-        except UNAVAILABLE:
-            detail = "a backing store is unreachable: retry shortly"
+        except UNAVAILABLE as exc:
+            detail = unavailable_detail(exc)
             await send_problem(send, 503, "not_ready", "Service not ready", detail)
             return
         if record is not None:

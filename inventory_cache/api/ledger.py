@@ -2,7 +2,8 @@
 
 SQLAlchemy is blocking here (one engine and pool per process, as for the worker), so
 each call runs in a worker thread. None of this is on the availability or checkout path:
-keys are cached by `Authenticator`, and stock lives in Redis.
+keys come from their Redis mirror (`apikeys.KeyDirectory`; PostgreSQL only for a key the
+mirror lacks), and stock lives in Redis.
 """
 
 from __future__ import annotations

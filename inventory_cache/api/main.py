@@ -44,7 +44,8 @@ from inventory_cache.api.routes import (
     subscriptions,
     transfers,
 )
-from inventory_cache.apikeys import Authenticator
+from inventory_cache.api.status import StatusMonitor, groups_behind
+from inventory_cache.apikeys import Authenticator, KeyDirectory
 from inventory_cache.connection import make_async_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.settings import Settings, get_settings
@@ -112,20 +113,27 @@ def create_app(
                 tracker = Tracker(near_cache, settings.redis_url, eng.keys)
                 task = asyncio.create_task(tracker.run(), name="near-cache-tracker")
                 stack.push_async_callback(_cancel, task)
+            directory = KeyDirectory(eng.batcher.command, eng.keys, ledger.find_key)
+            auth = Authenticator(directory.find, cache_seconds=settings.api_key_cache_seconds)
+            status = StatusMonitor(eng, ledger, auth, refresh_s=settings.status_refresh_seconds)
+            stack.push_async_callback(status.close)
+            monitor = asyncio.create_task(status.run(), name="status-monitor")
+            stack.push_async_callback(_cancel, monitor)
             app.state.services = Services(
                 settings=settings,
                 engine=eng,
-                auth=Authenticator(ledger.find_key, cache_seconds=settings.api_key_cache_seconds),
+                auth=auth,
                 near_cache=near_cache,
                 idempotency=IdempotencyStore(eng, settings.idempotency_key_ttl_seconds),
                 metrics=metrics,
                 ledger=ledger,
+                status=status,
                 limiter=RateLimiter.from_settings(eng, settings),
             )
             # A Redis that came back behind the ledger must not serve a single request of
             # the groups concerned: check once before the first one, and whenever the
             # server lost its scripts (restarted, or another one after a failover).
-            await ops.ledger_readiness(app.state.services)
+            await groups_behind(eng, ledger)
             eng.batcher.on_new_server = behind.guard(eng.client, db, eng.keys)
             yield
 

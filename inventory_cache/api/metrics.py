@@ -2,9 +2,10 @@
 
 Each app owns its registry (tests build many apps in one process). Requests are labelled
 by route *template* (`/v1/reservations/{order_id}`), never by raw path, so cardinality
-stays bounded; a request no route matched is labelled `unmatched`. Worker lag is read
-from Redis at scrape time (`XINFO GROUPS` of every event stream), so it is right even
-when the worker runs elsewhere.
+stays bounded; a request no route matched is labelled `unmatched`. The worker's lag
+(measured from the streams, `lag.py`, so it is right even when the worker runs elsewhere
+or not at all) and PostgreSQL's state come from the process's status monitor
+(`status.py`): a scrape costs no Redis or PostgreSQL call.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
-from redis.exceptions import ResponseError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inventory_cache.api.nearcache import NearCache
-from inventory_cache.engine import StockEngine
+from inventory_cache.api.status import Snapshot
 
 T = TypeVar("T")
 
@@ -56,9 +56,25 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.worker_lag = Gauge(
-            "inventory_worker_lag_events",
-            "Events in Redis streams not yet acknowledged by the write-behind worker.",
+        # The names the worker exports too (worker.py): one figure, whoever reports it.
+        self.lag_entries = Gauge(
+            "inventory_worker_lag_entries",
+            "Stream entries not yet acknowledged by the ledger group (pending + undelivered).",
+            registry=self.registry,
+        )
+        self.lag_seconds = Gauge(
+            "inventory_worker_lag_seconds",
+            "Age of the oldest stream entry not yet acknowledged by the ledger group.",
+            registry=self.registry,
+        )
+        self.postgres_up = Gauge(
+            "inventory_postgres_up",
+            "1 when PostgreSQL answered the last check, 0 while it is away (degraded).",
+            registry=self.registry,
+        )
+        self.redis_ready = Gauge(
+            "inventory_redis_ready",
+            "1 when Redis can serve (reachable, every slot group warmed up), else 0.",
             registry=self.registry,
         )
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -85,8 +101,12 @@ class Metrics:
     def watch_near_cache(self, cache: NearCache) -> None:
         self.registry.register(_NearCacheCollector(cache))
 
-    async def render(self, engine: StockEngine) -> bytes:
-        self.worker_lag.set(await worker_lag(engine))
+    def render(self, status: Snapshot) -> bytes:
+        self.postgres_up.set(int(status.postgres_up))
+        self.redis_ready.set(int(status.redis_ready))
+        if status.lag is not None:  # unmeasured (Redis away): the last figure stays
+            self.lag_entries.set(status.lag.entries)
+            self.lag_seconds.set(status.lag.seconds)
         return generate_latest(self.registry)
 
 
@@ -105,32 +125,6 @@ class _NearCacheCollector(Collector):
         family.add_metric(["hit"], self._cache.hits)
         family.add_metric(["miss"], self._cache.misses)
         yield family
-
-
-async def worker_lag(engine: StockEngine) -> int:
-    """Sum over event streams of the largest consumer-group lag (undelivered + unacked)."""
-    groups = list(engine.keys.all_groups())
-    replies = await engine.batcher.many(
-        [(None, ("XINFO", "GROUPS", engine.keys.events(g))) for g in groups]
-    )
-    total = 0
-    for reply in replies:
-        if isinstance(reply, ResponseError):  # no such stream yet: nothing to lag behind
-            continue
-        if isinstance(reply, BaseException):
-            raise reply
-        lags = []
-        for info in reply:
-            fields = _fields(info)
-            lags.append(int(fields.get("lag") or 0) + int(fields.get("pending") or 0))
-        total += max(lags, default=0)
-    return total
-
-
-def _fields(info: Any) -> dict[str, Any]:
-    """One group's XINFO entry, a map (RESP3, parsed) or a flat name/value list (RESP2)."""
-    pairs = info.items() if isinstance(info, dict) else zip(info[::2], info[1::2], strict=True)
-    return {k.decode() if isinstance(k, bytes) else str(k): v for k, v in pairs}
 
 
 class MetricsMiddleware:

@@ -22,7 +22,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -30,7 +31,13 @@ from inventory_cache.errors import InventoryError
 
 PROBLEM_JSON = "application/problem+json"
 # A backing store that cannot be reached: 503 `not_ready`, never a 500.
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OperationalError)
+REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
+POSTGRES_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+UNAVAILABLE = REDIS_UNAVAILABLE + POSTGRES_UNAVAILABLE
+POSTGRES_AWAY = (
+    "PostgreSQL unreachable: checkout and stock reads go on; "
+    "the ledger's routes answer 503 until it is back"
+)
 log = logging.getLogger(__name__)
 
 
@@ -169,10 +176,18 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
 
 
 async def _on_unavailable(_: Request, exc: Exception) -> Response:
-    """Redis or PostgreSQL unreachable: the client may retry, as after a failover."""
+    """Redis or PostgreSQL unreachable: the client may retry, as after a failover. Only
+    the routes that read PostgreSQL (movements, policies, alerts, subscriptions,
+    replenishment, reconcile) can meet its outage; the detail names it."""
     log.warning("backing store unavailable: %r", exc)
-    detail = "a backing store is unreachable: retry shortly"
-    return problem(503, "not_ready", "Service not ready", detail)
+    return problem(503, "not_ready", "Service not ready", unavailable_detail(exc))
+
+
+def unavailable_detail(exc: BaseException) -> str:
+    """The `not_ready` detail that names the store a request could not reach."""
+    if isinstance(exc, POSTGRES_UNAVAILABLE):
+        return "PostgreSQL is unreachable and this request needs it: retry shortly"
+    return "Redis is unreachable: retry shortly"
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> Response:

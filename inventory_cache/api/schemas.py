@@ -374,6 +374,30 @@ class Status(BaseModel):
     status: str
 
 
+class Readiness(BaseModel):
+    """`ready`, or `degraded` (PostgreSQL away, Redis serving) with what is missing."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"status": "ready"},
+                {
+                    "status": "degraded",
+                    "redis": True,
+                    "postgres": False,
+                    "detail": "PostgreSQL unreachable: checkout and stock reads go on; "
+                    "the ledger's routes answer 503 until it is back",
+                },
+            ]
+        }
+    )
+
+    status: Literal["ready", "degraded"]
+    redis: bool | None = None
+    postgres: bool | None = None
+    detail: str | None = None
+
+
 class MovementOut(BaseModel):
     """One ledger row: the change of one (sku, location) by one operation."""
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from inventory_cache import behind
-from inventory_cache.api.deps import Services, ServicesDep
-from inventory_cache.api.problems import problem, problem_responses
+from inventory_cache.api.deps import ServicesDep
+from inventory_cache.api.problems import POSTGRES_AWAY, problem, problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import Status
+from inventory_cache.api.schemas import Readiness, Status
 
 router = APIRouter(tags=["ops"])
 
@@ -25,49 +24,37 @@ async def healthz() -> Response:
 
 @router.get(
     "/readyz",
-    response_model=Status,
+    response_model=Readiness,
     responses=problem_responses(
         503,
-        s503="Not ready (`not_ready`): `redis` and `postgres` say which is missing; "
-        "`behind` names the slot groups whose Redis lost changes PostgreSQL holds.",
+        s503="Redis cannot serve (`not_ready`): unreachable, not warmed up, or slot groups "
+        "behind the ledger (`behind` names them, with why). `redis` and `postgres` say which "
+        "store answered.",
     ),
-    summary="Readiness: Redis loaded (a real script runs), not behind the ledger, and "
-    "PostgreSQL reachable",
+    summary="Readiness: Redis can serve and is not behind the ledger; PostgreSQL's state "
+    "reported (`degraded`)",
 )
 async def readyz(services: ServicesDep) -> Response:
-    groups_behind = await ledger_readiness(services)
-    try:
-        redis_ok = await services.engine.check_ready()
-    except Exception:
-        redis_ok = False
-    postgres_ok = await services.ledger.ping()
-    if redis_ok and postgres_ok and not groups_behind:
-        return json_response({"status": "ready"})
-    extra: dict[str, object] = {"redis": redis_ok, "postgres": postgres_ok}
-    if groups_behind:
+    """200 `ready`; 200 `degraded` while PostgreSQL is away (checkout and product pages
+    go on; the routes that need PostgreSQL answer 503); 503 when Redis cannot serve or a
+    slot group of it is behind the ledger (that group refuses its reads and writes until
+    `warmup` heals it; the others serve). From the process's last measurement
+    (`status.py`), at most INVENTORY_STATUS_REFRESH_SECONDS old."""
+    status = await services.status.current()
+    extra: dict[str, object] = {"redis": status.redis_ready, "postgres": status.postgres_up}
+    if not status.redis_ready:
+        detail = "Redis unreachable or the stock cache not loaded (run warmup)"
+        return problem(503, "not_ready", "Service not ready", detail, extra)
+    if status.behind:
         detail = (
-            f"{len(groups_behind)} slot group(s) behind the ledger, refusing their reads "
+            f"{len(status.behind)} slot group(s) behind the ledger, refusing their reads "
             "and writes (run warmup)"
         )
-        extra["behind"] = {str(g): reason for g, reason in sorted(groups_behind.items())}
-    elif not redis_ok:
-        detail = "stock cache not loaded (run warmup)"
-    else:
-        detail = "PostgreSQL unreachable"
-    return problem(503, "not_ready", "Service not ready", detail, extra)
-
-
-async def ledger_readiness(services: Services) -> dict[int, str]:
-    """The slot groups behind the ledger (group -> reason): those marked so, plus those a
-    comparison of Redis with PostgreSQL's newest committed entries finds now (and marks,
-    so their scripts refuse at once). Other groups keep serving; without PostgreSQL only
-    the marks count."""
-    try:
-        return await behind.check_async(
-            services.engine.client, services.ledger.db, services.engine.keys
-        )
-    except Exception:
-        return {}
+        extra["behind"] = {str(g): reason for g, reason in sorted(status.behind.items())}
+        return problem(503, "not_ready", "Service not ready", detail, extra)
+    if not status.postgres_up:
+        return json_response({"status": "degraded", **extra, "detail": POSTGRES_AWAY})
+    return json_response({"status": "ready"})
 
 
 @router.get(
@@ -77,7 +64,7 @@ async def ledger_readiness(services: Services) -> dict[int, str]:
     summary="Prometheus metrics of this process",
 )
 async def metrics(services: ServicesDep) -> Response:
-    body = await services.metrics.render(services.engine)
+    body = services.metrics.render(await services.status.current())
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
