@@ -1,7 +1,7 @@
 """Subscriptions: a random public id, the owning API key, one pending per (owner, target).
 
 Revision ID: 5e1c0a9b7d21
-Revises: cdb7f3b4e367
+Revises: 5b1e2c7d9a40
 Create Date: 2026-11-28 02:00:00+00:00
 
 Existing rows get a random public id and no owner (only warehouse and admin keys see
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "5e1c0a9b7d21"
-down_revision: str | None = "cdb7f3b4e367"
+down_revision: str | None = "5b1e2c7d9a40"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
