@@ -41,7 +41,7 @@ from inventory_cache.models import (
     StockView,
     Transfer,
 )
-from inventory_cache.scripts import Script, load_scripts
+from inventory_cache.scripts import Script, scripts_for
 from inventory_cache.settings import Settings
 
 Clock = Callable[[], int]
@@ -119,7 +119,7 @@ class StockEngine:
         self.client = client
         self.settings = settings
         self.keys = Keys(settings.redis_prefix, settings.slot_groups)
-        self.scripts = scripts or load_scripts()
+        self.scripts = scripts or scripts_for(client)
         self.batcher = Batcher(client, settings.max_inflight_pipelines, settings.pipeline_flush_at)
         self.now = clock
         self._retention_ms = settings.idempotency_retention_seconds * 1000

@@ -40,7 +40,7 @@ from rich.progress import Progress
 from inventory_cache.engine import wall_clock_ms
 from inventory_cache.errors import raise_for_reply
 from inventory_cache.keys import Keys
-from inventory_cache.scripts import Script, load_scripts
+from inventory_cache.scripts import Script, scripts_for
 from inventory_cache.settings import Settings
 from persistence.models import (
     IdempotencyRecord,
@@ -149,7 +149,7 @@ def warmup(
     now = wall_clock_ms() if now_ms is None else now_ms
     retention = settings.idempotency_retention_seconds * 1000
     cutoff = ms_to_datetime(now - retention)
-    scripts = load_scripts()
+    scripts = scripts_for(redis)
     show = sys.stderr.isatty() if progress is None else progress
     with (
         engine.connect() as conn,

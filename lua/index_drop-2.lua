@@ -1,3 +1,4 @@
+#!lua
 --[[
   Removes an index record after its attempt was compensated, only if that attempt still
   owns it (a takeover by a retry keeps it).
