@@ -49,8 +49,10 @@ def worker(
     ),
 ) -> None:
     """Write-behind worker: every group's event stream into the database, until SIGTERM."""
+    from inventory_cache.redis_policy import exit_if_unsafe
     from inventory_cache.worker import run_worker
 
+    exit_if_unsafe()
     run_worker(
         consumer=consumer,
         batch_size=batch_size,
@@ -66,8 +68,10 @@ def warmup(
     if_empty: bool = typer.Option(False, help="Do nothing when Redis is already warm."),
 ) -> None:
     """Rebuild Redis from the database, then mark it ready (prints a JSON summary)."""
+    from inventory_cache.redis_policy import exit_if_unsafe
     from inventory_cache.warmup import run_warmup
 
+    exit_if_unsafe()
     typer.echo(run_warmup(if_empty=if_empty))
 
 
@@ -85,8 +89,10 @@ def verify(
 def scheduler() -> None:
     """Expiry sweep, scheduled reconciliation, alerts and back in stock, until SIGTERM.
     Run one per host if you like: a Redis lease lets exactly one of them act."""
+    from inventory_cache.redis_policy import exit_if_unsafe
     from inventory_cache.scheduler import run_scheduler
 
+    exit_if_unsafe()
     run_scheduler()
 
 

@@ -11,7 +11,9 @@ is over `maxmemory` (OOM), instead of failing at its first write that needs memo
 would leave the writes before it applied. `no-writes` scripts (readiness, reconciliation
 reads) keep running when memory is full. `allow-oom` is kept for scripts whose writes touch
 a fixed handful of small keys whatever the load (the rate limiter, the scheduler's lease),
-so that a full Redis does not also stop rate limiting or flip the scheduler's leadership.
+so that a full Redis does not also stop rate limiting or flip the scheduler's leadership,
+and for the two that undo a refused reservation attempt (`release`, `index_drop`): they
+free what the attempt took, and refusing them would leave its locks held until its TTL.
 
 fakeredis (the embedded demo) does not parse shebangs (its Lua sees `#` as a syntax error),
 so for a fakeredis client `scripts_for` replaces the shebang line by an empty one (line

@@ -40,6 +40,7 @@ from rich.progress import Progress
 from inventory_cache.engine import wall_clock_ms
 from inventory_cache.errors import raise_for_reply
 from inventory_cache.keys import Keys
+from inventory_cache.redis_policy import require_safe_policy
 from inventory_cache.scripts import Script, scripts_for
 from inventory_cache.settings import Settings
 from persistence.models import (
@@ -141,6 +142,7 @@ def warmup(
         if_needed: do nothing when every group is already marked ready.
         progress: show a progress bar on standard error (default: when it is a terminal).
     """
+    require_safe_policy(redis)
     keys = Keys(settings.redis_prefix, settings.slot_groups)
     report = WarmupReport(groups=settings.slot_groups)
     if if_needed and is_warm(redis, keys):

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 --[[
   Removes an index record after its attempt was compensated, only if that attempt still
   owns it (a takeover by a retry keeps it).

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 --[[
   Compensation: undo a part that this attempt created when another group refused; the part is deleted so a retry starts afresh.
 

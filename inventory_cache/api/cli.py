@@ -27,6 +27,9 @@ def serve(
     """Run the HTTP API (uvicorn, uvloop, httptools); configuration from INVENTORY_*."""
     import uvicorn
 
+    from inventory_cache.redis_policy import exit_if_unsafe
+
+    exit_if_unsafe()
     uvicorn.run(
         "inventory_cache.api.main:app_from_env",
         factory=True,

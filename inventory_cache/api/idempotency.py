@@ -16,6 +16,9 @@ added later, because it is a pure ASGI middleware in front of all of them.
   again, exactly as a retry with the same natural id does in the engine (an order refused
   for stock may be retried once stock arrives). A 5xx or a crash drops the in-progress
   marker, or it lapses after `PENDING_SECONDS`.
+- Redis full (over `maxmemory`): a new key is refused with 503 `not_ready` naming Redis
+  memory before the route runs; an answer whose record no longer fits is still sent, and
+  its marker dropped, so a retry runs again and replays through the natural id.
 - Records live `INVENTORY_IDEMPOTENCY_KEY_TTL_SECONDS` (default 24 h), like Stripe's.
 """
 
@@ -30,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from inventory_cache.api.guards import replay_body, send_problem
 from inventory_cache.api.problems import UNAVAILABLE
 from inventory_cache.engine import StockEngine
+from inventory_cache.errors import RedisFull
 
 HEADER = b"idempotency-key"
 PENDING_SECONDS = 60
@@ -129,6 +133,9 @@ class IdempotencyMiddleware:
             detail = "a backing store is unreachable: retry shortly"
             await send_problem(send, 503, "not_ready", "Service not ready", detail)
             return
+        except RedisFull as exc:
+            await send_problem(send, 503, exc.code, exc.title, exc.detail)
+            return
         if record is not None:
             await _answer_from(record, fp, send)
             return
@@ -158,7 +165,12 @@ class IdempotencyMiddleware:
             await store.abandon(key)
             raise
         if 200 <= status < 300:
-            await store.finish(key, fp, status, content_type, b"".join(chunks))
+            try:
+                await store.finish(key, fp, status, content_type, b"".join(chunks))
+            except RedisFull:
+                # The answer was sent; only its record did not fit. Without it a retry
+                # runs again, and the operation's natural id replays the first result.
+                await store.abandon(key)
         else:
             await store.abandon(key)
 

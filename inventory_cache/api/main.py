@@ -46,6 +46,7 @@ from inventory_cache.api.routes import (
 from inventory_cache.apikeys import Authenticator
 from inventory_cache.connection import make_async_redis
 from inventory_cache.engine import StockEngine
+from inventory_cache.redis_policy import EvictionPolicyRefused, policy_refusal
 from inventory_cache.settings import Settings, get_settings
 
 # Matched in this order, each route's pattern tried in turn: the product page's read and
@@ -93,6 +94,8 @@ def create_app(
                 client: Any = make_async_redis(settings)
                 stack.push_async_callback(client.aclose)
                 eng = StockEngine(client, settings)
+            if refused := await policy_refusal(eng.client):
+                raise EvictionPolicyRefused(refused)
             db = database
             if db is None:
                 from persistence.db import database_url, make_engine
@@ -102,6 +105,7 @@ def create_app(
             ledger = Ledger(db)
             near_cache = NearCache(eng, max_staleness_ms=settings.near_cache_ms)
             metrics.watch_near_cache(near_cache)
+            metrics.watch_engine(eng)
             if (
                 settings.near_cache_tracking
                 and settings.near_cache_ms > 0

@@ -85,6 +85,9 @@ class Metrics:
     def watch_near_cache(self, cache: NearCache) -> None:
         self.registry.register(_NearCacheCollector(cache))
 
+    def watch_engine(self, engine: StockEngine) -> None:
+        self.registry.register(_RedisFullCollector(engine))
+
     async def render(self, engine: StockEngine) -> bytes:
         self.worker_lag.set(await worker_lag(engine))
         return generate_latest(self.registry)
@@ -104,6 +107,21 @@ class _NearCacheCollector(Collector):
         )
         family.add_metric(["hit"], self._cache.hits)
         family.add_metric(["miss"], self._cache.misses)
+        yield family
+
+
+class _RedisFullCollector(Collector):
+    """Calls Redis refused for memory over `maxmemory`, counted by the engine's batcher."""
+
+    def __init__(self, engine: StockEngine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "inventory_redis_oom_refusals",
+            "Redis calls refused because Redis memory is over maxmemory (answered 503).",
+        )
+        family.add_metric([], self._engine.batcher.oom_refusals)
         yield family
 
 

@@ -13,6 +13,7 @@ from inventory_cache.api.deps import ServicesDep
 from inventory_cache.api.problems import problem, problem_responses
 from inventory_cache.api.responses import json_response
 from inventory_cache.api.schemas import Status
+from inventory_cache.redis_policy import policy_refusal
 
 router = APIRouter(tags=["ops"])
 
@@ -32,6 +33,8 @@ async def healthz() -> Response:
     summary="Readiness: Redis loaded (a real script runs) and PostgreSQL reachable",
 )
 async def readyz(services: ServicesDep) -> Response:
+    if refused := await policy_refusal(services.engine.client):
+        return problem(503, "not_ready", "Service not ready", refused, {"redis": False})
     try:
         redis_ok = await services.engine.check_ready()
     except Exception:
