@@ -16,13 +16,15 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from inventory_cache import validation as v
 from inventory_cache.batcher import Batcher, Command
 from inventory_cache.errors import (
+    IdempotencyMismatch,
     InsufficientStock,
     InvalidState,
     InventoryError,
@@ -43,6 +45,9 @@ from inventory_cache.models import (
 )
 from inventory_cache.scripts import Script, scripts_for
 from inventory_cache.settings import Settings
+
+if TYPE_CHECKING:
+    from inventory_cache.archive import OrderArchive
 
 Clock = Callable[[], int]
 
@@ -122,7 +127,10 @@ class StockEngine:
         self.scripts = scripts or scripts_for(client)
         self.batcher = Batcher(client, settings.max_inflight_pipelines, settings.pipeline_flush_at)
         self.now = clock
-        self._retention_ms = settings.idempotency_retention_seconds * 1000
+        self._retention_ms = settings.idempotency_retention_seconds * 1000  # movements
+        self._finished_ms = settings.finished_retention_seconds * 1000  # orders, transfers
+        # Finished orders past that window, from PostgreSQL (`archive.py`); the API sets it.
+        self.archive: OrderArchive | None = None
         self._priority = " ".join(settings.location_priority)
         self._token_prefix = secrets.token_hex(6)
         self._attempts = itertools.count()
@@ -467,9 +475,16 @@ class StockEngine:
         opened = await self.run(
             "index_open",
             idx_keys,
-            [whole_fp, token, now, exp, orjson.dumps(body), self._retention_ms, ""],
+            [whole_fp, token, now, exp, orjson.dumps(body), self._finished_ms, ""],
         )
         takeover = False
+        if opened.get("new") and self.archive is not None:
+            archived = await self.archive.order(order_id)
+            if archived is not None:  # finished, and its keys left Redis after the window
+                await self.run("index_drop", idx_keys, [token])
+                if archived.fingerprint != whole_fp:
+                    raise IdempotencyMismatch()
+                return archived.reservation
         if opened.get("dup"):
             if opened["st"] != "active":
                 return await self.get_reservation(order_id, replayed=True)
@@ -484,7 +499,7 @@ class StockEngine:
             again = await self.run(
                 "index_open",
                 idx_keys,
-                [whole_fp, token, now, exp, orjson.dumps(body), self._retention_ms, opened["tok"]],
+                [whole_fp, token, now, exp, orjson.dumps(body), self._finished_ms, opened["tok"]],
             )
             if not again.get("new"):
                 raise InvalidState("a reservation for this order is in progress: retry shortly")
@@ -562,7 +577,7 @@ class StockEngine:
                 [
                     order_id,
                     now,
-                    self._retention_ms,
+                    self._finished_ms,
                     orjson.dumps(sorted({ln.sku for ln in by_group[g]})),
                     "" if takeover else token,
                 ],
@@ -611,15 +626,16 @@ class StockEngine:
     async def get_reservation(self, order_id: str, *, replayed: bool = False) -> Reservation:
         v.ident(order_id, "order_id")
         raw = await self.batcher.command("HGETALL", self.keys.order_index(order_id))
-        if not raw:
-            raise NotFound(f"no reservation {order_id}")
+        parts = await self._read_parts(order_id, orjson.loads(raw[b"body"])) if raw else {}
+        if all(p is None for p in parts.values()):
+            archived = await self.archive.order(order_id) if self.archive else None
+            if archived is None:
+                raise NotFound(f"no reservation {order_id}")
+            return replace(archived.reservation, replayed=replayed)
         status = raw[b"st"].decode()
         exp = int(raw[b"exp"])
         if status == "active" and self.now() >= exp:
             status = "expired"
-        parts = await self._read_parts(order_id, orjson.loads(raw[b"body"]))
-        if all(p is None for p in parts.values()):
-            raise NotFound(f"no reservation {order_id}")
         return self._from_parts(order_id, status, exp, parts, replayed)
 
     async def _decide(self, order_id: str, action: str) -> dict[str, Any]:
@@ -644,7 +660,7 @@ class StockEngine:
                 g,
                 order_id,
                 skus,
-                [order_id, now, self._retention_ms, orjson.dumps(skus), ""],
+                [order_id, now, self._finished_ms, orjson.dumps(skus), ""],
             )
             for g, skus in sorted(groups.items())
         ]
@@ -662,6 +678,8 @@ class StockEngine:
         v.ident(order_id, "order_id")
         try:
             decision = await self._decide(order_id, action)
+        except NotFound:
+            return await self._settled_before(order_id, action)
         except InvalidState as exc:
             if exc.extra.get("status") in _ACTION_OF_STATUS:
                 await self._apply(order_id, exc.extra)
@@ -672,8 +690,8 @@ class StockEngine:
         parts = await self._apply(order_id, decision)
         if decision.get("lapsed"):
             raise InvalidState(f"reservation {order_id} expired", status="expired")
-        if all(p is None for p in parts.values()):
-            raise NotFound(f"no reservation {order_id}")
+        if all(p is None for p in parts.values()):  # the parts left Redis before the index
+            return await self._settled_before(order_id, action)
         return self._from_parts(
             order_id,
             decision["status"],
@@ -681,6 +699,17 @@ class StockEngine:
             parts,
             bool(decision.get("replayed")),
         )
+
+    async def _settled_before(self, order_id: str, action: str) -> Reservation:
+        """Cancel or ship of an order that left Redis after the window: the answer it gave
+        there, from PostgreSQL (the same action replays; another is `invalid_state`)."""
+        archived = await self.archive.order(order_id) if self.archive else None
+        if archived is None:
+            raise NotFound(f"no reservation {order_id}")
+        res = archived.reservation
+        if _ACTION_OF_STATUS[res.status] == action:
+            return res
+        raise InvalidState(f"reservation {order_id} is {res.status}", status=res.status)
 
     async def cancel(self, order_id: str) -> Reservation:
         return await self._settle(order_id, "cancel")
@@ -776,7 +805,7 @@ class StockEngine:
         # transit for longer than the retention window); receive and cancel close it. An
         # attempt that dies between the two calls below leaves an index with no transfer:
         # lookups answer not_found, and a retry with the same body completes it.
-        idx_args = [fp, token, now, "", orjson.dumps({"sku": sku}), self._retention_ms, ""]
+        idx_args = [fp, token, now, "", orjson.dumps({"sku": sku}), self._finished_ms, ""]
         opened = await self.run("index_open", idx_keys, idx_args)
         try:
             reply = await self.run(
@@ -806,7 +835,7 @@ class StockEngine:
         reply = await self.run(
             f"transfer_{step}",
             self._transfer_keys(sku, transfer_id),
-            [transfer_id, now, self._retention_ms],
+            [transfer_id, now, self._finished_ms],
         )
         transfer = _transfer(reply)
         if transfer.status in ("received", "cancelled"):
@@ -816,7 +845,7 @@ class StockEngine:
             await self.run(
                 "index_close",
                 [self.keys.ready(h), self.keys.transfer_index(transfer_id)],
-                [now + self._retention_ms],
+                [now + self._finished_ms],
             )
         return transfer
 

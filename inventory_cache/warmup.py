@@ -149,7 +149,7 @@ def warmup(
         report.skipped = True
         return report
     now = wall_clock_ms() if now_ms is None else now_ms
-    retention = settings.idempotency_retention_seconds * 1000
+    retention = settings.finished_retention_seconds * 1000
     cutoff = ms_to_datetime(now - retention)
     scripts = scripts_for(redis)
     show = sys.stderr.isatty() if progress is None else progress

@@ -44,6 +44,7 @@ from inventory_cache.api.routes import (
     transfers,
 )
 from inventory_cache.apikeys import Authenticator
+from inventory_cache.archive import OrderArchive
 from inventory_cache.connection import make_async_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.redis_policy import EvictionPolicyRefused, policy_refusal
@@ -103,6 +104,8 @@ def create_app(
                 db = make_engine(database_url(settings), pool_size=5, max_overflow=5)
                 stack.callback(db.dispose)
             ledger = Ledger(db)
+            if eng.archive is None:
+                eng.archive = OrderArchive(db, eng.keys)
             near_cache = NearCache(eng, max_staleness_ms=settings.near_cache_ms)
             metrics.watch_near_cache(near_cache)
             metrics.watch_engine(eng)

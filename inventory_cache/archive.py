@@ -1,0 +1,104 @@
+"""Finished orders past the retention window, answered from PostgreSQL.
+
+Redis keeps a finished order (shipped, cancelled, expired) for
+`INVENTORY_FINISHED_RETENTION_SECONDS` (one day by default), then its keys expire, so its
+memory follows live state rather than every order ever taken. The worker committed the
+order to PostgreSQL long before (seconds after each change), so from then on the engine
+asks this archive whenever Redis does not know an order id:
+
+- `GET /v1/reservations/{id}`, and cancel or ship of a finished order, answer what they
+  answered while Redis held it (the replay of the same action, or 409 `invalid_state`
+  naming the status);
+- a reservation retried with the same order id after the window is found here before it
+  could lock anything again: the same body replays the first answer, another body is 409
+  `idempotency_mismatch`. The engine has opened the order's index by then, so a retry
+  racing the keys' expiry is answered once: either it finds the index in Redis, or it
+  owns the new index, finds the order here and drops the index again.
+
+The answer is rebuilt as warmup rebuilds a part: per slot group the lines of the latest
+attempt that reserved there, in their first order. If PostgreSQL cannot be asked, the
+archive answers None (logged): lookups say not found and a retried order id is taken as
+new, because the checkout path must keep working while PostgreSQL is away.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from anyio import to_thread
+
+from inventory_cache.keys import Keys
+from inventory_cache.models import Reservation, ReservedLine
+from persistence.models import Reservation as ReservationRow
+from persistence.models import ReservationLine
+from persistence.sink import datetime_to_ms
+
+log = logging.getLogger(__name__)
+FINISHED = ("cancelled", "expired", "shipped")
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedOrder:
+    reservation: Reservation
+    fingerprint: str  # of the whole order, as `index_open-2.lua` compares it
+
+
+class OrderArchive:
+    def __init__(self, db: sa.Engine, keys: Keys) -> None:
+        self._db = db
+        self._keys = keys
+
+    async def order(self, order_id: str) -> ArchivedOrder | None:
+        """The finished order `order_id` as PostgreSQL holds it, or None."""
+        try:
+            return await to_thread.run_sync(self._order, order_id)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("order archive unavailable, %s treated as unknown: %s", order_id, exc)
+            return None
+
+    def _order(self, order_id: str) -> ArchivedOrder | None:
+        r, ln = ReservationRow, ReservationLine
+        q = (
+            sa.select(
+                r.status.label("order_status"),
+                r.fingerprint.label("order_fp"),
+                r.expires_at.label("order_exp"),
+                ln.token,
+                ln.sku,
+                ln.position,
+                ln.location,
+                ln.qty,
+                ln.expires_at,
+                ln.reserved_at,
+            )
+            .join(ln, ln.order_id == r.order_id)
+            .where(r.order_id == order_id, r.status.in_(FINISHED), ln.status != "released")
+            .order_by(ln.token, ln.position)
+        )
+        with self._db.connect() as conn:
+            rows = conn.execute(q).all()
+        if not rows:
+            return None
+        return ArchivedOrder(self._rebuild(order_id, list(rows)), rows[0].order_fp or "")
+
+    def _rebuild(self, order_id: str, rows: list[Any]) -> Reservation:
+        parts: dict[int, list[Any]] = defaultdict(list)
+        for row in rows:
+            parts[self._keys.group_of(row.sku)].append(row)
+        lines: list[ReservedLine] = []
+        for g in sorted(parts):
+            part = parts[g]
+            newest = max(part, key=lambda x: (x.reserved_at or x.expires_at, x.token)).token
+            lines.extend(
+                ReservedLine(sku=x.sku, qty=int(x.qty), location=x.location)
+                for x in sorted(part, key=lambda x: x.position)
+                if x.token == newest
+            )
+        head = rows[0]
+        return Reservation(
+            order_id, head.order_status, datetime_to_ms(head.order_exp), lines, replayed=True
+        )

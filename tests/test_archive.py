@@ -1,0 +1,103 @@
+"""A finished order whose keys left Redis after the retention window is answered from
+PostgreSQL exactly as Redis answered it: GET, a replayed reservation, cancel and ship."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from tests import api_support
+from tests.api_support import Api
+from tests.conftest import skus_in_distinct_groups
+from tests.pg import drain_into_ledger
+
+api, api_database = api_support.api, api_support.api_database  # the fixtures
+
+
+def answer(r: httpx.Response) -> tuple[int, Any, str | None]:
+    return r.status_code, r.json(), r.headers.get("idempotent-replayed")
+
+
+async def order_keys(api: Api, order_id: str) -> list[bytes]:
+    prefix = api.engine.keys.prefix
+    return [k async for k in api.engine.client.scan_iter(match=f"{prefix}:*{order_id}*")]
+
+
+async def let_the_window_pass(api: Api, order_id: str) -> None:
+    """Each key holds a TTL within the window; expire them now instead of waiting a day."""
+    window_ms = api.engine.settings.finished_retention_seconds * 1000
+    keys = await order_keys(api, order_id)
+    assert keys
+    for key in keys:
+        ttl = await api.engine.client.pttl(key)
+        assert 0 < ttl <= window_ms + api.engine.settings.reservation_ttl_seconds * 1000, key
+        await api.engine.client.pexpire(key, 1)
+    for _ in range(100):
+        if not await order_keys(api, order_id):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"keys of {order_id} still in Redis")
+
+
+async def test_a_finished_order_past_the_window_is_answered_from_postgresql_unchanged(
+    api: Api, api_database: api_support.Database
+) -> None:
+    a, b = skus_in_distinct_groups(api.engine, 2)
+    for sku in (a, b):
+        stocked = await api.client.post(
+            "/v1/inbound",
+            json={"ref": "po", "sku": sku, "location": "north", "qty": 10},
+            headers=api.auth("warehouse"),
+        )
+        assert stocked.status_code == 200
+    checkout, warehouse = api.auth("checkout"), api.auth("warehouse")
+    bodies = {
+        "o-shipped": {
+            "order_id": "o-shipped",
+            "lines": [{"sku": b, "qty": 2}, {"sku": a, "qty": 1}],
+        },
+        "o-cancelled": {"order_id": "o-cancelled", "lines": [{"sku": a, "qty": 3}]},
+    }
+    for body in bodies.values():
+        assert (await api.client.post("/v1/reservations", json=body, headers=checkout)).is_success
+    assert (await api.client.post("/v1/reservations/o-shipped/ship", headers=warehouse)).is_success
+    assert (
+        await api.client.post("/v1/reservations/o-cancelled/cancel", headers=checkout)
+    ).is_success
+
+    async def ask(order_id: str) -> list[tuple[int, Any, str | None]]:
+        other = {**bodies[order_id], "lines": [{"sku": a, "qty": 9}]}
+        return [
+            answer(await api.client.get(f"/v1/reservations/{order_id}", headers=checkout)),
+            answer(
+                await api.client.post("/v1/reservations", json=bodies[order_id], headers=checkout)
+            ),
+            answer(await api.client.post("/v1/reservations", json=other, headers=checkout)),
+            answer(await api.client.post(f"/v1/reservations/{order_id}/cancel", headers=checkout)),
+            answer(await api.client.post(f"/v1/reservations/{order_id}/ship", headers=warehouse)),
+        ]
+
+    from_redis = {order_id: await ask(order_id) for order_id in bodies}
+    assert [s for s, _, _ in from_redis["o-shipped"]] == [200, 201, 409, 409, 200]
+    assert [s for s, _, _ in from_redis["o-cancelled"]] == [200, 201, 409, 200, 409]
+    assert "shipped" in from_redis["o-shipped"][3][1]["detail"]
+
+    drain_into_ledger(api.engine.settings, api_database.url)
+    for order_id in bodies:
+        await let_the_window_pass(api, order_id)
+
+    for order_id in bodies:
+        assert await ask(order_id) == from_redis[order_id]
+        assert await order_keys(api, order_id) == []  # the replays put nothing back
+    levels = (await api.client.get(f"/v1/stock/{a}", headers=api.auth("read"))).json()
+    assert levels["locations"]["north"]["locked"] == 0  # the retries locked nothing
+    assert levels["locations"]["north"]["on_hand"] == 9
+
+
+async def test_an_unknown_order_is_still_not_found_with_the_archive_asked(api: Api) -> None:
+    r = await api.client.get("/v1/reservations/never-seen", headers=api.auth("checkout"))
+    assert r.status_code == 404
+    r = await api.client.post("/v1/reservations/never-seen/cancel", headers=api.auth("checkout"))
+    assert r.status_code == 404
