@@ -16,18 +16,26 @@ asks this archive whenever Redis does not know an order id:
   owns the new index, finds the order here and drops the index again.
 
 The answer is rebuilt as warmup rebuilds a part: per slot group the lines of the latest
-attempt that reserved there, in their first order. If PostgreSQL cannot be asked, the
-archive answers None (logged): lookups say not found and a retried order id is taken as
-new, because the checkout path must keep working while PostgreSQL is away.
+attempt that reserved there, in their first order. If PostgreSQL cannot be asked (an
+error, or no answer within `TIMEOUT_S`), the archive answers None, logs it, and answers
+None without asking for `PAUSE_S`: lookups say not found and a retried order id is taken
+as new, because the checkout path must keep working while PostgreSQL is away (a retry of
+an order finished more than a window ago, arriving during an outage, is the one case
+that can lock again).
+
+Asking costs one indexed query for every new order id (the lookup waits for nothing in
+Redis): the price of answering a late retry exactly once.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import sqlalchemy as sa
 from anyio import to_thread
 
@@ -39,6 +47,8 @@ from persistence.sink import datetime_to_ms
 
 log = logging.getLogger(__name__)
 FINISHED = ("cancelled", "expired", "shipped")
+TIMEOUT_S = 1.0
+PAUSE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +61,25 @@ class OrderArchive:
     def __init__(self, db: sa.Engine, keys: Keys) -> None:
         self._db = db
         self._keys = keys
+        self._paused_until = 0.0
 
     async def order(self, order_id: str) -> ArchivedOrder | None:
         """The finished order `order_id` as PostgreSQL holds it, or None."""
-        try:
-            return await to_thread.run_sync(self._order, order_id)
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("order archive unavailable, %s treated as unknown: %s", order_id, exc)
+        if time.monotonic() < self._paused_until:
             return None
+        failure: BaseException | None = None
+        with anyio.move_on_after(TIMEOUT_S):
+            try:
+                return await to_thread.run_sync(self._order, order_id, abandon_on_cancel=True)
+            except sa.exc.SQLAlchemyError as exc:
+                failure = exc
+        self._paused_until = time.monotonic() + PAUSE_S
+        log.warning(
+            "order archive unavailable (%s): orders not in Redis are taken as unknown for %.0f s",
+            failure or f"no answer within {TIMEOUT_S} s",
+            PAUSE_S,
+        )
+        return None
 
     def _order(self, order_id: str) -> ArchivedOrder | None:
         r, ln = ReservationRow, ReservationLine

@@ -101,3 +101,22 @@ async def test_an_unknown_order_is_still_not_found_with_the_archive_asked(api: A
     assert r.status_code == 404
     r = await api.client.post("/v1/reservations/never-seen/cancel", headers=api.auth("checkout"))
     assert r.status_code == 404
+
+
+async def test_an_unreachable_archive_answers_unknown_and_is_not_asked_again_for_a_while(
+    caplog: Any,
+) -> None:
+    """Checkout must not wait on PostgreSQL: a failed lookup pauses the archive."""
+    import time
+
+    from sqlalchemy import create_engine
+
+    from inventory_cache.archive import PAUSE_S, OrderArchive
+    from inventory_cache.keys import Keys
+
+    archive = OrderArchive(create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none"), Keys())
+    assert await archive.order("o-1") is None
+    assert "order archive unavailable" in caplog.text
+    start = time.monotonic()
+    assert await archive.order("o-2") is None
+    assert time.monotonic() - start < PAUSE_S / 10
