@@ -1,10 +1,10 @@
-"""Finished orders past the retention window, answered from PostgreSQL.
+"""Finished orders and transfers past the retention window, answered from PostgreSQL.
 
-Redis keeps a finished order (shipped, cancelled, expired) for
-`INVENTORY_FINISHED_RETENTION_SECONDS` (one day by default), then its keys expire, so its
-memory follows live state rather than every order ever taken. The worker committed the
-order to PostgreSQL long before (seconds after each change), so from then on the engine
-asks this archive whenever Redis does not know an order id:
+Redis keeps a finished order (shipped, cancelled, expired) or transfer (received,
+cancelled) for `INVENTORY_FINISHED_RETENTION_SECONDS` (one day by default), then its keys
+expire, so its memory follows live state rather than every order ever taken. The worker
+committed it to PostgreSQL long before (seconds after each change), so from then on the
+engine asks this archive whenever Redis does not know an order id:
 
 - `GET /v1/reservations/{id}`, and cancel or ship of a finished order, answer what they
   answered while Redis held it (the replay of the same action, or 409 `invalid_state`
@@ -14,6 +14,8 @@ asks this archive whenever Redis does not know an order id:
   `idempotency_mismatch`. The engine has opened the order's index by then, so a retry
   racing the keys' expiry is answered once: either it finds the index in Redis, or it
   owns the new index, finds the order here and drops the index again.
+- transfers likewise: `GET /v1/transfers/{id}`, a step of a finished transfer (the same
+  replay, or 409 `invalid_state`) and a retried request with the same transfer id.
 
 The answer is rebuilt as warmup rebuilds a part: per slot group the lines of the latest
 attempt that reserved there, in their first order. If PostgreSQL cannot be asked (an
@@ -32,21 +34,24 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import sqlalchemy as sa
 from anyio import to_thread
 
 from inventory_cache.keys import Keys
-from inventory_cache.models import Reservation, ReservedLine
+from inventory_cache.models import Reservation, ReservedLine, Transfer
 from persistence.models import Reservation as ReservationRow
 from persistence.models import ReservationLine
+from persistence.models import Transfer as TransferRow
 from persistence.sink import datetime_to_ms
 
 log = logging.getLogger(__name__)
 FINISHED = ("cancelled", "expired", "shipped")
+T = TypeVar("T")
 TIMEOUT_S = 1.0
 PAUSE_S = 5.0
 
@@ -65,12 +70,19 @@ class OrderArchive:
 
     async def order(self, order_id: str) -> ArchivedOrder | None:
         """The finished order `order_id` as PostgreSQL holds it, or None."""
+        return await self._ask(self._order, order_id)
+
+    async def transfer(self, transfer_id: str) -> tuple[Transfer, str] | None:
+        """The finished transfer (received or cancelled) and its fingerprint, or None."""
+        return await self._ask(self._transfer, transfer_id)
+
+    async def _ask(self, query: Callable[[str], T | None], ident: str) -> T | None:
         if time.monotonic() < self._paused_until:
             return None
         failure: BaseException | None = None
         with anyio.move_on_after(TIMEOUT_S):
             try:
-                return await to_thread.run_sync(self._order, order_id, abandon_on_cancel=True)
+                return await to_thread.run_sync(query, ident, abandon_on_cancel=True)
             except sa.exc.SQLAlchemyError as exc:
                 failure = exc
         self._paused_until = time.monotonic() + PAUSE_S
@@ -105,6 +117,20 @@ class OrderArchive:
         if not rows:
             return None
         return ArchivedOrder(self._rebuild(order_id, list(rows)), rows[0].order_fp or "")
+
+    def _transfer(self, transfer_id: str) -> tuple[Transfer, str] | None:
+        t = TransferRow
+        q = sa.select(
+            t.transfer_id, t.status, t.sku, t.from_location, t.to_location, t.qty, t.fingerprint
+        ).where(t.transfer_id == transfer_id, t.status.in_(("received", "cancelled")))
+        with self._db.connect() as conn:
+            r = conn.execute(q).first()
+        if r is None:
+            return None
+        return (
+            Transfer(r.transfer_id, r.status, r.sku, r.from_location, r.to_location, int(r.qty)),
+            r.fingerprint,
+        )
 
     def _rebuild(self, order_id: str, rows: list[Any]) -> Reservation:
         parts: dict[int, list[Any]] = defaultdict(list)

@@ -52,6 +52,12 @@ if TYPE_CHECKING:
 Clock = Callable[[], int]
 
 _ACTION_OF_STATUS = {"cancelled": "cancel", "shipped": "ship", "expired": "expire"}
+# The statuses in which a transfer step replays (`STEPS[step].after` in transferStep.lua).
+_STEPS_DONE = {
+    "ship": ("in_transit", "received"),
+    "receive": ("received",),
+    "cancel": ("cancelled",),
+}
 
 
 def wall_clock_ms() -> int:
@@ -807,6 +813,13 @@ class StockEngine:
         # lookups answer not_found, and a retry with the same body completes it.
         idx_args = [fp, token, now, "", orjson.dumps({"sku": sku}), self._finished_ms, ""]
         opened = await self.run("index_open", idx_keys, idx_args)
+        if opened.get("new") and self.archive is not None:
+            archived = await self.archive.transfer(transfer_id)
+            if archived is not None:  # finished, and its keys left Redis after the window
+                await self.run("index_drop", idx_keys, [token])
+                if archived[1] != fp:
+                    raise IdempotencyMismatch()
+                return replace(archived[0], replayed=True)
         try:
             reply = await self.run(
                 "transfer_request",
@@ -830,7 +843,10 @@ class StockEngine:
         return str(orjson.loads(raw)["sku"])
 
     async def _transfer_step(self, transfer_id: str, step: str) -> Transfer:
-        sku = await self._transfer_sku(transfer_id)
+        try:
+            sku = await self._transfer_sku(transfer_id)
+        except NotFound:
+            return await self._stepped_before(transfer_id, step)
         now = self.now()
         reply = await self.run(
             f"transfer_{step}",
@@ -849,6 +865,17 @@ class StockEngine:
             )
         return transfer
 
+    async def _stepped_before(self, transfer_id: str, step: str) -> Transfer:
+        """A step of a transfer that left Redis after the window: the answer
+        `transferStep.lua` gave while Redis held it, from PostgreSQL."""
+        archived = await self.archive.transfer(transfer_id) if self.archive else None
+        if archived is None:
+            raise NotFound(f"no transfer {transfer_id}")
+        transfer = archived[0]
+        if transfer.status in _STEPS_DONE[step]:
+            return replace(transfer, replayed=True)
+        raise InvalidState(status=transfer.status)
+
     async def ship_transfer(self, transfer_id: str) -> Transfer:
         return await self._transfer_step(transfer_id, "ship")
 
@@ -859,7 +886,13 @@ class StockEngine:
         return await self._transfer_step(transfer_id, "cancel")
 
     async def get_transfer(self, transfer_id: str) -> Transfer:
-        sku = await self._transfer_sku(transfer_id)
+        try:
+            sku = await self._transfer_sku(transfer_id)
+        except NotFound:
+            archived = await self.archive.transfer(transfer_id) if self.archive else None
+            if archived is None:
+                raise
+            return archived[0]
         raw = await self.batcher.command("HGETALL", self.keys.transfer(sku, transfer_id))
         if not raw:
             raise NotFound(f"no transfer {transfer_id}")

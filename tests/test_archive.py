@@ -120,3 +120,67 @@ async def test_an_unreachable_archive_answers_unknown_and_is_not_asked_again_for
     start = time.monotonic()
     assert await archive.order("o-2") is None
     assert time.monotonic() - start < PAUSE_S / 10
+
+
+async def test_a_finished_transfer_past_the_window_is_answered_from_postgresql_unchanged(
+    api: Api, api_database: api_support.Database
+) -> None:
+    warehouse = api.auth("warehouse")
+    stocked = await api.client.post(
+        "/v1/inbound",
+        json={"ref": "po", "sku": "case-b", "location": "north", "qty": 1000},
+        headers=warehouse,
+    )
+    assert stocked.status_code == 200
+    bodies = {
+        "t-received": {
+            "transfer_id": "t-received",
+            "sku": "case-b",
+            "from_location": "north",
+            "to_location": "south",
+            "qty": 100,
+        },
+        "t-cancelled": {
+            "transfer_id": "t-cancelled",
+            "sku": "case-b",
+            "from_location": "north",
+            "to_location": "south",
+            "qty": 5,
+        },
+    }
+    for body in bodies.values():
+        assert (await api.client.post("/v1/transfers", json=body, headers=warehouse)).is_success
+    for step in ("ship", "receive"):
+        r = await api.client.post(f"/v1/transfers/t-received/{step}", headers=warehouse)
+        assert r.is_success
+    r = await api.client.post("/v1/transfers/t-cancelled/cancel", headers=warehouse)
+    assert r.is_success
+
+    async def ask(transfer_id: str) -> list[tuple[int, Any, str | None]]:
+        other = {**bodies[transfer_id], "qty": 7}
+        out = [answer(await api.client.get(f"/v1/transfers/{transfer_id}", headers=warehouse))]
+        for body in (bodies[transfer_id], other):
+            out.append(answer(await api.client.post("/v1/transfers", json=body, headers=warehouse)))
+        for step in ("ship", "receive", "cancel"):
+            r = await api.client.post(f"/v1/transfers/{transfer_id}/{step}", headers=warehouse)
+            out.append(answer(r))
+        return out
+
+    from_redis = {transfer_id: await ask(transfer_id) for transfer_id in bodies}
+    assert [s for s, _, _ in from_redis["t-received"]] == [200, 201, 409, 200, 200, 409]
+    assert [s for s, _, _ in from_redis["t-cancelled"]] == [200, 201, 409, 409, 409, 200]
+
+    drain_into_ledger(api.engine.settings, api_database.url)
+    for transfer_id in bodies:
+        await let_the_window_pass(api, transfer_id)
+
+    for transfer_id in bodies:
+        assert await ask(transfer_id) == from_redis[transfer_id]
+        assert await order_keys(api, transfer_id) == []
+    levels = (await api.client.get("/v1/stock/case-b", headers=api.auth("read"))).json()
+    assert levels["locations"]["north"] == {
+        "on_hand": 900,
+        "locked": 0,
+        "safety_stock": 0,
+        "available": 900,
+    }
