@@ -16,6 +16,8 @@ engine asks this archive whenever Redis does not know an order id:
   owns the new index, finds the order here and drops the index again.
 - transfers likewise: `GET /v1/transfers/{id}`, a step of a finished transfer (the same
   replay, or 409 `invalid_state`) and a retried request with the same transfer id.
+- stored `Idempotency-Key` answers, when they are replayed longer than the window
+  (`api/idempotency.py`): Redis keeps each for the window, this table for the rest.
 
 The answer is rebuilt as warmup rebuilds a part: per slot group the lines of the latest
 attempt that reserved there, in their first order. If PostgreSQL cannot be asked (an
@@ -36,6 +38,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -44,14 +47,15 @@ from anyio import to_thread
 
 from inventory_cache.keys import Keys
 from inventory_cache.models import Reservation, ReservedLine, Transfer
+from persistence.models import HttpIdempotency, ReservationLine
 from persistence.models import Reservation as ReservationRow
-from persistence.models import ReservationLine
 from persistence.models import Transfer as TransferRow
-from persistence.sink import datetime_to_ms
+from persistence.sink import datetime_to_ms, ms_to_datetime
 
 log = logging.getLogger(__name__)
 FINISHED = ("cancelled", "expired", "shipped")
 T = TypeVar("T")
+AnswerRecord = tuple[str, int, bytes, bytes]  # fingerprint, status, content type, body
 TIMEOUT_S = 1.0
 PAUSE_S = 5.0
 
@@ -70,24 +74,34 @@ class OrderArchive:
 
     async def order(self, order_id: str) -> ArchivedOrder | None:
         """The finished order `order_id` as PostgreSQL holds it, or None."""
-        return await self._ask(self._order, order_id)
+        return await self._ask(partial(self._order, order_id))
 
     async def transfer(self, transfer_id: str) -> tuple[Transfer, str] | None:
         """The finished transfer (received or cancelled) and its fingerprint, or None."""
-        return await self._ask(self._transfer, transfer_id)
+        return await self._ask(partial(self._transfer, transfer_id))
 
-    async def _ask(self, query: Callable[[str], T | None], ident: str) -> T | None:
+    async def answer(self, key: str, now_ms: int) -> bytes | None:
+        """The stored `Idempotency-Key` record `key` (as Redis holds one), if not expired."""
+        return await self._ask(partial(self._answer, key, now_ms))
+
+    async def keep_answer(
+        self, key: str, record: AnswerRecord, now_ms: int, expires_ms: int
+    ) -> None:
+        """Store an `Idempotency-Key` answer (the first one stays)."""
+        await self._ask(partial(self._keep_answer, key, record, now_ms, expires_ms))
+
+    async def _ask(self, query: Callable[[], T | None]) -> T | None:
         if time.monotonic() < self._paused_until:
             return None
         failure: BaseException | None = None
         with anyio.move_on_after(TIMEOUT_S):
             try:
-                return await to_thread.run_sync(query, ident, abandon_on_cancel=True)
+                return await to_thread.run_sync(query, abandon_on_cancel=True)
             except sa.exc.SQLAlchemyError as exc:
                 failure = exc
         self._paused_until = time.monotonic() + PAUSE_S
         log.warning(
-            "order archive unavailable (%s): orders not in Redis are taken as unknown for %.0f s",
+            "archive unavailable (%s): what is not in Redis is taken as unknown for %.0f s",
             failure or f"no answer within {TIMEOUT_S} s",
             PAUSE_S,
         )
@@ -117,6 +131,43 @@ class OrderArchive:
         if not rows:
             return None
         return ArchivedOrder(self._rebuild(order_id, list(rows)), rows[0].order_fp or "")
+
+    def _answer(self, key: str, now_ms: int) -> bytes | None:
+        h = HttpIdempotency
+        q = sa.select(h.fingerprint, h.status, h.content_type, h.body).where(
+            h.key == key, h.expires_at > ms_to_datetime(now_ms)
+        )
+        with self._db.connect() as conn:
+            r = conn.execute(q).first()
+        if r is None:
+            return None
+        return b"%s %d %s\n%s" % (
+            r.fingerprint.encode(),
+            r.status,
+            r.content_type.encode("latin-1"),
+            r.body,
+        )
+
+    def _keep_answer(self, key: str, record: AnswerRecord, now_ms: int, expires_ms: int) -> None:
+        fp, status, content_type, body = record
+        h = HttpIdempotency
+        with self._db.begin() as conn:
+            # An expired answer of the same key makes way; a live one stays (the first).
+            conn.execute(sa.delete(h).where(h.key == key, h.expires_at <= ms_to_datetime(now_ms)))
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        sa.insert(h).values(
+                            key=key,
+                            fingerprint=fp,
+                            status=status,
+                            content_type=content_type.decode("latin-1"),
+                            body=body,
+                            expires_at=ms_to_datetime(expires_ms),
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                pass
 
     def _transfer(self, transfer_id: str) -> tuple[Transfer, str] | None:
         t = TransferRow

@@ -116,7 +116,7 @@ async def test_an_unreachable_archive_answers_unknown_and_is_not_asked_again_for
 
     archive = OrderArchive(create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none"), Keys())
     assert await archive.order("o-1") is None
-    assert "order archive unavailable" in caplog.text
+    assert "archive unavailable" in caplog.text
     start = time.monotonic()
     assert await archive.order("o-2") is None
     assert time.monotonic() - start < PAUSE_S / 10
@@ -184,3 +184,69 @@ async def test_a_finished_transfer_past_the_window_is_answered_from_postgresql_u
         "safety_stock": 0,
         "available": 900,
     }
+
+
+async def test_an_idempotency_key_answer_kept_longer_than_the_window_is_replayed_from_postgresql(
+    real_redis: Any, prefix: str, api_database: api_support.Database
+) -> None:
+    from sqlalchemy import text
+
+    week, window = 7 * 86400, 60
+    async with api_support.serving(
+        real_redis,
+        prefix,
+        api_database,
+        idempotency_key_ttl_seconds=week,
+        finished_retention_seconds=window,
+    ) as served:
+        stocked = await served.client.post(
+            "/v1/inbound",
+            json={"ref": "po", "sku": "idem-sku", "location": "north", "qty": 5},
+            headers=served.auth("warehouse"),
+        )
+        assert stocked.status_code == 200
+        headers = {**served.auth("checkout"), "Idempotency-Key": "checkout-42"}
+        body = {"order_id": "o-idem", "lines": [{"sku": "idem-sku", "qty": 1}]}
+        first = await served.client.post("/v1/reservations", json=body, headers=headers)
+        assert first.status_code == 201
+
+        (record,) = [k async for k in real_redis.scan_iter(match=f"{prefix}:idem:*")]
+        assert 0 < await real_redis.pttl(record) <= window * 1000
+        with api_database.engine.connect() as conn:
+            kept = conn.execute(
+                text("SELECT status, expires_at - created_at FROM http_idempotency WHERE key = :k"),
+                {"k": record.decode()},
+            ).one()
+        assert kept[0] == 201 and kept[1].total_seconds() > week - 60
+
+        await real_redis.delete(record)  # the window passed
+        again = await served.client.post("/v1/reservations", json=body, headers=headers)
+        assert (again.status_code, again.content) == (201, first.content)
+        assert again.headers["idempotent-replayed"] == "true"
+        assert not await real_redis.exists(record)  # the replay's claim was dropped
+
+        other = {**body, "lines": [{"sku": "idem-sku", "qty": 2}]}
+        mismatch = await served.client.post("/v1/reservations", json=other, headers=headers)
+        assert mismatch.status_code == 409 and mismatch.json()["code"] == "idempotency_mismatch"
+        stock = await served.client.get("/v1/stock/idem-sku", headers=served.auth("read"))
+        assert stock.json()["locations"]["north"]["locked"] == 1
+
+
+async def test_with_the_default_settings_idempotency_key_answers_never_reach_postgresql(
+    api: Api, api_database: api_support.Database
+) -> None:
+    from sqlalchemy import text
+
+    headers = {**api.auth("warehouse"), "Idempotency-Key": "inbound-1"}
+    r = await api.client.post(
+        "/v1/inbound",
+        json={"ref": "po-9", "sku": "sku-d", "location": "north", "qty": 1},
+        headers=headers,
+    )
+    assert r.status_code == 200
+    with api_database.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT count(*) FROM http_idempotency WHERE key LIKE :p"),
+            {"p": f"{api.engine.keys.prefix}:%"},
+        ).scalar_one()
+    assert rows == 0

@@ -123,7 +123,9 @@ def create_app(
                 engine=eng,
                 auth=Authenticator(ledger.find_key, cache_seconds=settings.api_key_cache_seconds),
                 near_cache=near_cache,
-                idempotency=IdempotencyStore(eng, settings.idempotency_key_ttl_seconds),
+                idempotency=IdempotencyStore(
+                    eng, settings.idempotency_key_ttl_seconds, settings.finished_retention_seconds
+                ),
                 metrics=metrics,
                 ledger=ledger,
                 limiter=RateLimiter.from_settings(eng, settings),
