@@ -207,3 +207,28 @@ async def test_a_redis_without_config_is_warned_about_and_used(
     assert await policy_refusal(NoConfig()) is None
     assert "cannot read Redis maxmemory-policy" in caplog.text
     assert "noeviction" in caplog.text
+
+
+def test_the_sizing_script_measures_every_unit_on_a_private_redis() -> None:
+    import json
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "redis_sizing.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--skus", "400", "--n", "400"],
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    sizes = json.loads(run.stdout)["bytes"]
+    assert set(sizes) == {
+        "sku_location",
+        "stream_entry",
+        "movement_idempotency_record",
+        "active_reservation_one_line",
+        "active_reservation_added_line",
+        "finished_order_in_window",
+        "idempotency_key_record",
+    }
+    assert all(20 < b < 5000 for b in sizes.values()), sizes
