@@ -18,6 +18,10 @@ multi-key scripts get TRYAGAIN until it has). Those calls go back into the queue
 growing pause, for up to `CLUSTER_PATIENCE_S`, without holding a pipeline slot meanwhile;
 as with NOSCRIPT, the server refused them before running anything, so a re-send cannot
 apply twice. A single Redis never answers so, and behaves as before.
+
+A call Redis refused because its memory is over `maxmemory` (an OOM reply) comes back as
+`RedisFull`, a 503 `not_ready` naming Redis memory, and is counted in `oom_refusals`: every
+script declares its flags (`scripts.py`), so the refusal came before the script ran.
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from redis.exceptions import (
     ClusterDownError,
     ClusterError,
     NoScriptError,
+    OutOfMemoryError,
     ResponseError,
     TryAgainError,
 )
 
+from inventory_cache.errors import RedisFull
 from inventory_cache.scripts import Script
 
 log = logging.getLogger(__name__)
@@ -94,6 +100,7 @@ class Batcher:
         self._idle: list[Any] = []  # connections kept between pipelines (direct path)
         self.on_new_server: Callable[[], Awaitable[Any]] | None = None
         self._new_server: asyncio.Task[Any] | None = None
+        self.oom_refusals = 0  # calls Redis refused for memory over maxmemory
 
     async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script.check_keys(keys)
@@ -180,7 +187,10 @@ class Batcher:
                 if now - c.first_refused_at < CLUSTER_PATIENCE_S:
                     later.append(c)
                     continue
-            if isinstance(r, Exception):
+            if isinstance(r, OutOfMemoryError):
+                self.oom_refusals += 1
+                c.fut.set_exception(RedisFull())
+            elif isinstance(r, Exception):
                 c.fut.set_exception(r)
             else:
                 c.fut.set_result(r)

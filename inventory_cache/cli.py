@@ -90,8 +90,10 @@ def worker(
     workers.
     """
     require_deployment_redis("worker")
+    from inventory_cache.redis_policy import exit_if_unsafe
     from inventory_cache.worker import run_worker
 
+    exit_if_unsafe()
     run_worker(
         consumer=consumer,
         batch_size=batch_size,
@@ -111,8 +113,10 @@ def warmup(
     Prints a JSON summary of what was restored.
     """
     require_deployment_redis("warmup")
+    from inventory_cache.redis_policy import exit_if_unsafe
     from inventory_cache.warmup import run_warmup
 
+    exit_if_unsafe()
     typer.echo(run_warmup(if_empty=if_empty))
 
 
@@ -138,8 +142,10 @@ def scheduler() -> None:
     host if you like: a Redis lease lets exactly one of them act.
     """
     require_deployment_redis("scheduler")
+    from inventory_cache.redis_policy import exit_if_unsafe
     from inventory_cache.scheduler import run_scheduler
 
+    exit_if_unsafe()
     run_scheduler()
 
 

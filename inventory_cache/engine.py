@@ -16,13 +16,15 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from inventory_cache import validation as v
 from inventory_cache.batcher import Batcher, Command
 from inventory_cache.errors import (
+    IdempotencyMismatch,
     InsufficientStock,
     InvalidState,
     InventoryError,
@@ -41,8 +43,11 @@ from inventory_cache.models import (
     StockView,
     Transfer,
 )
-from inventory_cache.scripts import Script, load_scripts
+from inventory_cache.scripts import Script, scripts_for
 from inventory_cache.settings import Settings
+
+if TYPE_CHECKING:
+    from inventory_cache.archive import OrderArchive
 
 Clock = Callable[[], int]
 
@@ -50,6 +55,12 @@ _ACTION_OF_STATUS = {"cancelled": "cancel", "shipped": "ship", "expired": "expir
 # Parts per `expire_parts-3.lua` call: long enough to pay for the call, short enough not to
 # hold Redis for more than about a millisecond.
 _EXPIRE_CHUNK = 64
+# The statuses in which a transfer step replays (`STEPS[step].after` in transferStep.lua).
+_STEPS_DONE = {
+    "ship": ("in_transit", "received"),
+    "receive": ("received",),
+    "cancel": ("cancelled",),
+}
 
 
 def wall_clock_ms() -> int:
@@ -151,13 +162,16 @@ class StockEngine:
         self.client = client
         self.settings = settings
         self.keys = Keys(settings.redis_prefix, settings.slot_groups)
-        self.scripts = scripts or load_scripts()
+        self.scripts = scripts or scripts_for(client)
         self.batcher = Batcher(client, settings.max_inflight_pipelines, settings.pipeline_flush_at)
         self.now = clock
         # The expiry sweep reads Redis's clock (`sweep_now`) unless a test injected a clock
         # for everything; `redis_clock=True` keeps Redis's clock with an injected one.
         self._redis_clock = clock is wall_clock_ms if redis_clock is None else redis_clock
-        self._retention_ms = settings.idempotency_retention_seconds * 1000
+        self._retention_ms = settings.idempotency_retention_seconds * 1000  # movements
+        self._finished_ms = settings.finished_retention_seconds * 1000  # orders, transfers
+        # Finished orders past that window, from PostgreSQL (`archive.py`); the API sets it.
+        self.archive: OrderArchive | None = None
         self._priority = " ".join(settings.location_priority)
         self._token_prefix = secrets.token_hex(6)
         self._attempts = itertools.count()
@@ -511,9 +525,16 @@ class StockEngine:
         opened = await self.run(
             "index_open",
             idx_keys,
-            [whole_fp, token, now, exp, orjson.dumps(body), self._retention_ms, ""],
+            [whole_fp, token, now, exp, orjson.dumps(body), self._finished_ms, ""],
         )
         takeover = False
+        if opened.get("new") and self.archive is not None:
+            archived = await self.archive.order(order_id)
+            if archived is not None:  # finished, and its keys left Redis after the window
+                await self.run("index_drop", idx_keys, [token])
+                if archived.fingerprint != whole_fp:
+                    raise IdempotencyMismatch()
+                return archived.reservation
         if opened.get("dup"):
             if opened["st"] != "active":
                 return await self.get_reservation(order_id, replayed=True)
@@ -528,7 +549,7 @@ class StockEngine:
             again = await self.run(
                 "index_open",
                 idx_keys,
-                [whole_fp, token, now, exp, orjson.dumps(body), self._retention_ms, opened["tok"]],
+                [whole_fp, token, now, exp, orjson.dumps(body), self._finished_ms, opened["tok"]],
             )
             if not again.get("new"):
                 raise InvalidState("a reservation for this order is in progress: retry shortly")
@@ -645,7 +666,7 @@ class StockEngine:
                 [
                     order_id,
                     now,
-                    self._retention_ms,
+                    self._finished_ms,
                     orjson.dumps(sorted({ln.sku for ln in by_group[g]})),
                     "" if takeover else token,
                 ],
@@ -701,15 +722,18 @@ class StockEngine:
         """The order; NotFound also when it is not `owner`'s (None: anyone's)."""
         v.ident(order_id, "order_id")
         raw = await self.batcher.command("HGETALL", self.keys.order_index(order_id))
-        if not raw or not owned_by(raw[b"fp"].decode(), owner):
+        if raw and not owned_by(raw[b"fp"].decode(), owner):
             raise NotFound(f"no reservation {order_id}")
+        parts = await self._read_parts(order_id, orjson.loads(raw[b"body"])) if raw else {}
+        if all(p is None for p in parts.values()):
+            archived = await self.archive.order(order_id) if self.archive else None
+            if archived is None or not owned_by(archived.fingerprint, owner):
+                raise NotFound(f"no reservation {order_id}")
+            return replace(archived.reservation, replayed=replayed)
         status = raw[b"st"].decode()
         exp = int(raw[b"exp"])
         if status == "active" and self.now() >= exp:
             status = "expired"
-        parts = await self._read_parts(order_id, orjson.loads(raw[b"body"]))
-        if all(p is None for p in parts.values()):
-            raise NotFound(f"no reservation {order_id}")
         return self._from_parts(order_id, status, exp, parts, replayed)
 
     async def _decide(
@@ -773,7 +797,7 @@ class StockEngine:
                 g,
                 order_id,
                 skus,
-                [order_id, now, self._retention_ms, orjson.dumps(skus), ""],
+                [order_id, now, self._finished_ms, orjson.dumps(skus), ""],
             )
             for g, skus in sorted(groups.items())
         ]
@@ -791,6 +815,8 @@ class StockEngine:
         v.ident(order_id, "order_id")
         try:
             decision = await self._decide_finished(order_id, action)
+        except NotFound:
+            return await self._settled_before(order_id, action)
         except InvalidState as exc:
             if exc.extra.get("reservation_status") == "pending":
                 raise
@@ -803,8 +829,8 @@ class StockEngine:
         parts = await self._apply(order_id, decision)
         if decision.get("lapsed"):
             raise InvalidState(f"reservation {order_id} expired", reservation_status="expired")
-        if all(p is None for p in parts.values()):
-            raise NotFound(f"no reservation {order_id}")
+        if all(p is None for p in parts.values()):  # the parts left Redis before the index
+            return await self._settled_before(order_id, action)
         return self._from_parts(
             order_id,
             decision["status"],
@@ -813,12 +839,28 @@ class StockEngine:
             bool(decision.get("replayed")),
         )
 
+    async def _settled_before(self, order_id: str, action: str) -> Reservation:
+        """Cancel or ship of an order that left Redis after the window: the answer it gave
+        there, from PostgreSQL (the same action replays; another is `invalid_state`)."""
+        archived = await self.archive.order(order_id) if self.archive else None
+        if archived is None:
+            raise NotFound(f"no reservation {order_id}")
+        res = archived.reservation
+        if _ACTION_OF_STATUS[res.status] == action:
+            return res
+        raise InvalidState(f"reservation {order_id} is {res.status}", reservation_status=res.status)
+
     async def cancel(self, order_id: str, *, owner: str | None = None) -> Reservation:
         """Release the locks; NotFound when the order is not `owner`'s (None: anyone's)."""
         if owner is not None:
             v.ident(order_id, "order_id")
-            fp = await self.batcher.command("HGET", self.keys.order_index(order_id), "fp")
-            if fp is None or not owned_by(fp.decode(), owner):
+            raw = await self.batcher.command("HGET", self.keys.order_index(order_id), "fp")
+            if raw is not None:
+                fp: str | None = raw.decode()
+            else:  # finished and gone from Redis: its owner is in the archived fingerprint
+                archived = await self.archive.order(order_id) if self.archive else None
+                fp = archived.fingerprint if archived else None
+            if fp is None or not owned_by(fp, owner):
                 raise NotFound(f"no reservation {order_id}")
         return await self._settle(order_id, "cancel")
 
@@ -976,8 +1018,15 @@ class StockEngine:
         # transit for longer than the retention window); receive and cancel close it. An
         # attempt that dies between the two calls below leaves an index with no transfer:
         # lookups answer not_found, and a retry with the same body completes it.
-        idx_args = [fp, token, now, "", orjson.dumps({"sku": sku}), self._retention_ms, ""]
+        idx_args = [fp, token, now, "", orjson.dumps({"sku": sku}), self._finished_ms, ""]
         opened = await self.run("index_open", idx_keys, idx_args)
+        if opened.get("new") and self.archive is not None:
+            archived = await self.archive.transfer(transfer_id)
+            if archived is not None:  # finished, and its keys left Redis after the window
+                await self.run("index_drop", idx_keys, [token])
+                if archived[1] != fp:
+                    raise IdempotencyMismatch()
+                return replace(archived[0], replayed=True)
         try:
             reply = await self.run(
                 "transfer_request",
@@ -1001,13 +1050,16 @@ class StockEngine:
         return str(orjson.loads(raw)["sku"])
 
     async def _transfer_step(self, transfer_id: str, step: str) -> Transfer:
-        sku = await self._transfer_sku(transfer_id)
+        try:
+            sku = await self._transfer_sku(transfer_id)
+        except NotFound:
+            return await self._stepped_before(transfer_id, step)
         now = self.now()
         try:
             reply = await self.run(
                 f"transfer_{step}",
                 self._transfer_keys(sku, transfer_id),
-                [transfer_id, now, self._retention_ms],
+                [transfer_id, now, self._finished_ms],
             )
         except InvalidState as exc:
             # `status` in a problem is the HTTP status: the transfer's goes apart.
@@ -1023,9 +1075,22 @@ class StockEngine:
             await self.run(
                 "index_close",
                 [self.keys.ready(h), self.keys.transfer_index(transfer_id)],
-                [now + self._retention_ms],
+                [now + self._finished_ms],
             )
         return transfer
+
+    async def _stepped_before(self, transfer_id: str, step: str) -> Transfer:
+        """A step of a transfer that left Redis after the window: the answer
+        `transferStep.lua` gave while Redis held it, from PostgreSQL."""
+        archived = await self.archive.transfer(transfer_id) if self.archive else None
+        if archived is None:
+            raise NotFound(f"no transfer {transfer_id}")
+        transfer = archived[0]
+        if transfer.status in _STEPS_DONE[step]:
+            return replace(transfer, replayed=True)
+        raise InvalidState(
+            f"transfer {transfer_id} is {transfer.status}", transfer_status=transfer.status
+        )
 
     async def ship_transfer(self, transfer_id: str) -> Transfer:
         return await self._transfer_step(transfer_id, "ship")
@@ -1037,7 +1102,13 @@ class StockEngine:
         return await self._transfer_step(transfer_id, "cancel")
 
     async def get_transfer(self, transfer_id: str) -> Transfer:
-        sku = await self._transfer_sku(transfer_id)
+        try:
+            sku = await self._transfer_sku(transfer_id)
+        except NotFound:
+            archived = await self.archive.transfer(transfer_id) if self.archive else None
+            if archived is None:
+                raise
+            return archived[0]
         raw = await self.batcher.command("HGETALL", self.keys.transfer(sku, transfer_id))
         if not raw:
             raise NotFound(f"no transfer {transfer_id}")

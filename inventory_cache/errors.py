@@ -52,6 +52,23 @@ class NotReady(InventoryError):
     code, status, title = "not_ready", 503, "Stock cache not ready"
 
 
+class RedisFull(NotReady):
+    """Redis refused a write because its memory is over `maxmemory` (noeviction).
+
+    Scripts declare their flags (`#!lua`), so Redis refuses a writing script before it
+    runs: nothing was applied, and a retry once memory is freed or raised is safe.
+    """
+
+    title = "Redis memory full"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            detail
+            or "Redis memory is full (used memory over maxmemory): writes are refused until "
+            "memory is freed or maxmemory is raised; reads still work"
+        )
+
+
 class ScriptKeysError(InventoryError):
     """A script was called without the key of a SKU it had to touch: a bug, never input."""
 

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from inventory_cache.batcher import Batcher
-from inventory_cache.scripts import Script, load_scripts
+from inventory_cache.scripts import Script, scripts_for
 
 
 def default_owner() -> str:
@@ -50,7 +50,7 @@ class Lease:
         self.key = f"{prefix}:{{lease}}:{name}"
         self.fence_key = f"{self.key}:fence"
         self.token: int | None = None
-        self._scripts = scripts or load_scripts()
+        self._scripts = scripts or scripts_for(client)
         self._batcher = Batcher(client, 1)
 
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> dict[str, Any]:

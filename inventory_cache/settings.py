@@ -31,9 +31,13 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
 
     reservation_ttl_seconds: int = Field(default=900, ge=1, le=30 * 86400)
-    # How long finished reservations, transfers and idempotency records stay in Redis
-    # so that retries replay their first answer.
+    # How long the idempotency records of movements (inbound, adjustments, returns, POS)
+    # stay in Redis so that retries replay their first answer.
     idempotency_retention_seconds: int = Field(default=7 * 86400, ge=60)
+    # How long finished orders (shipped, cancelled, expired) and finished transfers stay in
+    # Redis; after it they are answered from PostgreSQL, unchanged, so Redis holds live
+    # state and one window of history, not every order ever taken.
+    finished_retention_seconds: int = Field(default=86_400, ge=60)
     # A reservation attempt that left its index half-done this long ago may be taken over
     # by a retry (the first attempt is presumed dead).
     attempt_lease_seconds: float = Field(default=10.0, gt=0)

@@ -53,7 +53,8 @@ from inventory_cache.apikeys import rebuild_mirror
 from inventory_cache.engine import wall_clock_ms
 from inventory_cache.errors import raise_for_reply
 from inventory_cache.keys import Keys
-from inventory_cache.scripts import Script, load_scripts
+from inventory_cache.redis_policy import require_safe_policy
+from inventory_cache.scripts import Script, scripts_for
 from inventory_cache.settings import Settings
 from inventory_cache.worker import GROUP
 from persistence.models import (
@@ -177,6 +178,7 @@ def warmup(
         drain_wait_s: how long to wait for the worker to write what a behind group's
             stream still holds; then `WarmupBlocked`.
     """
+    require_safe_policy(redis)
     keys = Keys(settings.redis_prefix, settings.slot_groups)
     report = WarmupReport(groups=settings.slot_groups)
     behind.check(redis, engine, keys)
@@ -191,9 +193,9 @@ def warmup(
         marks = behind.load_marks(engine)
         behind.clear_state(redis, keys, heal)
     now = wall_clock_ms() if now_ms is None else now_ms
-    retention = settings.idempotency_retention_seconds * 1000
+    retention = settings.finished_retention_seconds * 1000
     cutoff = ms_to_datetime(now - retention)
-    scripts = load_scripts()
+    scripts = scripts_for(redis)
     show = sys.stderr.isatty() if progress is None else progress
     with (
         engine.connect() as conn,

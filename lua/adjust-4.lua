@@ -1,3 +1,4 @@
+#!lua
 --[[
   A correction of on_hand
 

@@ -1,3 +1,4 @@
+#!lua
 --[[
   The order was abandoned or cancelled: its locks go back to available.
 

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 --[[
   Readiness probe: proves that scripts run and that the group was warmed up (a flushed
   or restarted Redis without persistence has no marker).

@@ -1,3 +1,4 @@
+#!lua
 --[[
   The reservation outlived its TTL: its locks go back to available (only once expires_at <= now).
 

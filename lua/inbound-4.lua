@@ -1,3 +1,4 @@
+#!lua
 --[[
   Stock received at a location (purchase order, production).
 

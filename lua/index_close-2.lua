@@ -1,3 +1,4 @@
+#!lua
 --[[
   Closes the index record of a transfer that ended (received or cancelled): it expires
   after the retention window, as the transfer record does, so retries still replay until

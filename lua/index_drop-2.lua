@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Removes an index record after its attempt was compensated, only if that attempt still
   owns it (a takeover by a retry keeps it) and the record is still pending: once committed

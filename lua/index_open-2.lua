@@ -1,3 +1,4 @@
+#!lua
 --[[
   Opens (or finds) the index record of an order or transfer in the group of its own id,
   so that GET/cancel/ship by id alone find where its parts live, and a retry with a

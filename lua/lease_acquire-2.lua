@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Takes (or keeps) a named lease, so that only one of several schedulers acts. A new
   holder gets a fencing token one above every token handed out before, so work done

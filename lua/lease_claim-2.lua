@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Claims one run of a job (e.g. the reconciliation due at 03:00) for the lease holder,
   once: the claim succeeds only while the caller still holds the lease under its fencing

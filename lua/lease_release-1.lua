@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Gives a lease up at shutdown so another scheduler takes over at once, not after the
   lease runs out. Only the holder under the given fencing token can release it.

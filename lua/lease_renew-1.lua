@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Extends a lease, but only for the holder that owns it under the given fencing token:
   a holder that paused past its lease and lost it learns so here instead of acting.

@@ -1,3 +1,4 @@
+#!lua
 --[[
   Marks a group ready after warmup loaded it from PostgreSQL.
 

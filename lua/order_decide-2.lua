@@ -1,3 +1,4 @@
+#!lua
 --[[
   Decides the fate of a whole order on its index record: the single arbiter when a ship
   races an expiry or a cancel, whatever groups the order's parts live in. The caller

@@ -1,3 +1,4 @@
+#!lua
 --[[
   An RFID or hand count at a store
 

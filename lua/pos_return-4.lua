@@ -1,3 +1,4 @@
+#!lua
 --[[
   A return at the till, restocked.
 

@@ -1,3 +1,4 @@
+#!lua
 --[[
   A till sale
 

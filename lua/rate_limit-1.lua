@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Per-API-key rate limit, GCRA (generic cell rate algorithm): one request is allowed
   every emission interval T, plus a burst of up to tolerance / T + 1 requests at once.

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 --[[
   Reads the on_hand of some SKUs of one group together with the position of the group's
   event stream, in one atomic step: the values are exactly the sum of the events up to

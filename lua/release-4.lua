@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Compensation: undo a part that this attempt created when another group refused; the part is deleted so a retry starts afresh.
 

@@ -1,3 +1,4 @@
+#!lua
 --[[
   Reserves the lines of one order that fall in one slot group: all of them or none.
 

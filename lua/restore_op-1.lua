@@ -1,3 +1,4 @@
+#!lua
 --[[
   Warmup: restores the idempotency record of one movement (fingerprint, newline, first
   answer), so that a retry after the flush replays instead of applying twice. A record

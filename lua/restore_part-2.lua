@@ -1,3 +1,4 @@
+#!lua
 --[[
   Warmup: restores one reservation part (the lines of one order in one slot group) from
   PostgreSQL, unless Redis already holds that part. An active part goes back into the

@@ -1,3 +1,4 @@
+#!lua
 --[[
   Warmup: restores one record hash (an order index, a transfer, a transfer index) from
   PostgreSQL, unless Redis already holds it.

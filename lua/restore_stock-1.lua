@@ -1,3 +1,4 @@
+#!lua
 --[[
   Warmup: restores the stock hash of one SKU from PostgreSQL, unless Redis already holds
   that version of the SKU or a newer one (a change made since the flush wins).

@@ -1,3 +1,4 @@
+#!lua
 --[[
   A customer return
 

@@ -1,3 +1,4 @@
+#!lua
 --[[
   Sets the units of one (sku, location) held back from online sale. Setting the value it
   already has changes nothing and emits nothing (PUT semantics).

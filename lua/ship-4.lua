@@ -1,3 +1,4 @@
+#!lua
 --[[
   The order left the warehouse: on_hand and locked both drop by the reserved qty.
 

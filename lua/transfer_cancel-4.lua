@@ -1,3 +1,4 @@
+#!lua
 --[[
   The transfer was called off before shipping: the source's lock is released.
 

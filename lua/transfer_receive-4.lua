@@ -1,3 +1,4 @@
+#!lua
 --[[
   The transfer arrived: destination on_hand rises.
 

@@ -1,3 +1,4 @@
+#!lua
 --[[
   Requests a transfer of one SKU between two locations: locks the units at the source
   if, at this instant, its available covers them.

@@ -1,3 +1,4 @@
+#!lua
 --[[
   The transfer left its source: source on_hand and locked drop, the units are in transit.
 

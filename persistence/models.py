@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -236,6 +237,25 @@ class IdempotencyRecord(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     result: Mapped[dict[str, Any]] = mapped_column(Json)
     created_at: Mapped[datetime] = _ts()
+    expires_at: Mapped[datetime] = _ts()
+
+
+class HttpIdempotency(Base):
+    """The stored answer of an `Idempotency-Key`, for replays after it left Redis.
+
+    Written only when answers are replayed longer (`INVENTORY_IDEMPOTENCY_KEY_TTL_SECONDS`)
+    than Redis keeps them (`INVENTORY_FINISHED_RETENTION_SECONDS`); `key` is the Redis
+    record's name after the prefix (`idem:<api key id>:<digest of the header>`).
+    """
+
+    __tablename__ = "http_idempotency"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(200))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = _ts()
 
 

@@ -28,6 +28,14 @@ def test_redis_keeps_an_append_only_file_fsynced_every_second() -> None:
     assert any(v.endswith(":/data") for v in SERVICES["redis"]["volumes"])
 
 
+def test_redis_has_a_memory_bound_and_never_evicts_the_service_keys() -> None:
+    command = SERVICES["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert re.fullmatch(
+        r"\$\{REDIS_MAXMEMORY:-\d+[kmg]b\}", command[command.index("--maxmemory") + 1]
+    )
+
+
 def test_databases_have_healthchecks_and_volumes() -> None:
     assert SERVICES["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     assert "pg_isready" in SERVICES["postgres"]["healthcheck"]["test"][1]

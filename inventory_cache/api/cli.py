@@ -48,7 +48,9 @@ def serve(
     import uvicorn
 
     from inventory_cache.api.server import GuardedHttpToolsProtocol
+    from inventory_cache.redis_policy import exit_if_unsafe
 
+    exit_if_unsafe()
     uvicorn.run(
         "inventory_cache.api.main:app_from_env",
         factory=True,

@@ -16,7 +16,12 @@ added later, because it is a pure ASGI middleware in front of all of them.
   again, exactly as a retry with the same natural id does in the engine (an order refused
   for stock may be retried once stock arrives). A 5xx or a crash drops the in-progress
   marker, or it lapses after `PENDING_SECONDS`.
-- Records live `INVENTORY_IDEMPOTENCY_KEY_TTL_SECONDS` (default 24 h), like Stripe's.
+- Redis full (over `maxmemory`): a new key is refused with 503 `not_ready` naming Redis
+  memory before the route runs; an answer whose record no longer fits is still sent, and
+  its marker dropped, so a retry runs again and replays through the natural id.
+- Records live `INVENTORY_IDEMPOTENCY_KEY_TTL_SECONDS` (default 24 h), like Stripe's: in
+  Redis for at most `INVENTORY_FINISHED_RETENTION_SECONDS`, in PostgreSQL for the rest
+  (`IdempotencyStore`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inventory_cache.api.guards import replay_body, send_problem
 from inventory_cache.api.problems import UNAVAILABLE, unavailable_detail
+from inventory_cache.archive import OrderArchive
 from inventory_cache.engine import StockEngine
+from inventory_cache.errors import RedisFull
 
 HEADER = b"idempotency-key"
 PENDING_SECONDS = 60
@@ -54,11 +61,22 @@ def request_fingerprint(method: str, path: str, query: bytes, body: bytes) -> st
 
 
 class IdempotencyStore:
-    """Records in Redis: `<fp> pending`, then `<fp> <status> <content-type>\\n<body>`."""
+    """Records in Redis: `<fp> pending`, then `<fp> <status> <content-type>\\n<body>`.
 
-    def __init__(self, engine: StockEngine, ttl_seconds: int) -> None:
+    Redis keeps an answer for `ttl_seconds`, or only `redis_seconds` when that is shorter
+    (the window finished orders stay, `INVENTORY_FINISHED_RETENTION_SECONDS`); then the
+    answer is also written to PostgreSQL (`http_idempotency`, through the engine's
+    archive), and a key Redis no longer knows is looked up there before the request runs.
+    With the defaults (one day each) PostgreSQL is never asked.
+    """
+
+    def __init__(self, engine: StockEngine, ttl_seconds: int, redis_seconds: int = 0) -> None:
         self._engine = engine
         self._ttl_ms = ttl_seconds * 1000
+        self._redis_ms = min(self._ttl_ms, redis_seconds * 1000 or self._ttl_ms)
+
+    def _archive(self) -> OrderArchive | None:
+        return self._engine.archive if self._redis_ms < self._ttl_ms else None
 
     def key(self, principal_id: str, idempotency_key: bytes) -> str:
         return self._engine.keys.http_idempotency(
@@ -73,16 +91,32 @@ class IdempotencyStore:
                 "SET", key, fp.encode() + b" " + _PENDING, "NX", "PX", PENDING_SECONDS * 1000
             )
             if claimed:
-                return None
+                return await self._from_archive(key)
             record: bytes | None = await batcher.command("GET", key)
             if record is not None:
                 return record
+
+    async def _from_archive(self, key: str) -> bytes | None:
+        """The answer PostgreSQL kept after Redis let it go; this request's claim is
+        dropped then, as it will not run."""
+        archive = self._archive()
+        if archive is None:
+            return None
+        record = await archive.answer(key, self._engine.now())
+        if record is not None:
+            await self.abandon(key)
+        return record
 
     async def finish(
         self, key: str, fp: str, status: int, content_type: bytes, body: bytes
     ) -> None:
         head = b"%s %d %s\n" % (fp.encode(), status, content_type)
-        await self._engine.batcher.command("SET", key, head + body, "PX", self._ttl_ms)
+        await self._engine.batcher.command("SET", key, head + body, "PX", self._redis_ms)
+        if archive := self._archive():
+            now = self._engine.now()
+            await archive.keep_answer(
+                key, (fp, status, content_type, body), now, now + self._ttl_ms
+            )
 
     async def abandon(self, key: str) -> None:
         await self._engine.batcher.command("DEL", key)
@@ -129,6 +163,9 @@ class IdempotencyMiddleware:
             detail = unavailable_detail(exc)
             await send_problem(send, 503, "not_ready", "Service not ready", detail)
             return
+        except RedisFull as exc:
+            await send_problem(send, 503, exc.code, exc.title, exc.detail)
+            return
         if record is not None:
             await _answer_from(record, fp, send)
             return
@@ -158,7 +195,12 @@ class IdempotencyMiddleware:
             await store.abandon(key)
             raise
         if 200 <= status < 300:
-            await store.finish(key, fp, status, content_type, b"".join(chunks))
+            try:
+                await store.finish(key, fp, status, content_type, b"".join(chunks))
+            except RedisFull:
+                # The answer was sent; only its record did not fit. Without it a retry
+                # runs again, and the operation's natural id replays the first result.
+                await store.abandon(key)
         else:
             await store.abandon(key)
 

@@ -46,8 +46,10 @@ from inventory_cache.api.routes import (
 )
 from inventory_cache.api.status import StatusMonitor, groups_behind
 from inventory_cache.apikeys import Authenticator, KeyDirectory
+from inventory_cache.archive import OrderArchive
 from inventory_cache.connection import make_async_redis
 from inventory_cache.engine import StockEngine
+from inventory_cache.redis_policy import EvictionPolicyRefused, policy_refusal
 from inventory_cache.settings import Settings, get_settings
 
 # Matched in this order, each route's pattern tried in turn: the product page's read and
@@ -95,6 +97,8 @@ def create_app(
                 client: Any = make_async_redis(settings)
                 stack.push_async_callback(client.aclose)
                 eng = StockEngine(client, settings)
+            if refused := await policy_refusal(eng.client):
+                raise EvictionPolicyRefused(refused)
             db = database
             if db is None:
                 from persistence.db import database_url, make_engine
@@ -102,8 +106,11 @@ def create_app(
                 db = make_engine(database_url(settings), pool_size=5, max_overflow=5)
                 stack.callback(db.dispose)
             ledger = Ledger(db)
+            if eng.archive is None:
+                eng.archive = OrderArchive(db, eng.keys)
             near_cache = NearCache(eng, max_staleness_ms=settings.near_cache_ms)
             metrics.watch_near_cache(near_cache)
+            metrics.watch_engine(eng)
             if (
                 settings.near_cache_tracking
                 and settings.near_cache_ms > 0
@@ -124,7 +131,9 @@ def create_app(
                 engine=eng,
                 auth=auth,
                 near_cache=near_cache,
-                idempotency=IdempotencyStore(eng, settings.idempotency_key_ttl_seconds),
+                idempotency=IdempotencyStore(
+                    eng, settings.idempotency_key_ttl_seconds, settings.finished_retention_seconds
+                ),
                 metrics=metrics,
                 ledger=ledger,
                 status=status,

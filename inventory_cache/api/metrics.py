@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inventory_cache.api.nearcache import NearCache
 from inventory_cache.api.status import Snapshot
+from inventory_cache.engine import StockEngine
 
 T = TypeVar("T")
 
@@ -101,6 +102,9 @@ class Metrics:
     def watch_near_cache(self, cache: NearCache) -> None:
         self.registry.register(_NearCacheCollector(cache))
 
+    def watch_engine(self, engine: StockEngine) -> None:
+        self.registry.register(_RedisFullCollector(engine))
+
     def render(self, status: Snapshot) -> bytes:
         self.postgres_up.set(int(status.postgres_up))
         self.redis_ready.set(int(status.redis_ready))
@@ -124,6 +128,21 @@ class _NearCacheCollector(Collector):
         )
         family.add_metric(["hit"], self._cache.hits)
         family.add_metric(["miss"], self._cache.misses)
+        yield family
+
+
+class _RedisFullCollector(Collector):
+    """Calls Redis refused for memory over `maxmemory`, counted by the engine's batcher."""
+
+    def __init__(self, engine: StockEngine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "inventory_redis_oom_refusals",
+            "Redis calls refused because Redis memory is over maxmemory (answered 503).",
+        )
+        family.add_metric([], self._engine.batcher.oom_refusals)
         yield family
 
 

@@ -27,6 +27,7 @@ from inventory_cache import behind, lag
 from inventory_cache.api.ledger import Ledger
 from inventory_cache.apikeys import Authenticator, record_last_used
 from inventory_cache.engine import StockEngine
+from inventory_cache.redis_policy import policy_refusal
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Snapshot:
     lag: lag.Lag | None  # None: Redis could not be asked
     measured_at: float  # time.monotonic()
     behind: dict[int, str]  # slot group -> why it is behind the ledger
+    policy_refusal: str | None  # Redis may evict our keys: why it must not be used
 
 
 async def groups_behind(engine: StockEngine, ledger: Ledger) -> dict[int, str]:
@@ -95,13 +97,14 @@ class StatusMonitor:
             await asyncio.sleep(self._refresh_s)
 
     async def refresh(self) -> Snapshot:
-        ready, postgres, measured, late = await asyncio.gather(
+        ready, postgres, measured, late, refused = await asyncio.gather(
             redis_ready(self._engine),
             self.postgres_up(),
             self._lag(),
             groups_behind(self._engine, self._ledger),
+            self._policy(),
         )
-        self._snapshot = Snapshot(ready, postgres, measured, time.monotonic(), late)
+        self._snapshot = Snapshot(ready, postgres, measured, time.monotonic(), late, refused)
         self._first.set()
         return self._snapshot
 
@@ -114,6 +117,13 @@ class StatusMonitor:
             return await asyncio.wait_for(asyncio.shield(self._ping), POSTGRES_TIMEOUT_S)
         except TimeoutError:
             return False
+
+    async def _policy(self) -> str | None:
+        try:
+            return await policy_refusal(self._engine.client)
+        except Exception as exc:
+            log.warning("maxmemory-policy not read: %r", exc)
+            return None
 
     async def _lag(self) -> lag.Lag | None:
         try:

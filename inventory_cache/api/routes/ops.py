@@ -42,6 +42,8 @@ async def readyz(services: ServicesDep) -> Response:
     (`status.py`), at most INVENTORY_STATUS_REFRESH_SECONDS old."""
     status = await services.status.current()
     extra: dict[str, object] = {"redis": status.redis_ready, "postgres": status.postgres_up}
+    if status.policy_refusal:
+        return problem(503, "not_ready", "Service not ready", status.policy_refusal, extra)
     if not status.redis_ready:
         detail = "Redis unreachable or the stock cache not loaded (run warmup)"
         return problem(503, "not_ready", "Service not ready", detail, extra)

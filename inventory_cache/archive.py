@@ -1,0 +1,202 @@
+"""Finished orders and transfers past the retention window, answered from PostgreSQL.
+
+Redis keeps a finished order (shipped, cancelled, expired) or transfer (received,
+cancelled) for `INVENTORY_FINISHED_RETENTION_SECONDS` (one day by default), then its keys
+expire, so its memory follows live state rather than every order ever taken. The worker
+committed it to PostgreSQL long before (seconds after each change), so from then on the
+engine asks this archive whenever Redis does not know an order id:
+
+- `GET /v1/reservations/{id}`, and cancel or ship of a finished order, answer what they
+  answered while Redis held it (the replay of the same action, or 409 `invalid_state`
+  naming the status);
+- a reservation retried with the same order id after the window is found here before it
+  could lock anything again: the same body replays the first answer, another body is 409
+  `idempotency_mismatch`. The engine has opened the order's index by then, so a retry
+  racing the keys' expiry is answered once: either it finds the index in Redis, or it
+  owns the new index, finds the order here and drops the index again.
+- transfers likewise: `GET /v1/transfers/{id}`, a step of a finished transfer (the same
+  replay, or 409 `invalid_state`) and a retried request with the same transfer id.
+- stored `Idempotency-Key` answers, when they are replayed longer than the window
+  (`api/idempotency.py`): Redis keeps each for the window, this table for the rest.
+
+The answer is rebuilt as warmup rebuilds a part: per slot group the lines of the latest
+attempt that reserved there, in their first order. If PostgreSQL cannot be asked (an
+error, or no answer within `TIMEOUT_S`), the archive answers None, logs it, and answers
+None without asking for `PAUSE_S`: lookups say not found and a retried order id is taken
+as new, because the checkout path must keep working while PostgreSQL is away (a retry of
+an order finished more than a window ago, arriving during an outage, is the one case
+that can lock again).
+
+Asking costs one indexed query for every new order id (the lookup waits for nothing in
+Redis): the price of answering a late retry exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import sqlalchemy as sa
+from anyio import to_thread
+
+from inventory_cache.keys import Keys
+from inventory_cache.models import Reservation, ReservedLine, Transfer
+from persistence.models import HttpIdempotency, ReservationLine
+from persistence.models import Reservation as ReservationRow
+from persistence.models import Transfer as TransferRow
+from persistence.sink import datetime_to_ms, ms_to_datetime
+
+log = logging.getLogger(__name__)
+FINISHED = ("cancelled", "expired", "shipped")
+T = TypeVar("T")
+AnswerRecord = tuple[str, int, bytes, bytes]  # fingerprint, status, content type, body
+TIMEOUT_S = 1.0
+PAUSE_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedOrder:
+    reservation: Reservation
+    fingerprint: str  # of the whole order, as `index_open-2.lua` compares it
+
+
+class OrderArchive:
+    def __init__(self, db: sa.Engine, keys: Keys) -> None:
+        self._db = db
+        self._keys = keys
+        self._paused_until = 0.0
+
+    async def order(self, order_id: str) -> ArchivedOrder | None:
+        """The finished order `order_id` as PostgreSQL holds it, or None."""
+        return await self._ask(partial(self._order, order_id))
+
+    async def transfer(self, transfer_id: str) -> tuple[Transfer, str] | None:
+        """The finished transfer (received or cancelled) and its fingerprint, or None."""
+        return await self._ask(partial(self._transfer, transfer_id))
+
+    async def answer(self, key: str, now_ms: int) -> bytes | None:
+        """The stored `Idempotency-Key` record `key` (as Redis holds one), if not expired."""
+        return await self._ask(partial(self._answer, key, now_ms))
+
+    async def keep_answer(
+        self, key: str, record: AnswerRecord, now_ms: int, expires_ms: int
+    ) -> None:
+        """Store an `Idempotency-Key` answer (the first one stays)."""
+        await self._ask(partial(self._keep_answer, key, record, now_ms, expires_ms))
+
+    async def _ask(self, query: Callable[[], T | None]) -> T | None:
+        if time.monotonic() < self._paused_until:
+            return None
+        failure: BaseException | None = None
+        with anyio.move_on_after(TIMEOUT_S):
+            try:
+                return await to_thread.run_sync(query, abandon_on_cancel=True)
+            except sa.exc.SQLAlchemyError as exc:
+                failure = exc
+        self._paused_until = time.monotonic() + PAUSE_S
+        log.warning(
+            "archive unavailable (%s): what is not in Redis is taken as unknown for %.0f s",
+            failure or f"no answer within {TIMEOUT_S} s",
+            PAUSE_S,
+        )
+        return None
+
+    def _order(self, order_id: str) -> ArchivedOrder | None:
+        r, ln = ReservationRow, ReservationLine
+        q = (
+            sa.select(
+                r.status.label("order_status"),
+                r.fingerprint.label("order_fp"),
+                r.expires_at.label("order_exp"),
+                ln.token,
+                ln.sku,
+                ln.position,
+                ln.location,
+                ln.qty,
+                ln.expires_at,
+                ln.reserved_at,
+            )
+            .join(ln, ln.order_id == r.order_id)
+            .where(r.order_id == order_id, r.status.in_(FINISHED), ln.status != "released")
+            .order_by(ln.token, ln.position)
+        )
+        with self._db.connect() as conn:
+            rows = conn.execute(q).all()
+        if not rows:
+            return None
+        return ArchivedOrder(self._rebuild(order_id, list(rows)), rows[0].order_fp or "")
+
+    def _answer(self, key: str, now_ms: int) -> bytes | None:
+        h = HttpIdempotency
+        q = sa.select(h.fingerprint, h.status, h.content_type, h.body).where(
+            h.key == key, h.expires_at > ms_to_datetime(now_ms)
+        )
+        with self._db.connect() as conn:
+            r = conn.execute(q).first()
+        if r is None:
+            return None
+        return b"%s %d %s\n%s" % (
+            r.fingerprint.encode(),
+            r.status,
+            r.content_type.encode("latin-1"),
+            r.body,
+        )
+
+    def _keep_answer(self, key: str, record: AnswerRecord, now_ms: int, expires_ms: int) -> None:
+        fp, status, content_type, body = record
+        h = HttpIdempotency
+        with self._db.begin() as conn:
+            # An expired answer of the same key makes way; a live one stays (the first).
+            conn.execute(sa.delete(h).where(h.key == key, h.expires_at <= ms_to_datetime(now_ms)))
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        sa.insert(h).values(
+                            key=key,
+                            fingerprint=fp,
+                            status=status,
+                            content_type=content_type.decode("latin-1"),
+                            body=body,
+                            expires_at=ms_to_datetime(expires_ms),
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                pass
+
+    def _transfer(self, transfer_id: str) -> tuple[Transfer, str] | None:
+        t = TransferRow
+        q = sa.select(
+            t.transfer_id, t.status, t.sku, t.from_location, t.to_location, t.qty, t.fingerprint
+        ).where(t.transfer_id == transfer_id, t.status.in_(("received", "cancelled")))
+        with self._db.connect() as conn:
+            r = conn.execute(q).first()
+        if r is None:
+            return None
+        return (
+            Transfer(r.transfer_id, r.status, r.sku, r.from_location, r.to_location, int(r.qty)),
+            r.fingerprint,
+        )
+
+    def _rebuild(self, order_id: str, rows: list[Any]) -> Reservation:
+        parts: dict[int, list[Any]] = defaultdict(list)
+        for row in rows:
+            parts[self._keys.group_of(row.sku)].append(row)
+        lines: list[ReservedLine] = []
+        for g in sorted(parts):
+            part = parts[g]
+            newest = max(part, key=lambda x: (x.reserved_at or x.expires_at, x.token)).token
+            lines.extend(
+                ReservedLine(sku=x.sku, qty=int(x.qty), location=x.location)
+                for x in sorted(part, key=lambda x: x.position)
+                if x.token == newest
+            )
+        head = rows[0]
+        return Reservation(
+            order_id, head.order_status, datetime_to_ms(head.order_exp), lines, replayed=True
+        )

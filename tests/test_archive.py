@@ -1,0 +1,252 @@
+"""A finished order whose keys left Redis after the retention window is answered from
+PostgreSQL exactly as Redis answered it: GET, a replayed reservation, cancel and ship."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from tests import api_support
+from tests.api_support import Api
+from tests.conftest import skus_in_distinct_groups
+from tests.pg import drain_into_ledger
+
+api, api_database = api_support.api, api_support.api_database  # the fixtures
+
+
+def answer(r: httpx.Response) -> tuple[int, Any, str | None]:
+    return r.status_code, r.json(), r.headers.get("idempotent-replayed")
+
+
+async def order_keys(api: Api, order_id: str) -> list[bytes]:
+    prefix = api.engine.keys.prefix
+    return [k async for k in api.engine.client.scan_iter(match=f"{prefix}:*{order_id}*")]
+
+
+async def let_the_window_pass(api: Api, order_id: str) -> None:
+    """Each key holds a TTL within the window; expire them now instead of waiting a day."""
+    window_ms = api.engine.settings.finished_retention_seconds * 1000
+    keys = await order_keys(api, order_id)
+    assert keys
+    for key in keys:
+        ttl = await api.engine.client.pttl(key)
+        assert 0 < ttl <= window_ms + api.engine.settings.reservation_ttl_seconds * 1000, key
+        await api.engine.client.pexpire(key, 1)
+    for _ in range(100):
+        if not await order_keys(api, order_id):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"keys of {order_id} still in Redis")
+
+
+async def test_a_finished_order_past_the_window_is_answered_from_postgresql_unchanged(
+    api: Api, api_database: api_support.Database
+) -> None:
+    a, b = skus_in_distinct_groups(api.engine, 2)
+    for sku in (a, b):
+        stocked = await api.client.post(
+            "/v1/inbound",
+            json={"ref": "po", "sku": sku, "location": "north", "qty": 10},
+            headers=api.auth("warehouse"),
+        )
+        assert stocked.status_code == 200
+    checkout, warehouse = api.auth("checkout"), api.auth("warehouse")
+    bodies = {
+        "o-shipped": {
+            "order_id": "o-shipped",
+            "lines": [{"sku": b, "qty": 2}, {"sku": a, "qty": 1}],
+        },
+        "o-cancelled": {"order_id": "o-cancelled", "lines": [{"sku": a, "qty": 3}]},
+    }
+    for body in bodies.values():
+        assert (await api.client.post("/v1/reservations", json=body, headers=checkout)).is_success
+    assert (await api.client.post("/v1/reservations/o-shipped/ship", headers=warehouse)).is_success
+    assert (
+        await api.client.post("/v1/reservations/o-cancelled/cancel", headers=checkout)
+    ).is_success
+
+    async def ask(order_id: str) -> list[tuple[int, Any, str | None]]:
+        other = {**bodies[order_id], "lines": [{"sku": a, "qty": 9}]}
+        return [
+            answer(await api.client.get(f"/v1/reservations/{order_id}", headers=checkout)),
+            answer(
+                await api.client.post("/v1/reservations", json=bodies[order_id], headers=checkout)
+            ),
+            answer(await api.client.post("/v1/reservations", json=other, headers=checkout)),
+            answer(await api.client.post(f"/v1/reservations/{order_id}/cancel", headers=checkout)),
+            answer(await api.client.post(f"/v1/reservations/{order_id}/ship", headers=warehouse)),
+        ]
+
+    from_redis = {order_id: await ask(order_id) for order_id in bodies}
+    assert [s for s, _, _ in from_redis["o-shipped"]] == [200, 201, 409, 409, 200]
+    assert [s for s, _, _ in from_redis["o-cancelled"]] == [200, 201, 409, 200, 409]
+    assert "shipped" in from_redis["o-shipped"][3][1]["detail"]
+
+    drain_into_ledger(api.engine.settings, api_database.url)
+    for order_id in bodies:
+        await let_the_window_pass(api, order_id)
+
+    for order_id in bodies:
+        assert await ask(order_id) == from_redis[order_id]
+        assert await order_keys(api, order_id) == []  # the replays put nothing back
+    levels = (await api.client.get(f"/v1/stock/{a}", headers=api.auth("read"))).json()
+    assert levels["locations"]["north"]["locked"] == 0  # the retries locked nothing
+    assert levels["locations"]["north"]["on_hand"] == 9
+
+
+async def test_an_unknown_order_is_still_not_found_with_the_archive_asked(api: Api) -> None:
+    r = await api.client.get("/v1/reservations/never-seen", headers=api.auth("checkout"))
+    assert r.status_code == 404
+    r = await api.client.post("/v1/reservations/never-seen/cancel", headers=api.auth("checkout"))
+    assert r.status_code == 404
+
+
+async def test_an_unreachable_archive_answers_unknown_and_is_not_asked_again_for_a_while(
+    caplog: Any,
+) -> None:
+    """Checkout must not wait on PostgreSQL: a failed lookup pauses the archive."""
+    import time
+
+    from sqlalchemy import create_engine
+
+    from inventory_cache.archive import PAUSE_S, OrderArchive
+    from inventory_cache.keys import Keys
+
+    archive = OrderArchive(create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none"), Keys())
+    assert await archive.order("o-1") is None
+    assert "archive unavailable" in caplog.text
+    start = time.monotonic()
+    assert await archive.order("o-2") is None
+    assert time.monotonic() - start < PAUSE_S / 10
+
+
+async def test_a_finished_transfer_past_the_window_is_answered_from_postgresql_unchanged(
+    api: Api, api_database: api_support.Database
+) -> None:
+    warehouse = api.auth("warehouse")
+    stocked = await api.client.post(
+        "/v1/inbound",
+        json={"ref": "po", "sku": "case-b", "location": "north", "qty": 1000},
+        headers=warehouse,
+    )
+    assert stocked.status_code == 200
+    bodies = {
+        "t-received": {
+            "transfer_id": "t-received",
+            "sku": "case-b",
+            "from_location": "north",
+            "to_location": "south",
+            "qty": 100,
+        },
+        "t-cancelled": {
+            "transfer_id": "t-cancelled",
+            "sku": "case-b",
+            "from_location": "north",
+            "to_location": "south",
+            "qty": 5,
+        },
+    }
+    for body in bodies.values():
+        assert (await api.client.post("/v1/transfers", json=body, headers=warehouse)).is_success
+    for step in ("ship", "receive"):
+        r = await api.client.post(f"/v1/transfers/t-received/{step}", headers=warehouse)
+        assert r.is_success
+    r = await api.client.post("/v1/transfers/t-cancelled/cancel", headers=warehouse)
+    assert r.is_success
+
+    async def ask(transfer_id: str) -> list[tuple[int, Any, str | None]]:
+        other = {**bodies[transfer_id], "qty": 7}
+        out = [answer(await api.client.get(f"/v1/transfers/{transfer_id}", headers=warehouse))]
+        for body in (bodies[transfer_id], other):
+            out.append(answer(await api.client.post("/v1/transfers", json=body, headers=warehouse)))
+        for step in ("ship", "receive", "cancel"):
+            r = await api.client.post(f"/v1/transfers/{transfer_id}/{step}", headers=warehouse)
+            out.append(answer(r))
+        return out
+
+    from_redis = {transfer_id: await ask(transfer_id) for transfer_id in bodies}
+    assert [s for s, _, _ in from_redis["t-received"]] == [200, 201, 409, 200, 200, 409]
+    assert [s for s, _, _ in from_redis["t-cancelled"]] == [200, 201, 409, 409, 409, 200]
+
+    drain_into_ledger(api.engine.settings, api_database.url)
+    for transfer_id in bodies:
+        await let_the_window_pass(api, transfer_id)
+
+    for transfer_id in bodies:
+        assert await ask(transfer_id) == from_redis[transfer_id]
+        assert await order_keys(api, transfer_id) == []
+    levels = (await api.client.get("/v1/stock/case-b", headers=api.auth("read"))).json()
+    assert levels["locations"]["north"] == {
+        "on_hand": 900,
+        "locked": 0,
+        "safety_stock": 0,
+        "available": 900,
+    }
+
+
+async def test_an_idempotency_key_answer_kept_longer_than_the_window_is_replayed_from_postgresql(
+    real_redis: Any, prefix: str, api_database: api_support.Database
+) -> None:
+    from sqlalchemy import text
+
+    week, window = 7 * 86400, 60
+    async with api_support.serving(
+        real_redis,
+        prefix,
+        api_database,
+        idempotency_key_ttl_seconds=week,
+        finished_retention_seconds=window,
+    ) as served:
+        stocked = await served.client.post(
+            "/v1/inbound",
+            json={"ref": "po", "sku": "idem-sku", "location": "north", "qty": 5},
+            headers=served.auth("warehouse"),
+        )
+        assert stocked.status_code == 200
+        headers = {**served.auth("checkout"), "Idempotency-Key": "checkout-42"}
+        body = {"order_id": "o-idem", "lines": [{"sku": "idem-sku", "qty": 1}]}
+        first = await served.client.post("/v1/reservations", json=body, headers=headers)
+        assert first.status_code == 201
+
+        (record,) = [k async for k in real_redis.scan_iter(match=f"{prefix}:idem:*")]
+        assert 0 < await real_redis.pttl(record) <= window * 1000
+        with api_database.engine.connect() as conn:
+            kept = conn.execute(
+                text("SELECT status, expires_at - created_at FROM http_idempotency WHERE key = :k"),
+                {"k": record.decode()},
+            ).one()
+        assert kept[0] == 201 and kept[1].total_seconds() > week - 60
+
+        await real_redis.delete(record)  # the window passed
+        again = await served.client.post("/v1/reservations", json=body, headers=headers)
+        assert (again.status_code, again.content) == (201, first.content)
+        assert again.headers["idempotent-replayed"] == "true"
+        assert not await real_redis.exists(record)  # the replay's claim was dropped
+
+        other = {**body, "lines": [{"sku": "idem-sku", "qty": 2}]}
+        mismatch = await served.client.post("/v1/reservations", json=other, headers=headers)
+        assert mismatch.status_code == 409 and mismatch.json()["code"] == "idempotency_mismatch"
+        stock = await served.client.get("/v1/stock/idem-sku", headers=served.auth("read"))
+        assert stock.json()["locations"]["north"]["locked"] == 1
+
+
+async def test_with_the_default_settings_idempotency_key_answers_never_reach_postgresql(
+    api: Api, api_database: api_support.Database
+) -> None:
+    from sqlalchemy import text
+
+    headers = {**api.auth("warehouse"), "Idempotency-Key": "inbound-1"}
+    r = await api.client.post(
+        "/v1/inbound",
+        json={"ref": "po-9", "sku": "sku-d", "location": "north", "qty": 1},
+        headers=headers,
+    )
+    assert r.status_code == 200
+    with api_database.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT count(*) FROM http_idempotency WHERE key LIKE :p"),
+            {"p": f"{api.engine.keys.prefix}:%"},
+        ).scalar_one()
+    assert rows == 0
