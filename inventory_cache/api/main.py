@@ -38,6 +38,7 @@ from inventory_cache.api.routes import (
     pos,
     reconcile,
     replenishment,
+    reports,
     reservations,
     stock,
     subscriptions,
@@ -64,6 +65,7 @@ ROUTERS: list[APIRouter] = [
     alerts.router,
     subscriptions.router,
     replenishment.router,
+    reports.router,
     reconcile.router,
 ]
 
