@@ -3,13 +3,18 @@
 Each (sku, location) is one series of daily net demand. Series are classified the
 Syntetos-Boylan way on their observed days (ADI = days per selling day, CV² of the
 sizes of the sales): `smooth`, `erratic` (ADI < 1.32), `intermittent`, `lumpy`
-(ADI >= 1.32; CV² split at 0.49). Regular sellers are forecast by exponential smoothing
-of the de-seasonalised level (`ses_weekly`, ETS(A,N,M)-like with a day-of-week profile),
-its damped-trend variant (`holt_weekly`) or the seasonal naive; intermittent ones by
-Croston with the Syntetos-Boylan correction (`croston_sba`) or TSB (`tsb`). Within its
-class, each series takes the model with the lowest squared error over a rolling-origin
-backtest (`FOLDS` origins, each forecasting `FOLD_DAYS` ahead of an origin it was fitted
-up to); smoothing parameters are chosen per series on the in-sample one-step error.
+(ADI >= 1.32; CV² split at 0.49). Regular sellers are forecast by simple exponential
+smoothing of the level, with a day-of-week profile (`ses_weekly:<alpha>`, ETS(A,N,M)-like)
+or without (`ses:<alpha>`), by its damped-trend variant (`holt_weekly`) or by the
+seasonal naive; intermittent ones by Croston with the Syntetos-Boylan correction
+(`croston_sba`), TSB (`tsb`) or a slow flat SES. Every candidate of a class is scored by
+a rolling-origin backtest (`FOLDS` origins, each forecasting `FOLD_DAYS` ahead from a
+fit up to it; absolute errors scaled by the series' naive error, as MASE). A series takes
+the class's best model over all its series, or its own best where that did
+`SWITCH_MARGIN` better in its own backtest. Croston's, TSB's and Holt's smoothing
+parameters are chosen per series on the in-sample one-step error; SES's alpha is part of
+the model's name, so the weeks-ahead backtest chooses it (one-step error favours alphas
+that chase noise).
 
 Why not statsforecast (measured here, 2 cores shared with other work, 2026-11-28): it
 installs 470 MB (pandas, pyarrow, fugue, statsmodels), `import statsforecast.models`
@@ -26,7 +31,9 @@ days, and left out of every error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -45,9 +52,18 @@ ADI_CUT = 1.32
 CV2_CUT = 0.49
 
 DemandClass = Literal["smooth", "erratic", "intermittent", "lumpy", "none"]
-REGULAR_MODELS = ("ses_weekly", "holt_weekly", "seasonal_naive")
-INTERMITTENT_MODELS = ("croston_sba", "tsb")
-SES_ALPHAS = (0.02, 0.05, 0.1, 0.2, 0.35)
+SES_ALPHAS = (0.02, 0.05, 0.1, 0.2)
+REGULAR_MODELS = (
+    *(f"ses_weekly:{a}" for a in SES_ALPHAS),
+    *(f"ses:{a}" for a in SES_ALPHAS),
+    "holt_weekly",
+    "seasonal_naive",
+)
+INTERMITTENT_MODELS = ("croston_sba", "tsb", "ses:0.02", "ses:0.05")
+# A series leaves its class's best model only for one that did this much better in its
+# own backtest: three 28-day folds of one series are noisy, and picking the best of a
+# dozen on noise loses more than it wins (measured on the generated history).
+SWITCH_MARGIN = 0.2
 HOLT_PARAMS = ((0.05, 0.01), (0.1, 0.02), (0.2, 0.05))
 HOLT_PHI = 0.9
 CROSTON_ALPHAS = (0.05, 0.1, 0.2, 0.3)
@@ -126,16 +142,18 @@ def seasonal_naive(y: Array, h: int) -> Array:
     return np.tile(last, (1, h // SEASON + 1))[:, :h]
 
 
-def ses_weekly(y: Array, h: int) -> Array:
-    """Simple exponential smoothing of demand divided by its weekday factor; per series
-    the alpha of `SES_ALPHAS` with the least one-step squared error."""
+def ses(y: Array, h: int, *, alphas: tuple[float, ...] = SES_ALPHAS, weekly: bool = True) -> Array:
+    """Simple exponential smoothing of demand divided by its weekday factor (`weekly`)
+    or of demand itself; per series the alpha of `alphas` with the least one-step
+    squared error (the registry gives each alpha its own model, so the backtest, which
+    scores weeks ahead, chooses it)."""
     n, t = y.shape
-    prof = weekly_profile(y)
+    prof = weekly_profile(y) if weekly else np.ones((n, SEASON))
     season = prof[:, _season_index(t)]
     x = y / season
-    a = np.array(SES_ALPHAS)[:, None]
-    level = np.repeat(x[:, : SEASON * 2].mean(axis=1)[None, :], len(SES_ALPHAS), axis=0)
-    sse = np.zeros((len(SES_ALPHAS), n))
+    a = np.array(alphas)[:, None]
+    level = np.repeat(x[:, : SEASON * 2].mean(axis=1)[None, :], len(alphas), axis=0)
+    sse = np.zeros((len(alphas), n))
     for i in range(t):
         err = x[:, i] - level
         sse += (err * season[:, i]) ** 2
@@ -236,9 +254,10 @@ def velocity(y: Array, h: int, window: int = 28) -> Array:
     return np.repeat(rate[:, None], h, axis=1)
 
 
-MODELS = {
+MODELS: dict[str, Callable[[Array, int], Array]] = {
+    **{f"ses_weekly:{a}": partial(ses, alphas=(a,), weekly=True) for a in SES_ALPHAS},
+    **{f"ses:{a}": partial(ses, alphas=(a,), weekly=False) for a in SES_ALPHAS},
     "seasonal_naive": seasonal_naive,
-    "ses_weekly": ses_weekly,
     "holt_weekly": holt_weekly,
     "croston_sba": croston_sba,
     "tsb": tsb,
@@ -299,24 +318,32 @@ def backtest_errors(
 
 
 def fit(y: Array, observed: Mask, h: int = HORIZON_DAYS) -> Fitted:
-    """Classify every series, backtest its class's candidates, forecast with the best."""
+    """Classify every series, backtest its class's candidates, forecast with the best:
+    the class's best over all its series, unless the series' own best beat that by
+    `SWITCH_MARGIN` in its backtest (errors scaled by the series' naive error)."""
     n = y.shape[0]
     classes = classify(y, observed)
-    regular = np.array([c in ("smooth", "erratic") for c in classes], dtype=bool)
-    sparse = np.array([c in ("intermittent", "lumpy") for c in classes], dtype=bool)
     model = ["zero"] * n
     forecast = np.zeros((n, h))
     mae = np.full(n, np.nan)
     rmse = np.full(n, np.nan)
     scale = naive_scale(y, observed)
-    for group, names in ((regular, REGULAR_MODELS), (sparse, INTERMITTENT_MODELS)):
-        rows = np.flatnonzero(group)
+    labels = np.array(classes)
+    for cls in ("smooth", "erratic", "intermittent", "lumpy"):
+        rows = np.flatnonzero(labels == cls)
         if rows.size == 0:
             continue
+        names = REGULAR_MODELS if cls in ("smooth", "erratic") else INTERMITTENT_MODELS
         yy, oo = y[rows], observed[rows]
         scores = [backtest_errors(name, yy, oo) for name in names]
-        sse = np.stack([s[0] for s in scores])
-        best = sse.argmin(axis=0)
+        sse = np.stack([sc[0] for sc in scores])
+        sae = np.stack([sc[1] for sc in scores])
+        s = scale[rows]
+        scaled = np.divide(sae, s, out=np.zeros_like(sae), where=np.isfinite(s) & (s > 0))
+        default = int(scaled.sum(axis=1).argmin())
+        own = scaled.argmin(axis=0)
+        cols = np.arange(rows.size)
+        best = np.where(scaled[own, cols] < (1 - SWITCH_MARGIN) * scaled[default], own, default)
         filled = impute(yy, oo)
         for m, name in enumerate(names):
             sel = best == m
@@ -324,9 +351,8 @@ def fit(y: Array, observed: Mask, h: int = HORIZON_DAYS) -> Fitted:
                 continue
             idx = rows[sel]
             forecast[idx] = MODELS[name](filled[sel], h)
-            _, sae, cnt = scores[m]
-            c = cnt[sel]
-            mae[idx] = np.divide(sae[sel], c, out=np.full(c.size, np.nan), where=c > 0)
+            c = scores[m][2][sel]
+            mae[idx] = np.divide(sae[m][sel], c, out=np.full(c.size, np.nan), where=c > 0)
             rmse[idx] = np.sqrt(np.divide(sse[m][sel], c, out=np.full(c.size, np.nan), where=c > 0))
             for i in idx:
                 model[i] = name

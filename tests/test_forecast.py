@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -31,9 +33,12 @@ def test_a_regular_weekly_seller_gets_a_seasonal_model_and_an_intermittent_one_c
     fitted = F.fit(y, observed)
 
     assert set(fitted.demand_class[:20]) == {"smooth"}
-    assert set(fitted.model[:20]) <= {"ses_weekly", "holt_weekly"}
+    assert {m.split(":")[0] for m in fitted.model[:20]} <= {"ses_weekly", "holt_weekly"}
     assert set(fitted.demand_class[20:]) <= {"intermittent", "lumpy"}
-    assert set(fitted.model[20:]) <= {"croston_sba", "tsb"}
+    # the class's model is Croston's or TSB; a series may leave it only for a clearly better
+    # one of the intermittent candidates
+    assert Counter(fitted.model[20:]).most_common(1)[0][0] in ("croston_sba", "tsb")
+    assert set(fitted.model[20:]) <= set(F.INTERMITTENT_MODELS)
     assert fitted.forecast.shape == (40, F.HORIZON_DAYS)
     # the weekly shape survives into the forecast: day 6 of the pattern (x2.0) over day 7 (x0.3)
     week = fitted.forecast[:20, :7].mean(axis=0)
