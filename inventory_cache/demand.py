@@ -162,20 +162,22 @@ def load_panel(
             have[i, j] = True
             low[i, j], close_avail[i, j], close_oh[i, j] = int(lo), int(ca), int(co)
             open_avail[i, j], open_oh[i, j] = int(oa), int(oo)
-    stockout = np.zeros((n, t), dtype=bool)
-    close = np.zeros((n, t), dtype=np.int64)
-    for i in range(n):
-        hit = np.flatnonzero(have[i])
-        if hit.size == 0:
-            continue
-        prev_avail, prev_oh = int(open_avail[i, hit[0]]), int(open_oh[i, hit[0]])
-        for j in range(t):
-            if have[i, j]:
-                stockout[i, j] = min(int(low[i, j]), int(open_avail[i, j])) <= 0
-                prev_avail, prev_oh = int(close_avail[i, j]), int(close_oh[i, j])
-            else:
-                stockout[i, j] = prev_avail <= 0
-            close[i, j] = prev_oh
+    # Carry levels over days without movements, in array operations (a Python loop over
+    # series x days cost more than the fit): `last_le` is the latest day <= j with a
+    # movement, `last_lt` the latest before j; before a series' first movement in the
+    # window, that movement's opening level holds.
+    rows = np.arange(n)[:, None]
+    days = np.broadcast_to(np.arange(t), (n, t))
+    last_le = np.maximum.accumulate(np.where(have, days, -1), axis=1)
+    last_lt = np.concatenate([np.full((n, 1), -1), last_le[:, :-1]], axis=1)
+    first = np.where(have.any(axis=1), have.argmax(axis=1), 0)[:, None]
+    before_avail = np.where(last_lt >= 0, close_avail[rows, last_lt], open_avail[rows, first])
+    opening = np.where(have, open_avail, before_avail)
+    stockout = np.where(have, np.minimum(low, opening) <= 0, before_avail <= 0)
+    close = np.where(last_le >= 0, close_oh[rows, last_le], open_oh[rows, first])
+    empty = ~have.any(axis=1)
+    stockout[empty] = False
+    close[empty] = 0
     return Panel(list(keys), start, sold, returned, close, stockout)
 
 

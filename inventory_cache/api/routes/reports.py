@@ -31,7 +31,12 @@ Format = Literal["json", "csv"]
 SkuQ = Annotated[Ident | None, Query()]
 LocationQ = Annotated[Ident | None, Query()]
 UntilQ = Annotated[
-    date | None, Query(description="The window ends at the start of this UTC day (default today).")
+    date | None,
+    Query(
+        ge=date(2000, 1, 1),
+        le=date(2999, 12, 31),
+        description="The window ends at the start of this UTC day (default today).",
+    ),
 ]
 FormatQ = Annotated[Format | None, Query(description="`csv` for CSV (or `Accept: text/csv`).")]
 ERRORS = problem_responses(401, 403, 422, 503, s503="PostgreSQL unreachable (`not_ready`).")
