@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inventory_cache.alerts import AlertChange, AlertMonitor
 from inventory_cache.engine import StockEngine
-from inventory_cache.forecast_job import run_forecast, run_status
 from inventory_cache.lease import Lease
 from inventory_cache.reconcile import RunResult, run_recorded
 from inventory_cache.settings import Settings
@@ -194,6 +193,8 @@ class Scheduler:
         slot = due_slot(self.forecast_cron, now or datetime.now(UTC), FORECAST_GRACE)
         if slot is None:
             return None
+        from inventory_cache.forecast_job import run_forecast, run_status  # numpy: not at start
+
         run_id = f"nightly-{slot:%Y%m%dT%H%M}"
         sessions = self.sessions
 
