@@ -297,19 +297,35 @@ def naive_scale(y: Array, observed: Mask) -> Array:
     return out
 
 
-def backtest_errors(
-    name: str, y: Array, observed: Mask, *, folds: int = FOLDS, fold_days: int = FOLD_DAYS
-) -> tuple[Array, Array, Array]:
-    """(sum of squared errors, sum of absolute errors, observed days) of model `name` per
-    series over the rolling origins t - folds*fold_days, ..., t - fold_days."""
-    n, t = y.shape
-    sse, sae, cnt = np.zeros(n), np.zeros(n), np.zeros(n)
+Fold = tuple[Array, Array, Mask]  # (imputed history up to the origin, actual, observed)
+
+
+def folds_of(
+    y: Array, observed: Mask, *, folds: int = FOLDS, fold_days: int = FOLD_DAYS
+) -> list[Fold]:
+    """The rolling origins t - folds*fold_days, ..., t - fold_days, each history imputed
+    once for every model scored on it."""
+    t = y.shape[1]
+    out = []
     for f in range(folds, 0, -1):
         origin = t - f * fold_days
         if origin < 2 * SEASON:
             continue
-        fc = MODELS[name](impute(y[:, :origin], observed[:, :origin]), fold_days)
-        actual, obs = y[:, origin : origin + fold_days], observed[:, origin : origin + fold_days]
+        end = origin + fold_days
+        history = impute(y[:, :origin], observed[:, :origin])
+        out.append((history, y[:, origin:end], observed[:, origin:end]))
+    return out
+
+
+def backtest_errors(
+    name: str, y: Array, observed: Mask, *, folds: list[Fold] | None = None
+) -> tuple[Array, Array, Array]:
+    """(sum of squared errors, sum of absolute errors, observed days) of model `name` per
+    series over the rolling origins (`folds_of`)."""
+    n = y.shape[0]
+    sse, sae, cnt = np.zeros(n), np.zeros(n), np.zeros(n)
+    for history, actual, obs in folds if folds is not None else folds_of(y, observed):
+        fc = MODELS[name](history, actual.shape[1])
         err = np.where(obs, fc - actual, 0.0)
         sse += (err**2).sum(axis=1)
         sae += np.abs(err).sum(axis=1)
@@ -335,7 +351,8 @@ def fit(y: Array, observed: Mask, h: int = HORIZON_DAYS) -> Fitted:
             continue
         names = REGULAR_MODELS if cls in ("smooth", "erratic") else INTERMITTENT_MODELS
         yy, oo = y[rows], observed[rows]
-        scores = [backtest_errors(name, yy, oo) for name in names]
+        folds = folds_of(yy, oo)
+        scores = [backtest_errors(name, yy, oo, folds=folds) for name in names]
         sse = np.stack([sc[0] for sc in scores])
         sae = np.stack([sc[1] for sc in scores])
         s = scale[rows]
