@@ -73,6 +73,7 @@ def _rows(
     keys: list[tuple[str, str]], fitted: Any, panel: Any, run_id: str, start: date
 ) -> list[dict[str, Any]]:
     out = []
+    written = datetime.now(UTC)
     stockouts = panel.stockout.sum(axis=1)
     for i, (sku, loc) in enumerate(keys):
         daily = [round(float(v), 3) for v in fitted.forecast[i]]
@@ -91,6 +92,7 @@ def _rows(
                 "mase": _num(fitted.mase[i]),
                 "history_days": panel.days,
                 "stockout_days": int(stockouts[i]),
+                "created_at": written,
             }
         )
     return out
@@ -135,6 +137,7 @@ def run_forecast(
         if not start_run(s, run_id=run_id, owner=owner, now=now):
             return None
     began = time.perf_counter()
+    began_at = datetime.now(UTC)
     end = now.astimezone(UTC).date()
     start = end - timedelta(days=history_days)
     try:
@@ -174,7 +177,10 @@ def run_forecast(
             "mase_by_class": {c: round(float(np.mean(v)), 4) for c, v in sorted(mase.items())},
         }
         with sessions() as s:
-            s.execute(delete(Forecast).where(Forecast.run_id != run_id))
+            # Series that no longer sell; rows another run wrote since this one began stay.
+            s.execute(
+                delete(Forecast).where(Forecast.run_id != run_id, Forecast.created_at < began_at)
+            )
             s.execute(
                 update(ForecastRun)
                 .where(ForecastRun.run_id == run_id)

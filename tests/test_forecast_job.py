@@ -91,6 +91,23 @@ def test_a_run_stores_each_series_forecast_with_its_model_and_backtest_error(
     sessions: sessionmaker[Session],
 ) -> None:
     seen: list[tuple[int, int]] = []
+    with sessions() as s:  # a series that stopped selling, forecast by an earlier run
+        s.add(
+            Forecast(
+                sku="gone",
+                location="north",
+                run_id="r0",
+                start_date=NOW.date(),
+                model="tsb",
+                demand_class="lumpy",
+                daily=[0.1] * 56,
+                mean_daily=0.1,
+                history_days=DAYS,
+                stockout_days=0,
+                created_at=datetime.now(UTC) - timedelta(days=30),
+            )
+        )
+        s.commit()
 
     summary = run_forecast(
         sessions,
@@ -107,6 +124,7 @@ def test_a_run_stores_each_series_forecast_with_its_model_and_backtest_error(
         rows = {f.sku: f for f in s.scalars(select(Forecast))}
         run = s.get(ForecastRun, "r1")
     assert run is not None and run.status == "ok" and run.series == 2
+    assert sorted(rows) == ["rare", "steady"]  # "gone" went with its run
     steady, rare = rows["steady"], rows["rare"]
     assert steady.model.split(":")[0] in ("ses_weekly", "holt_weekly")
     assert steady.demand_class == "smooth"
