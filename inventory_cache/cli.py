@@ -173,6 +173,17 @@ def reconcile(
 
 
 @app.command()
+def forecast(
+    history_days: int = typer.Option(0, min=0, help="Days of history (default from settings)."),
+) -> None:
+    """Forecast every (sku, location) with sales now (the nightly job, on demand); prints
+    the run's JSON summary."""
+    from inventory_cache.forecast_job import run_command
+
+    raise typer.Exit(run_command(history_days=history_days or None))
+
+
+@app.command()
 def demo(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(0, help="Port to listen on (default: INVENTORY_PORT, 8000)."),

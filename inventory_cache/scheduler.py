@@ -14,6 +14,10 @@ run (one per host, say); a Redis lease (`lease.py`) makes exactly one of them ac
   the lease when.
 * evaluate, every `INVENTORY_ALERT_INTERVAL_SECONDS`: alerts (`alerts.py`) and back in
   stock notifications (`subscriptions.py`).
+* forecast check, every 60 s: the latest slot of `INVENTORY_FORECAST_CRON` less than
+  `FORECAST_GRACE` old runs as `nightly-<slot>` (`forecast_job.py`) unless its row says
+  `ok`; the run's row in PostgreSQL is its mutex, so a failed run (PostgreSQL away) is
+  simply tried again at the next check, and a lease handover mid-run cannot start it twice.
 
 A job that fails logs and is tried again at its next interval; a claimed reconciliation
 that fails stays `failed` in `reconcile_runs` (run it again on demand).
@@ -46,6 +50,8 @@ log = logging.getLogger(__name__)
 
 RECONCILE_GRACE = timedelta(hours=1)
 RECONCILE_CHECK_SECONDS = 15.0
+FORECAST_GRACE = timedelta(hours=20)
+FORECAST_CHECK_SECONDS = 60.0
 CLAIM_RETENTION_MS = 8 * 86400 * 1000
 
 
@@ -119,6 +125,7 @@ class Scheduler:
         self.alerts = alerts
         self.back_in_stock = back_in_stock
         self.cron = CronTrigger.from_crontab(settings.reconcile_cron, timezone=UTC)
+        self.forecast_cron = CronTrigger.from_crontab(settings.forecast_cron, timezone=UTC)
 
     @classmethod
     def from_settings(
@@ -192,6 +199,34 @@ class Scheduler:
             run_id=f"cron-{stamp}",
         )
 
+    async def forecast_if_due(self, now: datetime | None = None) -> dict[str, Any] | None:
+        """Run the due nightly forecast slot unless it already succeeded; the fit runs in a
+        thread (the loop keeps the lease alive) and stops between chunks if the lease goes."""
+        if not self.lease.held or self.sessions is None:
+            return None
+        slot = due_slot(self.forecast_cron, now or datetime.now(UTC), FORECAST_GRACE)
+        if slot is None:
+            return None
+        from inventory_cache.forecast_job import run_forecast, run_status  # numpy: not at start
+
+        run_id = f"nightly-{slot:%Y%m%dT%H%M}"
+        sessions = self.sessions
+
+        def run() -> dict[str, Any] | None:
+            with sessions() as s:
+                if run_status(s, run_id) == "ok":
+                    return None
+            return run_forecast(
+                sessions,
+                run_id=run_id,
+                owner=self.lease.owner,
+                now=now,
+                history_days=self.settings.forecast_history_days,
+                keep_going=lambda: self.lease.held,
+            )
+
+        return await asyncio.to_thread(run)
+
     async def evaluate(self) -> Evaluation:
         out = Evaluation()
         if not self.lease.held:
@@ -214,6 +249,7 @@ class Scheduler:
             (self.sweep, s.expiry_sweep_seconds),
             (self.reconcile_if_due, RECONCILE_CHECK_SECONDS),
             (self.evaluate, s.alert_interval_seconds),
+            (self.forecast_if_due, FORECAST_CHECK_SECONDS),
         ]
         for job, seconds in jobs:
             sched.add_job(

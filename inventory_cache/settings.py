@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     alert_interval_seconds: float = Field(default=10.0, gt=0)
     replenishment_window_days: int = Field(default=28, ge=1, le=365)
     replenishment_cover_days: int = Field(default=14, ge=0, le=365)
+    # Demand forecasts (issue 22): the nightly run's slot (UTC crontab) and how many days
+    # of sales history each series is fitted on.
+    forecast_cron: str = "30 2 * * *"
+    forecast_history_days: int = Field(default=364, ge=28, le=1100)
 
     # HTTP API (issue 4). Product pages may see availability this stale (0: no near-cache);
     # checkout never reads from it.

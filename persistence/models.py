@@ -12,14 +12,16 @@ converts them, and warmup converts back (PostgreSQL keeps microseconds, so nothi
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -270,6 +272,11 @@ class Policy(Base):
     reorder_qty: Mapped[int] = mapped_column(Qty, server_default="0")
     lead_time_days: Mapped[int] = mapped_column(Integer, server_default="0")
     updated_at: Mapped[datetime] = _ts(server_default=text("CURRENT_TIMESTAMP"))
+    # Forecast-driven replenishment: the probability of not running out during a lead
+    # time, and the level an order brings the position up to (0: reorder point plus the
+    # forecast over the cover days).
+    service_level: Mapped[float] = mapped_column(Float, server_default="0.95")
+    order_up_to: Mapped[int] = mapped_column(Qty, server_default="0")
 
 
 class ApiKey(Base):
@@ -369,3 +376,49 @@ class Subscription(Base):
     subscriber_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = _created()
     notified_at: Mapped[datetime | None] = _ts(nullable=True)
+
+
+# ---------------------------------------------------------------------------- forecasts
+class ForecastRun(Base):
+    """One run of the forecast job; `run_id` `nightly-<date>` for the scheduler's.
+
+    The row is also the run's mutex: a run starts by inserting it or taking over a
+    `failed` one (or a `running` one whose heartbeat stopped), in one statement.
+    """
+
+    __tablename__ = "forecast_runs"
+
+    run_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | ok | failed
+    owner: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = _created()
+    heartbeat_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = _ts(nullable=True)
+    series: Mapped[int] = mapped_column(Integer, server_default="0")
+    summary: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Forecast(Base):
+    """The latest forecast of one (sku, location): daily demand from `start_date` on.
+
+    `mae`, `rmse` (daily, units) and `mase` are the chosen model's errors over the
+    rolling-origin backtest; `rmse` sizes safety stock.
+    """
+
+    __tablename__ = "forecasts"
+
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    location: Mapped[str] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[str] = mapped_column(Id)
+    start_date: Mapped[date] = mapped_column(Date)
+    model: Mapped[str] = mapped_column(String(32))
+    demand_class: Mapped[str] = mapped_column(String(16))
+    daily: Mapped[list[float]] = mapped_column(Json)
+    mean_daily: Mapped[float] = mapped_column(Float)
+    mae: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rmse: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mase: Mapped[float | None] = mapped_column(Float, nullable=True)
+    history_days: Mapped[int] = mapped_column(Integer)
+    stockout_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created()

@@ -39,6 +39,7 @@ from inventory_cache.api.routes import (
     pos,
     reconcile,
     replenishment,
+    reports,
     reservations,
     stock,
     subscriptions,
@@ -68,6 +69,7 @@ ROUTERS: list[APIRouter] = [
     alerts.router,
     subscriptions.router,
     replenishment.router,
+    reports.router,
     reconcile.router,
 ]
 

@@ -49,6 +49,11 @@ class PolicyIn(StrictBody):
     reorder_point: Count = 0
     reorder_qty: Count = 0
     lead_time_days: Days = 0
+    # Forecast-driven replenishment: the chance of not running out during a lead time,
+    # and the level an order brings the position up to (0: the reorder point plus the
+    # forecast over the cover days).
+    service_level: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
+    order_up_to: Count = 0
 
 
 class PolicyOut(BaseModel):
@@ -82,6 +87,8 @@ class PolicyOut(BaseModel):
     reorder_point: int
     reorder_qty: int
     lead_time_days: int
+    service_level: float
+    order_up_to: int
     updated_at: str
     levels: LevelOut | None = None
 
@@ -94,6 +101,8 @@ def _as_dict(p: Policy) -> dict[str, object]:
         "reorder_point": p.reorder_point,
         "reorder_qty": p.reorder_qty,
         "lead_time_days": p.lead_time_days,
+        "service_level": p.service_level,
+        "order_up_to": p.order_up_to,
         "updated_at": iso_datetime(p.updated_at),
     }
 
@@ -122,6 +131,8 @@ def _store(s: Session, sku: str, location: str, body: PolicyIn) -> dict[str, obj
         p.reorder_point = body.reorder_point
         p.reorder_qty = body.reorder_qty
         p.lead_time_days = body.lead_time_days
+        p.service_level = body.service_level
+        p.order_up_to = body.order_up_to
         p.updated_at = datetime.now(UTC)
         s.commit()
         return _as_dict(p)

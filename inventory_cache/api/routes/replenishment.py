@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from anyio import to_thread
 from fastapi import APIRouter, Query
@@ -71,10 +71,20 @@ async def replenishment(
     window_days: Annotated[int | None, Query(ge=1, le=365)] = None,
     cover_days: Annotated[int | None, Query(ge=0, le=365)] = None,
     all: Annotated[bool, Query(description="Also rows with nothing to order")] = False,
+    method: Annotated[
+        Literal["auto", "velocity"],
+        Query(description="`velocity`: ignore stored forecasts (the earlier method)"),
+    ] = "auto",
 ) -> Response:
-    """reorder_point = max(policy's, ceil(avg_daily_sales x lead_time_days) + safety_stock);
-    when on_hand - locked + in_transit <= reorder_point, suggested_qty = max(reorder_qty,
-    reorder_point + ceil(avg_daily_sales x cover_days) - position)."""
+    """Velocity (rows without `forecast`): reorder_point = max(policy's,
+    ceil(avg_daily_sales x lead_time_days) + safety_stock); when on_hand - locked +
+    in_transit <= reorder_point, suggested_qty = max(reorder_qty, reorder_point +
+    ceil(avg_daily_sales x cover_days) - position).
+
+    Forecast (rows with `forecast`, where the forecast job stored one): reorder_point =
+    max(policy's, ceil(forecast demand over the lead time) + ceil(z(service_level) x rmse x
+    sqrt(lead_time_days)) + safety_stock); suggested_qty = max(reorder_qty, order_up_to -
+    position); `forecast.why` spells it out."""
     cfg = services.settings
     window = window_days or cfg.replenishment_window_days
     cover = cfg.replenishment_cover_days if cover_days is None else cover_days
@@ -90,6 +100,7 @@ async def replenishment(
                 sku=sku,
                 location=location,
                 include_all=all,
+                use_forecasts=method == "auto",
             )
             return [r.as_dict() for r in rows]
 
