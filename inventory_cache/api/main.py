@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
 
+from inventory_cache import console
 from inventory_cache.api import openapi, problems
 from inventory_cache.api.deps import Services
 from inventory_cache.api.guards import RequestGuard
@@ -65,6 +66,7 @@ ROUTERS: list[APIRouter] = [
     subscriptions.router,
     replenishment.router,
     reconcile.router,
+    *console.routers,  # last: the console never delays matching an API route
 ]
 
 DESCRIPTION = """Sellable stock per SKU and location, reserved atomically at checkout.
