@@ -114,7 +114,7 @@ def server_env(prefix: str, database_url: str, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def uvicorn_server(env: dict[str, str], *args: str) -> Iterator[str]:
+def uvicorn_server(env: dict[str, str], *args: str, start_timeout_s: float = 60) -> Iterator[str]:
     """`inventory-cache serve` on a free loopback port; yields its base URL. Its log goes
     to a file, so a chatty server can never block on a full pipe."""
     port = free_port()
@@ -127,7 +127,7 @@ def uvicorn_server(env: dict[str, str], *args: str) -> Iterator[str]:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_up(url, proc)
+            _wait_until_up(url, proc, start_timeout_s)
             yield url
         except BaseException:
             proc.terminate()

@@ -77,7 +77,7 @@ class Stack:
 
     def ledger(self, sku: str, expected_rows: int) -> list[dict[str, Any]]:
         """The SKU's movements once the worker wrote `expected_rows` of them."""
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             rows: list[dict[str, Any]] = self.call("GET", f"/v1/movements?sku={sku}", "read")[
                 "items"
@@ -142,9 +142,9 @@ def stack(api_database: Database, tmp_path_factory: pytest.TempPathFactory) -> I
     )
     try:
         with (
+            uvicorn_server(env, start_timeout_s=240) as url,
             process(env, "worker"),
             process(env, "scheduler"),
-            uvicorn_server(env) as url,
             httpx.Client(base_url=url, timeout=30) as http,
         ):
             yield Stack(url, api_database.keys, prefix, wms, http)
