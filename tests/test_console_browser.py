@@ -344,8 +344,8 @@ def test_a_pos_sale_below_locked_raises_an_oversold_alert_on_the_alerts_page(
     )
     page = console("admin")
     page.goto(stack.url + "/console#store")
-    page.get_by_label("Location").fill("north")
-    page.get_by_label("Sell").check()
+    page.get_by_label("Location", exact=True).fill("north")
+    page.get_by_label("Sell", exact=True).check()
     page.get_by_label("Scan or type a SKU or barcode, then Enter").fill("OVER-1")
     page.keyboard.press("Enter")
     expect(page.locator("#store-done tbody tr").first).to_contain_text("applied, oversold by 1")
@@ -382,8 +382,8 @@ def test_the_store_screen_offline_queues_three_scans_and_sends_each_once_when_ba
         {"ref": "in-5", "sku": "TILL-1", "location": "store-1", "qty": 10},
     )
     page = console("warehouse")
-    page.get_by_label("Location").fill("store-1")
-    page.get_by_label("Sell").check()
+    page.get_by_label("Location", exact=True).fill("store-1")
+    page.get_by_label("Sell", exact=True).check()
     scan = page.get_by_label("Scan or type a SKU or barcode, then Enter")
     page.context.set_offline(True)
     for _ in range(3):
@@ -549,7 +549,7 @@ def test_every_page_is_usable_at_desktop_and_phone_width(
         page.get_by_role("link", name=name.capitalize()).click()
         expect(page.locator(ready)).to_be_visible()
         if name == "store":
-            page.get_by_label("Location").fill("north")
+            page.get_by_label("Location", exact=True).fill("north")
             page.get_by_label("Scan or type a SKU or barcode, then Enter").fill(sku)
             page.keyboard.press("Enter")
             expect(page.locator("#store-done tbody tr")).to_have_count(1)
