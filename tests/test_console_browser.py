@@ -167,8 +167,10 @@ def browser(stack: Stack) -> Iterator[Any]:
 
 @pytest.fixture
 def console(browser: Any, stack: Stack) -> Iterator[Callable[..., Any]]:
-    """Opens the console in a fresh browser context, signed in with one scope's key."""
+    """Opens the console in a fresh browser context, signed in with one scope's key; at
+    the end, no page may have thrown an uncaught error."""
     contexts: list[Any] = []
+    errors: list[str] = []
 
     def open_console(scope: str = "admin", viewport: dict[str, int] = DESKTOP) -> Any:
         from playwright.sync_api import expect
@@ -176,6 +178,7 @@ def console(browser: Any, stack: Stack) -> Iterator[Callable[..., Any]]:
         context = browser.new_context(viewport=viewport, accept_downloads=True)
         contexts.append(context)
         page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(stack.url + "/console")
         page.get_by_label("API key").fill(stack.keys[scope])
         page.get_by_label("API key").press("Enter")
@@ -185,6 +188,7 @@ def console(browser: Any, stack: Stack) -> Iterator[Callable[..., Any]]:
     yield open_console
     for context in contexts:
         context.close()
+    assert errors == []
 
 
 @pytest.fixture(scope="module")
@@ -411,7 +415,7 @@ def test_the_store_screen_offline_queues_three_scans_and_sends_each_once_when_ba
 
     expect(page.locator("#store-queue-count")).to_have_text("0", timeout=15_000)
     expect(page.locator("#store-done tbody tr")).to_have_count(3)
-    expect(page.locator("#store-done tbody tr td:nth-child(5)")).to_have_text(["replayed"] * 3)
+    expect(page.locator("#store-done td.result")).to_have_text(["replayed"] * 3)
     ids = {item["event"]["event_id"] for item in queued}
     sales = [r for r in stack.ledger("TILL-1", 4) if r["type"] == "pos_sale"]
 
@@ -519,13 +523,20 @@ def test_every_page_is_usable_at_desktop_and_phone_width(
         "checkout",
         {"order_id": f"s2-{size}", "lines": [{"sku": sku, "qty": 4}]},
     )
-    stack.ledger(sku, 5)
+    stack.call(
+        "PUT",
+        f"/v1/policies/{sku}/north",
+        "admin",
+        {"safety_stock": 2, "reorder_point": 40, "reorder_qty": 50, "lead_time_days": 3},
+    )
+    stack.ledger(sku, 6)  # the policy's safety stock is a movement too
+    stack.write_wms({(sku, "north"): 27})
     page = console("admin", viewport)
     layout: dict[str, tuple[bool, bool]] = {}
 
     page.get_by_label("SKU or barcode (type or scan)").fill(sku)
     page.keyboard.press("Enter")
-    expect(page.locator("#stock-movements tbody tr")).to_have_count(5)
+    expect(page.locator("#stock-movements tbody tr")).to_have_count(6)
     expect(page.locator("#stock-feed")).to_have_text("live")
     stack.call(
         "POST",
@@ -536,10 +547,10 @@ def test_every_page_is_usable_at_desktop_and_phone_width(
             "events": [{"event_id": f"s-{size}", "type": "sale", "sku": sku, "qty": 2}],
         },
     )
-    expect(page.locator("#stock-movements tbody tr")).to_have_count(6)
+    expect(page.locator("#stock-movements tbody tr")).to_have_count(7)
     pages = {
         "store": "#store-done",
-        "alerts": "#alerts-table",
+        "alerts": f'#alerts-table tr[data-kind="low_stock"][data-sku="{sku}"]',
         "reconcile": "#reconcile-runs",
         "health": "#health-rate",
     }
@@ -547,7 +558,7 @@ def test_every_page_is_usable_at_desktop_and_phone_width(
     page.screenshot(path=str(shots / f"stock-{size}.png"), full_page=True)
     for name, ready in pages.items():
         page.get_by_role("link", name=name.capitalize()).click()
-        expect(page.locator(ready)).to_be_visible()
+        expect(page.locator(ready)).to_be_visible(timeout=15_000)
         if name == "store":
             page.get_by_label("Location", exact=True).fill("north")
             page.get_by_label("Scan or type a SKU or barcode, then Enter").fill(sku)
@@ -555,7 +566,7 @@ def test_every_page_is_usable_at_desktop_and_phone_width(
             expect(page.locator("#store-done tbody tr")).to_have_count(1)
         if name == "reconcile":
             page.get_by_role("button", name="Run a report now").click()
-            expect(page.locator("#reconcile-detail")).to_be_visible()
+            expect(page.locator(f'#reconcile-diffs tr[data-sku="{sku}"]')).to_be_visible()
         if name == "health":
             expect(page.locator("#health-rate")).to_have_text(_rate_pattern(), timeout=10_000)
             expect(page.locator("#health-redis")).to_have_text("ready")

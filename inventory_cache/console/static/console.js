@@ -127,7 +127,11 @@ function el(tag, attrs = {}, ...children) {
 }
 const td = (value, cls) => el("td", cls ? { class: cls } : {}, value);
 const num = (value) => td(value ?? "", "num");
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+const when = (iso) => {
+  if (!iso) return "";
+  const date = new Date(iso);
+  return date.toDateString() === new Date().toDateString() ? date.toLocaleTimeString() : date.toLocaleString();
+};
 
 function csvDownload(name, header, rows) {
   const cell = (v) => {
@@ -355,7 +359,9 @@ function renderChart() {
     if (text !== undefined) node.textContent = text;
     return node;
   };
-  const W = 640, H = 220, L = 44, R = 12, T = 12, B = 28;
+  const W = Math.max(300, Math.round(svg.getBoundingClientRect().width) || 640);
+  const H = 220, L = 44, R = 12, T = 12, B = 28;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const points = chartSeries();
   svg.replaceChildren();
   if (points.length < 2) {
@@ -508,9 +514,9 @@ function markQueue(batch, field, message) {
 function confirmed(item, result) {
   const body = $("#store-done tbody");
   const note = result.oversold ? `${result.status}, oversold by ${result.oversold}` : result.status;
-  body.prepend(el("tr", { "data-event-id": item.event.event_id }, td(item.event.event_id), td(item.event.type),
-    td(result.sku || item.event.sku || item.event.barcode), num(item.event.qty), td(note, result.oversold ? "bad" : ""),
-    num(result.on_hand), num(result.available)));
+  body.prepend(el("tr", { "data-event-id": item.event.event_id }, td(result.sku || item.event.sku || item.event.barcode),
+    td(item.event.type), num(item.event.qty), td(note, result.oversold ? "result bad" : "result"),
+    num(result.on_hand), num(result.available), td(item.event.event_id, "muted")));
   while (body.children.length > 100) body.lastChild.remove();
 }
 
@@ -543,11 +549,11 @@ function suggestionWhy(s) {
 function renderAlerts() {
   const alerts = $("#alerts-table tbody");
   alerts.replaceChildren(...board.alerts.map((a) => el("tr", { "data-kind": a.kind, "data-sku": a.sku },
-    td(a.kind.replace("_", " "), `kind-${a.kind}`), td(a.sku), td(a.location), td(when(a.raised_at)), td(alertDetails(a)))));
+    td(a.kind.replace("_", " "), `kind-${a.kind}`), td(a.sku), td(a.location), td(when(a.raised_at)), td(alertDetails(a), "wrap"))));
   if (!board.alerts.length) alerts.append(el("tr", {}, el("td", { colspan: 5 }, "No active alerts.")));
   const rows = $("#replenishment-table tbody");
   rows.replaceChildren(...board.suggestions.map((s) => el("tr", { "data-sku": s.sku },
-    td(s.sku), td(s.location), num(s.suggested_qty), td(suggestionWhy(s)))));
+    td(s.sku), td(s.location), num(s.suggested_qty), td(suggestionWhy(s), "wrap"))));
   if (!board.suggestions.length) rows.append(el("tr", {}, el("td", { colspan: 4 }, "Nothing to order.")));
 }
 
