@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import orjson
 from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inventory_cache.engine import StockEngine, parse_stock
@@ -106,9 +107,21 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 def apply_observations(session: Session, observations: Sequence[Observation]) -> list[AlertChange]:
     """Walk the observations in order and record each crossing; commits.
 
+    Two evaluators (the scheduler, and the API after a policy change) may raise the same
+    alert at once. The second insert waits on the first's unique entry and fails once it
+    is committed; the second pass then reads that alert and agrees with it.
+
     Returns:
         The alerts raised and cleared, in the order they happened.
     """
+    try:
+        return _apply_observations(session, observations)
+    except IntegrityError:
+        session.rollback()
+        return _apply_observations(session, observations)
+
+
+def _apply_observations(session: Session, observations: Sequence[Observation]) -> list[AlertChange]:
     keys = sorted({(o.sku, o.location) for o in observations})
     reorder: dict[tuple[str, str], int] = {}
     state: dict[tuple[str, str, str], Alert | None] = {}

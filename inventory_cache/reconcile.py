@@ -315,6 +315,27 @@ def load_run(session: Session, run_id: str) -> dict[str, Any] | None:
     }
 
 
+def list_runs(session: Session, *, limit: int) -> list[dict[str, Any]]:
+    """The latest runs, newest first, without their diffs (the summary counts them)."""
+    query = (
+        select(ReconcileRun)
+        .order_by(ReconcileRun.started_at.desc(), ReconcileRun.run_id.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "run_id": run.run_id,
+            "status": run.status,
+            "mode": run.mode,
+            "source": run.source,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "summary": run.summary,
+        }
+        for run in session.scalars(query)
+    ]
+
+
 async def begin_run(
     sessions: sessionmaker[Session], *, run_id: str, mode: Mode, source: WmsSource
 ) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from inventory_cache.alerts import AlertMonitor
+from inventory_cache.alerts import AlertMonitor, Observation, apply_observations
 from inventory_cache.engine import StockEngine
 from inventory_cache.models import LineRequest
 from inventory_cache.webhooks import WebhookSender, verify
@@ -183,3 +186,53 @@ async def test_alert_webhooks_are_signed_and_sent_on_raise_and_clear(
             assert verify("k", call["headers"]["X-Inventory-Signature"], call["body"])
     finally:
         receiver.close()
+
+
+def test_an_alert_another_evaluator_raises_meanwhile_is_not_raised_twice(
+    sessions: sessionmaker[Session],
+    pg_url: str,  # noqa: F811
+) -> None:
+    """The scheduler and a policy change in the API may evaluate one (sku, location) at
+    once: the second to insert the active alert waits on the first's unique entry, then
+    must agree with it instead of failing (a 500 on `PUT /v1/policies`)."""
+    set_policy(sessions, "A", "north", 5)
+    low = Observation("A", "north", 2, 0, 0, 1_800_000_000_000)
+    with sessions() as other, ThreadPoolExecutor(1) as pool:
+        other.add(
+            Alert(
+                sku="A",
+                location="north",
+                kind="low_stock",
+                active=True,
+                raised_at=datetime.now(UTC),
+                details={},
+            )
+        )
+        other.flush()  # holds the active (A, north, low_stock) slot until it commits
+        evaluation = pool.submit(lambda: apply_observations(sessions(), [low]))
+        wait_until_blocked_on_a_lock(pg_url)
+        other.commit()
+        changes = evaluation.result(timeout=30)
+
+    assert changes == []
+    assert alerts(sessions) == [("A", "north", "low_stock", True, False)]
+
+
+def wait_until_blocked_on_a_lock(pg_url: str) -> None:  # noqa: F811
+    db = make_engine(pg_url)
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            with db.connect() as conn:
+                waiting = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                ).scalar_one()
+            if waiting:
+                return
+            time.sleep(0.05)
+        pytest.fail("the evaluation never waited on the other transaction")
+    finally:
+        db.dispose()

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
 
-from inventory_cache import behind
+from inventory_cache import behind, console
 from inventory_cache.api import docs, openapi, problems
 from inventory_cache.api.deps import Services
 from inventory_cache.api.guards import RequestGuard
@@ -71,6 +71,7 @@ ROUTERS: list[APIRouter] = [
     replenishment.router,
     reports.router,
     reconcile.router,
+    *console.routers,  # last: the console never delays matching an API route
 ]
 
 DESCRIPTION = """Sellable stock per SKU and location, reserved atomically at checkout.

@@ -4,6 +4,7 @@
 `INVENTORY_WMS_CSV_PATH`) and answers the finished run (201); with `?wait=false` it
 answers 202 at once and the run continues in this process: poll
 `GET /v1/reconcile/{run_id}` (status `running`, then `done` or `failed`).
+`GET /v1/reconcile` lists the latest runs, newest first, with their summaries.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
 from inventory_cache.api.schemas import IDENT_PATTERN, StrictBody, iso_datetime
 from inventory_cache.errors import InvalidState, NotFound, NotReady
-from inventory_cache.reconcile import begin_run, load_run, new_run_id, run_recorded
+from inventory_cache.reconcile import begin_run, list_runs, load_run, new_run_id, run_recorded
 from inventory_cache.wms import WmsError, WmsNotConfigured, wms_from_settings
 
 router = APIRouter(prefix="/v1/reconcile", tags=["reconcile"])
@@ -99,11 +100,41 @@ class RunOut(BaseModel):
     diffs: list[DiffOut]
 
 
-def _load(db: Engine, run_id: str) -> dict[str, Any] | None:
-    with Session(db) as s:
-        run = load_run(s, run_id)
-    if run is None:
-        return None
+class RunSummaryOut(BaseModel):
+    run_id: str
+    status: Literal["running", "done", "failed"]
+    mode: Literal["report", "correct"]
+    source: str
+    started_at: str
+    finished_at: str | None = None
+    summary: dict[str, Any] | None = None
+
+
+class RunsOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "run_id": "r20261128T030000-1a2b3c",
+                            "status": "done",
+                            "mode": "report",
+                            "source": "csv:/exports/wms.csv",
+                            "started_at": "2026-11-28T03:00:00.120Z",
+                            "finished_at": "2026-11-28T03:00:01.480Z",
+                            "summary": {"checked": 600, "diffs": 2, "corrected": 0},
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    items: list[RunSummaryOut]
+
+
+def _dates(run: dict[str, Any]) -> dict[str, Any]:
     run["started_at"] = iso_datetime(run["started_at"])
     if run["finished_at"] is None:
         del run["finished_at"]
@@ -112,6 +143,17 @@ def _load(db: Engine, run_id: str) -> dict[str, Any] | None:
     if run["summary"] is None:
         del run["summary"]
     return run
+
+
+def _list(db: Engine, limit: int) -> list[dict[str, Any]]:
+    with Session(db) as s:
+        return [_dates(run) for run in list_runs(s, limit=limit)]
+
+
+def _load(db: Engine, run_id: str) -> dict[str, Any] | None:
+    with Session(db) as s:
+        run = load_run(s, run_id)
+    return None if run is None else _dates(run)
 
 
 @router.post(
@@ -169,6 +211,21 @@ async def _quietly(run: Any) -> None:
         await run
     except Exception:
         log.exception("reconciliation failed")
+
+
+@router.get(
+    "",
+    response_model=RunsOut,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="The latest reconciliation runs, newest first",
+)
+async def runs(
+    services: ServicesDep,
+    _: AdminKey,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> Response:
+    items = await to_thread.run_sync(_list, services.ledger.db, limit)
+    return json_response({"items": items})
 
 
 @router.get(
