@@ -1,3 +1,4 @@
+#!lua
 --[[
   The expiry sweep's batch: releases the locks of many due reservation parts of one slot
   group in one call (one `expire-4.lua` each, in effect), so a sweep costs one call per

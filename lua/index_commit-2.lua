@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Marks an order's attempt finished: every part of it is in place. From now on ship,
   cancel and expiry may decide the order on its index without looking at the parts.
