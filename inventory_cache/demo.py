@@ -162,7 +162,9 @@ async def serve_all(settings: Settings, db_url: str, host: str, port: int) -> No
     key, _ = create_key(db, name="demo-admin", scopes=["admin"])
 
     sink = make_sink(db_url)
-    worker = Worker(make_sync_redis(settings), sink, settings, WorkerConfig(block_ms=200))
+    worker = Worker(
+        make_sync_redis(settings), sink, settings, WorkerConfig(block_ms=200), database=db
+    )
     worker_thread = threading.Thread(target=worker.run, name="worker", daemon=True)
     worker_thread.start()
     say("worker started")
