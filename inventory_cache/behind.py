@@ -14,8 +14,9 @@ is behind when that entry
   before it (its last generated id is older);
 - exists but carries another op (a different history that reused the id).
 
-An entry the worker trimmed because it was older than the feed's retention and
-acknowledged proves nothing either way; the group then counts as not behind.
+The worker trims only acknowledged entries older than `RECENT_MS`; so a missing entry
+younger than that is lost, and an older one missing from a stream that starts after it
+was trimmed and proves nothing either way (the group then counts as not behind).
 
 A group found behind is *marked*: its readiness marker is deleted, so every script of the
 group (reads and writes) answers `not_ready` at once, and `<prefix>:{g}:behind` keeps why,
@@ -47,6 +48,8 @@ from persistence.models import LedgerMark
 
 # Compact `ledger_marks` into one row once it holds more rows than this.
 COMPACT_ABOVE = 64
+# The worker never trims stream entries younger than this (`WorkerConfig.keep_ms`).
+RECENT_MS = 3_600_000
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -108,7 +111,7 @@ def probe(pipe: Any, keys: Keys, marks: Mapping[int, Mark]) -> list[int]:
 
 
 def judge(
-    groups: Sequence[int], marks: Mapping[int, Mark], replies: Sequence[Any]
+    groups: Sequence[int], marks: Mapping[int, Mark], replies: Sequence[Any], now_ms: int
 ) -> dict[int, str]:
     """The groups behind the ledger, each with the reason (from `probe`'s replies)."""
     behind: dict[int, str] = {}
@@ -135,7 +138,7 @@ def judge(
                 f"Redis's events end at {last[0]}-{last[1]}; the ledger committed "
                 f"{mark.entry_id} ({mark.op})"
             )
-        elif first and parse_id(first[0]) <= want:
+        elif (first and parse_id(first[0]) <= want) or mark.ms > now_ms - RECENT_MS:
             behind[g] = f"entry {mark.entry_id} ({mark.op}) committed by the ledger is lost"
     return behind
 
@@ -150,7 +153,7 @@ def mark_commands(pipe: Any, keys: Keys, behind: Mapping[int, str], now_ms: int)
 def find(redis: Any, keys: Keys, marks: Mapping[int, Mark]) -> dict[int, str]:
     pipe = redis.pipeline(transaction=False)
     groups = probe(pipe, keys, marks)
-    return judge(groups, marks, pipe.execute(raise_on_error=False))
+    return judge(groups, marks, pipe.execute(raise_on_error=False), int(time.time() * 1000))
 
 
 def mark(redis: Any, keys: Keys, behind: Mapping[int, str]) -> None:
@@ -210,7 +213,8 @@ async def check_async(redis: Any, engine: sa.Engine | None, keys: Keys) -> dict[
         if marks:
             pipe = redis.pipeline(transaction=False)
             groups = probe(pipe, keys, marks)
-            found = judge(groups, marks, await pipe.execute(raise_on_error=False))
+            replies = await pipe.execute(raise_on_error=False)
+            found = judge(groups, marks, replies, int(time.time() * 1000))
             if found:
                 pipe = redis.pipeline(transaction=False)
                 mark_commands(pipe, keys, found, int(time.time() * 1000))

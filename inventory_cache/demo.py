@@ -296,7 +296,9 @@ async def serve_all(
     say(f"new admin key saved in {key_file}" if new else f"admin key reused from {key_file}")
 
     sink = make_sink(db_url)
-    worker = Worker(make_sync_redis(settings), sink, settings, WorkerConfig(block_ms=200))
+    worker = Worker(
+        make_sync_redis(settings), sink, settings, WorkerConfig(block_ms=200), database=db
+    )
     worker_thread = threading.Thread(target=worker.run, name="worker", daemon=True)
     worker_thread.start()
     say("worker started")

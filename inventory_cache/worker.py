@@ -126,7 +126,7 @@ class WorkerConfig:
     claim_idle_ms: int = 30_000
     claim_interval_s: float = 5.0
     max_deliveries: int = 5
-    keep_ms: int = 3_600_000
+    keep_ms: int = behind.RECENT_MS  # the behind check relies on it
     inspect_interval_s: float = 2.0
     trim_interval_s: float = 10.0
     behind_check_interval_s: float = 5.0

@@ -34,9 +34,10 @@ from inventory_cache.warmup import warmup
 from inventory_cache.worker import FORK, Worker, WorkerConfig
 from persistence.db import make_engine, migrate
 from persistence.sink import make_sink
+from tests import api_support
 from tests.cluster import LocalServers, die_with_parent
 from tests.conftest import REDIS_URL, ManualClock, make_settings, skus_in_distinct_groups
-from tests.pg import fresh_database, need_postgres
+from tests.pg import drain_into_ledger, fresh_database, need_postgres
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -412,3 +413,64 @@ async def _fork_scenario(url: str, prefix: str, clock: ManualClock, client: redi
 
 def forks_counted() -> float:
     return REGISTRY.get_sample_value("inventory_worker_version_forks_total") or 0.0
+
+
+api, api_database = api_support.api, api_support.api_database  # the fixtures
+
+
+async def test_readyz_names_a_group_behind_the_ledger_and_only_that_group_refuses(
+    api: api_support.Api, api_database: api_support.Database, sync_redis: redis.Redis
+) -> None:
+    eng = api.engine
+    sku, other = skus_in_distinct_groups(eng, 2)
+    g = eng.keys.group_of(sku)
+    await eng.inbound(ref="in1", sku=sku, location="north", qty=10)
+    await eng.inbound(ref="in1", sku=other, location="north", qty=10)
+    drain_into_ledger(eng.settings, api_database.url)
+    assert (await api.client.get("/readyz")).json() == {"status": "ready"}
+    # Redis loses the group's newest change, which the ledger holds.
+    ((newest, _),) = sync_redis.xrevrange(eng.keys.events(g), count=1)
+    sync_redis.xdel(eng.keys.events(g), newest)
+
+    ready = await api.client.get("/readyz")
+
+    assert ready.status_code == 503
+    body = ready.json()
+    assert (body["code"], list(body["behind"])) == ("not_ready", [str(g)])
+    assert "is lost" in body["behind"][str(g)]
+    refused = await api.client.post(
+        "/v1/inbound",
+        json={"ref": "in2", "sku": sku, "location": "north", "qty": 1},
+        headers=api.auth("warehouse"),
+    )
+    assert (refused.status_code, refused.json()["code"]) == (503, "not_ready")
+    read = await api.client.get(f"/v1/stock/{sku}", headers=api.auth("read"))
+    assert read.status_code == 503
+    served = await api.client.get(f"/v1/stock/{other}", headers=api.auth("read"))
+    assert served.json()["locations"]["north"]["on_hand"] == 10
+
+
+async def test_the_worker_finds_a_group_behind_before_it_reads_and_reports_it_once(
+    prefix: str, clock: ManualClock, sync_redis: redis.Redis
+) -> None:
+    need_postgres()
+    with fresh_database() as url:
+        svc = Service(REDIS_URL, url, prefix, clock)
+        try:
+            sku, other = skus_in_distinct_groups(svc.engine, 2)
+            g = svc.keys.group_of(sku)
+            await svc.engine.mark_ready()
+            await svc.engine.inbound(ref="in1", sku=sku, location="north", qty=10)
+            svc.drain()
+            ((newest, _),) = sync_redis.xrevrange(svc.keys.events(g), count=1)
+            sync_redis.xdel(svc.keys.events(g), newest)
+            worker = Worker(sync_redis, svc.sink, svc.settings, database=svc.db)
+
+            worker.step()
+            worker.step()
+
+            assert list(worker.groups_behind) == [g]
+            assert sync_redis.exists(svc.keys.ready(g)) == 0
+            assert sync_redis.exists(svc.keys.ready(svc.keys.group_of(other))) == 1
+        finally:
+            await svc.close()
