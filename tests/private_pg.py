@@ -49,9 +49,7 @@ class PrivatePostgres:
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} -c fsync=off"
-        )
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} -c fsync=off"
         log = str(self.data / "server.log")
         self._run("pg_ctl", "-D", str(self.data / "db"), "-o", options, "-l", log, "-w", "start")
 
