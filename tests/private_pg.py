@@ -3,7 +3,10 @@ test can stop and start it as an outage would, without touching the machine's se
 
 The server refuses to run as root, so the commands run as the `postgres` user (`runuser`
 when the tests run as root); the data directory lives under /tmp, which that user can
-reach. Durability is off (`fsync=off`): the cluster is thrown away afterwards.
+reach. `fsync=off` spares the disk: a stop, even `-m immediate`, is a crash of the server
+process, not of the machine, so the operating system still holds every committed write.
+`synchronous_commit` stays on: with it off, a crash would lose commits already reported
+to the worker, which is a loss the service does not promise to survive.
 """
 
 from __future__ import annotations
@@ -46,10 +49,7 @@ class PrivatePostgres:
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} -c fsync=off"
-            " -c full_page_writes=off -c synchronous_commit=off"
-        )
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} -c fsync=off"
         log = str(self.data / "server.log")
         self._run("pg_ctl", "-D", str(self.data / "db"), "-o", options, "-l", log, "-w", "start")
 

@@ -200,15 +200,19 @@ async def test_without_public_reads_availability_needs_a_key(api: Api) -> None:
     assert (await api.client.get("/v1/availability/A")).status_code == 401
 
 
-def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = api_support.server_env("unused", database_url)
+def _cli(database_url: str, *args: str, prefix: str = "unused") -> subprocess.CompletedProcess[str]:
+    env = api_support.server_env(prefix, database_url)
     return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_cli_prints_the_new_key_alone_then_lists_and_revokes(db: Engine) -> None:
+def test_cli_prints_the_new_key_alone_then_lists_and_revokes(
+    db: Engine, sync_redis: Any, prefix: str
+) -> None:
     url = db.url.render_as_string(hide_password=False)
 
-    created = _cli(url, "keys", "create", "--scopes", "read,checkout", "--name", "shop")
+    created = _cli(
+        url, "keys", "create", "--scopes", "read,checkout", "--name", "shop", prefix=prefix
+    )
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert created.stdout == key + "\n" and key.startswith("invk_")
@@ -221,10 +225,12 @@ def test_cli_prints_the_new_key_alone_then_lists_and_revokes(db: Engine) -> None
     assert row["id"] == record.id and row["scopes"] == ["checkout", "read"]
     assert key not in listed.stdout and record.key_hash not in listed.stdout
 
-    assert _cli(url, "keys", "revoke", record.id).returncode == 0
+    assert _cli(url, "keys", "revoke", record.id, prefix=prefix).returncode == 0
+    mirrored = sync_redis.hget(Keys(prefix, 16).api_keys(), "r:" + record.key_hash)
+    assert mirrored is not None  # the mirror refuses it too
     assert list_keys(db)[0].revoked_at is not None
-    assert _cli(url, "keys", "revoke", "key_missing").returncode == 1
-    refused = _cli(url, "keys", "create", "--scopes", "read,root")
+    assert _cli(url, "keys", "revoke", "key_missing", prefix=prefix).returncode == 1
+    refused = _cli(url, "keys", "create", "--scopes", "read,root", prefix=prefix)
     assert refused.returncode == 2 and refused.stdout == ""
 
 
