@@ -23,7 +23,7 @@ def test_a_tiny_run_reports_idle_and_pressure(
     need_redis()
     need_postgres()
     argv = ["--scenario", scenario, "--redis-url", REDIS_URL, "--clients", "2"]
-    argv += ["--entries", "300", "--seconds", "1.5", "--idle-seconds", "1", "--probe-rate", "10"]
+    argv += ["--entries", "300", "--seconds", "4", "--idle-seconds", "1", "--probe-rate", "10"]
 
     assert bench_pressure.main(argv) == 0
 
