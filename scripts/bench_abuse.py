@@ -36,6 +36,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -90,7 +91,7 @@ async def drop_prefix(redis_url: str, prefix: str) -> None:
     await client.aclose()
 
 
-def start_server(redis_url: str, prefix: str, db_url: str, port: int) -> Any:
+def start_server(redis_url: str, prefix: str, db_url: str, port: int, log: Any) -> Any:
     env = {
         **os.environ,
         "INVENTORY_REDIS_URL": redis_url,
@@ -101,10 +102,10 @@ def start_server(redis_url: str, prefix: str, db_url: str, port: int) -> Any:
     proc = subprocess.Popen(
         [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a loaded 2-core machine takes a while to import
     while True:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
@@ -113,7 +114,10 @@ def start_server(redis_url: str, prefix: str, db_url: str, port: int) -> Any:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise SystemExit("the server did not start")
+            proc.wait()
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-2000:]
+            raise SystemExit(f"the server did not start (exit {proc.returncode}):\n{tail}")
         time.sleep(0.2)
 
 
@@ -295,10 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         "postgresql://", "postgresql+psycopg://", 1
     )
     proc = None
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (the server's output, until it stops)
     try:
         key = asyncio.run(prepare(args.redis_url, prefix, db_url))
         port = free_port()
-        proc = start_server(args.redis_url, prefix, db_url, port)
+        proc = start_server(args.redis_url, prefix, db_url, port, log)
         result = asyncio.run(run(args, port, key))
         print(json.dumps(result, indent=2))
     finally:
@@ -308,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        log.close()
         asyncio.run(drop_prefix(args.redis_url, prefix))
         drop_database(args.admin_dsn, db_name)
     return 0
