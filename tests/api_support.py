@@ -145,7 +145,7 @@ def uvicorn_server(env: dict[str, str], *args: str, start_s: float = 60) -> Iter
                 proc.wait()
 
 
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 150) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:

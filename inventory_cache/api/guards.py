@@ -119,7 +119,7 @@ class RequestGuard:
 
     async def _malformed(self, scope: Scope, receive: Receive, send: Send, reason: str) -> None:
         """422 for a body that is not UTF-8 JSON, once the caller's key is known good."""
-        from inventory_cache.api.deps import authenticate  # deps imports this module
+        from inventory_cache.api.deps import authenticate  # deps → idempotency → guards
 
         headers = dict(scope["headers"])
         authorization = headers.get(b"authorization")

@@ -31,6 +31,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from inventory_cache.api.problems import problem_body
 from inventory_cache.settings import Settings, get_settings
 
+LINGER_S = 2.0
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -157,4 +159,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             b"content-length: " + str(len(body)).encode() + b"\r\n"
             b"connection: close\r\n\r\n" + body
         )
-        self.transport.close()
+        # A lingering close: stop sending, discard what still comes for a moment, then
+        # close. Closing at once with unread bytes resets the connection, and a client
+        # still sending its header would then never read the 431.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._arm(min(LINGER_S, self._limits.header_timeout_s))
+        else:
+            self.transport.close()
