@@ -39,13 +39,13 @@ def examples_in(node: Any, inside: bool = False) -> list[tuple[str, Any]]:
     return out
 
 
-def test_every_json_answer_has_an_example() -> None:
+def test_every_successful_answer_has_an_example() -> None:
     missing = []
     for path, item in SCHEMA["paths"].items():
         for method, op in item.items():
             for status, answer in op["responses"].items():
                 for media_type, media in answer.get("content", {}).items():
-                    if "json" not in media_type:
+                    if not status.startswith("2") and "json" not in media_type:
                         continue
                     schema = resolve(media.get("schema", {}))
                     if not ({"example", "examples"} & (media.keys() | schema.keys())):

@@ -114,6 +114,17 @@ def get_feed(request: Request) -> Feed:
     return feed
 
 
+# One reservation on the demo, as the stream shows it.
+SSE_EXAMPLE = (
+    "id: 1795834313832-36-0\n"
+    'data: {"id":"1795834313832-36-0","type":"reserve","op":"reserve:o-1:3bfa54b83b7c0",'
+    '"ref":"o-1","reason":"reserve","ts":1795834313777,"rows":[{"sku":"phone-a",'
+    '"location":"north","delta_on_hand":0,"delta_locked":1,"on_hand":10,"locked":1,'
+    '"safety_stock":0,"available":9}],"order_id":"o-1","status":"active",'
+    '"expires_at":1795835213777,"lines":[{"sku":"phone-a","location":"north","qty":1}]}\n\n'
+)
+
+
 class EventStream(StreamingResponse):
     """`text/event-stream` whose every write must complete within `send_timeout`.
 
@@ -236,7 +247,9 @@ def _idents(values: list[str] | None, field: str) -> frozenset[str]:
     responses={
         200: {
             "description": "An endless `text/event-stream` of stock changes",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}
+            },
         },
         **problem_responses(
             401,

@@ -15,6 +15,11 @@ from inventory_cache.api.responses import json_response
 from inventory_cache.api.schemas import Readiness, Status
 
 router = APIRouter(tags=["ops"])
+METRICS_EXAMPLE = (
+    "# HELP inventory_http_requests_total HTTP requests by route template, method and status.\n"
+    "# TYPE inventory_http_requests_total counter\n"
+    'inventory_http_requests_total{method="POST",route="/v1/reservations",status="201"} 1.0\n'
+)
 
 
 @router.get("/healthz", response_model=Status, summary="Liveness: the process answers")
@@ -62,7 +67,12 @@ async def readyz(services: ServicesDep) -> Response:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+    responses={
+        200: {
+            "content": {"text/plain": {"example": METRICS_EXAMPLE}},
+            "description": "Prometheus text format.",
+        }
+    },
     summary="Prometheus metrics of this process",
 )
 async def metrics(services: ServicesDep) -> Response:
