@@ -573,9 +573,6 @@ class StockEngine:
         calls = []
         for g in groups:
             ls = sorted(by_group[g], key=lambda ln: (ln.sku, ln.location or ""))
-            # Lines naming a location are planned first: a line free to go anywhere must
-            # not take the units that an explicit line can only find at its location.
-            planned = sorted(ls, key=lambda ln: ln.location is None)
             part_fp = fingerprint(
                 {
                     "order_id": order_id,
@@ -583,13 +580,13 @@ class StockEngine:
                     "lines": [(ln.sku, ln.location or "", ln.qty) for ln in ls],
                 }
             )
-            spec = orjson.dumps([[ln.sku, ln.qty, ln.location or ""] for ln in planned])
+            spec = orjson.dumps([[ln.sku, ln.qty, ln.location or ""] for ln in ls])
             calls.append(
                 self._part_call(
                     "reserve",
                     g,
                     order_id,
-                    [ln.sku for ln in planned],
+                    [ln.sku for ln in ls],
                     [order_id, token, part_fp, now, exp, self._priority, spec, whole_fp],
                 )
             )

@@ -123,25 +123,6 @@ async def test_movements_before_beyond_bigint_is_422(api: Api) -> None:
     assert assert_problem(r, 422, "validation_error")["field"] == "before"
 
 
-async def test_a_line_with_a_location_is_served_before_a_line_without(api: Api) -> None:
-    await inbound(api, "in-n", "phone-a", "north", 10)
-    await inbound(api, "in-s", "phone-a", "south", 10)
-    order = {
-        "order_id": "o-mixed",
-        "lines": [{"sku": "phone-a", "qty": 1, "location": "north"}, {"sku": "phone-a", "qty": 10}],
-    }
-
-    r = await api.client.post("/v1/reservations", json=order, headers=api.auth("checkout"))
-
-    assert r.status_code == 201, r.text
-    assert sorted((ln["location"], ln["qty"]) for ln in r.json()["lines"]) == [
-        ("north", 1),
-        ("south", 10),
-    ]
-    levels = await stock(api, "phone-a")
-    assert (levels["north"]["locked"], levels["south"]["locked"]) == (1, 10)
-
-
 async def test_a_409_about_a_reservations_state_names_it_in_reservation_status(
     api: Api,
 ) -> None:

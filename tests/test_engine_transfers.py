@@ -24,7 +24,7 @@ MARGIN_MS = 300
 
 async def _engine(backend: Any, prefix: str) -> tuple[StockEngine, ManualClock, int]:
     settings = make_settings(prefix)
-    retention_ms = settings.idempotency_retention_seconds * 1000
+    retention_ms = settings.finished_retention_seconds * 1000
     clock = ManualClock(int(time.time() * 1000) - retention_ms + MARGIN_MS)
     eng = StockEngine(backend, settings, clock=clock)
     await eng.mark_ready()
