@@ -3,10 +3,10 @@ against the API (uvicorn), the write-behind worker and the scheduler as processe
 real Redis and PostgreSQL.
 
 Chromium comes from the system (`apt-get install -y chromium`; `.ci/run` installs it),
-since Playwright's own browser download cannot be had here; INVENTORY_CHROMIUM names
+since Playwright's own browser download cannot be had here; CONSOLE_TEST_CHROMIUM names
 another binary. Without it the tests skip, or fail under INVENTORY_REQUIRE_SERVICES=1.
 Screenshots of every page at 1280x800 and at phone width go to
-INVENTORY_SCREENSHOTS_DIR when set (`docs/screenshots` regenerates the README's), else
+CONSOLE_SCREENSHOTS_DIR when set (`docs/screenshots` regenerates the README's), else
 to a temporary directory.
 """
 
@@ -36,7 +36,7 @@ from tests.conftest import REDIS_URL, REQUIRE, make_settings, need_redis
 
 api_database = api_support.api_database  # the fixture
 
-CHROMIUM = os.environ.get("INVENTORY_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("CONSOLE_TEST_CHROMIUM", "/usr/bin/chromium")
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 BARCODE = "4006381333931"
@@ -193,7 +193,7 @@ def console(browser: Any, stack: Stack) -> Iterator[Callable[..., Any]]:
 
 @pytest.fixture(scope="module")
 def shots() -> Path:
-    target = os.environ.get("INVENTORY_SCREENSHOTS_DIR")
+    target = os.environ.get("CONSOLE_SCREENSHOTS_DIR")
     path = Path(target) if target else Path(tempfile.mkdtemp(prefix="console-shots-"))
     path.mkdir(parents=True, exist_ok=True)
     return path

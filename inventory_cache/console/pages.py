@@ -61,7 +61,12 @@ def _serve(request: Request, item: Asset, cache_control: str) -> Response:
 @router.get(
     "/console",
     response_class=Response,
-    responses={200: {"content": {"text/html": {}}, "description": "The console's page."}},
+    responses={
+        200: {
+            "content": {"text/html": {"example": "<!doctype html><html lang=en>...</html>"}},
+            "description": "The console's page.",
+        }
+    },
     summary="The operations console (HTML; the page asks for an API key)",
 )
 async def console(request: Request) -> Response:

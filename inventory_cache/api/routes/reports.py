@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -41,11 +41,31 @@ UntilQ = Annotated[
 FormatQ = Annotated[Format | None, Query(description="`csv` for CSV (or `Accept: text/csv`).")]
 ERRORS = problem_responses(401, 403, 422, 503, s503="PostgreSQL unreachable (`not_ready`).")
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
+    200: {
+        "content": {
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "sku,location,period,units\r\nphone-a,north,2026-11-27,3\r\n",
+            }
+        }
+    }
 }
 
 
 class ReportOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "as_of": "2026-11-28T00:00:00Z",
+                    "items": [
+                        {"sku": "phone-a", "location": "north", "period": "2026-11-27", "units": 3}
+                    ],
+                }
+            ]
+        }
+    )
+
     as_of: str
     items: list[dict[str, Any]]
 
