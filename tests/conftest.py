@@ -8,8 +8,11 @@ skipping the tests that need it.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -138,3 +141,21 @@ def skus_in_distinct_groups(engine: StockEngine, n: int) -> list[str]:
         seen.setdefault(engine.keys.group_of(sku), sku)
         i += 1
     return [seen[g] for g in sorted(seen)]
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built once per session as a user's install would get it.
+
+    hatchling, the build backend, is among the dev tools; the venv has no pip (uv installs).
+    """
+    out = tmp_path_factory.mktemp("wheel")
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(out)],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+    (built,) = out.glob("inventory_cache-*.whl")
+    return built
