@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     # means twice the rate, at least 1. Over the limit: 429 `rate_limited`.
     rate_limit_per_second: float = Field(default=0.0, ge=0, le=1_000_000)
     rate_limit_burst: int = Field(default=0, ge=0, le=1_000_000)
-    # Reservation lines one API key may have in flight in one API process (0: no limit);
+    # Lines of multi-line reservations one API key may have in flight in one API process
+    # (0: no limit; one-line orders are not counted);
     # beyond it, 429 `rate_limited` with Retry-After (see api/inflight.py).
     max_lines_in_flight_per_key: int = Field(default=200, ge=0, le=1_000_000)
     # Live feed (`GET /v1/events`) streams open at once in one API process, and per API

@@ -64,6 +64,25 @@ async def test_a_key_over_its_lines_in_flight_gets_429_and_nothing_is_locked(
     assert again.status_code == 201
 
 
+async def test_one_line_orders_are_never_refused_nor_counted_by_the_lines_limit(
+    stocked: Api,
+) -> None:
+    # A storefront sends every customer's checkout with one key: a flash sale's burst of
+    # one-line orders is the request rate limit's business, not this one's.
+    services: Services = stocked.app.state.services
+    limit = services.settings.max_lines_in_flight_per_key
+    checkout = await key_id(stocked, "checkout")
+
+    with services.lines_in_flight.hold(checkout, limit, limit):
+        one = await stocked.client.post(
+            "/v1/reservations", json=order("one", 1), headers=stocked.auth("checkout")
+        )
+        held = services.lines_in_flight.of(checkout)
+
+    assert one.status_code == 201
+    assert held == limit
+
+
 async def test_an_order_larger_than_the_limit_is_admitted_when_its_key_has_none_in_flight(
     api: Api,
 ) -> None:

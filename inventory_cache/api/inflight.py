@@ -3,10 +3,11 @@
 A 100-line order costs about 80 script calls (one per slot group), so twenty clients
 sending such orders keep the engine's pipelines busy and everyone else's one-line
 checkout waits behind them. The request rate limit (`ratelimit.py`) counts requests, not
-their size; this counts lines: a key with `INVENTORY_MAX_LINES_IN_FLIGHT_PER_KEY` lines
-already in flight gets 429 `rate_limited` (`Retry-After: 1`) for another order until some
-finish. An order is always admitted when its key has nothing in flight, so a limit below
-the largest order never locks a key out. The count is per process (no Redis call): with
+their size; this counts the lines of multi-line orders: a key with
+`INVENTORY_MAX_LINES_IN_FLIGHT_PER_KEY` such lines already in flight gets 429
+`rate_limited` (`Retry-After: 1`) for another multi-line order until some finish. An
+order is always admitted when its key has nothing in flight, so a limit below the largest
+order never locks a key out. The count is per process (no Redis call): with
 several API processes a key may have that many lines in flight in each.
 """
 
@@ -27,7 +28,15 @@ class LinesInFlight:
 
     @contextmanager
     def hold(self, key_id: str, lines: int, limit: int) -> Iterator[None]:
-        """Count `lines` for `key_id` while the block runs; 429 beyond `limit` (0: none)."""
+        """Count `lines` for `key_id` while the block runs; 429 beyond `limit` (0: none).
+
+        A one-line order is neither counted nor refused: it is the baseline cost the
+        request rate limit governs, and a storefront that sends every customer's checkout
+        with one key must not see its flash-sale burst refused here.
+        """
+        if lines <= 1:
+            yield
+            return
         busy = self._lines.get(key_id, 0)
         if limit and busy and busy + lines > limit:
             raise RateLimited(1)

@@ -52,13 +52,18 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _problem_content(content: dict[str, Any], status: int) -> dict[str, Any]:
-    """Error bodies are problem+json: move what FastAPI put under application/json."""
-    body = dict(content.pop("application/json", {}))
+    """Error bodies are problem+json, whatever the route answers when it succeeds: fold in
+    what FastAPI put under the route's own media type (application/json, or
+    text/event-stream for the live feed)."""
+    body: dict[str, Any] = {}
+    for media, value in content.items():
+        if media != PROBLEM_JSON:
+            body.update(value)
     body.update(content.get(PROBLEM_JSON, {}))
     body.setdefault("schema", {"$ref": "#/components/schemas/Problem"})
     if status in DESCRIPTIONS:
         body.setdefault("example", example(status))
-    return {PROBLEM_JSON: body, **{k: v for k, v in content.items() if k != PROBLEM_JSON}}
+    return {PROBLEM_JSON: body}
 
 
 def complete(schema: dict[str, Any], *, rate_limited: bool = False) -> dict[str, Any]:
