@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 from redis.crc import key_slot
-from redis.exceptions import OutOfMemoryError
 
 from inventory_cache.engine import StockEngine
-from inventory_cache.errors import InsufficientStock, NotFound
+from inventory_cache.errors import InsufficientStock, NotFound, RedisFull
 from inventory_cache.models import LineRequest, ReservedLine
 from tests.cluster import LocalCluster, Node
 
@@ -117,7 +116,7 @@ async def test_order_over_three_masters_with_one_failing_midway_keeps_no_lock(
         await engine.inbound(ref="po", sku=sku, location="north", qty=10)
     lines = [LineRequest(s, 2) for s in skus]
 
-    with refusing_writes(local_cluster, failing), pytest.raises(OutOfMemoryError):
+    with refusing_writes(local_cluster, failing), pytest.raises(RedisFull):
         await engine.reserve(order_id=order_id, lines=lines)
 
     for sku in skus:

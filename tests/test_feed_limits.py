@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from inventory_cache.api.routes.events import Feed
-from inventory_cache.apikeys import create_key, revoke_key
+from inventory_cache.apikeys import create_key, revoke
 from inventory_cache.engine import StockEngine
 from inventory_cache.feed import FeedEvent, FeedHub, Filter, Position, follow, read_range
 from tests import api_support
@@ -66,7 +66,7 @@ async def test_streams_beyond_the_key_cap_or_the_process_cap_get_429_until_one_l
 
 
 async def test_a_stream_ends_once_its_key_is_revoked(
-    server: Server, api_database: Database
+    server: Server, api_database: Database, sync_redis: Any
 ) -> None:
     token, stored = create_key(api_database.engine, name="screen", scopes=["read"])
     headers = {"Authorization": f"Bearer {token}"}
@@ -77,7 +77,7 @@ async def test_a_stream_ends_once_its_key_is_revoked(
         assert r.status_code == 200
         sse = SseClient(r)
         await sse.message()
-        revoke_key(api_database.engine, stored.id)
+        revoke(api_database.engine, stored.id, redis=sync_redis, keys=server.engine.keys)
         started = asyncio.get_running_loop().time()
         msg = await sse.message()
         while msg.data is None or msg.data.get("reason") != "key_revoked":
