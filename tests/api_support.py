@@ -24,12 +24,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from inventory_cache.api.main import create_app
 from inventory_cache.apikeys import SCOPES, create_key
 from inventory_cache.engine import Clock, StockEngine, wall_clock_ms
 from persistence.db import make_engine
+from persistence.models import LedgerMark
 from tests.conftest import REDIS_URL, make_settings
 from tests.pg import fresh_database
 
@@ -68,7 +70,14 @@ async def start_api(
     client: Any, prefix: str, database: Database, *, clock: Clock | None = None, **settings: Any
 ) -> tuple[Any, StockEngine]:
     """An app on its own prefix, every slot group marked ready (as after warmup); its engine
-    reads `clock` when given (tests that move time by hand)."""
+    reads `clock` when given (tests that move time by hand).
+
+    The module's database outlives each test's Redis prefix: the ledger marks earlier tests'
+    workers committed name stream entries this prefix never had, and would mark its groups
+    behind the ledger. A new prefix is a new deployment: it starts with none.
+    """
+    with database.engine.begin() as conn:
+        conn.execute(sa.delete(LedgerMark))
     cfg = make_settings(prefix, **settings)
     engine = StockEngine(client, cfg, clock=clock or wall_clock_ms)
     await engine.mark_ready()
