@@ -44,6 +44,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from inventory_cache.errors import RedisFull
 from inventory_cache.keys import Keys
 from persistence.models import ApiKey
 
@@ -126,7 +127,7 @@ class KeyDirectory:
         if stored is not None:
             try:
                 await self._command("HSET", self._hash, *_mirror_fields(stored))
-            except RedisError as exc:
+            except (RedisError, RedisFull) as exc:  # the next use tries again
                 log.warning("could not mirror API key %s: %r", stored.id, exc)
         return stored
 

@@ -81,7 +81,7 @@ async def test_ship_racing_the_sweep_ends_in_exactly_one_outcome(
         try:
             return (await shop.ship(order)).status
         except Exception as exc:  # the sweep won: invalid_state with status expired
-            return f"refused:{getattr(exc, 'extra', {}).get('status')}"
+            return f"refused:{getattr(exc, 'extra', {}).get('reservation_status')}"
 
     ship_results = []
     for i, order in enumerate(orders):
