@@ -139,6 +139,8 @@ def stack(api_database: Database, tmp_path_factory: pytest.TempPathFactory) -> I
         INVENTORY_ALERT_INTERVAL_SECONDS="0.3",
         INVENTORY_EXPIRY_SWEEP_SECONDS="0.5",
         INVENTORY_LEASE_SECONDS="3",
+        # The test counts the runs it starts: no scheduled reconciliation meanwhile.
+        INVENTORY_RECONCILE_CRON="0 0 1 1 *",
     )
     try:
         with (
