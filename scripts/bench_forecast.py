@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import sys
@@ -131,11 +132,69 @@ def simulate(
     return out
 
 
+def pooled(
+    runs: list[tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]],
+) -> dict[str, Any]:
+    """Several generated histories as one report: per class, each method's MASE averaged
+    over the histories (series summed) and in how many the forecast beat both others; the
+    simulation's figures summed (stockout days) or averaged (rates, stock). One history's
+    differences between methods are often within its noise; several show which hold."""
+    mase: dict[str, dict[str, float]] = {}
+    wins: dict[str, int] = {}
+    for table, _ in runs:
+        for cls, row in table.items():
+            acc = mase.setdefault(
+                cls, {"series": 0, "forecast": 0.0, "velocity": 0.0, "seasonal_naive": 0.0}
+            )
+            acc["series"] += row["series"]
+            for m in ("forecast", "velocity", "seasonal_naive"):
+                acc[m] += row[m] / len(runs)
+            beat = row["forecast"] < min(row["velocity"], row["seasonal_naive"])
+            wins[cls] = wins.get(cls, 0) + int(beat)
+    for row in mase.values():
+        for m in ("forecast", "velocity", "seasonal_naive"):
+            row[m] = round(row[m], 3)
+    simulation: dict[str, dict[str, float]] = {}
+    for _, sim in runs:
+        for method, v in sim.items():
+            acc = simulation.setdefault(
+                method, {"stockout_days": 0, "stockout_day_rate": 0.0, "average_stock": 0.0}
+            )
+            acc["stockout_days"] += v["stockout_days"]
+            acc["stockout_day_rate"] += v["stockout_day_rate"] / len(runs)
+            acc["average_stock"] += v["average_stock"] / len(runs)
+    for v in simulation.values():
+        v["stockout_day_rate"] = round(v["stockout_day_rate"], 4)
+        v["average_stock"] = round(v["average_stock"], 2)
+    return {"mase": mase, "wins": wins, "simulation": simulation}
+
+
+def _timed_job(url: str, now: Any, history_days: int) -> tuple[dict[str, Any], float, float]:
+    """One forecast run (in a child process): its summary, seconds and peak RSS in MB."""
+    from inventory_cache.forecast_job import run_forecast
+    from persistence.db import make_engine, session_factory
+
+    engine = make_engine(url)
+    t0 = time.perf_counter()
+    summary = run_forecast(
+        session_factory(engine), run_id="bench", owner="bench", now=now, history_days=history_days
+    )
+    took = time.perf_counter() - t0
+    engine.dispose()
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent.
+    hwm_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("VmHWM:")
+    )
+    return summary, took, round(hwm_kb / 1024, 1)
+
+
 def run_job(database_url: str, sc: gen_sales_history.Scenario) -> dict[str, Any]:
     """Write the scenario into a scratch database, then time one forecast run on it."""
     from datetime import UTC, datetime, timedelta
 
-    from persistence.db import make_engine, migrate, session_factory
+    from persistence.db import migrate
 
     name = f"bench_forecast_{os.getpid()}"
     url = benchlib.recreate_database(database_url, name)
@@ -144,22 +203,16 @@ def run_job(database_url: str, sc: gen_sales_history.Scenario) -> dict[str, Any]
         t0 = time.perf_counter()
         rows = gen_sales_history.write_ledger(url, sc)
         write_s = time.perf_counter() - t0
-        engine = make_engine(url)
-        from inventory_cache.forecast_job import run_forecast
-
         now = datetime.combine(
             sc.start + timedelta(days=sc.sold.shape[1]), datetime.min.time(), tzinfo=UTC
         )
-        t0 = time.perf_counter()
-        summary = run_forecast(
-            session_factory(engine),
-            run_id="bench",
-            owner="bench",
-            now=now,
-            history_days=min(364, sc.sold.shape[1]),
-        )
-        job_s = time.perf_counter() - t0
-        engine.dispose()
+        # The job runs in a fresh process, as the scheduler's would, so that its peak
+        # memory is its own and not the generator's or the writer's.
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            summary, job_s, job_rss_mb = pool.apply(
+                _timed_job, (url, now, min(364, sc.sold.shape[1]))
+            )
     finally:
         benchlib.drop_database(database_url, name)
     return {
@@ -167,6 +220,7 @@ def run_job(database_url: str, sc: gen_sales_history.Scenario) -> dict[str, Any]
         "movements": rows,
         "write_seconds": round(write_s, 1),
         "job_seconds": round(job_s, 1),
+        "job_peak_rss_mb": job_rss_mb,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "summary": summary,
     }
@@ -179,6 +233,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--days", type=int, default=730)
     p.add_argument("--holdout", type=int, default=56)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--seeds", type=int, default=1, help="generated histories (seed, seed+1, ...), pooled"
+    )
     p.add_argument("--job", action="store_true", help="Time the nightly job on PostgreSQL instead.")
     p.add_argument("--database-url", default="")
     a = p.parse_args(argv)
@@ -192,23 +249,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report: dict[str, Any] = {"job": run_job(a.database_url, sc), "generate_seconds": gen_s}
     else:
         t0 = time.perf_counter()
-        table, fitted, filled = mase_table(sc, a.holdout)
+        runs = []
+        for seed in range(a.seed, a.seed + a.seeds):
+            if seed != a.seed:
+                sc = gen_sales_history.generate(
+                    skus=a.skus, locations=a.locations, days=a.days, seed=seed
+                )
+            table, fitted, filled = mase_table(sc, a.holdout)
+            runs.append((table, simulate(sc, a.holdout, fitted, filled)))
         fit_s = round(time.perf_counter() - t0, 1)
         report = {
             "series": len(sc.keys),
             "days": a.days,
             "holdout": a.holdout,
-            "mase": table,
-            "simulation": simulate(sc, a.holdout, fitted, filled),
+            "seeds": a.seeds,
+            **pooled(runs),
             "fit_seconds": fit_s,
         }
+        table = report["mase"]
         rows = [
-            (cls, v["series"], v["forecast"], v["velocity"], v["seasonal_naive"])
+            (
+                cls,
+                v["series"],
+                v["forecast"],
+                v["velocity"],
+                v["seasonal_naive"],
+                f"{report['wins'][cls]}/{a.seeds}",
+            )
             for cls, v in table.items()
         ]
         print(
             benchlib.markdown_table(
-                ("class", "series", "forecast", "velocity", "seasonal naive"), rows
+                (
+                    "class",
+                    "series",
+                    "forecast",
+                    "velocity",
+                    "seasonal naive",
+                    "histories where forecast beat both",
+                ),
+                rows,
             )
         )
         sim = report["simulation"]
