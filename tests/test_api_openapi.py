@@ -94,3 +94,16 @@ def test_request_bodies_are_strict_in_the_schema_too() -> None:
     assert {"delta", "set_on_hand"} == {
         req for alt in schemas["AdjustmentIn"]["oneOf"] for req in alt["required"]
     }
+
+
+def test_the_document_states_one_body_rule_for_every_route() -> None:
+    description = SCHEMA["info"]["description"]
+
+    for rule in (
+        "JSON in UTF-8, on every route alike",
+        "a byte order mark, UTF-16",
+        '422\n`validation_error` with `field: "body"`, before anything is applied',
+        "401 first, whatever its body",
+        "is 415 `unsupported_media_type`",
+    ):
+        assert rule in description

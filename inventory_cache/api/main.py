@@ -78,6 +78,13 @@ DESCRIPTION = """Sellable stock per SKU and location, reserved atomically at che
 
 Authenticate with `Authorization: Bearer <API key>` (`inventory-cache keys create`).
 Errors are `application/problem+json` with a machine-readable `code`.
+
+Request bodies are JSON in UTF-8, on every route alike: a byte order mark, UTF-16,
+invalid UTF-8, an escaped lone surrogate (`"\\ud800"`) or broken syntax is 422
+`validation_error` with `field: "body"`, before anything is applied; a request without a
+valid key gets 401 first, whatever its body; a `Content-Encoding` other than `identity`
+is 415 `unsupported_media_type`. Identifiers are 1-64 characters of `[A-Za-z0-9._:-]`,
+matched whole.
 """
 
 
