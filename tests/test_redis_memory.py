@@ -25,6 +25,8 @@ from tests.api_support import CLI, Database, server_env, serving, uvicorn_server
 from tests.conftest import make_settings
 from tests.pg import drain_into_ledger
 
+pytestmark = pytest.mark.slow
+
 api_database = api_support.api_database  # the fixture
 
 SKU = "mem-sku"
