@@ -123,10 +123,11 @@ def server_env(prefix: str, database_url: str, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def uvicorn_server(env: dict[str, str], *args: str, start_s: float = 60) -> Iterator[str]:
+def uvicorn_server(env: dict[str, str], *args: str, start_s: float = 240) -> Iterator[str]:
     """`inventory-cache serve` on a free loopback port; yields its base URL once it answers
-    (within `start_s`). Its log goes to a file, so a chatty server can never block on a
-    full pipe."""
+    (within `start_s`: on 2 busy cores, with the suite's parallel workers, importing the
+    app in two worker processes has taken over a minute). Its log goes to a file, so a
+    chatty server can never block on a full pipe."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(

@@ -136,9 +136,11 @@ class LocalServers:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         remove_orphaned_dirs()
         self.workdir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
-        # Held for this object's life, released by the kernel when the process dies.
-        self._owner = (self.workdir / OWNER_LOCK).open("w")
+        # Held for this object's life, released by the kernel when the process dies. Locked
+        # under another name first: a sweep running meanwhile must never find it unlocked.
+        self._owner = (self.workdir / f"{OWNER_LOCK}.new").open("w")
         fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (self.workdir / f"{OWNER_LOCK}.new").rename(self.workdir / OWNER_LOCK)
 
     @property
     def url(self) -> str:
@@ -207,7 +209,10 @@ class LocalServers:
                 if self.procs[port].poll() is not None:
                     return False  # lost the race for the port to another process
                 with contextlib.suppress(redis.RedisError), self.admin(port) as c:
-                    c.ping()
+                    # A server that took the port between `_pick_ports` and our bind
+                    # (another test run, another xdist worker) answers PING as well.
+                    if int(c.info("server")["process_id"]) != self.procs[port].pid:
+                        return False
                     pending.discard(port)
             time.sleep(0.05)
         return not pending
@@ -390,17 +395,19 @@ class LocalCluster(LocalServers):
         raise ClusterStartError(f"replica {replica.port} was not promoted")
 
 
-def _tools_present() -> bool:
-    return shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
+def need_redis_server() -> None:
+    """Skip without redis-server and redis-cli, or fail under INVENTORY_REQUIRE_SERVICES=1."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        if os.environ.get("INVENTORY_REQUIRE_SERVICES") == "1":
+            pytest.fail("redis-server and redis-cli are required: tests start their own")
+        pytest.skip("redis-server / redis-cli not installed")
 
 
 @pytest.fixture(scope="session")
 def local_cluster() -> Iterator[LocalCluster]:
-    """One cluster for the whole test session; stopped (servers and files) however it ends."""
-    if not _tools_present():
-        if os.environ.get("INVENTORY_REQUIRE_SERVICES") == "1":
-            pytest.fail("redis-server and redis-cli are required for the cluster tests")
-        pytest.skip("redis-server / redis-cli not installed")
+    """One cluster per test session (per xdist worker); stopped (servers and files) however
+    it ends."""
+    need_redis_server()
     cluster = LocalCluster()
     cluster.start()
     try:

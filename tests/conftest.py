@@ -26,6 +26,15 @@ from inventory_cache.settings import Settings
 # when a test asks for the cluster backend.
 pytest_plugins = ["tests.cluster"]
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a `slow` test first, the rest in their usual order: scripts/test.sh
+    hands modules to parallel workers in this order, so the longest start at once instead
+    of keeping one worker busy after the others have finished."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 REDIS_URL = os.environ.get("INVENTORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("INVENTORY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE = os.environ.get("INVENTORY_REQUIRE_SERVICES") == "1"
@@ -105,6 +114,8 @@ async def backend(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[
     if request.param == "redis":
         need_redis()
         client: Any = aredis.Redis.from_url(REDIS_URL)
+    elif request.param == "own-redis":  # asked for by name, for a test that flushes scripts
+        client = aredis.Redis.from_url(request.getfixturevalue("private_redis")[0])
     elif request.param == "cluster":
         client = request.getfixturevalue("local_cluster").async_client()
     else:
@@ -114,6 +125,26 @@ async def backend(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[
     yield client
     await _drop_prefix(client, prefix)
     await client.aclose()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[str, redis.Redis]]:
+    """A redis-server of this test alone (tests/cluster.py): its URL and an admin client.
+
+    For what would reach every other client of the shared server: CONFIG SET, SCRIPT FLUSH
+    (another test, in this run or a parallel worker, would reload or lose its scripts).
+    """
+    from tests.cluster import LocalServers, need_redis_server
+
+    need_redis_server()
+    servers = LocalServers(1)
+    servers.start()
+    admin = servers.admin(servers.ports[0])
+    try:
+        yield servers.url, admin
+    finally:
+        admin.close()
+        servers.stop()
 
 
 @pytest.fixture

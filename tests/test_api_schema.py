@@ -36,6 +36,8 @@ from tests import api_support
 from tests.api_support import Database, server_env, uvicorn_server
 from tests.conftest import REDIS_URL, make_settings, need_redis
 
+pytestmark = pytest.mark.slow
+
 api_database = api_support.api_database  # the fixture
 
 CHECKS = [

@@ -10,6 +10,7 @@ connection reported to every caller and replaced.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -90,11 +91,20 @@ def _comparable(replies: list[Any]) -> list[Any]:
     ]
 
 
-async def test_direct_path_answers_as_redis_py_pipeline(real_redis: Any, prefix: str) -> None:
-    await real_redis.script_flush()  # the script is missing: a NOSCRIPT error reply
-    await real_redis.hset(f"{prefix}:h", mapping={"a": "1", "b": "2"})
-    await real_redis.zadd(f"{prefix}:z", {"x": 1, "y": 9})
-    await real_redis.set(f"{prefix}:s", "v")
+@pytest.fixture
+async def own_redis(private_redis: tuple[str, Any]) -> AsyncIterator[Any]:
+    """For the tests that flush the script cache: on the shared server, any other test
+    running meanwhile would reload the script (or lose its own)."""
+    client = aredis.Redis.from_url(private_redis[0])
+    yield client
+    await client.aclose()
+
+
+async def test_direct_path_answers_as_redis_py_pipeline(own_redis: Any, prefix: str) -> None:
+    await own_redis.script_flush()  # the script is missing: a NOSCRIPT error reply
+    await own_redis.hset(f"{prefix}:h", mapping={"a": "1", "b": "2"})
+    await own_redis.zadd(f"{prefix}:z", {"x": 1, "y": 9})
+    await own_redis.set(f"{prefix}:s", "v")
     cmds: list[Command] = [
         (SCRIPT, (SCRIPT.sha, 1, f"{prefix}:{{1}}:ready")),
         (None, ("HGETALL", f"{prefix}:h")),
@@ -104,10 +114,10 @@ async def test_direct_path_answers_as_redis_py_pipeline(real_redis: Any, prefix:
         (None, ("HGET", f"{prefix}:s", "f")),  # WRONGTYPE
         (None, ("GET", f"{prefix}:s")),
     ]
-    batcher = Batcher(real_redis)
+    batcher = Batcher(own_redis)
 
     direct = await batcher._execute_direct(cmds)
-    reference = await _via_redis_py_pipeline(real_redis, cmds)
+    reference = await _via_redis_py_pipeline(own_redis, cmds)
 
     assert _comparable(direct) == _comparable(reference)
     assert isinstance(direct[0], NoScriptError) and isinstance(direct[5], ResponseError)
@@ -157,9 +167,9 @@ async def test_a_kept_connection_closed_by_the_server_is_replaced_unnoticed(
 
 
 async def test_noscript_after_the_reload_is_sent_again_not_reported(
-    real_redis: Any, prefix: str
+    own_redis: Any, prefix: str
 ) -> None:
-    batcher = Batcher(real_redis)
+    batcher = Batcher(own_redis)
     execute = batcher._execute
     refusals = 2  # the script cache emptied again right after each reload
 
@@ -167,7 +177,7 @@ async def test_noscript_after_the_reload_is_sent_again_not_reported(
         nonlocal refusals
         if refusals:
             refusals -= 1
-            await real_redis.script_flush()
+            await own_redis.script_flush()
         return await execute(cmds)
 
     batcher._execute = flushing  # type: ignore[method-assign]

@@ -39,7 +39,7 @@ from tests.cluster import LocalServers, die_with_parent
 from tests.conftest import REDIS_URL, ManualClock, make_settings, skus_in_distinct_groups
 from tests.pg import drain_into_ledger, fresh_database, need_postgres
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 class AofServers(LocalServers):

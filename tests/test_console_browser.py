@@ -34,6 +34,8 @@ from tests import api_support
 from tests.api_support import CLI, Database, server_env, uvicorn_server
 from tests.conftest import REDIS_URL, REQUIRE, make_settings, need_redis
 
+pytestmark = pytest.mark.slow
+
 api_database = api_support.api_database  # the fixture
 
 CHROMIUM = os.environ.get("CONSOLE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -144,7 +146,7 @@ def stack(api_database: Database, tmp_path_factory: pytest.TempPathFactory) -> I
     )
     try:
         with (
-            uvicorn_server(env, start_s=240) as url,
+            uvicorn_server(env) as url,
             process(env, "worker"),
             process(env, "scheduler"),
             httpx.Client(base_url=url, timeout=30) as http,

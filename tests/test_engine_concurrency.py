@@ -33,6 +33,8 @@ from inventory_cache.errors import InsufficientStock, InvalidState, NotFound
 from inventory_cache.models import LineRequest, Reservation, ReservedLine
 from tests.conftest import REDIS_URL, ManualClock, make_settings, skus_in_distinct_groups
 
+pytestmark = pytest.mark.slow
+
 Order = tuple[str, list[tuple[str, int]]]  # order id, [(sku, qty)]
 Outcomes = dict[str, str]  # order id -> "ok" | "short"
 

@@ -179,6 +179,12 @@ async def test_count_with_expected_value_is_a_compare_and_set(stocked: StockEngi
     assert (level.on_hand, level.available) == (4, 4)
 
 
+# On a Redis of its own: SCRIPT FLUSH on the shared server reaches every test running there.
+@pytest.mark.parametrize(
+    "backend",
+    ["own-redis", "fakeredis", pytest.param("cluster", marks=pytest.mark.cluster)],
+    indirect=True,
+)
 async def test_script_flush_between_calls_is_recovered(stocked: StockEngine) -> None:
     await stocked.client.script_flush()
 

@@ -56,6 +56,8 @@ from inventory_cache.models import (
 )
 from tests.conftest import REDIS_URL, ManualClock, make_settings, need_redis
 
+pytestmark = pytest.mark.slow
+
 
 async def scan_keys(client: Any, prefix: str) -> list[bytes]:
     return sorted([k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)])

@@ -29,6 +29,8 @@ from inventory_cache.verify import compare
 from tests.conftest import REDIS_URL, make_settings, need_redis
 from tests.pg import drain_into_ledger, pg_url  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.slow
+
 TRIALS = 300
 STOCK = 10 * TRIALS
 SETTLED = {"ship": "shipped", "cancel": "cancelled"}

@@ -113,7 +113,7 @@ class Load:
 @contextlib.asynccontextmanager
 async def api_process(env: dict[str, str]) -> AsyncIterator[str]:
     """`inventory-cache serve` started in a thread, so the load goes on meanwhile."""
-    manager = uvicorn_server(env, start_s=240)  # a busy 2-core machine starts it slowly
+    manager = uvicorn_server(env)
     url = await asyncio.to_thread(manager.__enter__)
     try:
         yield url

@@ -1,7 +1,7 @@
 """Redis memory: a full Redis refuses writes cleanly, and one that may evict is refused.
 
 Both need a Redis of their own (a small `maxmemory`, another `maxmemory-policy`), so each
-test starts a private redis-server on a free loopback port (tests/cluster.py).
+test starts a private redis-server on a free loopback port (the `private_redis` fixture).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,26 +22,14 @@ from inventory_cache.engine import StockEngine
 from inventory_cache.redis_policy import EvictionPolicyRefused
 from tests import api_support
 from tests.api_support import CLI, Database, server_env, serving, uvicorn_server
-from tests.cluster import LocalServers
 from tests.conftest import make_settings
 from tests.pg import drain_into_ledger
+
+pytestmark = pytest.mark.slow
 
 api_database = api_support.api_database  # the fixture
 
 SKU = "mem-sku"
-
-
-@pytest.fixture
-def private_redis() -> Iterator[tuple[str, redis.Redis]]:
-    """A redis-server of this test alone: its URL and an admin client."""
-    servers = LocalServers(1)
-    servers.start()
-    admin = servers.admin(servers.ports[0])
-    try:
-        yield servers.url, admin
-    finally:
-        admin.close()
-        servers.stop()
 
 
 def _mark_ready(url: str, prefix: str) -> None:

@@ -24,6 +24,8 @@ from inventory_cache.models import LineRequest
 from inventory_cache.scheduler import sweep_expired
 from tests.conftest import REDIS_URL, ManualClock, make_settings, need_redis
 
+pytestmark = pytest.mark.slow
+
 SWEEP_SECONDS = 1.0
 
 
