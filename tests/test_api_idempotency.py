@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from inventory_cache.api.idempotency import request_fingerprint
 from inventory_cache.apikeys import create_key
 from tests import api_support
@@ -37,6 +39,27 @@ async def test_a_retry_gets_the_stored_first_answer_verbatim(api: Api) -> None:
     assert retry.headers["idempotent-replayed"] == "true"
     assert retry.headers["content-type"] == "application/json"
     assert await locked(api) == 0
+
+
+async def test_a_request_with_a_key_looks_its_api_key_up_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await api.engine.inbound(ref="po", sku="A", location="north", qty=10)
+    auth = api.app.state.services.auth
+    looked_up: list[str] = []
+    original = auth.authenticate
+
+    async def counted(token: str) -> Any:
+        looked_up.append(token)
+        return await original(token)
+
+    monkeypatch.setattr(auth, "authenticate", counted)
+    headers = keyed(api, "checkout", "checkout-attempt-once")
+
+    first = await api.client.post("/v1/reservations", json=ORDER, headers=headers)
+    assert first.status_code == 201 and len(looked_up) == 1
+    retry = await api.client.post("/v1/reservations", json=ORDER, headers=headers)
+    assert retry.headers["idempotent-replayed"] == "true" and len(looked_up) == 2
 
 
 async def test_the_same_key_for_another_request_is_a_mismatch(api: Api) -> None:

@@ -22,6 +22,7 @@ from typing import Annotated, TypeVar
 import pydantic
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.types import Scope
 
 from inventory_cache.api.idempotency import IdempotencyStore
 from inventory_cache.api.inflight import LinesInFlight
@@ -68,15 +69,26 @@ ServicesDep = Annotated[Services, Depends(_services)]
 EngineDep = Annotated[StockEngine, Depends(_engine)]
 
 
-async def authenticate(services: Services, authorization: str | None) -> Principal:
+# Where the ASGI layer leaves the caller it authenticated (a request with an
+# `Idempotency-Key`, `gateway.py`): the route's dependency takes it from the scope.
+AUTHENTICATED = "inventory_cache.authenticated"
+
+
+async def authenticate(
+    services: Services, authorization: str | None, scope: Scope | None = None
+) -> Principal:
     """The caller of an `Authorization: Bearer <key>` header, or 401; 429 when the key is
-    over its rate limit (`ratelimit.py`; no Redis call when the limit is off)."""
+    over its rate limit (`ratelimit.py`; no Redis call when the limit is off). The key is
+    looked up once per request: with `scope`, a lookup the ASGI layer made is reused."""
     if authorization is None:
         raise Unauthorized("send an API key: Authorization: Bearer <key>")
-    scheme, _, token = authorization.partition(" ")
-    principal = (
-        await services.auth.authenticate(token.strip()) if scheme.lower() == "bearer" else None
-    )
+    if scope is not None and AUTHENTICATED in scope:
+        principal: Principal | None = scope[AUTHENTICATED]
+    else:
+        scheme, _, token = authorization.partition(" ")
+        principal = (
+            await services.auth.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        )
     if principal is None:
         raise Unauthorized("unknown or revoked API key")
     if services.limiter is not None:
@@ -93,7 +105,9 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """
 
     async def check(request: Request) -> Principal:
-        principal = await authenticate(get_services(request), request.headers.get("authorization"))
+        principal = await authenticate(
+            get_services(request), request.headers.get("authorization"), request.scope
+        )
         if not principal.allows(scope):
             raise Forbidden(f"this API key lacks the scope '{scope}'", scope=scope)
         return principal

@@ -2,12 +2,14 @@
 
 Natural ids (order id, transfer id, ref) already make each operation idempotent inside
 Lua; this header adds the same promise at the HTTP level for any POST, including routes
-added later, because it is a pure ASGI middleware in front of all of them.
+added later, because the one ASGI layer in front of all of them applies it
+(`gateway.py`, which reads the body and authenticates the caller; the functions here
+answer).
 
 - Scope: the record's key holds the *API key's row id*, so one client never receives
   another's stored answer, and a replay is only given to a key that still authenticates.
   A request whose key does not authenticate passes through untouched (the route answers
-  401).
+  401). The caller is authenticated once: the route reuses this lookup.
 - Same key, same request (method, path, query and the JSON body with keys sorted): the
   stored status and body, with `Idempotent-Replayed: true`. Same key, another request:
   409 `idempotency_mismatch`. Same key while the first request is still running: 409
@@ -30,15 +32,15 @@ import hashlib
 from typing import Any
 
 import orjson
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inventory_cache.api.guards import replay_body, send_problem
-from inventory_cache.api.problems import UNAVAILABLE, unavailable_detail
+from inventory_cache.api.guards import replay_body
+from inventory_cache.api.problems import problem
 from inventory_cache.archive import OrderArchive
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import RedisFull
 
-HEADER = b"idempotency-key"
 PENDING_SECONDS = 60
 MAX_KEY_LENGTH = 255
 _PENDING = b"pending"
@@ -130,82 +132,54 @@ def bearer(scope: Scope) -> str | None:
     return None
 
 
-class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def invalid_key() -> Response:
+    detail = f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} visible ASCII characters"
+    extra: dict[str, object] = {"field": "Idempotency-Key"}
+    return problem(422, "validation_error", "Invalid request", detail, extra)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        idem = next((v for k, v in scope["headers"] if k == HEADER), None)
-        if idem is None:
-            await self.app(scope, receive, send)
-            return
-        if not valid_key(idem):
-            detail = f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} visible ASCII characters"
-            extra: dict[str, object] = {"field": "Idempotency-Key"}
-            await send_problem(send, 422, "validation_error", "Invalid request", detail, extra)
-            return
-        services = scope["app"].state.services
-        store: IdempotencyStore = services.idempotency
-        token = bearer(scope)
-        body, receive = await _read_body(receive)
-        fp = request_fingerprint(scope["method"], scope["path"], scope["query_string"], body)
+
+async def run_and_store(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    store: IdempotencyStore,
+    key: str,
+    fp: str,
+) -> None:
+    """Run the route with the key claimed; keep its answer if it is a 2xx."""
+    status = 0
+    content_type = b"application/json"
+    chunks: list[bytes] = []
+
+    async def capture(message: Message) -> None:
+        nonlocal status, content_type
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            for name, value in message.get("headers", ()):
+                if name.lower() == b"content-type":
+                    content_type = value
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+        await send(message)
+
+    try:
+        await app(scope, receive, capture)
+    except BaseException:
+        await store.abandon(key)
+        raise
+    if 200 <= status < 300:
         try:
-            principal = await services.auth.authenticate(token) if token else None
-            if principal is None:
-                await self.app(scope, receive, send)
-                return
-            key = store.key(principal.key_id, idem)
-            record = await store.begin(key, fp)
-        except UNAVAILABLE as exc:
-            detail = unavailable_detail(exc)
-            await send_problem(send, 503, "not_ready", "Service not ready", detail)
-            return
-        except RedisFull as exc:
-            await send_problem(send, 503, exc.code, exc.title, exc.detail)
-            return
-        if record is not None:
-            await _answer_from(record, fp, send)
-            return
-        await self._run_and_store(scope, receive, send, store, key, fp)
-
-    async def _run_and_store(
-        self, scope: Scope, receive: Receive, send: Send, store: IdempotencyStore, key: str, fp: str
-    ) -> None:
-        status = 0
-        content_type = b"application/json"
-        chunks: list[bytes] = []
-
-        async def capture(message: Message) -> None:
-            nonlocal status, content_type
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                for name, value in message.get("headers", ()):
-                    if name.lower() == b"content-type":
-                        content_type = value
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        except BaseException:
+            await store.finish(key, fp, status, content_type, b"".join(chunks))
+        except RedisFull:
+            # The answer was sent; only its record did not fit. Without it a retry
+            # runs again, and the operation's natural id replays the first result.
             await store.abandon(key)
-            raise
-        if 200 <= status < 300:
-            try:
-                await store.finish(key, fp, status, content_type, b"".join(chunks))
-            except RedisFull:
-                # The answer was sent; only its record did not fit. Without it a retry
-                # runs again, and the operation's natural id replays the first result.
-                await store.abandon(key)
-        else:
-            await store.abandon(key)
+    else:
+        await store.abandon(key)
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+async def read_body(receive: Receive) -> tuple[bytes, Receive]:
     chunks: list[bytes] = []
     while True:
         message = await receive()
@@ -218,26 +192,31 @@ async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
     return body, replay_body(body, receive)
 
 
-async def _answer_from(record: bytes, fp: str, send: Send) -> None:
+def answer_from(record: bytes, fp: str) -> ASGIApp:
+    """The answer to a request whose key is already claimed: the stored one, or 409."""
     head, _, body = record.partition(b"\n")
     parts = head.split(b" ")
     if parts[0].decode() != fp:
         detail = "this Idempotency-Key was used with another request"
-        await send_problem(send, 409, "idempotency_mismatch", "Idempotency key reused", detail)
-        return
+        return problem(409, "idempotency_mismatch", "Idempotency key reused", detail)
     if parts[1] == _PENDING:
         detail = "a request with this Idempotency-Key is still running: retry shortly"
-        await send_problem(send, 409, "invalid_state", "Request in progress", detail)
-        return
-    headers: list[tuple[bytes, bytes]] = [
-        (b"content-type", parts[2]),
-        (b"content-length", str(len(body)).encode()),
-        (b"idempotent-replayed", b"true"),
-    ]
-    start: dict[str, Any] = {
-        "type": "http.response.start",
-        "status": int(parts[1]),
-        "headers": headers,
-    }
-    await send(start)
-    await send({"type": "http.response.body", "body": body})
+        return problem(409, "invalid_state", "Request in progress", detail)
+    return _replay(int(parts[1]), parts[2], body)
+
+
+def _replay(status: int, content_type: bytes, body: bytes) -> ASGIApp:
+    async def replay(scope: Scope, receive: Receive, send: Send) -> None:
+        start: dict[str, Any] = {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"idempotent-replayed", b"true"),
+            ],
+        }
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    return replay

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one API process, and the pure ASGI middleware that counts requests.
+"""Prometheus metrics of one API process (the ASGI layer, `gateway.py`, counts requests).
 
 Each app owns its registry (tests build many apps in one process). Requests are labelled
 by route *template* (`/v1/reservations/{order_id}`), never by raw path, so cardinality
@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inventory_cache.api.nearcache import NearCache
 from inventory_cache.api.status import Snapshot
@@ -144,33 +143,3 @@ class _RedisFullCollector(Collector):
         )
         family.add_metric([], self._engine.batcher.oom_refusals)
         yield family
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request; a pure ASGI middleware (no per-request task)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe_request(
-                scope["method"], template, status, time.perf_counter() - start
-            )

@@ -15,6 +15,9 @@ from inventory_cache.api.responses import json_response
 from inventory_cache.api.schemas import Readiness, Status
 
 router = APIRouter(tags=["ops"])
+# Matched first, as the hot routes are: the load tests' ceiling then measures the HTTP
+# layer, not the place of the route in the list (one failed pattern costs the others).
+ping_router = APIRouter(tags=["ops"])
 METRICS_EXAMPLE = (
     "# HELP inventory_http_requests_total HTTP requests by route template, method and status.\n"
     "# TYPE inventory_http_requests_total counter\n"
@@ -80,6 +83,8 @@ async def metrics(services: ServicesDep) -> Response:
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-@router.get("/v1/ping", response_model=Status, summary="A trivial JSON answer (load-test ceiling)")
+@ping_router.get(
+    "/v1/ping", response_model=Status, summary="A trivial JSON answer (load-test ceiling)"
+)
 async def ping() -> Response:
     return json_response({"status": "ok"})
