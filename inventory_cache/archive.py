@@ -69,7 +69,7 @@ PAUSE_S = 5.0
 @dataclass(frozen=True, slots=True)
 class ArchivedOrder:
     reservation: Reservation
-    fingerprint: str  # of the whole order, as `index_open-2.lua` compares it
+    fingerprint: str  # of the whole order, as the order index keeps it
 
 
 class OrderArchive:
