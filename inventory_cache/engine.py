@@ -161,6 +161,7 @@ class StockEngine:
         clock: Clock = wall_clock_ms,
         scripts: dict[str, Script] | None = None,
         redis_clock: bool | None = None,
+        one_script: bool = True,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -168,6 +169,9 @@ class StockEngine:
         self.scripts = scripts or scripts_for(client)
         self.batcher = Batcher(client, settings.max_inflight_pipelines, settings.pipeline_flush_at)
         self._cluster = _is_cluster(client)
+        # False sends every reservation down the multi-script path (the one an order
+        # spanning groups on a cluster takes), so its crash recovery is testable anywhere.
+        self._one_script = one_script
         self.now = clock
         # The expiry sweep reads Redis's clock (`sweep_now`) unless a test injected a clock
         # for everything; `redis_clock=True` keeps Redis's clock with an injected one.
@@ -527,7 +531,7 @@ class StockEngine:
             whole_fp = f"{owner_tag(owner)}/{whole_fp}"
         exp = now + ttl * 1000
         parts = self._part_specs(order_id, by_group, ttl)
-        if not self._cluster or (len(by_group) == 1 and h in by_group):
+        if self._one_script and (not self._cluster or (len(by_group) == 1 and h in by_group)):
             if self.archive is not None:
                 # Asked first: the one call below would lock at once. A finished order
                 # the archive holds answers the same from here as from Redis.
