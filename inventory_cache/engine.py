@@ -588,7 +588,7 @@ class StockEngine:
     ) -> list[tuple[int, str, list[str], bytes]]:
         """Each group's part, by ascending group: (group, part fingerprint, SKUs of its
         lines, lines JSON as `planPart.lua` reads them), lines in (sku, location) order."""
-        specs = []
+        specs: list[tuple[int, str, list[str], bytes]] = []
         for g in sorted(by_group):
             ls = sorted(by_group[g], key=lambda ln: (ln.sku, ln.location or ""))
             part_fp = fingerprint(
@@ -617,8 +617,7 @@ class StockEngine:
         (`dup`), which `reserve` answers as after `index_open-2.lua`."""
         h = self.keys.group_of(order_id)
         keys = [self.keys.ready(h), self.keys.order_index(order_id)]
-        args: list[Any] = [order_id, token, now, exp, whole_fp, orjson.dumps(body)]
-        args.append(self._finished_ms)
+        args: list[Any] = [order_id, token, now, exp, whole_fp, orjson.dumps(body), self._finished_ms]
         for g, part_fp, skus, spec in parts:
             keys += [
                 self.keys.ready(g),
