@@ -540,9 +540,7 @@ class StockEngine:
                     if archived.fingerprint != whole_fp:
                         raise IdempotencyMismatch()
                     return archived.reservation
-            opened = await self._reserve_at_once(
-                order_id, token, now, exp, whole_fp, body, parts
-            )
+            opened = await self._reserve_at_once(order_id, token, now, exp, whole_fp, body, parts)
             if not opened.get("dup"):
                 held = dict(zip(sorted(by_group), opened["parts"], strict=True))
                 return self._from_parts(order_id, "active", exp, held)
@@ -617,7 +615,15 @@ class StockEngine:
         (`dup`), which `reserve` answers as after `index_open-2.lua`."""
         h = self.keys.group_of(order_id)
         keys = [self.keys.ready(h), self.keys.order_index(order_id)]
-        args: list[Any] = [order_id, token, now, exp, whole_fp, orjson.dumps(body), self._finished_ms]
+        args: list[Any] = [
+            order_id,
+            token,
+            now,
+            exp,
+            whole_fp,
+            orjson.dumps(body),
+            self._finished_ms,
+        ]
         for g, part_fp, skus, spec in parts:
             keys += [
                 self.keys.ready(g),

@@ -43,9 +43,7 @@ def scripts_sent(engine: StockEngine) -> list[str]:
 
 def order_id_in_group(engine: StockEngine, group: int, *, inside: bool) -> str:
     return next(
-        f"o{i}"
-        for i in itertools.count()
-        if (engine.keys.group_of(f"o{i}") == group) == inside
+        f"o{i}" for i in itertools.count() if (engine.keys.group_of(f"o{i}") == group) == inside
     )
 
 
