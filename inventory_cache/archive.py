@@ -11,7 +11,12 @@ engine asks this archive whenever Redis does not know an order id:
   naming the status);
 - a reservation retried with the same order id after the window is found here before it
   could lock anything again: the same body replays the first answer, another body is 409
-  `idempotency_mismatch`. The engine has opened the order's index by then, so a retry
+  `idempotency_mismatch`. Where the engine reserves in one script (`reserve_order-2.lua`)
+  it asks here before that script: an order found here is finished, and it was in
+  PostgreSQL long before its keys left Redis, so Redis could only have answered the same;
+  one not found here cannot be finished-and-gone by the time the script runs (its keys
+  outlive its finish by the whole window). On the multi-script path (an order spanning
+  slot groups on a cluster) the engine has opened the order's index first, so a retry
   racing the keys' expiry is answered once: either it finds the index in Redis, or it
   owns the new index, finds the order here and drops the index again.
 - transfers likewise: `GET /v1/transfers/{id}`, a step of a finished transfer (the same
@@ -27,8 +32,9 @@ as new, because the checkout path must keep working while PostgreSQL is away (a 
 an order finished more than a window ago, arriving during an outage, is the one case
 that can lock again).
 
-Asking costs one indexed query for every new order id (the lookup waits for nothing in
-Redis): the price of answering a late retry exactly once.
+Asking costs one indexed query for every reservation on the one-script path (for every
+new order id on the other; the lookup waits for nothing in Redis): the price of answering
+a late retry exactly once.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ PAUSE_S = 5.0
 @dataclass(frozen=True, slots=True)
 class ArchivedOrder:
     reservation: Reservation
-    fingerprint: str  # of the whole order, as `index_open-2.lua` compares it
+    fingerprint: str  # of the whole order, as the order index keeps it
 
 
 class OrderArchive:

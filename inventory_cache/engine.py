@@ -1,7 +1,10 @@
 """The stock engine: every state change is one Lua script call per slot group.
 
-The reserve path in one look: `reserve()` opens the order's index (`index_open-2.lua`),
-sends `reserve-4.lua` for every slot group of the lines in one pipeline, and, if any group
+The reserve path in one look: where the order's keys can meet in one script (always on a
+single Redis; on a cluster when the order id and every line share a slot group),
+`reserve()` is one call of `reserve_order-2.lua`: index, every group's part and event, all
+or nothing. Otherwise it opens the order's index (`index_open-2.lua`), sends
+`reserve-4.lua` for every slot group of the lines in one pipeline, and, if any group
 refused, releases what this attempt locked (`release-4.lua`) and drops the index, so the
 caller sees all lines locked or none. Reads (`availability`, `stock`) are plain commands
 with the group's readiness marker in the same round trip.
@@ -158,12 +161,17 @@ class StockEngine:
         clock: Clock = wall_clock_ms,
         scripts: dict[str, Script] | None = None,
         redis_clock: bool | None = None,
+        one_script: bool = True,
     ) -> None:
         self.client = client
         self.settings = settings
         self.keys = Keys(settings.redis_prefix, settings.slot_groups)
         self.scripts = scripts or scripts_for(client)
         self.batcher = Batcher(client, settings.max_inflight_pipelines, settings.pipeline_flush_at)
+        self._cluster = _is_cluster(client)
+        # False sends every reservation down the multi-script path (the one an order
+        # spanning groups on a cluster takes), so its crash recovery is testable anywhere.
+        self._one_script = one_script
         self.now = clock
         # The expiry sweep reads Redis's clock (`sweep_now`) unless a test injected a clock
         # for everything; `redis_clock=True` keeps Redis's clock with an injected one.
@@ -522,19 +530,34 @@ class StockEngine:
         if owner is not None:
             whole_fp = f"{owner_tag(owner)}/{whole_fp}"
         exp = now + ttl * 1000
-        opened = await self.run(
-            "index_open",
-            idx_keys,
-            [whole_fp, token, now, exp, orjson.dumps(body), self._finished_ms, ""],
-        )
+        parts = self._part_specs(order_id, by_group, ttl)
+        if self._one_script and (not self._cluster or (len(by_group) == 1 and h in by_group)):
+            if self.archive is not None:
+                # Asked first: the one call below would lock at once. A finished order
+                # the archive holds answers the same from here as from Redis.
+                archived = await self.archive.order(order_id)
+                if archived is not None:
+                    if archived.fingerprint != whole_fp:
+                        raise IdempotencyMismatch()
+                    return archived.reservation
+            opened = await self._reserve_at_once(order_id, token, now, exp, whole_fp, body, parts)
+            if not opened.get("dup"):
+                held = dict(zip(sorted(by_group), opened["parts"], strict=True))
+                return self._from_parts(order_id, "active", exp, held)
+        else:
+            opened = await self.run(
+                "index_open",
+                idx_keys,
+                [whole_fp, token, now, exp, orjson.dumps(body), self._finished_ms, ""],
+            )
+            if opened.get("new") and self.archive is not None:
+                archived = await self.archive.order(order_id)
+                if archived is not None:  # finished, and its keys left Redis after the window
+                    await self.run("index_drop", idx_keys, [token])
+                    if archived.fingerprint != whole_fp:
+                        raise IdempotencyMismatch()
+                    return archived.reservation
         takeover = False
-        if opened.get("new") and self.archive is not None:
-            archived = await self.archive.order(order_id)
-            if archived is not None:  # finished, and its keys left Redis after the window
-                await self.run("index_drop", idx_keys, [token])
-                if archived.fingerprint != whole_fp:
-                    raise IdempotencyMismatch()
-                return archived.reservation
         if opened.get("dup"):
             if opened["st"] != "active":
                 return await self.get_reservation(order_id, replayed=True)
@@ -555,23 +578,16 @@ class StockEngine:
                 raise InvalidState("a reservation for this order is in progress: retry shortly")
             takeover, exp = True, int(opened["exp"])
         return await self._reserve_parts(
-            order_id, token, by_group, ttl, now, exp, takeover, whole_fp
+            order_id, token, by_group, parts, now, exp, takeover, whole_fp
         )
 
-    async def _reserve_parts(
-        self,
-        order_id: str,
-        token: str,
-        by_group: dict[int, list[LineRequest]],
-        ttl: int,
-        now: int,
-        exp: int,
-        takeover: bool,
-        whole_fp: str,
-    ) -> Reservation:
-        groups = sorted(by_group)
-        calls = []
-        for g in groups:
+    def _part_specs(
+        self, order_id: str, by_group: dict[int, list[LineRequest]], ttl: int
+    ) -> list[tuple[int, str, list[str], bytes]]:
+        """Each group's part, by ascending group: (group, part fingerprint, SKUs of its
+        lines, lines JSON as `planPart.lua` reads them), lines in (sku, location) order."""
+        specs: list[tuple[int, str, list[str], bytes]] = []
+        for g in sorted(by_group):
             ls = sorted(by_group[g], key=lambda ln: (ln.sku, ln.location or ""))
             part_fp = fingerprint(
                 {
@@ -581,15 +597,67 @@ class StockEngine:
                 }
             )
             spec = orjson.dumps([[ln.sku, ln.qty, ln.location or ""] for ln in ls])
-            calls.append(
-                self._part_call(
-                    "reserve",
-                    g,
-                    order_id,
-                    [ln.sku for ln in ls],
-                    [order_id, token, part_fp, now, exp, self._priority, spec, whole_fp],
-                )
+            specs.append((g, part_fp, [ln.sku for ln in ls], spec))
+        return specs
+
+    async def _reserve_at_once(
+        self,
+        order_id: str,
+        token: str,
+        now: int,
+        exp: int,
+        whole_fp: str,
+        body: dict[str, Any],
+        parts: Sequence[tuple[int, str, list[str], bytes]],
+    ) -> dict[str, Any]:
+        """The whole reservation in one `reserve_order-2.lua` call: the index written
+        committed with every part, or nothing written. Its reply, or the index it found
+        (`dup`), which `reserve` answers as after `index_open-2.lua`."""
+        h = self.keys.group_of(order_id)
+        keys = [self.keys.ready(h), self.keys.order_index(order_id)]
+        args: list[Any] = [
+            order_id,
+            token,
+            now,
+            exp,
+            whole_fp,
+            orjson.dumps(body),
+            self._finished_ms,
+        ]
+        for g, part_fp, skus, spec in parts:
+            keys += [
+                self.keys.ready(g),
+                self.keys.part(g, order_id),
+                self.keys.expiry(g),
+                self.keys.events(g),
+            ]
+            keys += [self.keys.stock(s) for s in skus]
+            args += [part_fp, len(skus), spec]
+        args.append(self._priority)
+        return await self.run("reserve_order", keys, args)
+
+    async def _reserve_parts(
+        self,
+        order_id: str,
+        token: str,
+        by_group: dict[int, list[LineRequest]],
+        parts: Sequence[tuple[int, str, list[str], bytes]],
+        now: int,
+        exp: int,
+        takeover: bool,
+        whole_fp: str,
+    ) -> Reservation:
+        groups = [g for g, _, _, _ in parts]
+        calls = [
+            self._part_call(
+                "reserve",
+                g,
+                order_id,
+                skus,
+                [order_id, token, part_fp, now, exp, self._priority, spec, whole_fp],
             )
+            for g, part_fp, skus, spec in parts
+        ]
         results = await self.run_many(calls)
         short: list[dict[str, Any]] = []
         failure: BaseException | None = None

@@ -4,9 +4,10 @@
 In one process and one run, for each client concurrency (`--tasks`, default 16 and 64)
 and each key spread (one hot SKU, or `--skus` SKUs picked at random):
 
-- reserve: `StockEngine.reserve` of one unit (index record + `reserve-4.lua`, coalesced
-  into pipelines by the batcher) next to raw redis-py asyncio EVALSHA of the same
-  `reserve-4.lua` with the same keys and arguments, one call per round trip;
+- reserve: `StockEngine.reserve` of one unit (one `reserve_order-2.lua` call: the order
+  index and the part, coalesced into pipelines by the batcher) next to raw redis-py
+  asyncio EVALSHA of `reserve-4.lua` (the part alone, a lighter script) with the same
+  keys and arguments, one call per round trip;
 - read: `StockEngine.availability` (readiness marker + HGETALL + parsing) next to a raw
   HGETALL of the same stock hash.
 

@@ -271,8 +271,11 @@ class Crash(BaseException):
 
 
 def crashing_after_first_part(engine: StockEngine) -> StockEngine:
-    """An engine whose reservations stop dead once the first slot group's script ran."""
-    crashing = StockEngine(engine.client, engine.settings, clock=engine.now)
+    """An engine whose reservations stop dead once the first slot group's script ran.
+
+    Only the multi-script path has a "between" to crash in (an order spanning groups on a
+    cluster, a takeover), so this engine takes it on every backend."""
+    crashing = StockEngine(engine.client, engine.settings, clock=engine.now, one_script=False)
     real_run_many = crashing.run_many
 
     async def run_first_then_crash(

@@ -1,0 +1,96 @@
+--[[
+  Checks the lines of one order that fall in one slot group and plans where to lock them,
+  writing nothing (the first half of reserve-4.lua; `apply_part` is the second).
+
+  Input:
+    ready, part: key names (readiness marker of the group, the order's part there)
+    stocks: stock key of each line, in line order
+    a: reserve-4.lua's ARGV (order id, attempt token, part fingerprint, now, expires_at,
+       location priority, lines JSON, whole order's fingerprint)
+  Output: a reply and nil when the call is answered already (a replay of the existing
+          part, or an error: not_ready, idempotency_mismatch, insufficient_stock {lines}),
+          else nil and the plan: { {sku, location, qty, stock key}, ... }
+]]
+local function plan_part(ready, part, stocks, a)
+  if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
+  local prior = rcall('HMGET', part, 'fp', 'st', 'exp', 'lines')
+  if prior[1] then
+    if prior[1] ~= a[3] then return fail('idempotency_mismatch') end
+    return reply({status = prior[2], expires_at = tonumber(prior[3]),
+                  lines = cjson.decode(prior[4]), replayed = true})
+  end
+
+  local lines = cjson.decode(a[7])
+  local priority = {}
+  for loc in string.gmatch(a[6], '%S+') do priority[#priority + 1] = loc end
+
+  -- taken[stock .. '\0' .. loc]: units this call already planned to lock there
+  local taken = {}
+  local function free_at(stock, loc)
+    local o, l, s = read_level(stock, loc)
+    return available_of(o, l, s) - (taken[stock .. '\0' .. loc] or 0)
+  end
+
+  local function candidates(stock)
+    local known = {}
+    local fields = rcall('HKEYS', stock)
+    for i = 1, #fields do
+      if string.sub(fields[i], 1, 2) == 'o:' then known[string.sub(fields[i], 3)] = true end
+    end
+    local order, seen = {}, {}
+    for i = 1, #priority do
+      if known[priority[i]] then order[#order + 1] = priority[i]; seen[priority[i]] = true end
+    end
+    local rest = {}
+    for loc in pairs(known) do
+      if not seen[loc] then rest[#rest + 1] = loc end
+    end
+    table.sort(rest)
+    for i = 1, #rest do order[#order + 1] = rest[i] end
+    return order
+  end
+
+  local plan, short = {}, {}
+  for i = 1, #lines do
+    local sku, qty, loc = lines[i][1], tonumber(lines[i][2]), lines[i][3]
+    local stock = stocks[i]
+    local picks = {}
+    if loc ~= '' then
+      local free = free_at(stock, loc)
+      if free >= qty then picks[1] = {loc, qty} else short[#short + 1] = {sku = sku, requested = qty, available = math.max(free, 0)} end
+    else
+      local locs = candidates(stock)
+      local whole
+      for j = 1, #locs do
+        if free_at(stock, locs[j]) >= qty then whole = locs[j]; break end
+      end
+      if whole then
+        picks[1] = {whole, qty}
+      else
+        local need, total = qty, 0
+        for j = 1, #locs do
+          local free = free_at(stock, locs[j])
+          if free > 0 then
+            total = total + free
+            if need > 0 then
+              local take = math.min(free, need)
+              picks[#picks + 1] = {locs[j], take}
+              need = need - take
+            end
+          end
+        end
+        if need > 0 then
+          short[#short + 1] = {sku = sku, requested = qty, available = total}
+          picks = {}
+        end
+      end
+    end
+    for j = 1, #picks do
+      local k = stock .. '\0' .. picks[j][1]
+      taken[k] = (taken[k] or 0) + picks[j][2]
+      plan[#plan + 1] = {sku, picks[j][1], picks[j][2], stock}
+    end
+  end
+  if #short > 0 then return fail('insufficient_stock', {lines = short}) end
+  return nil, plan
+end

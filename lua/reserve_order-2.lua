@@ -1,0 +1,76 @@
+#!lua
+--[[
+  Reserves a whole order in one call, when all its keys can meet in one script (a single
+  Redis; on a cluster, an order whose index and lines share one slot group): opens the
+  order index, checks and plans the lines of every group, then locks them, records each
+  group's part and XADDs each group's 'reserve' event exactly as reserve-4.lua does, and
+  writes the index already committed (no `ph`). All or nothing: a refusal writes nothing,
+  so there is nothing to compensate.
+
+  Input:
+    KEYS[1] readiness marker of the order id's group
+    KEYS[2] order index record
+    KEYS[3..] for each group, in the order of ARGV[8..]: its readiness marker, the order's
+              part there, its expiry index, its event stream, then the stock hash of each
+              of its lines, in line order
+    ARGV[1] order id        ARGV[2] attempt token       ARGV[3] now, ms
+    ARGV[4] expires_at, ms  ARGV[5] fingerprint of the whole order
+    ARGV[6] index body JSON (where the parts live)      ARGV[7] retention after expiry, ms
+    ARGV[8..] for each group, three values: fingerprint of its part, its number of lines,
+              its lines JSON as reserve-4.lua's ARGV[7]
+    ARGV[#ARGV] location priority, as reserve-4.lua's ARGV[6]
+  Output: JSON {status = 'active', expires_at, parts = [ {lines[, replayed]}, ... ] one per
+          group in order}; or, when the index exists already (nothing written), as
+          index_open-2.lua: {dup: true, tok, at, st, exp, body, pending}
+  Errors: not_ready, idempotency_mismatch, insufficient_stock {lines} (the short lines of
+          every group, in group order); a refusal writes nothing
+  Events: one 'reserve' entry per group whose part this call created.
+]]
+--- @include "common"
+--- @include "planPart"
+--- @include "applyPart"
+if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+local cur = rcall('HMGET', KEYS[2], 'fp', 'tok', 'at', 'st', 'exp', 'body', 'ph')
+if cur[1] then
+  if cur[1] ~= ARGV[5] then return fail('idempotency_mismatch') end
+  return reply({dup = true, tok = cur[2], at = tonumber(cur[3]), st = cur[4],
+                exp = tonumber(cur[5]), body = cjson.decode(cur[6]), pending = cur[7] == 'p'})
+end
+
+local priority = ARGV[#ARGV]
+local groups, failure, short = {}, nil, {}
+local k = 3
+for i = 8, #ARGV - 1, 3 do
+  local n = tonumber(ARGV[i + 1])
+  local a = {ARGV[1], ARGV[2], ARGV[i], ARGV[3], ARGV[4], priority, ARGV[i + 2], ARGV[5]}
+  local stocks = {}
+  for j = 1, n do stocks[j] = KEYS[k + 3 + j] end
+  local done, plan = plan_part(KEYS[k], KEYS[k + 1], stocks, a)
+  local g = {k = k, a = a, plan = plan}
+  if done then
+    g.done = cjson.decode(done)
+    if g.done.err == 'insufficient_stock' then
+      for j = 1, #g.done.lines do short[#short + 1] = g.done.lines[j] end
+    elseif g.done.err then
+      failure = failure or done
+    end
+  end
+  groups[#groups + 1] = g
+  k = k + 4 + n
+end
+if failure then return failure end
+if #short > 0 then return fail('insufficient_stock', {lines = short}) end
+
+local parts = {}
+for i = 1, #groups do
+  local g = groups[i]
+  if g.done then
+    parts[i] = {lines = g.done.lines, replayed = true}
+  else
+    parts[i] = {lines = apply_part(KEYS[g.k + 1], KEYS[g.k + 2], KEYS[g.k + 3], g.a, g.plan).lines}
+  end
+end
+rcall('HSET', KEYS[2], 'fp', ARGV[5], 'tok', ARGV[2], 'at', ARGV[3], 'st', 'active',
+      'body', ARGV[6], 'exp', ARGV[4])
+rcall('PEXPIREAT', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[7]))
+return reply({status = 'active', expires_at = tonumber(ARGV[4]), parts = parts})
