@@ -14,10 +14,13 @@
             that name no location; other locations follow by name)
     ARGV[7] JSON lines [ [sku, qty, location or ''], ...]; one (sku, location) at most once
     ARGV[8] fingerprint of the whole order (kept so warmup can rebuild the order index)
+    ARGV[9] JSON bundle lines whose components are in this part, [[bundle sku, qty,
+            location or '', [[component sku, qty per bundle], ...]], ...] ('' = none);
+            kept on the part (`bdl`) and in the event, so the ledger names the bundle
   Output: JSON {status, expires_at, lines: [ [sku, location, qty], ...][, replayed]}
   Errors: not_ready, idempotency_mismatch,
           insufficient_stock {lines: [{sku, requested, available}]} (nothing written)
-  Events: one 'reserve' entry, a row per (sku, location) locked.
+  Events: one 'reserve' entry, a row per (sku, location) locked; `bdl` = ARGV[9].
 ]]
 --- @include "common"
 if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
@@ -113,9 +116,11 @@ end
 local lines_json = cjson.encode(out)
 rcall('HSET', KEYS[2], 'st', 'active', 'fp', ARGV[3], 'tok', ARGV[2], 'at', ARGV[4],
       'exp', ARGV[5], 'lines', lines_json, 'ofp', ARGV[8])
+local bdl = ARGV[9] or ''
+if bdl ~= '' then rcall('HSET', KEYS[2], 'bdl', bdl) end
 rcall('ZADD', KEYS[3], ARGV[5], ARGV[1])
 rcall('XADD', KEYS[4], '*', 't', 'reserve', 'op', 'reserve:' .. ARGV[1] .. ':' .. ARGV[2],
       'ts', ARGV[4], 'ref', ARGV[1], 'reason', 'reserve', 'rows', cjson.encode(rows),
       'order', ARGV[1], 'exp', ARGV[5], 'lines', lines_json, 'st', 'active',
-      'fp', ARGV[3], 'tok', ARGV[2], 'ofp', ARGV[8])
+      'fp', ARGV[3], 'tok', ARGV[2], 'ofp', ARGV[8], 'bdl', bdl)
 return reply({status = 'active', expires_at = tonumber(ARGV[5]), lines = out})
