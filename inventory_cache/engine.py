@@ -159,7 +159,7 @@ def _bdl(raw: Any) -> list[Any]:
     return raw if isinstance(raw, list) else []  # cjson encodes an empty array as {}
 
 
-def _reserved_bundles(parts: Iterable[dict[str, Any] | None]) -> list[ReservedBundle]:
+def reserved_bundles(parts: Iterable[dict[str, Any] | None]) -> list[ReservedBundle]:
     """The bundle lines of an order, put together from its parts (each part names the
     components that fall in its group)."""
     merged: dict[tuple[str, str], tuple[int, dict[str, int]]] = {}
@@ -637,7 +637,7 @@ class StockEngine:
     async def _expand(
         self, merged: Sequence[LineRequest]
     ) -> tuple[list[LineRequest], list[BundleUse]]:
-        """Bundle lines become lines of their components (qty × component qty, at the
+        """Bundle lines become lines of their components (qty times component qty, at the
         bundle line's location), summed with the order's other lines of the same
         (sku, location); the bundle lines come back apart, per-bundle qty in components."""
         defs = await self._definitions(sorted({ln.sku for ln in merged}))
@@ -940,7 +940,7 @@ class StockEngine:
             p = parts[g]
             if p is not None:
                 lines.extend(_lines(p["lines"]))
-        bundles = _reserved_bundles(parts.values())
+        bundles = reserved_bundles(parts.values())
         return Reservation(order_id, status, exp, lines, replayed, bundles)  # type: ignore[arg-type]
 
     async def get_reservation(

@@ -10,7 +10,7 @@
     KEYS[2] definition of the bundle (hash: `c`, `v`)
     KEYS[3] event stream of the group
     ARGV[1] bundle sku
-    ARGV[2] components, canonical JSON [[sku, qty], ...] sorted by sku ('' = delete)
+    ARGV[2] components, canonical JSON [ [sku, qty], ...] sorted by sku ('' = delete)
     ARGV[3] now, ms
   Output: JSON {components, version[, unchanged]}
   Errors: not_ready, not_found (delete of a SKU that is no bundle)

@@ -6,7 +6,7 @@
   Input:
     KEYS[1] definition of the bundle (hash: `c`, `v`)
     ARGV[1] version PostgreSQL holds
-    ARGV[2] components, JSON [[sku, qty], ...] ('' = deleted)
+    ARGV[2] components, JSON [ [sku, qty], ...] ('' = deleted)
   Output: JSON {restored: true} or {kept: true, version}
   Errors: validation_error (version not a number, components not an array)
 ]]

@@ -442,6 +442,10 @@ class MovementOut(BaseModel):
     on_hand_after: int
     locked_after: int
     created_at: datetime
+    bundle: str | SkipJsonSchema[None] = Field(
+        None,
+        description="Only on component rows of bundle lines: the bundles, comma-separated.",
+    )
 
 
 class MovementsOut(BaseModel):
