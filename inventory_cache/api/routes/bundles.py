@@ -25,7 +25,7 @@ from inventory_cache.models import Bundle, Component
 router = APIRouter(prefix="/v1/bundles", tags=["bundles"])
 
 SkuPath = Annotated[
-    str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["starter-kit"])
+    str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["phone-kit"])
 ]
 
 
@@ -41,7 +41,13 @@ class BundleIn(StrictBody):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"components": [{"sku": "phone-a", "qty": 1}, {"sku": "case-b", "qty": 2}]}
+                {
+                    "components": [
+                        {"sku": "phone-a", "qty": 1},
+                        {"sku": "case-b", "qty": 1},
+                        {"sku": "charger-c", "qty": 1},
+                    ]
+                }
             ]
         }
     )
@@ -54,8 +60,12 @@ class BundleOut(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "sku": "starter-kit",
-                    "components": [{"sku": "case-b", "qty": 2}, {"sku": "phone-a", "qty": 1}],
+                    "sku": "phone-kit",
+                    "components": [
+                        {"sku": "case-b", "qty": 1},
+                        {"sku": "charger-c", "qty": 1},
+                        {"sku": "phone-a", "qty": 1},
+                    ],
                     "version": 1,
                 }
             ]
