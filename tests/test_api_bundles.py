@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import redis
 
-from inventory_cache.worker import Worker, WorkerConfig
-from persistence.sink import make_sink
 from tests import api_support
 from tests.api_support import Api, Database
-from tests.conftest import REDIS_URL
+from tests.conftest import skus_in_distinct_groups
+from tests.pg import drain_into_ledger
+from tests.test_archive import let_the_window_pass
 
 api, api_database = api_support.api, api_support.api_database  # the fixtures
 
@@ -100,7 +99,7 @@ async def test_a_bad_definition_is_422_and_changes_nothing(api: Api, body: Any) 
 
 
 async def test_a_bundle_is_sold_by_its_components_and_the_ledger_names_it(
-    api: Api, api_database: Database, prefix: str
+    api: Api, api_database: Database
 ) -> None:
     await put_kit(api, [{"sku": "A", "qty": 1}, {"sku": "B", "qty": 2}])
     await inbound(api, "A", "north", 5)
@@ -135,13 +134,7 @@ async def test_a_bundle_is_sold_by_its_components_and_the_ledger_names_it(
     assert shown.json() == body
     assert shipped.json()["bundles"] == body["bundles"]
 
-    client = redis.Redis.from_url(REDIS_URL)
-    sink = make_sink(api_database.url)
-    try:
-        Worker(client, sink, api.engine.settings, WorkerConfig(consumer="w1")).run_until_idle(30)
-    finally:
-        sink.close()
-        client.close()
+    drain_into_ledger(api.engine.settings, api_database.url)
     read = api.auth("read")
     rows = (await api.client.get("/v1/movements?sku=B", headers=read)).json()["items"]
     by_type = {(m["type"], m["location"]): m.get("bundle") for m in rows}
@@ -151,3 +144,34 @@ async def test_a_bundle_is_sold_by_its_components_and_the_ledger_names_it(
         ("inbound", "north"): None,
         ("inbound", "south"): None,
     }
+
+
+async def test_a_bundle_order_past_the_window_is_answered_from_postgresql_with_its_bundles(
+    api: Api, api_database: Database
+) -> None:
+    a, c = skus_in_distinct_groups(api.engine, 2)
+    await put_kit(api, [{"sku": a, "qty": 1}, {"sku": c, "qty": 3}])
+    await inbound(api, a, "north", 5)
+    await inbound(api, c, "north", 9)
+    checkout = api.auth("checkout")
+    order = {"order_id": "kit-order", "lines": [{"sku": "kit", "qty": 2}]}
+    await api.client.post("/v1/reservations", json=order, headers=checkout)
+    shipped = await api.client.post(
+        "/v1/reservations/kit-order/ship", headers=api.auth("warehouse")
+    )
+    drain_into_ledger(api.engine.settings, api_database.url)
+
+    await let_the_window_pass(api, "kit-order")
+    archived = await api.client.get("/v1/reservations/kit-order", headers=checkout)
+
+    assert archived.status_code == 200
+    assert archived.json() == shipped.json()
+    assert archived.json()["bundles"] == [
+        {
+            "sku": "kit",
+            "qty": 2,
+            "components": sorted(
+                [{"sku": a, "qty": 2}, {"sku": c, "qty": 6}], key=lambda x: x["sku"]
+            ),
+        }
+    ]

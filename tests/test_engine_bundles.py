@@ -15,6 +15,7 @@ import pytest
 
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InsufficientStock, NotFound, ValidationError
+from inventory_cache.feed import FeedEvent
 from inventory_cache.models import (
     Availability,
     Bundle,
@@ -222,3 +223,34 @@ async def test_concurrent_bundle_and_component_orders_never_oversell(
     kit = await engine.availability("kit")
     assert kit.available == 0
     assert taken[a] == 7 or taken[c] == 13
+
+
+async def test_the_feed_shows_definitions_and_the_bundle_lines_of_reservations(
+    engine: StockEngine, backend: Any, parts: tuple[str, str]
+) -> None:
+    a, c = parts
+    await kit_of(engine, a, c)
+    await engine.inbound(ref="1", sku=c, location="north", qty=4)
+    await engine.inbound(ref="2", sku=a, location="north", qty=4)
+    await engine.reserve(order_id="o", lines=[LineRequest("kit", 2)])
+
+    def events(sku: str) -> Any:
+        return backend.xrange(engine.keys.events(engine.keys.group_of(sku)))
+
+    kit_group = engine.keys.group_of("kit")
+    (defined,) = [
+        FeedEvent.from_entry(kit_group, i, f).body
+        for i, f in await events("kit")
+        if f[b"t"] == b"bundle"
+    ]
+    (reserved,) = [
+        FeedEvent.from_entry(engine.keys.group_of(c), i, f).body
+        for i, f in await events(c)
+        if f[b"t"] == b"reserve"
+    ]
+
+    assert defined["bundle"] == "kit" and defined["rows"] == []
+    assert sorted(x["sku"] for x in defined["components"]) == sorted([a, c])
+    assert reserved["bundles"] == [
+        {"sku": "kit", "qty": 2, "location": None, "components": [{"sku": c, "qty": 4}]}
+    ]
