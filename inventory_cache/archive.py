@@ -51,6 +51,7 @@ import anyio
 import sqlalchemy as sa
 from anyio import to_thread
 
+from inventory_cache.engine import reserved_bundles
 from inventory_cache.keys import Keys
 from inventory_cache.models import Reservation, ReservedLine, Transfer
 from persistence.models import HttpIdempotency, ReservationLine
@@ -127,6 +128,7 @@ class OrderArchive:
                 ln.qty,
                 ln.expires_at,
                 ln.reserved_at,
+                ln.bundles,
             )
             .join(ln, ln.order_id == r.order_id)
             .where(r.order_id == order_id, r.status.in_(FINISHED), ln.status != "released")
@@ -194,9 +196,11 @@ class OrderArchive:
         for row in rows:
             parts[self._keys.group_of(row.sku)].append(row)
         lines: list[ReservedLine] = []
+        bdl: list[dict[str, Any]] = []
         for g in sorted(parts):
             part = parts[g]
             newest = max(part, key=lambda x: (x.reserved_at or x.expires_at, x.token)).token
+            bdl += [{"bdl": x.bundles} for x in part if x.token == newest and x.bundles][:1]
             lines.extend(
                 ReservedLine(sku=x.sku, qty=int(x.qty), location=x.location)
                 for x in sorted(part, key=lambda x: x.position)
@@ -204,5 +208,10 @@ class OrderArchive:
             )
         head = rows[0]
         return Reservation(
-            order_id, head.order_status, datetime_to_ms(head.order_exp), lines, replayed=True
+            order_id,
+            head.order_status,
+            datetime_to_ms(head.order_exp),
+            lines,
+            replayed=True,
+            bundles=reserved_bundles(bdl),
         )

@@ -38,6 +38,7 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
+from inventory_cache.models import Component
 from inventory_cache.settings import Settings, get_settings
 
 log = logging.getLogger("inventory_cache.demo")
@@ -62,6 +63,8 @@ CATALOGUE = [
     SeedItem("charger-c", "Charger C", "96385074", {"south": 25}),
     SeedItem("earbuds-d", "Earbuds D (sold out)", "036000291452", {}),
 ]
+# A bundle (kit) sold from the stock of its components.
+KITS = {"phone-kit": [Component("phone-a", 1), Component("case-b", 1), Component("charger-c", 1)]}
 
 
 # The demo's WMS (see the module docstring): rewritten this often, so its snapshot stays
@@ -219,10 +222,13 @@ def seed_catalogue(db: sa.Engine) -> None:
 
 
 async def seed_stock(engine: Any) -> None:
-    """Initial stock as inbound movements with fixed refs, so a restart adds nothing."""
+    """Initial stock as inbound movements with fixed refs, so a restart adds nothing; the
+    kits' definitions likewise (the same definition again changes nothing)."""
     for item in CATALOGUE:
         for loc, qty in item.stock.items():
             await engine.inbound(ref=f"demo-seed-{loc}", sku=item.sku, location=loc, qty=qty)
+    for sku, components in KITS.items():
+        await engine.put_bundle(sku, components)
 
 
 def banner(url: str, key: str, key_file: Path) -> str:

@@ -39,9 +39,12 @@ from inventory_cache.errors import (
 from inventory_cache.keys import Keys
 from inventory_cache.models import (
     Availability,
+    Bundle,
+    Component,
     Level,
     LineRequest,
     Reservation,
+    ReservedBundle,
     ReservedLine,
     StockView,
     Transfer,
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
     from inventory_cache.archive import OrderArchive
 
 Clock = Callable[[], int]
+# A bundle line of an order: (bundle sku, qty, location, components with per-bundle qty).
+BundleUse = tuple[str, int, str | None, list[Component]]
 
 _ACTION_OF_STATUS = {"cancelled": "cancel", "shipped": "ship", "expired": "expire"}
 # Parts per `expire_parts-3.lua` call: long enough to pay for the call, short enough not to
@@ -141,6 +146,37 @@ def _transfer(reply: dict[str, Any]) -> Transfer:
         qty=int(reply["qty"]),
         replayed=bool(reply.get("replayed", False)),
     )
+
+
+def _components(raw: bytes | str | None) -> list[Component] | None:
+    """A bundle definition as Redis keeps it (`c`); None when the SKU is no bundle."""
+    if not raw:
+        return None
+    return [Component(sku, int(qty)) for sku, qty in orjson.loads(raw)]
+
+
+def _bdl(raw: Any) -> list[Any]:
+    """A part's bundle lines (`bdl`): JSON text from Redis, or the list the engine sent."""
+    if isinstance(raw, bytes | str):
+        raw = orjson.loads(raw) if raw else []
+    return raw if isinstance(raw, list) else []  # cjson encodes an empty array as {}
+
+
+def reserved_bundles(parts: Iterable[dict[str, Any] | None]) -> list[ReservedBundle]:
+    """The bundle lines of an order, put together from its parts (each part names the
+    components that fall in its group)."""
+    merged: dict[tuple[str, str], tuple[int, dict[str, int]]] = {}
+    for p in parts:
+        if p is None:
+            continue
+        for sku, qty, loc, comps in _bdl(p.get("bdl")):
+            _, units = merged.setdefault((sku, loc), (int(qty), {}))
+            for comp, each in comps:
+                units[comp] = int(qty) * int(each)
+    return [
+        ReservedBundle(sku, qty, loc or None, [Component(c, u) for c, u in sorted(units.items())])
+        for (sku, loc), (qty, units) in sorted(merged.items())
+    ]
 
 
 def _lines(raw: Any) -> list[ReservedLine]:
@@ -287,18 +323,66 @@ class StockEngine:
         total = sum(locations.values())
         return Availability(sku=sku, available=total, in_stock=total > 0, locations=locations)
 
+    @staticmethod
+    def _bundle_availability(
+        sku: str, components: Sequence[Component], levels: Mapping[str, dict[str, Level]]
+    ) -> Availability:
+        """Whole bundles: per location, what every component there covers; in total, what
+        their totals cover (a line without a location may take each component from
+        several locations, as `reserve-4.lua` splits a line)."""
+        locs = sorted({loc for c in components for loc in levels[c.sku]})
+        locations = {
+            loc: min(
+                levels[c.sku][loc].available // c.qty if loc in levels[c.sku] else 0
+                for c in components
+            )
+            for loc in locs
+        }
+        total = min(sum(lv.available for lv in levels[c.sku].values()) // c.qty for c in components)
+        return Availability(sku, total, total > 0, locations, tuple(c.sku for c in components))
+
+    async def _sellable(self, skus: Sequence[str]) -> list[Availability]:
+        """Availability of SKUs that may be bundles: the definition is read in the same
+        round trip as the stock (same slot), a bundle's components in one more."""
+        cmds: list[Command] = []
+        for sku in skus:
+            cmds.append((None, ("EXISTS", self.keys.ready(self.keys.group_of(sku)))))
+            cmds.append((None, ("HGETALL", self.keys.stock(sku))))
+            cmds.append((None, ("HGET", self.keys.bundle(sku), "c")))
+        results = await self.batcher.many(cmds)
+        out: list[Availability | None] = []
+        bundles: dict[int, list[Component]] = {}
+        for i, sku in enumerate(skus):
+            ready, raw, definition = results[3 * i : 3 * i + 3]
+            for r in (ready, raw, definition):
+                if isinstance(r, BaseException):
+                    raise r
+            if not ready:
+                raise NotReady("stock cache not loaded: run warmup")
+            components = _components(definition)
+            if components:
+                bundles[i] = components
+                out.append(None)
+            else:
+                out.append(self._availability(sku, parse_stock(sku, raw)))
+        if bundles:
+            wanted = sorted({c.sku for cs in bundles.values() for c in cs})
+            levels = dict(zip(wanted, await self._read_stock(wanted), strict=True))
+            for i, cs in bundles.items():
+                out[i] = self._bundle_availability(skus[i], cs, levels)
+        return [a for a in out if a is not None]
+
     async def availability(self, sku: str) -> Availability:
         v.ident(sku, "sku")
-        (levels,) = await self._read_stock([sku])
-        return self._availability(sku, levels)
+        (one,) = await self._sellable([sku])
+        return one
 
     async def availability_many(self, skus: Sequence[str]) -> list[Availability]:
         if not 1 <= len(skus) <= v.MAX_BATCH_SKUS:
             raise ValidationError(f"ask for 1 to {v.MAX_BATCH_SKUS} SKUs", field="sku")
         for sku in skus:
             v.ident(sku, "sku")
-        levels = await self._read_stock(list(skus))
-        return [self._availability(s, lv) for s, lv in zip(skus, levels, strict=True)]
+        return await self._sellable(list(skus))
 
     async def stock(self, sku: str) -> StockView:
         v.ident(sku, "sku")
@@ -472,6 +556,127 @@ class StockEngine:
             await self.run("set_safety_stock", keys, [sku, location, safety_stock, self.now()])
         )
 
+    # ------------------------------------------------------------------ bundles
+    async def _definitions(self, skus: Sequence[str]) -> dict[str, list[Component]]:
+        """The bundles among `skus` and their components (one round trip per slot)."""
+        cmds: list[Command] = [(None, ("HGET", self.keys.bundle(s), "c")) for s in skus]
+        found: dict[str, list[Component]] = {}
+        for sku, raw in zip(skus, await self.batcher.many(cmds), strict=True):
+            if isinstance(raw, BaseException):
+                raise raw
+            components = _components(raw)
+            if components:
+                found[sku] = components
+        return found
+
+    def _bundle_keys(self, sku: str) -> list[str]:
+        g = self.keys.group_of(sku)
+        return [self.keys.ready(g), self.keys.bundle(sku), self.keys.events(g)]
+
+    async def put_bundle(self, sku: str, components: Sequence[Component]) -> Bundle:
+        """Define or change a bundle (`bundle_set-3.lua`).
+
+        Open reservations keep the components they locked: an order holds stock, not a
+        definition, so a change or a delete applies to orders placed after it.
+
+        That no component is a bundle is checked here, before the write, and a component
+        is always locked as the plain SKU: a SKU made a bundle later, while it is a
+        component of another, is sold within that other as its own stock (one level of
+        expansion, never recursion).
+
+        Raises:
+            ValidationError: 0 or over 20 components, a duplicate, a bad qty, the bundle
+                among its own components, or a component that is a bundle.
+        """
+        v.ident(sku, "sku")
+        if not 1 <= len(components) <= v.MAX_COMPONENTS:
+            raise ValidationError(
+                f"a bundle has 1 to {v.MAX_COMPONENTS} components", field="components"
+            )
+        seen: set[str] = set()
+        for c in components:
+            v.ident(c.sku, "components.sku"), v.qty(c.qty, "components.qty")
+            if c.sku == sku:
+                raise ValidationError(
+                    "a bundle cannot be a component of itself", field="components"
+                )
+            if c.sku in seen:
+                raise ValidationError(f"component {c.sku} is listed twice", field="components")
+            seen.add(c.sku)
+        nested = sorted(await self._definitions(sorted(seen)))
+        if nested:
+            raise ValidationError(
+                "a component cannot itself be a bundle: " + ", ".join(nested),
+                field="components",
+            )
+        canon = sorted((c.sku, c.qty) for c in components)
+        reply = await self.run(
+            "bundle_set", self._bundle_keys(sku), [sku, orjson.dumps(canon), self.now()]
+        )
+        return Bundle(sku, [Component(s, q) for s, q in canon], int(reply["version"]))
+
+    async def get_bundle(self, sku: str) -> Bundle:
+        v.ident(sku, "sku")
+        key = self.keys.bundle(sku)
+        ready, raw = await self.batcher.many(
+            [
+                (None, ("EXISTS", self.keys.ready(self.keys.group_of(sku)))),
+                (None, ("HMGET", key, "c", "v")),
+            ]
+        )
+        for r in (ready, raw):
+            if isinstance(r, BaseException):
+                raise r
+        if not ready:
+            raise NotReady("stock cache not loaded: run warmup")
+        components = _components(raw[0])
+        if components is None:
+            raise NotFound(f"no bundle {sku}")
+        return Bundle(sku, components, int(raw[1]))
+
+    async def delete_bundle(self, sku: str) -> None:
+        """Remove a bundle; open reservations keep what they locked (see `put_bundle`)."""
+        v.ident(sku, "sku")
+        try:
+            await self.run("bundle_set", self._bundle_keys(sku), [sku, "", self.now()])
+        except NotFound:
+            raise NotFound(f"no bundle {sku}") from None
+
+    async def _expand(
+        self, merged: Sequence[LineRequest]
+    ) -> tuple[list[LineRequest], list[BundleUse]]:
+        """Bundle lines become lines of their components (qty times component qty, at the
+        bundle line's location), summed with the order's other lines of the same
+        (sku, location); the bundle lines come back apart, per-bundle qty in components."""
+        defs = await self._definitions(sorted({ln.sku for ln in merged}))
+        if not defs:
+            return list(merged), []
+        total: dict[tuple[str, str | None], int] = defaultdict(int)
+        uses: list[BundleUse] = []
+        for ln in merged:
+            components = defs.get(ln.sku)
+            if components is None:
+                total[(ln.sku, ln.location)] += ln.qty
+                continue
+            uses.append((ln.sku, ln.qty, ln.location, components))
+            for c in components:
+                total[(c.sku, ln.location)] += ln.qty * c.qty
+        lines = [LineRequest(sku, q, loc) for (sku, loc), q in total.items()]
+        for expanded in lines:
+            v.qty(expanded.qty, f"qty of {expanded.sku} with its bundles")
+        return lines, uses
+
+    def _bundle_lines_by_group(self, uses: Sequence[BundleUse]) -> dict[int, list[Any]]:
+        """Each part's `bdl`: the bundle lines with the components in that part's group."""
+        out: dict[int, list[Any]] = defaultdict(list)
+        for sku, qty, loc, components in sorted(uses, key=lambda u: (u[0], u[2] or "")):
+            here: dict[int, list[list[Any]]] = defaultdict(list)
+            for c in components:
+                here[self.keys.group_of(c.sku)].append([c.sku, c.qty])
+            for g, comps in here.items():
+                out[g].append([sku, qty, loc or "", sorted(comps)])
+        return out
+
     # ------------------------------------------------------------------ reservations
     @staticmethod
     def merge_lines(lines: Sequence[LineRequest]) -> list[LineRequest]:
@@ -517,9 +722,12 @@ class StockEngine:
             self.settings.reservation_ttl_seconds if ttl_seconds is None else ttl_seconds,
             30 * 86400,
         )
+        expanded, uses = await self._expand(merged)
         by_group: dict[int, list[LineRequest]] = defaultdict(list)
-        for ln in merged:
+        for ln in expanded:
             by_group[self.keys.group_of(ln.sku)].append(ln)
+        # The order as asked (bundle lines unexpanded): a retry with the same body replays
+        # even if a bundle's definition changed meanwhile.
         canon = sorted((ln.sku, ln.location or "", ln.qty) for ln in merged)
         body = {"groups": {str(g): sorted({ln.sku for ln in ls}) for g, ls in by_group.items()}}
         now = self.now()
@@ -530,7 +738,8 @@ class StockEngine:
         if owner is not None:
             whole_fp = f"{owner_tag(owner)}/{whole_fp}"
         exp = now + ttl * 1000
-        parts = self._part_specs(order_id, by_group, ttl)
+        bundle_lines = self._bundle_lines_by_group(uses)
+        parts = self._part_specs(order_id, by_group, ttl, bundle_lines)
         if self._one_script and (not self._cluster or (len(by_group) == 1 and h in by_group)):
             if self.archive is not None:
                 # Asked first: the one call below would lock at once. A finished order
@@ -542,7 +751,10 @@ class StockEngine:
                     return archived.reservation
             opened = await self._reserve_at_once(order_id, token, now, exp, whole_fp, body, parts)
             if not opened.get("dup"):
-                held = dict(zip(sorted(by_group), opened["parts"], strict=True))
+                held = {
+                    g: {**part, "bdl": bundle_lines.get(g, [])}
+                    for g, part in zip(sorted(by_group), opened["parts"], strict=True)
+                }
                 return self._from_parts(order_id, "active", exp, held)
         else:
             opened = await self.run(
@@ -578,26 +790,40 @@ class StockEngine:
                 raise InvalidState("a reservation for this order is in progress: retry shortly")
             takeover, exp = True, int(opened["exp"])
         return await self._reserve_parts(
-            order_id, token, by_group, parts, now, exp, takeover, whole_fp
+            order_id, token, by_group, parts, now, exp, takeover, whole_fp, bundle_lines
         )
 
     def _part_specs(
-        self, order_id: str, by_group: dict[int, list[LineRequest]], ttl: int
-    ) -> list[tuple[int, str, list[str], bytes]]:
+        self,
+        order_id: str,
+        by_group: dict[int, list[LineRequest]],
+        ttl: int,
+        bundle_lines: dict[int, list[Any]],
+    ) -> list[tuple[int, str, list[str], bytes, bytes]]:
         """Each group's part, by ascending group: (group, part fingerprint, SKUs of its
-        lines, lines JSON as `planPart.lua` reads them), lines in (sku, location) order."""
-        specs: list[tuple[int, str, list[str], bytes]] = []
+        lines, lines JSON as `planPart.lua` reads them, its bundle lines JSON or b""),
+        lines in (sku, location) order."""
+        specs: list[tuple[int, str, list[str], bytes, bytes]] = []
         for g in sorted(by_group):
             ls = sorted(by_group[g], key=lambda ln: (ln.sku, ln.location or ""))
-            part_fp = fingerprint(
-                {
-                    "order_id": order_id,
-                    "ttl": ttl,
-                    "lines": [(ln.sku, ln.location or "", ln.qty) for ln in ls],
-                }
-            )
+            part: dict[str, Any] = {
+                "order_id": order_id,
+                "ttl": ttl,
+                "lines": [(ln.sku, ln.location or "", ln.qty) for ln in ls],
+            }
+            bdl = bundle_lines.get(g)
+            if bdl:
+                part["bundles"] = bdl
             spec = orjson.dumps([[ln.sku, ln.qty, ln.location or ""] for ln in ls])
-            specs.append((g, part_fp, [ln.sku for ln in ls], spec))
+            specs.append(
+                (
+                    g,
+                    fingerprint(part),
+                    [ln.sku for ln in ls],
+                    spec,
+                    orjson.dumps(bdl) if bdl else b"",
+                )
+            )
         return specs
 
     async def _reserve_at_once(
@@ -608,7 +834,7 @@ class StockEngine:
         exp: int,
         whole_fp: str,
         body: dict[str, Any],
-        parts: Sequence[tuple[int, str, list[str], bytes]],
+        parts: Sequence[tuple[int, str, list[str], bytes, bytes]],
     ) -> dict[str, Any]:
         """The whole reservation in one `reserve_order-2.lua` call: the index written
         committed with every part, or nothing written. Its reply, or the index it found
@@ -624,7 +850,7 @@ class StockEngine:
             orjson.dumps(body),
             self._finished_ms,
         ]
-        for g, part_fp, skus, spec in parts:
+        for g, part_fp, skus, spec, bdl in parts:
             keys += [
                 self.keys.ready(g),
                 self.keys.part(g, order_id),
@@ -632,7 +858,7 @@ class StockEngine:
                 self.keys.events(g),
             ]
             keys += [self.keys.stock(s) for s in skus]
-            args += [part_fp, len(skus), spec]
+            args += [part_fp, len(skus), spec, bdl]
         args.append(self._priority)
         return await self.run("reserve_order", keys, args)
 
@@ -641,22 +867,23 @@ class StockEngine:
         order_id: str,
         token: str,
         by_group: dict[int, list[LineRequest]],
-        parts: Sequence[tuple[int, str, list[str], bytes]],
+        parts: Sequence[tuple[int, str, list[str], bytes, bytes]],
         now: int,
         exp: int,
         takeover: bool,
         whole_fp: str,
+        bundle_lines: dict[int, list[Any]],
     ) -> Reservation:
-        groups = [g for g, _, _, _ in parts]
+        groups = [g for g, _, _, _, _ in parts]
         calls = [
             self._part_call(
                 "reserve",
                 g,
                 order_id,
                 skus,
-                [order_id, token, part_fp, now, exp, self._priority, spec, whole_fp],
+                [order_id, token, part_fp, now, exp, self._priority, spec, whole_fp, bdl],
             )
-            for g, part_fp, skus, spec in parts
+            for g, part_fp, skus, spec, bdl in parts
         ]
         results = await self.run_many(calls)
         short: list[dict[str, Any]] = []
@@ -668,7 +895,7 @@ class StockEngine:
             elif isinstance(r, BaseException):
                 failure = failure or r
             else:
-                held[g] = r
+                held[g] = {**r, "bdl": bundle_lines.get(g, [])}
         if not short and failure is None:
             return await self._commit(order_id, token, exp, held, by_group, takeover)
         await self._compensate(order_id, token, held, by_group, takeover)
@@ -760,6 +987,7 @@ class StockEngine:
                     "status": raw[b"st"].decode(),
                     "lines": orjson.loads(raw[b"lines"]),
                     "tok": raw.get(b"tok", b"").decode(),
+                    "bdl": raw.get(b"bdl", b""),
                 }
                 if raw
                 else None
@@ -779,7 +1007,8 @@ class StockEngine:
             p = parts[g]
             if p is not None:
                 lines.extend(_lines(p["lines"]))
-        return Reservation(order_id, status, exp, lines, replayed)  # type: ignore[arg-type]
+        bundles = reserved_bundles(parts.values())
+        return Reservation(order_id, status, exp, lines, replayed, bundles)  # type: ignore[arg-type]
 
     async def get_reservation(
         self, order_id: str, *, replayed: bool = False, owner: str | None = None

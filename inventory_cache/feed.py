@@ -62,6 +62,7 @@ _EXTRA_FIELDS = {
     "from": "from_location",
     "to": "to_location",
     "qty": "qty",
+    "bundle": "bundle",
 }
 _INT_FIELDS = frozenset({"ts", "expires_at", "qty"})
 
@@ -184,6 +185,21 @@ class FeedEvent:
             "ts": int(f.get("ts", ms)),
             "rows": rows,
         }
+        if f.get("bdl"):
+            body["bundles"] = [
+                {
+                    "sku": b,
+                    "qty": int(n),
+                    "location": loc or None,
+                    "components": [{"sku": c, "qty": int(n) * int(q)} for c, q in comps],
+                }
+                for b, n, loc, comps in orjson.loads(f["bdl"])
+            ]
+        if "comps" in f:
+            body["components"] = [
+                {"sku": c, "qty": int(q)}
+                for c, q in (orjson.loads(f["comps"]) if f["comps"] else [])
+            ]
         for name, public in _EXTRA_FIELDS.items():
             if name in f:
                 value: Any = f[name]

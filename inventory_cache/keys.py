@@ -50,6 +50,12 @@ class Keys:
     def stock(self, sku: str) -> str:
         return f"{self.tag(self.group_of(sku))}:s:{sku}"
 
+    def bundle(self, sku: str) -> str:
+        """The definition of a bundle SKU (hash: `c` its components as JSON
+        `[[sku, qty], ...]`, '' once deleted; `v` its version), in the bundle's group, so
+        availability reads it in the same slot and round trip as the SKU's stock."""
+        return f"{self.tag(self.group_of(sku))}:b:{sku}"
+
     def part(self, group: int, order_id: str) -> str:
         return f"{self.tag(group)}:r:{order_id}"
 

@@ -28,6 +28,23 @@ class Availability:
     available: int
     in_stock: bool
     locations: dict[str, int]
+    # A bundle's components: its answer changes when theirs do (the near-cache's concern).
+    components: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    sku: str
+    qty: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """A SKU sold as a set of other SKUs: one of it is `qty` of each component."""
+
+    sku: str
+    components: list[Component]
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +68,24 @@ class ReservedLine:
 
 
 @dataclass(frozen=True, slots=True)
+class ReservedBundle:
+    """A bundle line of an order: `qty` bundles, `components` the units of each component
+    it took (its share of the order's `lines`)."""
+
+    sku: str
+    qty: int
+    location: str | None
+    components: list[Component]
+
+
+@dataclass(frozen=True, slots=True)
 class Reservation:
     order_id: str
     status: ReservationStatus
     expires_at: int  # ms since epoch
     lines: list[ReservedLine] = field(default_factory=list)
     replayed: bool = False
+    bundles: list[ReservedBundle] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ MAX_QTY = 1_000_000
 MAX_ON_HAND = 1_000_000_000
 MAX_LINES = 100
 MAX_BATCH_SKUS = 200
+MAX_COMPONENTS = 20
 ADJUST_REASONS = frozenset({"damage", "loss", "found", "count", "correction", "reconcile"})
 
 

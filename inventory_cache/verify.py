@@ -13,7 +13,8 @@ Compared, both ways (present on one side only is a difference too):
 - every active reservation part: its attempt token, expiry and lines; and the order index
   of every active order;
 - every transfer in flight (`requested`, `in_transit`): sku, locations, qty, status;
-- every stored policy's `safety_stock` against the one Redis applies.
+- every stored policy's `safety_stock` against the one Redis applies;
+- every bundle's definition and version (a deleted one: no components on either side).
 
 Comparing while traffic flows reports changes that are on their way as differences, so
 `verify` first waits (up to `wait_s`) until the `ledger` group has no pending and no
@@ -38,7 +39,14 @@ from inventory_cache.engine import parse_stock
 from inventory_cache.keys import Keys
 from inventory_cache.settings import Settings
 from inventory_cache.worker import GROUP
-from persistence.models import Movement, Policy, ReservationLine, StockLevel, Transfer
+from persistence.models import (
+    BundleDefinition,
+    Movement,
+    Policy,
+    ReservationLine,
+    StockLevel,
+    Transfer,
+)
 from persistence.sink import datetime_to_ms
 
 CHUNK = 1000
@@ -47,7 +55,8 @@ IN_FLIGHT = ("requested", "in_transit")
 
 @dataclass(frozen=True, slots=True)
 class Difference:
-    # stock, version, ledger, chain, behind, reservation, order_index, transfer, policy, backlog
+    # stock, version, ledger, chain, behind, reservation, order_index, transfer, policy,
+    # bundle, backlog
     kind: str
     key: str
     redis: Any
@@ -131,6 +140,7 @@ def compare(redis: Any, engine: sa.Engine, settings: Settings) -> list[Differenc
         diffs += _reservations(redis, keys, conn)
         diffs += _transfers(redis, keys, conn)
         diffs += _policies(redis, keys, conn)
+        diffs += _bundles(redis, keys, conn)
     return diffs
 
 
@@ -346,6 +356,23 @@ def _policies(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
                 key = f"{row.sku}@{row.location}"
                 diffs.append(Difference("policy", key, ours, row.safety_stock))
     return diffs
+
+
+def _bundles(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
+    ours: dict[str, tuple[Any, int]] = {}
+    for _, sku, raw in _scan(redis, keys, "b"):
+        comps = raw.get(b"c") or b""
+        ours[sku] = (orjson.loads(comps) if comps else None, int(raw.get(b"v", 0)))
+    b = BundleDefinition
+    theirs = {
+        row.sku: (row.components or None, int(row.version))
+        for row in conn.execute(sa.select(b.sku, b.components, b.version))
+    }
+    return [
+        Difference("bundle", sku, ours.get(sku), theirs.get(sku))
+        for sku in sorted(ours.keys() | theirs.keys())
+        if ours.get(sku) != theirs.get(sku)
+    ]
 
 
 def run_verify(*, wait_s: float = 30.0) -> int:

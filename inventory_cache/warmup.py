@@ -6,6 +6,8 @@ worker committed:
 
 - every SKU's stock hash (`restore_stock-1.lua`, per SKU; the version is the highest
   PostgreSQL holds, so the SKU's next change continues the sequence);
+- every bundle's definition (`restore_bundle-1.lua`, deleted ones as empty, at their
+  version);
 - the reservation parts of orders that are active, or settled within the idempotency
   retention (`restore_part-2.lua`), with their order index (`restore_record-1.lua`), so
   that a retried reservation replays instead of locking twice and a retried cancel or
@@ -58,6 +60,7 @@ from inventory_cache.scripts import Script, scripts_for
 from inventory_cache.settings import Settings
 from inventory_cache.worker import GROUP
 from persistence.models import (
+    BundleDefinition,
     IdempotencyRecord,
     Reservation,
     ReservationLine,
@@ -72,6 +75,7 @@ CHUNK = 500
 @dataclass
 class WarmupReport:
     skus: int = 0
+    bundles: int = 0
     reservations: int = 0
     parts: int = 0
     transfers: int = 0
@@ -205,6 +209,7 @@ def warmup(
         task = bar.add_task("warmup", total=total)
         run = _Runner(redis, scripts, report, lambda n: bar.advance(task, n))
         _restore_stock(conn, keys, run)
+        _restore_bundles(conn, keys, run)
         _restore_reservations(conn, keys, run, cutoff, now, retention)
         _restore_transfers(conn, keys, run, cutoff, now, retention)
         _restore_idempotency(conn, keys, run, now)
@@ -223,6 +228,7 @@ def _count(conn: sa.Connection, cutoff: Any) -> int:
         conn.execute(q).scalar_one()
         for q in (
             sa.select(sa.func.count(sa.distinct(s.sku))),
+            sa.select(sa.func.count()).select_from(BundleDefinition),
             sa.select(sa.func.count()).select_from(r).where(_live_reservation(cutoff)),
             sa.select(sa.func.count()).select_from(t).where(_live_transfer(cutoff)),
             sa.select(sa.func.count()).select_from(i).where(i.expires_at > cutoff),
@@ -268,6 +274,15 @@ def _restore_stock(conn: sa.Connection, keys: Keys, run: _Runner) -> None:
         run.report.skus += 1
 
 
+def _restore_bundles(conn: sa.Connection, keys: Keys, run: _Runner) -> None:
+    """Every definition, deleted ones too (empty), so the version goes on counting."""
+    b = BundleDefinition
+    for row in _stream(conn, sa.select(b.sku, b.components, b.version)):
+        comps = orjson.dumps(row.components).decode() if row.components else ""
+        run.add("restore_bundle", [keys.bundle(row.sku)], [row.version, comps])
+        run.report.bundles += 1
+
+
 def _restore_reservations(
     conn: sa.Connection, keys: Keys, run: _Runner, cutoff: Any, now: int, retention: int
 ) -> None:
@@ -290,6 +305,7 @@ def _restore_reservations(
             ln.expires_at,
             ln.reserved_at,
             ln.settled_at,
+            ln.bundles,
         )
         .join(ln, ln.order_id == r.order_id)
         .where(_live_reservation(cutoff), ln.status != "released")
@@ -351,6 +367,7 @@ def _restore_order(rows: list[Any], keys: Keys, run: _Runner, now: int, retentio
                 head.order_fp or "",
                 "" if done is None else done,
                 "" if done is None else done + retention,
+                next((x.bundles for x in lines if x.bundles), ""),
             ],
         )
         run.report.parts += 1

@@ -14,10 +14,13 @@
             that name no location; other locations follow by name)
     ARGV[7] JSON lines [ [sku, qty, location or ''], ...]; one (sku, location) at most once
     ARGV[8] fingerprint of the whole order (kept so warmup can rebuild the order index)
+    ARGV[9] JSON bundle lines whose components are in this part, [ [bundle sku, qty,
+            location or '', [ [component sku, qty per bundle], ...] ], ...] ('' = none);
+            kept on the part (`bdl`) and in the event, so the ledger names the bundle
   Output: JSON {status, expires_at, lines: [ [sku, location, qty], ...][, replayed]}
   Errors: not_ready, idempotency_mismatch,
           insufficient_stock {lines: [{sku, requested, available}]} (nothing written)
-  Events: one 'reserve' entry, a row per (sku, location) locked.
+  Events: one 'reserve' entry, a row per (sku, location) locked; `bdl` = ARGV[9].
 ]]
 --- @include "common"
 --- @include "planPart"

@@ -16,8 +16,9 @@
     ARGV[1] order id        ARGV[2] attempt token       ARGV[3] now, ms
     ARGV[4] expires_at, ms  ARGV[5] fingerprint of the whole order
     ARGV[6] index body JSON (where the parts live)      ARGV[7] retention after expiry, ms
-    ARGV[8..] for each group, three values: fingerprint of its part, its number of lines,
-              its lines JSON as reserve-4.lua's ARGV[7]
+    ARGV[8..] for each group, four values: fingerprint of its part, its number of lines,
+              its lines JSON as reserve-4.lua's ARGV[7], its bundle lines JSON as
+              reserve-4.lua's ARGV[9] ('' for none)
     ARGV[#ARGV] location priority, as reserve-4.lua's ARGV[6]
   Output: JSON {status = 'active', expires_at, parts = [ {lines[, replayed]}, ... ] one per
           group in order}; or, when the index exists already (nothing written), as
@@ -40,9 +41,10 @@ end
 local priority = ARGV[#ARGV]
 local groups, failure, short = {}, nil, {}
 local k = 3
-for i = 8, #ARGV - 1, 3 do
+for i = 8, #ARGV - 1, 4 do
   local n = tonumber(ARGV[i + 1])
-  local a = {ARGV[1], ARGV[2], ARGV[i], ARGV[3], ARGV[4], priority, ARGV[i + 2], ARGV[5]}
+  local a = {ARGV[1], ARGV[2], ARGV[i], ARGV[3], ARGV[4], priority, ARGV[i + 2], ARGV[5],
+             ARGV[i + 3]}
   local stocks = {}
   for j = 1, n do stocks[j] = KEYS[k + 3 + j] end
   local done, plan = plan_part(KEYS[k], KEYS[k + 1], stocks, a)

@@ -14,6 +14,7 @@
     ARGV[8] fingerprint of the whole order
     ARGV[9] settled at, ms ('' while active)
     ARGV[10] absolute expiry of a settled part, ms ('' while active)
+    ARGV[11] JSON bundle lines of the part, as `reserve-4.lua` got them ('' = none)
   Output: JSON {restored: true} or {kept: true}
   Errors: validation_error (unknown status, bad numbers, lines not an array)
 ]]
@@ -33,6 +34,7 @@ end
 if rcall('EXISTS', KEYS[1]) == 1 then return reply({kept = true}) end
 rcall('HSET', KEYS[1], 'st', ARGV[2], 'fp', ARGV[3], 'tok', ARGV[4], 'at', ARGV[5],
       'exp', ARGV[6], 'lines', ARGV[7], 'ofp', ARGV[8])
+if ARGV[11] and ARGV[11] ~= '' then rcall('HSET', KEYS[1], 'bdl', ARGV[11]) end
 if settled then
   rcall('HSET', KEYS[1], 'done', ARGV[9])
   rcall('PEXPIREAT', KEYS[1], ARGV[10])

@@ -14,6 +14,7 @@ in the same tables:
 - `transfers`: the status furthest along `requested -> in_transit -> received` (or
   `cancelled`) wins.
 - `idempotency_records`: the first answer wins.
+- `bundles`: the definition with the highest version wins (a delete is a version too).
 - `ledger_marks`: one row per batch, the newest entry of each group in it (its stream id
   and op), so that a Redis which came back without that entry is known to be behind.
 
@@ -54,8 +55,10 @@ class Entry:
 
 
 # (op_id, sku, location, type, reason, ref, d_on_hand, d_locked, on_hand_after,
-#  locked_after, safety_stock_after, version, ts_ms, stream_id)
-MovementRow = tuple[str, str, str, str, str, str, int, int, int, int, int, int, int, str]
+#  locked_after, safety_stock_after, version, ts_ms, stream_id, bundles | None)
+MovementRow = tuple[
+    str, str, str, str, str, str, int, int, int, int, int, int, int, str, str | None
+]
 # (sku, location, on_hand, locked, safety_stock, version, ts_ms)
 LevelRow = tuple[str, str, int, int, int, int, int]
 # (key, sku, fingerprint, result_json, ts_ms, expires_ms)
@@ -63,8 +66,10 @@ IdemRow = tuple[str, str, str, str, int, int]
 # (order_id, fingerprint | None, token, ts_ms, expires_ms)
 OrderRow = tuple[str, str | None, str, int, int]
 # (order_id, token, sku, position, location, qty, part_fp, status, expires_ms,
-#  reserved_ms | None, settled_ms | None)
-LineRow = tuple[str, str, str, int, str, int, str, str, int, int | None, int | None]
+#  reserved_ms | None, settled_ms | None, the part's bundle lines JSON | None)
+LineRow = tuple[str, str, str, int, str, int, str, str, int, int | None, int | None, str | None]
+# (bundle sku, components JSON | None when deleted, version, ts_ms)
+BundleRow = tuple[str, str | None, int, int]
 # (transfer_id, sku, from, to, qty, status, fingerprint, first_ts_ms, last_ts_ms)
 TransferRow = tuple[str, str, str, str, int, str, str, int, int]
 # (entry_ms, entry_seq, op_id): the newest entry of one group in a batch
@@ -81,6 +86,7 @@ class Batch:
     orders: dict[str, OrderRow] = field(default_factory=dict)
     lines: dict[tuple[str, str, str, int], LineRow] = field(default_factory=dict)
     transfers: dict[str, TransferRow] = field(default_factory=dict)
+    bundles: dict[str, BundleRow] = field(default_factory=dict)
     marks: dict[int, Mark] = field(default_factory=dict)
     events: int = 0
 
@@ -149,6 +155,55 @@ class Event:
     part: tuple[str, int, list[tuple[str, str, int]], str, str, str, str | None] | None
     # (order, exp, lines, status, part fp, token, order fp)
     transfer: TransferRow | None
+    bdl: str | None = None  # the part's bundle lines (JSON as the script got them)
+    bundle: BundleRow | None = None  # a bundle's definition changed ('bundle' events)
+
+
+def _bundle_lines(raw: bytes | None) -> str | None:
+    """A part's `bdl`, checked: [[bundle, qty, location or '', [[sku, qty], ...]], ...]."""
+    if not raw:
+        return None
+    try:
+        text = raw.decode()
+        value = orjson.loads(text)
+    except (UnicodeDecodeError, orjson.JSONDecodeError):
+        raise MalformedEvent("field 'bdl' is not JSON") from None
+    if value == {}:
+        return None
+    ok = isinstance(value, list) and all(
+        isinstance(b, list)
+        and len(b) == 4
+        and isinstance(b[0], str)
+        and type(b[1]) is int
+        and isinstance(b[2], str)
+        and isinstance(b[3], list)
+        and all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and type(c[1]) is int
+            for c in b[3]
+        )
+        for b in value
+    )
+    if not ok:
+        raise MalformedEvent(f"field 'bdl' is not a list of bundle lines: {text!r}")
+    return text
+
+
+def _bundle_change(f: Mapping[bytes, bytes], ts: int) -> BundleRow:
+    """A 'bundle' event's definition: `bundle`, `comps` ('' once deleted), `v`."""
+    sku = _text(f, "bundle")
+    comps = _text(f, "comps")
+    version = _int(_text(f, "v"), "v")
+    if comps:
+        try:
+            value = orjson.loads(comps)
+        except orjson.JSONDecodeError:
+            raise MalformedEvent("field 'comps' is not JSON") from None
+        if not isinstance(value, list) or not all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and type(c[1]) is int
+            for c in value
+        ):
+            raise MalformedEvent(f"field 'comps' is not [[sku, qty], ...]: {comps!r}")
+    return (_str(sku, "bundle"), comps or None, version, ts)
 
 
 class _Unusual(Exception):
@@ -194,7 +249,9 @@ def _parse_fast(entry: Entry) -> Event:
     raw = f.get(b"idem")
     idem = None if raw is None else (raw.decode(), f[b"fp"].decode())
     part = None
+    bdl = None
     if b"order" in f:
+        bdl = _bundle_lines(f.get(b"bdl"))
         st = f[b"st"].decode()
         if st not in PART_STATUSES:
             raise _Unusual
@@ -228,7 +285,7 @@ def _parse_fast(entry: Entry) -> Event:
             ts,
             ts,
         )
-    return Event(entry, type_, op, ts, ref, reason, rows, idem, part, transfer)
+    return Event(entry, type_, op, ts, ref, reason, rows, idem, part, transfer, bdl)
 
 
 def parse(entry: Entry) -> Event:
@@ -253,13 +310,19 @@ def _parse_checked(entry: Entry) -> Event:
         sku, loc = _str(raw[0], "row sku"), _str(raw[1], "row location")
         nums = [_int(x, "row value") for x in raw[2:]]
         rows.append((sku, loc, nums[0], nums[1], nums[2], nums[3], nums[4], nums[5]))
+    if type_ == "bundle":
+        return Event(
+            entry, type_, op, ts, ref, reason, rows, None, None, None, bundle=_bundle_change(f, ts)
+        )
     if not rows:
         raise MalformedEvent("an event without rows changes nothing")
     idem = None
     if b"idem" in f:
         idem = (_text(f, "idem"), _text(f, "fp"))
     part = None
+    bdl = None
     if b"order" in f:
+        bdl = _bundle_lines(f.get(b"bdl"))
         st = _text(f, "st")
         if st not in PART_STATUSES:
             raise MalformedEvent(f"unknown reservation status {st!r}")
@@ -296,7 +359,7 @@ def _parse_checked(entry: Entry) -> Event:
             ts,
             ts,
         )
-    return Event(entry, type_, op, ts, ref, reason, rows, idem, part, transfer)
+    return Event(entry, type_, op, ts, ref, reason, rows, idem, part, transfer, bdl)
 
 
 def available(on_hand: int, locked: int, safety_stock: int) -> int:
@@ -315,6 +378,11 @@ def build(events: Iterable[Event], retention_ms: int) -> Batch:
         mark = marks.get(ev.entry.group)
         if mark is None or mark[:2] < here[:2]:
             marks[ev.entry.group] = here
+        if ev.bundle is not None:
+            cur_def = b.bundles.get(ev.bundle[0])
+            if cur_def is None or cur_def[2] < ev.bundle[2]:
+                b.bundles[ev.bundle[0]] = ev.bundle
+        of_bundles = _bundles_of_components(ev.bdl)
         merged: dict[tuple[str, str], list[int]] = {}
         for sku, loc, doh, dl, oh, lk, ss, ver in ev.rows:
             cur = merged.get((sku, loc))
@@ -341,6 +409,7 @@ def build(events: Iterable[Event], retention_ms: int) -> Batch:
                     ver,
                     ev.ts,
                     sid,
+                    of_bundles.get(sku),
                 )
         if ev.idem is not None and ev.idem[0] not in b.idempotency:
             sku, loc, _, _, oh, lk, ss, _ = ev.rows[0]
@@ -367,6 +436,17 @@ def build(events: Iterable[Event], retention_ms: int) -> Batch:
     return b
 
 
+def _bundles_of_components(bdl: str | None) -> dict[str, str]:
+    """Component SKU → the bundles (comma-separated) a part's bundle lines took it for."""
+    if bdl is None:
+        return {}
+    found: dict[str, set[str]] = {}
+    for bundle, _, _, comps in orjson.loads(bdl):
+        for sku, _ in comps:
+            found.setdefault(sku, set()).add(bundle)
+    return {sku: ",".join(sorted(b)) for sku, b in found.items()}
+
+
 def marks_json(marks: Mapping[int, Mark]) -> str:
     """The `ledger_marks.marks` value of a batch: `{"<group>": [ms, seq, op], ...}`."""
     return orjson.dumps({str(g): list(m) for g, m in sorted(marks.items())}).decode()
@@ -386,7 +466,7 @@ def _add_part(b: Batch, ev: Event) -> None:
         key = (order, tok, sku, pos)
         cur = b.lines.get(key)
         if cur is None:
-            b.lines[key] = (order, tok, sku, pos, loc, qty, fp, st, exp, reserved, settled)
+            b.lines[key] = (order, tok, sku, pos, loc, qty, fp, st, exp, reserved, settled, ev.bdl)
             continue
         status = st if cur[7] == "active" else cur[7]
         b.lines[key] = (
@@ -395,6 +475,7 @@ def _add_part(b: Batch, ev: Event) -> None:
             cur[8],
             cur[9] if cur[9] is not None else reserved,
             cur[10] if cur[10] is not None else settled,
+            cur[11] if cur[11] is not None else ev.bdl,
         )
 
 

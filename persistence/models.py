@@ -146,6 +146,9 @@ class Movement(Base):
     created_at: Mapped[datetime] = _ts()
     stream_id: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = _ts(server_default=text("CURRENT_TIMESTAMP"))
+    # A component row of bundle lines (reserve, cancel, expire, ship, release of an
+    # order): the bundle SKUs it moved units for, comma-separated; NULL for other rows.
+    bundle: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class LedgerMark(Base):
@@ -209,6 +212,25 @@ class ReservationLine(Base):
     # Unknown until the reserve event arrives (a settle event may be applied first).
     reserved_at: Mapped[datetime | None] = _ts(nullable=True)
     settled_at: Mapped[datetime | None] = _ts(nullable=True)
+    # The part's bundle lines as `reserve-4.lua` keeps them (`bdl`): JSON
+    # [[bundle, qty, location or '', [[component, qty per bundle], ...]], ...]; NULL if none.
+    bundles: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class BundleDefinition(Base):
+    """A bundle (kit) as its latest change left it; `components` NULL once deleted (the
+    row stays so that `version`, the Redis definition's own counter, keeps ordering
+    changes applied out of order).
+
+    `components` is `[[sku, qty], ...]`, sorted by SKU.
+    """
+
+    __tablename__ = "bundles"
+
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    components: Mapped[list[Any] | None] = mapped_column(Json, nullable=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = _ts()
 
 
 class Transfer(Base):

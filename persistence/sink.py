@@ -117,7 +117,13 @@ _LINE_UPDATE = """
   status = CASE WHEN reservation_lines.status = 'active' THEN excluded.status
                 ELSE reservation_lines.status END,
   reserved_at = COALESCE(reservation_lines.reserved_at, excluded.reserved_at),
-  settled_at = COALESCE(reservation_lines.settled_at, excluded.settled_at)
+  settled_at = COALESCE(reservation_lines.settled_at, excluded.settled_at),
+  bundles = COALESCE(reservation_lines.bundles, excluded.bundles)
+"""
+_BUNDLE_UPDATE = """
+  components = excluded.components, version = excluded.version,
+  updated_at = excluded.updated_at
+WHERE bundles.version < excluded.version
 """
 _LEVEL_UPDATE = """
   on_hand = excluded.on_hand, locked = excluded.locked,
@@ -170,23 +176,30 @@ ON CONFLICT (key) DO NOTHING
 _PG_MOVEMENTS = f"""
 INSERT INTO movements (op_id, sku, location, type, reason, ref, delta_on_hand, delta_locked,
                        on_hand_after, locked_after, safety_stock_after, version, created_at,
-                       stream_id, recorded_at)
+                       stream_id, recorded_at, bundle)
 SELECT op, sku, loc, ty, re, ref, doh, dl, oh, lk, ss, v, {_ts("t")}, sid,
-       statement_timestamp()
+       statement_timestamp(), b
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
             %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
-            %s::bigint[], %s::bigint[], %s::text[])
-  AS u(op, sku, loc, ty, re, ref, doh, dl, oh, lk, ss, v, t, sid)
+            %s::bigint[], %s::bigint[], %s::text[], %s::text[])
+  AS u(op, sku, loc, ty, re, ref, doh, dl, oh, lk, ss, v, t, sid, b)
 ON CONFLICT (op_id, sku, location) DO NOTHING
 """
 _PG_LINES = f"""
 INSERT INTO reservation_lines (order_id, token, sku, position, location, qty,
-                               part_fingerprint, status, expires_at, reserved_at, settled_at)
-SELECT o, tok, sku, pos, loc, qty, fp, st, {_ts("e")}, {_ts("r")}, {_ts("s")}
+                               part_fingerprint, status, expires_at, reserved_at, settled_at,
+                               bundles)
+SELECT o, tok, sku, pos, loc, qty, fp, st, {_ts("e")}, {_ts("r")}, {_ts("s")}, b
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::bigint[],
-            %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])
-  AS u(o, tok, sku, pos, loc, qty, fp, st, e, r, s)
+            %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])
+  AS u(o, tok, sku, pos, loc, qty, fp, st, e, r, s, b)
 ON CONFLICT (order_id, token, sku, position) DO UPDATE SET {_LINE_UPDATE}
+"""
+_PG_BUNDLES = f"""
+INSERT INTO bundles (sku, components, version, updated_at)
+SELECT sku, c::jsonb, v, {_ts("t")}
+FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) AS u(sku, c, v, t)
+ON CONFLICT (sku) DO UPDATE SET {_BUNDLE_UPDATE}
 """
 _PG_RECOMPUTE = _RECOMPUTE.format(match="= ANY(%s::text[])")
 _MARKS = "INSERT INTO ledger_marks (marks) VALUES ({})"
@@ -281,9 +294,11 @@ class PgSink:
         if b.idempotency:
             conn.execute(_PG_IDEMPOTENCY, _columns(_sorted(b.idempotency), "ttttii"))
         if b.movements:
-            conn.execute(_PG_MOVEMENTS, _columns(list(b.movements.values()), "ttttttiiiiiiit"))
+            conn.execute(_PG_MOVEMENTS, _columns(list(b.movements.values()), "ttttttiiiiiiitt"))
         if b.lines:
-            conn.execute(_PG_LINES, _columns(_sorted(b.lines), "tttitittiii"))
+            conn.execute(_PG_LINES, _columns(_sorted(b.lines), "tttitittiiit"))
+        if b.bundles:
+            conn.execute(_PG_BUNDLES, _columns(_sorted(b.bundles), "ttii"))
         if b.orders:
             conn.execute(_PG_RECOMPUTE, [_text_array(sorted(b.orders))])
         if b.levels:
@@ -337,15 +352,23 @@ ON CONFLICT (key) DO NOTHING
 _SQLITE_MOVEMENTS = """
 INSERT INTO movements (op_id, sku, location, type, reason, ref, delta_on_hand, delta_locked,
                        on_hand_after, locked_after, safety_stock_after, version, created_at,
-                       stream_id, recorded_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       stream_id, recorded_at, bundle)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (op_id, sku, location) DO NOTHING
 """
 _SQLITE_LINES = f"""
 INSERT INTO reservation_lines (order_id, token, sku, position, location, qty,
-                               part_fingerprint, status, expires_at, reserved_at, settled_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               part_fingerprint, status, expires_at, reserved_at, settled_at,
+                               bundles)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (order_id, token, sku, position) DO UPDATE SET {_LINE_UPDATE}
+"""
+
+
+_SQLITE_BUNDLES = f"""
+INSERT INTO bundles (sku, components, version, updated_at)
+VALUES (?, ?, ?, ?)
+ON CONFLICT (sku) DO UPDATE SET {_BUNDLE_UPDATE}
 """
 
 
@@ -405,12 +428,13 @@ class SqliteSink:
             ),
             (
                 _SQLITE_MOVEMENTS,
-                [(*r[:12], t(r[12]), r[13], now) for r in b.movements.values()],
+                [(*r[:12], t(r[12]), r[13], now, r[14]) for r in b.movements.values()],
             ),
             (
                 _SQLITE_LINES,
-                [(*r[:8], t(r[8]), t(r[9]), t(r[10])) for r in _sorted(b.lines)],
+                [(*r[:8], t(r[8]), t(r[9]), t(r[10]), r[11]) for r in _sorted(b.lines)],
             ),
+            (_SQLITE_BUNDLES, [(*r[:3], t(r[3])) for r in _sorted(b.bundles)]),
             (_RECOMPUTE.format(match=match), [tuple(orders)] if orders else []),
             (_MARKS.format("?"), [(marks_json(b.marks),)] if b.marks else []),
         ]

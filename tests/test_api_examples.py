@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from inventory_cache.api.main import create_app
-from inventory_cache.demo import CATALOGUE, LOCATIONS
+from inventory_cache.demo import CATALOGUE, KITS, LOCATIONS
 from tests.conftest import make_settings
 
 SCHEMA: dict[str, Any] = create_app(make_settings("unused")).openapi()
-DEMO_SKUS = {item.sku for item in CATALOGUE}
+DEMO_SKUS = {item.sku for item in CATALOGUE} | set(KITS)
 SKU_FIELDS = {"sku"}
 LOCATION_FIELDS = {"location", "from_location", "to_location"}
 

@@ -2,7 +2,9 @@
 
 Hypothesis drives every engine operation (movements, counts with and without an
 expected value, POS events, safety stock, multi-line reservations with and without
-locations, cancel, ship, expiry through a manual clock, transfers) with small pools of
+locations, bundles (a kit whose components sit in two slot groups, redefined and deleted
+between orders, ordered alone or beside its own components), cancel, ship, expiry through
+a manual clock, transfers) with small pools of
 ids, so retries with the same body and reuses with another body happen all the time.
 After every step the engine must agree with the model: each (sku, location)'s levels,
 each reservation and transfer, every result or typed error. And the contract's guarantees are
@@ -47,9 +49,12 @@ from inventory_cache.errors import (
 from inventory_cache.keys import Keys
 from inventory_cache.models import (
     Availability,
+    Bundle,
+    Component,
     Level,
     LineRequest,
     Reservation,
+    ReservedBundle,
     ReservedLine,
     StockView,
     Transfer,
@@ -118,6 +123,13 @@ def _skus() -> tuple[str, ...]:
 
 
 SKUS = _skus()
+BUNDLE = "kit-k"
+# What the kit may be defined as: across two groups, within one group, a single component.
+DEFINITIONS = (
+    (Component(SKUS[0], 1), Component(SKUS[2], 2)),
+    (Component(SKUS[0], 2), Component(SKUS[1], 1), Component(SKUS[2], 1)),
+    (Component(SKUS[1], 3),),
+)
 ORDERS = ("o1", "o2", "o3")
 TRANSFERS = ("t1", "t2")
 REFS = ("r1", "r2")
@@ -130,10 +142,10 @@ INIT_REFS = tuple(f"init-{i}" for i in range(5))
 def every_key(keys: Keys) -> list[str]:
     """Every key the ids above can produce (keys.py's layout), for SCAN-free snapshots on
     the shared Redis. On fakeredis each example checks that SCAN finds nothing else."""
-    groups = {keys.group_of(i) for i in SKUS + ORDERS + TRANSFERS}
+    groups = {keys.group_of(i) for i in SKUS + ORDERS + TRANSFERS + (BUNDLE,)}
     out = [keys.ready(g) for g in keys.all_groups()]
     out += [f(g) for g in groups for f in (keys.events, keys.expiry)]
-    out += [keys.stock(s) for s in SKUS]
+    out += [keys.stock(s) for s in SKUS] + [keys.stock(BUNDLE), keys.bundle(BUNDLE)]
     out += [keys.part(keys.group_of(s), o) for s in SKUS for o in ORDERS]
     out += [keys.order_index(o) for o in ORDERS]
     out += [keys.transfer(s, t) for s in SKUS for t in TRANSFERS]
@@ -155,6 +167,7 @@ class Order:
     lines: list[ReservedLine]
     parts: int
     status: str = "active"
+    bundles: list[ReservedBundle] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -173,6 +186,8 @@ class Model:
         self.movements: dict[tuple[str, str, str], tuple[tuple[Any, ...], Level]] = {}
         self.orders: dict[str, Order] = {}
         self.transfers: dict[str, TransferRec] = {}
+        self.kits: dict[str, list[Component]] = {}  # bundle sku -> components, sorted
+        self.kit_versions: dict[str, int] = defaultdict(int)
         self.changes = 0
         # True when a refused multi-group reservation locked and released a group: the
         # state is back as it was, but the ledger recorded both halves.
@@ -260,6 +275,40 @@ class Model:
             self._set(sku, location, cur.on_hand, cur.locked, safety_stock)
         return self.level(sku, location)
 
+    # ---- bundles
+    def put_bundle(self, sku: str, components: Sequence[Component]) -> Bundle:
+        canon = sorted(components, key=lambda c: c.sku)
+        if self.kits.get(sku) != canon:
+            self.kits[sku] = canon
+            self.kit_versions[sku] += 1
+            self.changes += 1
+        return Bundle(sku, canon, self.kit_versions[sku])
+
+    def delete_bundle(self, sku: str) -> None:
+        if sku not in self.kits:
+            raise NotFound()
+        del self.kits[sku]
+        self.kit_versions[sku] += 1
+        self.changes += 1
+
+    def availability(self, sku: str) -> Availability:
+        """A bundle: whole kits per location and from the components' totals."""
+
+        def free(s: str) -> dict[str, int]:
+            return {loc: self.level(s, loc).available for x, loc in self.levels if x == s}
+
+        if sku not in self.kits:
+            locs = free(sku)
+            return Availability(
+                sku, sum(locs.values()), sum(locs.values()) > 0, dict(sorted(locs.items()))
+            )
+        comps = self.kits[sku]
+        per = {c.sku: free(c.sku) for c in comps}
+        every = sorted({loc for c in comps for loc in per[c.sku]})
+        locs = {loc: min(per[c.sku].get(loc, 0) // c.qty for c in comps) for loc in every}
+        total = min(sum(per[c.sku].values()) // c.qty for c in comps)
+        return Availability(sku, total, total > 0, locs, tuple(c.sku for c in comps))
+
     # ---- reservations
     def _free(self, sku: str, loc: str, taken: dict[tuple[str, str], int]) -> int:
         return self.level(sku, loc).available - taken.get((sku, loc), 0)
@@ -312,7 +361,14 @@ class Model:
         status = order.status
         if status == "active" and self.now() >= order.expires_at:
             status = "expired"  # locks are held until the sweep, but the order is over
-        return Reservation(order_id, status, order.expires_at, list(order.lines), replayed)  # type: ignore[arg-type]
+        return Reservation(
+            order_id,
+            status,  # type: ignore[arg-type]
+            order.expires_at,
+            list(order.lines),
+            replayed,
+            list(order.bundles),
+        )
 
     def reserve(
         self, *, order_id: str, lines: Sequence[LineRequest], ttl_seconds: int | None = None
@@ -327,8 +383,20 @@ class Model:
             if known.body != body:
                 raise IdempotencyMismatch()
             return self._view(order_id, known, replayed=True)
-        groups: dict[int, list[LineRequest]] = defaultdict(list)
+        # A kit line is its components' lines (qty x each), summed with the other lines.
+        expanded: dict[tuple[str, str | None], int] = defaultdict(int)
+        kits: list[ReservedBundle] = []
         for (sku, loc), q in merged.items():
+            if sku not in self.kits:
+                expanded[(sku, loc)] += q
+                continue
+            units = [Component(c.sku, q * c.qty) for c in self.kits[sku]]
+            kits.append(ReservedBundle(sku, q, loc, units))
+            for c in self.kits[sku]:
+                expanded[(c.sku, loc)] += q * c.qty
+        kits.sort(key=lambda b: (b.sku, b.location or ""))
+        groups: dict[int, list[LineRequest]] = defaultdict(list)
+        for (sku, loc), q in expanded.items():
             groups[self.group_of(sku)].append(LineRequest(sku, q, loc))
         plans = {g: self._plan_group(groups[g]) for g in sorted(groups)}
         short = [s for _, shorts in plans.values() for s in shorts]
@@ -337,7 +405,9 @@ class Model:
             raise InsufficientStock(short)
         locked = [ln for plan, _ in plans.values() for ln in plan]
         self._lock(locked, +1)
-        self.orders[order_id] = Order(body, self.now() + ttl * 1000, locked, len(plans))
+        self.orders[order_id] = Order(
+            body, self.now() + ttl * 1000, locked, len(plans), bundles=kits
+        )
         return self._view(order_id, self.orders[order_id])
 
     def get_reservation(self, order_id: str) -> Reservation:
@@ -475,8 +545,11 @@ qtys = st.integers(1, 5)
 order_ids = st.sampled_from(ORDERS)
 transfer_ids = st.sampled_from(TRANSFERS)
 lines = st.lists(
-    st.builds(LineRequest, skus, st.integers(1, 3), st.none() | locations), min_size=1, max_size=3
+    st.builds(LineRequest, skus | st.just(BUNDLE), st.integers(1, 3), st.none() | locations),
+    min_size=1,
+    max_size=3,
 )
+definitions = st.sampled_from(DEFINITIONS)
 
 
 class EngineMachine(RuleBasedStateMachine):
@@ -553,6 +626,19 @@ class EngineMachine(RuleBasedStateMachine):
     def stock_up(self, stock: list[tuple[str, str, int]]) -> None:
         for i, (sku, loc, qty) in enumerate(stock):
             self.do("inbound", ref=INIT_REFS[i], sku=sku, location=loc, qty=qty)
+
+    @initialize(definition=definitions)
+    def define_kit(self, definition: tuple[Component, ...]) -> None:
+        self.do("put_bundle", sku=BUNDLE, components=list(definition))
+
+    # ---- bundles: open orders keep what they locked whatever happens to the definition
+    @rule(definition=definitions)
+    def put_bundle(self, definition: tuple[Component, ...]) -> None:
+        self.do("put_bundle", sku=BUNDLE, components=list(definition))
+
+    @rule()
+    def delete_bundle(self) -> None:
+        self.do("delete_bundle", sku=BUNDLE)
 
     # ---- movements
     @rule(ref=refs, sku=skus, location=locations, qty=qtys)
@@ -684,7 +770,7 @@ class EngineMachine(RuleBasedStateMachine):
     # ---- after every step
     @invariant()
     def engine_matches_model_and_spec(self) -> None:
-        stocks, avail, reservations, transfers = self.run(self.observe())
+        stocks, avail, reservations, transfers, kit = self.run(self.observe())
         for sku, view in zip(SKUS, stocks, strict=True):
             levels = {loc: self.model.level(s, loc) for s, loc in self.model.levels if s == sku}
             assert view.locations == dict(sorted(levels.items())), sku
@@ -697,6 +783,7 @@ class EngineMachine(RuleBasedStateMachine):
         for tid, got in zip(TRANSFERS, transfers, strict=True):
             want = outcome_of(self.model.get_transfer, tid)
             assert same(got, want), f"{tid}: engine {show(got)}, model {show(want)}"
+        assert kit == self.model.availability(BUNDLE)
 
         # the guarantees on what the engine reports. An order past its TTL already reads as
         # expired, but keeps its locks until the sweep (or a late cancel/ship) ends it.
@@ -719,15 +806,16 @@ class EngineMachine(RuleBasedStateMachine):
 
     async def observe(
         self,
-    ) -> tuple[list[StockView], list[Availability], list[Outcome], list[Outcome]]:
+    ) -> tuple[list[StockView], list[Availability], list[Outcome], list[Outcome], Availability]:
         e = self.engine
-        stocks, avail, reservations, transfers = await asyncio.gather(
+        stocks, avail, reservations, transfers, kit = await asyncio.gather(
             asyncio.gather(*(e.stock(s) for s in SKUS)),
             e.availability_many(list(SKUS)),
             asyncio.gather(*(async_outcome_of(e.get_reservation(o)) for o in ORDERS)),
             asyncio.gather(*(async_outcome_of(e.get_transfer(t)) for t in TRANSFERS)),
+            e.availability(BUNDLE),
         )
-        return list(stocks), avail, list(reservations), list(transfers)
+        return list(stocks), avail, list(reservations), list(transfers), kit
 
 
 def _fresh_prefix() -> str:

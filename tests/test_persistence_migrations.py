@@ -34,6 +34,7 @@ CONTRACT_TABLES = {
     "reconcile_diffs",
     "alerts",
     "subscriptions",
+    "bundles",
 }
 MOVEMENT_COLUMNS = {
     "id",
@@ -52,6 +53,7 @@ MOVEMENT_COLUMNS = {
     "created_at",
     "stream_id",
     "recorded_at",
+    "bundle",
 }
 
 

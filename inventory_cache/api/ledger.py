@@ -29,6 +29,7 @@ MOVEMENT_FIELDS = (
     "on_hand_after",
     "locked_after",
     "created_at",
+    "bundle",
 )
 
 

@@ -123,17 +123,17 @@ class NearCache:
             finally:
                 self._end(missing)
             for a in fresh:
-                found[a.sku] = self._store(a.sku, encode(a), started)
+                found[a.sku] = self._store(a.sku, encode(a), started, bool(a.components))
         return b'{"items":[' + b",".join(found[s] for s in skus) + b"]}"
 
     async def _read_one(self, sku: str) -> bytes:
         started = self._begin((sku,))
         try:
-            body = encode(await self._engine.availability(sku))
+            a = await self._engine.availability(sku)
         finally:
             del self._loading[sku]
             self._end((sku,))
-        return self._store(sku, body, started)
+        return self._store(sku, encode(a), started, bool(a.components))
 
     def _begin(self, skus: Sequence[str]) -> tuple[float, bool]:
         """When a read is sent, and whether invalidations were being received then."""
@@ -149,10 +149,15 @@ class NearCache:
             else:
                 del self._reading[sku]
 
-    def _store(self, sku: str, body: bytes, started: tuple[float, bool]) -> bytes:
+    def _store(
+        self, sku: str, body: bytes, started: tuple[float, bool], bundle: bool = False
+    ) -> bytes:
+        """A bundle's answer keeps the time bound only: it follows its components' stock
+        keys, whose invalidations name the components, not the bundle."""
         if self._ttl <= 0:
             return body
         at, tracked = started
+        tracked = tracked and not bundle
         if sku in self._overtaken:
             tracked = False
             if sku not in self._reading:
@@ -209,14 +214,16 @@ class Tracker:
         self._clock = clock
         self._interval = max(cache.staleness_s / 4, 0.005)
         self._stock_tag_end = b"}:s:"
+        self._bundle_tag_end = b"}:b:"
         self._prefix = f"{keys.prefix}:{{".encode()
         self.client_id: int | None = None  # of the connection receiving invalidations
 
     def prefixes(self) -> list[str]:
-        """Stock hashes and readiness markers of every group: nothing else is watched."""
+        """Stock hashes, bundle definitions and readiness markers of every group: nothing
+        else is watched."""
         out = []
         for g in self._keys.all_groups():
-            out += [f"{self._keys.tag(g)}:s:", self._keys.ready(g)]
+            out += [f"{self._keys.tag(g)}:s:", f"{self._keys.tag(g)}:b:", self._keys.ready(g)]
         return out
 
     async def run(self) -> None:
@@ -285,6 +292,8 @@ class Tracker:
             if not key.startswith(self._prefix):
                 continue
             _, sep, sku = key.partition(self._stock_tag_end)
+            if not sep:
+                _, sep, sku = key.partition(self._bundle_tag_end)
             if sep:
                 self._cache.invalidate(sku.decode())
             else:  # a readiness marker changed: warmup or a flush

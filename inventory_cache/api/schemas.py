@@ -304,6 +304,21 @@ class LineOut(BaseModel):
     location: str
 
 
+class ComponentOut(BaseModel):
+    sku: str
+    qty: int
+
+
+class BundleLineOut(BaseModel):
+    """A bundle line: `qty` bundles; `components` the units of each component locked for
+    it (included in the order's `lines`, which sum them with any other line of the SKU)."""
+
+    sku: str
+    qty: int
+    location: str | SkipJsonSchema[None] = None
+    components: list[ComponentOut]
+
+
 class ReservationOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -322,15 +337,29 @@ class ReservationOut(BaseModel):
     status: Literal["active", "cancelled", "expired", "shipped"]
     expires_at: datetime
     lines: list[LineOut]
+    bundles: list[BundleLineOut] | SkipJsonSchema[None] = Field(
+        None, description="Only when the order has bundle lines."
+    )
 
     @classmethod
     def of(cls, r: Reservation) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "order_id": r.order_id,
             "status": r.status,
             "expires_at": iso_utc(r.expires_at),
             "lines": [{"sku": ln.sku, "qty": ln.qty, "location": ln.location} for ln in r.lines],
         }
+        if r.bundles:
+            out["bundles"] = [
+                {
+                    "sku": b.sku,
+                    "qty": b.qty,
+                    **({"location": b.location} if b.location else {}),
+                    "components": [{"sku": c.sku, "qty": c.qty} for c in b.components],
+                }
+                for b in r.bundles
+            ]
+        return out
 
 
 class TransferOut(BaseModel):
@@ -413,6 +442,10 @@ class MovementOut(BaseModel):
     on_hand_after: int
     locked_after: int
     created_at: datetime
+    bundle: str | SkipJsonSchema[None] = Field(
+        None,
+        description="Only on component rows of bundle lines: the bundles, comma-separated.",
+    )
 
 
 class MovementsOut(BaseModel):

@@ -7,7 +7,9 @@
        a[3] retention of the settled part (ms), a[4] JSON [sku, ...] naming KEYS[5..],
        a[5] attempt token that must own the part ('' = any)
     action: 'cancel' | 'expire' | 'ship' | 'release'
-  Output: JSON {status, expires_at, lines[, replayed]}
+  Output: JSON {status, expires_at, lines, bdl[, replayed]}
+  Events: the part's bundle lines (`bdl`, '' for none) ride along, so the ledger names the
+          bundle of each component row it releases or ships.
   Errors: not_ready, not_found, invalid_state {status}, keys (a line's SKU has no key)
 ]]
 local SETTLE = {
@@ -20,12 +22,13 @@ local SETTLE = {
 local function settle_part(ready, part, expiry, events, stocks, a, action)
   if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
   local spec = SETTLE[action]
-  local p = rcall('HMGET', part, 'st', 'exp', 'lines', 'tok', 'fp')
+  local p = rcall('HMGET', part, 'st', 'exp', 'lines', 'tok', 'fp', 'bdl')
   if not p[1] then return fail('not_found') end
   local st, exp, lines_json, tok = p[1], tonumber(p[2]), p[3], p[4]
   local lines = cjson.decode(lines_json)
   if st == spec.status then
-    return reply({status = st, expires_at = exp, lines = lines, replayed = true})
+    return reply({status = st, expires_at = exp, lines = lines, bdl = p[6] or '',
+                  replayed = true})
   end
   if st ~= 'active' then return fail('invalid_state', {status = st}) end
   if a[5] ~= '' and a[5] ~= tok then return fail('invalid_state', {status = st, detail = 'owned by another attempt'}) end
@@ -57,6 +60,6 @@ local function settle_part(ready, part, expiry, events, stocks, a, action)
   rcall('XADD', events, '*', 't', action, 'op', action .. ':' .. a[1] .. ':' .. tok,
         'ts', a[2], 'ref', a[1], 'reason', action, 'rows', cjson.encode(rows),
         'order', a[1], 'exp', p[2], 'lines', lines_json, 'st', spec.status,
-        'fp', p[5], 'tok', tok)
-  return reply({status = spec.status, expires_at = exp, lines = lines})
+        'fp', p[5], 'tok', tok, 'bdl', p[6] or '')
+  return reply({status = spec.status, expires_at = exp, lines = lines, bdl = p[6] or ''})
 end

@@ -113,8 +113,11 @@ async def movements(
         int | None, Query(ge=1, le=2**63 - 1, description="Only rows with a smaller `id`.")
     ] = None,
 ) -> Response:
-    """Read from PostgreSQL: it shows what the write-behind worker has recorded so far."""
+    """Read from PostgreSQL: it shows what the write-behind worker has recorded so far.
+    A component row of bundle lines names the bundles (`bundle`, comma-separated)."""
     rows = await services.ledger.movements(sku=sku, location=location, limit=limit, before=before)
     for row in rows:
         row["created_at"] = iso_datetime(row["created_at"])
+        if row["bundle"] is None:
+            del row["bundle"]
     return json_response({"items": rows})

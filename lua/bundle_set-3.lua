@@ -1,0 +1,34 @@
+#!lua
+--[[
+  Defines, changes or deletes a bundle (kit): the SKU sells as the set of its components.
+  Setting the definition it already has changes nothing and emits nothing (PUT semantics).
+  A deleted bundle keeps its key with an empty definition, so its version goes on counting
+  and the ledger's newest-version rule orders every change (`persistence/ledger.py`).
+
+  Input:
+    KEYS[1] readiness marker of the bundle SKU's group
+    KEYS[2] definition of the bundle (hash: `c`, `v`)
+    KEYS[3] event stream of the group
+    ARGV[1] bundle sku
+    ARGV[2] components, canonical JSON [ [sku, qty], ...] sorted by sku ('' = delete)
+    ARGV[3] now, ms
+  Output: JSON {components, version[, unchanged]}
+  Errors: not_ready, not_found (delete of a SKU that is no bundle)
+  Events: one 'bundle' entry (no rows): `bundle` the SKU, `comps` the definition ('' when
+          deleted), `v` its version.
+]]
+--- @include "common"
+if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+local cur = rcall('HMGET', KEYS[2], 'c', 'v')
+local comps, version = cur[1] or '', tonumber(cur[2]) or 0
+if ARGV[2] == '' and comps == '' then return fail('not_found') end
+if comps == ARGV[2] then
+  return reply({components = cjson.decode(comps), version = version, unchanged = true})
+end
+version = rcall('HINCRBY', KEYS[2], 'v', 1)
+rcall('HSET', KEYS[2], 'c', ARGV[2])
+rcall('XADD', KEYS[3], '*', 't', 'bundle', 'op', 'bundle:' .. ARGV[1] .. ':' .. version,
+      'ts', ARGV[3], 'ref', ARGV[1], 'reason', ARGV[2] == '' and 'delete' or 'define',
+      'rows', '[]', 'bundle', ARGV[1], 'comps', ARGV[2], 'v', version)
+if ARGV[2] == '' then return reply({components = {}, version = version}) end
+return reply({components = cjson.decode(ARGV[2]), version = version})
