@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
+import bench_engine
 import pytest
 
 from tests.conftest import REDIS_URL
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import bench_engine
 
 
 def test_a_tiny_run_reports_both_sides_of_every_row(

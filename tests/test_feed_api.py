@@ -20,10 +20,7 @@ import uvicorn
 from inventory_cache.api.routes.events import EventStream, Feed, _messages
 from inventory_cache.engine import StockEngine
 from inventory_cache.feed import FeedHub, Filter
-from tests import api_support
 from tests.api_support import Database, free_port, start_api
-
-api_database = api_support.api_database  # the fixture
 
 WAIT_S = 5.0
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import orjson
 import pytest
+from wms_simulator import EngineSink, WmsSimulator, serve
 
 from inventory_cache.engine import StockEngine
 from inventory_cache.models import LineRequest
 from inventory_cache.reconcile import Diff, reconcile
 from inventory_cache.wms import HttpJsonWms, WmsSnapshot, parse_json_snapshot
-from scripts.wms_simulator import EngineSink, WmsSimulator, serve
 from tests.conftest import ManualClock
 
 SKUS = [f"P{i:03d}" for i in range(100)]

@@ -19,12 +19,11 @@ from inventory_cache.webhooks import WebhookSender
 from persistence.db import make_engine, session_factory
 from persistence.models import Subscription
 from tests.conftest import ManualClock, make_settings
-from tests.pg import pg_url  # noqa: F401  (fixture)
 from tests.test_alerts_webhooks import Receiver
 
 
 @pytest.fixture
-def sessions(pg_url: str) -> Iterator[sessionmaker[Session]]:  # noqa: F811
+def sessions(pg_url: str) -> Iterator[sessionmaker[Session]]:
     db = make_engine(pg_url)
     yield session_factory(db)
     db.dispose()
