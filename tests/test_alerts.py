@@ -19,7 +19,7 @@ from inventory_cache.webhooks import WebhookSender, verify
 from persistence.db import make_engine, session_factory
 from persistence.models import Alert, Policy
 from tests.conftest import ManualClock, make_settings
-from tests.test_alerts_webhooks import Receiver
+from tests.doubles import Receiver
 
 
 @pytest.fixture

@@ -37,7 +37,6 @@ from tests.conftest import REDIS_URL, make_settings, need_redis
 
 pytestmark = pytest.mark.slow
 
-
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -35,7 +35,6 @@ from tests.conftest import REDIS_URL, REQUIRE, make_settings, need_redis
 
 pytestmark = pytest.mark.slow
 
-
 CHROMIUM = os.environ.get("CONSOLE_TEST_CHROMIUM", "/usr/bin/chromium")
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}

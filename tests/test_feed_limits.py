@@ -18,7 +18,7 @@ from inventory_cache.apikeys import create_key, revoke
 from inventory_cache.engine import StockEngine
 from inventory_cache.feed import FeedEvent, FeedHub, Filter, Position, follow, read_range
 from tests.api_support import Database, free_port, start_api
-from tests.test_feed_api import Server, SseClient, listening
+from tests.feed_support import Server, SseClient, listening
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from tests.pg import drain_into_ledger
 
 pytestmark = pytest.mark.slow
 
-
 SKU = "mem-sku"
 
 

@@ -22,8 +22,8 @@ from inventory_cache.scheduler import Scheduler, due_slot
 from persistence.db import make_engine, session_factory
 from persistence.models import ReconcileRun
 from tests.conftest import ManualClock, make_settings
-from tests.test_reconcile import SimSource
-from tests.test_scheduler_expiry import stream_events
+from tests.doubles import SimSource
+from tests.redis_state import stream_events
 
 
 @pytest.fixture
