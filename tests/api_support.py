@@ -1,5 +1,6 @@
 """Fixtures of the HTTP API tests: the app on real Redis and PostgreSQL, one key per
-scope, and a real uvicorn server in a subprocess.
+scope, and a real uvicorn server in a subprocess. A plugin (conftest's `pytest_plugins`):
+`api_database` and `api` need no import.
 
 Each test gets its own Redis key prefix (conftest); each test module its own migrated
 PostgreSQL database (tests/pg.py), dropped afterwards.
@@ -100,6 +101,20 @@ async def serving(
 async def api(real_redis: Any, prefix: str, api_database: Database) -> AsyncIterator[Api]:
     async with serving(real_redis, prefix, api_database) as served:
         yield served
+
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
+
+
+def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The answer is problem+json of this status and code; returns its body."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = r.json()
+    assert body.keys() >= PROBLEM_KEYS
+    assert (body["status"], body["code"]) == (status, code)
+    assert body["type"] == f"urn:inventory-cache:problem:{code}"
+    return body
 
 
 def free_port() -> int:

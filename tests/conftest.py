@@ -22,9 +22,11 @@ import redis.asyncio as aredis
 from inventory_cache.engine import StockEngine
 from inventory_cache.settings import Settings
 
-# The session-scoped `local_cluster` fixture (a real 3-master Redis Cluster), started only
-# when a test asks for the cluster backend.
-pytest_plugins = ["tests.cluster"]
+# Fixtures of the support modules, available to every test without an import:
+# `local_cluster` (a real 3-master Redis Cluster, started only when a test asks for the
+# cluster backend), `pg_url` (a fresh migrated database), `api_database` and `api` (the
+# HTTP API on real Redis and PostgreSQL), `receiver` (a webhook receiver).
+pytest_plugins = ["tests.cluster", "tests.pg", "tests.api_support", "tests.doubles"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

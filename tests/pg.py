@@ -1,9 +1,11 @@
-"""PostgreSQL for tests: a fresh, migrated database per test, dropped afterwards.
+"""PostgreSQL for tests, the one helper for the machine's server: a fresh database per
+test (migrated by `alembic upgrade head` unless asked otherwise, so the migrations are what
+the tests exercise, not `metadata.create_all`), dropped afterwards.
 
-Import the fixture where needed (`from tests.pg import pg_url`) or use `fresh_database()`
-directly. Every database is created by running `alembic upgrade head`, so the migrations
-are what the tests exercise, not `metadata.create_all`. Follows conftest's need_redis:
-an unreachable server skips, or fails under INVENTORY_REQUIRE_SERVICES=1.
+A plugin (conftest's `pytest_plugins`): any test can ask for `pg_url`; `fresh_database()`
+and `empty_database()` serve fixtures of other scopes or URL forms. Follows conftest's
+need_redis: an unreachable server skips, or fails under INVENTORY_REQUIRE_SERVICES=1.
+A PostgreSQL a test may stop and start is tests/private_pg.py's.
 """
 
 from __future__ import annotations
@@ -69,6 +71,14 @@ def fresh_database(*, migrated: bool = True) -> Iterator[str]:
     finally:
         admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def empty_database() -> Iterator[str]:
+    """An empty database as psycopg takes its URL (`postgresql://`), for code that creates
+    its own schema (the PostgreSQL baseline); dropped on exit."""
+    with fresh_database(migrated=False) as url:
+        yield libpq_url(url)
 
 
 @pytest.fixture

@@ -19,12 +19,11 @@ from inventory_cache.webhooks import WebhookSender, verify
 from persistence.db import make_engine, session_factory
 from persistence.models import Alert, Policy
 from tests.conftest import ManualClock, make_settings
-from tests.pg import pg_url  # noqa: F401  (fixture)
-from tests.test_alerts_webhooks import Receiver
+from tests.doubles import Receiver
 
 
 @pytest.fixture
-def sessions(pg_url: str) -> Iterator[sessionmaker[Session]]:  # noqa: F811
+def sessions(pg_url: str) -> Iterator[sessionmaker[Session]]:
     db = make_engine(pg_url)
     yield session_factory(db)
     db.dispose()
@@ -190,7 +189,7 @@ async def test_alert_webhooks_are_signed_and_sent_on_raise_and_clear(
 
 def test_an_alert_another_evaluator_raises_meanwhile_is_not_raised_twice(
     sessions: sessionmaker[Session],
-    pg_url: str,  # noqa: F811
+    pg_url: str,
 ) -> None:
     """The scheduler and a policy change in the API may evaluate one (sku, location) at
     once: the second to insert the active alert waits on the first's unique entry, then
@@ -218,7 +217,7 @@ def test_an_alert_another_evaluator_raises_meanwhile_is_not_raised_twice(
     assert alerts(sessions) == [("A", "north", "low_stock", True, False)]
 
 
-def wait_until_blocked_on_a_lock(pg_url: str) -> None:  # noqa: F811
+def wait_until_blocked_on_a_lock(pg_url: str) -> None:
     db = make_engine(pg_url)
     deadline = time.monotonic() + 30
     try:

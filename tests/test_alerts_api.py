@@ -6,10 +6,7 @@ from sqlalchemy.orm import sessionmaker
 
 from inventory_cache.alerts import AlertMonitor
 from inventory_cache.models import LineRequest
-from tests import api_support
 from tests.api_support import Api
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 
 async def test_put_policy_stores_it_and_holds_back_its_safety_stock(api: Api) -> None:

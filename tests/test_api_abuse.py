@@ -22,12 +22,8 @@ from inventory_cache.feed import FeedEvent
 from inventory_cache.subscriptions import BackInStock
 from inventory_cache.verify import Difference, compare
 from persistence.models import Policy
-from tests import api_support
-from tests.api_support import Api
+from tests.api_support import Api, assert_problem
 from tests.conftest import REDIS_URL
-from tests.test_api_errors import assert_problem
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 JSON = {"content-type": "application/json"}
 

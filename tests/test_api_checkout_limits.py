@@ -7,10 +7,7 @@ import orjson
 import pytest
 
 from inventory_cache.api.deps import Services
-from tests import api_support
 from tests.api_support import Api
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 
 async def key_id(api: Api, scope: str) -> str:

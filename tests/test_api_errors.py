@@ -15,23 +15,8 @@ from inventory_cache.api.problems import POSTGRES_AWAY
 from inventory_cache.apikeys import StoredKey, hash_key, mirror_keys
 from inventory_cache.engine import StockEngine
 from persistence.db import make_engine
-from tests import api_support
-from tests.api_support import Api, Database, free_port
+from tests.api_support import Api, Database, assert_problem, free_port
 from tests.conftest import make_settings
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
-
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
-
-
-def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = r.json()
-    assert body.keys() >= PROBLEM_KEYS
-    assert (body["status"], body["code"]) == (status, code)
-    assert body["type"] == f"urn:inventory-cache:problem:{code}"
-    return body
 
 
 def write_routes() -> list[tuple[str, str]]:

@@ -9,10 +9,7 @@ import pytest
 
 from inventory_cache.api.idempotency import request_fingerprint
 from inventory_cache.apikeys import create_key
-from tests import api_support
 from tests.api_support import Api
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 ORDER = {"order_id": "o1", "lines": [{"sku": "A", "qty": 2}]}
 

@@ -20,11 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from persistence.models import Policy, Subscription
-from tests import api_support
 from tests.api_support import Api, Database, serving
 from tests.conftest import REDIS_URL, need_redis
-
-api_database = api_support.api_database  # the fixture
 
 SKU, LOCATION = "fz-sku", "north"
 VALID = re.compile(r"[A-Za-z0-9._:-]{1,64}")

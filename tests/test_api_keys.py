@@ -39,8 +39,6 @@ from tests.api_support import CLI, Api, Database
 from tests.conftest import make_settings
 from tests.pg import fresh_database
 
-api, api_database = api_support.api, api_support.api_database  # the fixtures
-
 
 @pytest.fixture
 def db() -> Iterator[Engine]:

@@ -20,11 +20,8 @@ from inventory_cache.api.nearcache import NearCache, Tracker
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import NotReady
 from inventory_cache.models import Availability
-from tests import api_support
 from tests.api_support import Database
 from tests.conftest import REDIS_URL, make_settings
-
-api_database = api_support.api_database  # the fixture
 
 
 class Clock:

@@ -17,8 +17,6 @@ from tests import api_support
 from tests.api_support import Api, Database, free_port, serving
 from tests.conftest import ManualClock, make_settings
 
-api, api_database = api_support.api, api_support.api_database  # the fixtures
-
 LIMIT = {"rate_limit_per_second": 5, "rate_limit_burst": 5}
 
 

@@ -14,10 +14,7 @@ from sqlalchemy import insert
 
 from inventory_cache.lag import GROUP
 from persistence.models import Movement
-from tests import api_support
 from tests.api_support import Api
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

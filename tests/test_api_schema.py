@@ -32,13 +32,10 @@ from schemathesis.specs.openapi.checks import (
 
 from inventory_cache.api.main import create_app
 from inventory_cache.engine import StockEngine
-from tests import api_support
 from tests.api_support import Database, server_env, uvicorn_server
 from tests.conftest import REDIS_URL, make_settings, need_redis
 
 pytestmark = pytest.mark.slow
-
-api_database = api_support.api_database  # the fixture
 
 CHECKS = [
     not_a_server_error,

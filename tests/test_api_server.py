@@ -14,12 +14,9 @@ import pytest
 from sqlalchemy import text
 
 from inventory_cache.engine import StockEngine
-from tests import api_support
 from tests.api_support import Database, checkout_burst, server_env, uvicorn_server
 from tests.conftest import make_settings
 from tests.pg import drain_into_ledger
-
-api_database = api_support.api_database  # the fixture
 
 
 async def test_smoke_through_uvicorn(real_redis: Any, prefix: str, api_database: Database) -> None:

@@ -12,10 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests import api_support
 from tests.api_support import Database, server_env, uvicorn_server
-
-api_database = api_support.api_database  # the fixture
 
 LIMITS = {
     "INVENTORY_MAX_HEADER_BYTES": "8192",

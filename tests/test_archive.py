@@ -13,8 +13,6 @@ from tests.api_support import Api
 from tests.conftest import skus_in_distinct_groups
 from tests.pg import drain_into_ledger
 
-api, api_database = api_support.api, api_support.api_database  # the fixtures
-
 
 def answer(r: httpx.Response) -> tuple[int, Any, str | None]:
     return r.status_code, r.json(), r.headers.get("idempotent-replayed")

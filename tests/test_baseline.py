@@ -24,12 +24,12 @@ from inventory_cache.errors import (
 )
 from inventory_cache.models import LineRequest, ReservedLine
 from tests.conftest import ManualClock
-from tests.scratch_pg import scratch_database
+from tests.pg import empty_database
 
 
 @pytest.fixture
 async def dsn() -> AsyncIterator[str]:
-    async with scratch_database("baseline") as url:
+    with empty_database() as url:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await create_schema(conn)
         yield url

@@ -415,9 +415,6 @@ def forks_counted() -> float:
     return REGISTRY.get_sample_value("inventory_worker_version_forks_total") or 0.0
 
 
-api, api_database = api_support.api, api_support.api_database  # the fixtures
-
-
 async def test_readyz_names_a_group_behind_the_ledger_and_only_that_group_refuses(
     api: api_support.Api, api_database: api_support.Database, sync_redis: redis.Redis
 ) -> None:

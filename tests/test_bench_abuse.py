@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
+import bench_abuse
 import pytest
 
 from tests.conftest import PG_URL, REDIS_URL, need_redis
 from tests.pg import need_postgres
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import bench_abuse
 
 
 def test_a_tiny_run_reports_every_phase(capsys: pytest.CaptureFixture[str]) -> None:

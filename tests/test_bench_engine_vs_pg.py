@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import bench_engine_vs_pg
 
 from tests.conftest import PG_URL, REDIS_URL, need_redis
-from tests.scratch_pg import need_postgres
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import bench_engine_vs_pg
+from tests.pg import need_postgres
 
 
 def test_a_tiny_run_reports_every_side_of_both_scenarios() -> None:

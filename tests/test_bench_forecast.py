@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import bench_forecast
+import gen_sales_history
 import numpy as np
 import psycopg
 
 from persistence.db import libpq_url
 from tests.conftest import PG_URL
 from tests.pg import fresh_database, need_postgres
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import bench_forecast
-import gen_sales_history
 
 
 def test_the_generated_history_is_consistent_sales_never_exceed_stock() -> None:

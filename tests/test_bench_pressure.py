@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
+import bench_pressure
 import pytest
 
 from tests.conftest import REDIS_URL, need_redis
 from tests.pg import need_postgres
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import bench_pressure
 
 
 @pytest.mark.parametrize("scenario", ["feed-resume", "large-orders"])

@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wms_simulator import WmsSimulator, serve
 
 from inventory_cache.models import LineRequest
-from scripts.wms_simulator import WmsSimulator, serve
-from tests import api_support
 from tests.api_support import Api, Database, serving
 from tests.conftest import ManualClock
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = {

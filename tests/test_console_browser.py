@@ -30,13 +30,10 @@ import redis
 import redis.asyncio as aredis
 
 from inventory_cache.engine import StockEngine
-from tests import api_support
 from tests.api_support import CLI, Database, server_env, uvicorn_server
 from tests.conftest import REDIS_URL, REQUIRE, make_settings, need_redis
 
 pytestmark = pytest.mark.slow
-
-api_database = api_support.api_database  # the fixture
 
 CHROMIUM = os.environ.get("CONSOLE_TEST_CHROMIUM", "/usr/bin/chromium")
 DESKTOP = {"width": 1280, "height": 800}

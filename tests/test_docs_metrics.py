@@ -11,10 +11,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY, generate_latest
 
 import inventory_cache.worker  # noqa: F401  (registers the worker's metrics)
-from tests import api_support
 from tests.api_support import Api
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -32,6 +32,7 @@ from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InsufficientStock, InvalidState, NotFound
 from inventory_cache.models import LineRequest, Reservation, ReservedLine
 from tests.conftest import REDIS_URL, ManualClock, make_settings, skus_in_distinct_groups
+from tests.redis_state import snapshot_prefix
 
 pytestmark = pytest.mark.slow
 
@@ -333,8 +334,6 @@ async def test_retry_within_the_lease_is_told_to_wait_and_changes_nothing(
     engine: StockEngine, clock: ManualClock, two_groups: list[str]
 ) -> None:
     """The first attempt may still be running: a retry must not race it for the order."""
-    from tests.test_engine_model import snapshot_prefix  # here: spawned workers skip hypothesis
-
     a, b = two_groups
     lines = [LineRequest(a, 1), LineRequest(b, 1)]
     await crash_midway(engine, "o", lines)

@@ -27,7 +27,7 @@ from inventory_cache.errors import InvalidState, NotFound
 from inventory_cache.models import LineRequest, Reservation
 from inventory_cache.verify import compare
 from tests.conftest import REDIS_URL, make_settings, need_redis
-from tests.pg import drain_into_ledger, pg_url  # noqa: F401  (fixture)
+from tests.pg import drain_into_ledger
 
 pytestmark = pytest.mark.slow
 
@@ -137,7 +137,7 @@ def assert_ledger_agrees(settings: Any, database_url: str) -> None:
 @pytest.mark.parametrize("n_lines", [100, 20])
 async def test_settling_an_order_while_it_is_being_reserved_never_splits_it(
     engines: tuple[StockEngine, StockEngine],
-    pg_url: str,  # noqa: F811
+    pg_url: str,
     n_lines: int,
     action: str,
 ) -> None:

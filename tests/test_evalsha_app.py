@@ -8,18 +8,14 @@ and never oversells a hot SKU under concurrent buyers.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
+import evalsha_app
 import httpx
 import pytest
 import redis
 
 from tests.conftest import REDIS_URL, need_redis
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import evalsha_app
 
 
 @pytest.fixture

@@ -17,11 +17,8 @@ from inventory_cache.api.routes.events import Feed
 from inventory_cache.apikeys import create_key, revoke
 from inventory_cache.engine import StockEngine
 from inventory_cache.feed import FeedEvent, FeedHub, Filter, Position, follow, read_range
-from tests import api_support
 from tests.api_support import Database, free_port, start_api
-from tests.test_feed_api import Server, SseClient, listening
-
-api_database = api_support.api_database  # the fixture
+from tests.feed_support import Server, SseClient, listening
 
 
 @pytest.fixture

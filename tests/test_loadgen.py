@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import socket
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -17,15 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import loadgen
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 
 from inventory_cache.baseline.app import BaselineSettings, create_app
-from tests.scratch_pg import scratch_database
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import loadgen
+from tests.pg import empty_database
 
 
 @contextmanager
@@ -51,7 +48,7 @@ def serve(app: Any) -> Iterator[str]:
 
 @pytest.fixture
 async def baseline_url() -> AsyncIterator[str]:
-    async with scratch_database("loadgen") as dsn:
+    with empty_database() as dsn:
         app = create_app(BaselineSettings(database_url=dsn, pool_size=4))
         with serve(app) as url:
             yield url

@@ -6,10 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests import api_support
 from tests.api_support import Api
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 
 async def inbound(api: Api, sku: str, location: str, qty: int) -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 import pytest
+from wms_simulator import EngineSink, WmsSimulator, serve
 
 from inventory_cache.engine import StockEngine
 from inventory_cache.models import LineRequest
 from inventory_cache.reconcile import Diff, reconcile
-from inventory_cache.wms import HttpJsonWms, WmsSnapshot, parse_json_snapshot
-from scripts.wms_simulator import EngineSink, WmsSimulator, serve
+from inventory_cache.wms import HttpJsonWms, WmsSnapshot
 from tests.conftest import ManualClock
+from tests.doubles import SimSource
 
 SKUS = [f"P{i:03d}" for i in range(100)]
 # sku -> silent change in the WMS: damage nobody reported (-), units found (+).
@@ -34,17 +34,6 @@ class DuringTheRun:
         snap: WmsSnapshot = await self.inner.snapshot()
         await self.after()
         return snap
-
-
-class SimSource:
-    def __init__(self, sim: WmsSimulator) -> None:
-        self.sim = sim
-
-    def describe(self) -> str:
-        return "simulator"
-
-    async def snapshot(self) -> WmsSnapshot:
-        return parse_json_snapshot(orjson.dumps(self.sim.snapshot()), "simulator")
 
 
 async def open_catalogue(engine: StockEngine, sim: WmsSimulator) -> None:

@@ -8,12 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from wms_simulator import HttpSink, WmsSimulator, serve
 
-from scripts.wms_simulator import HttpSink, WmsSimulator, serve
-from tests import api_support
 from tests.api_support import Api, Database, serving
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 
 @pytest.fixture

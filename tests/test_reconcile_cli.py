@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 from typer.testing import CliRunner
+from wms_simulator import WmsSimulator
 
 from inventory_cache.cli import app
 from inventory_cache.engine import StockEngine
-from scripts.wms_simulator import WmsSimulator
 from tests.api_support import CLI, server_env
 from tests.conftest import make_settings
 from tests.pg import fresh_database

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from wms_simulator import WmsSimulator
 
 from inventory_cache.settings import Settings
 from inventory_cache.wms import (
@@ -18,7 +19,6 @@ from inventory_cache.wms import (
     parse_json_snapshot,
     wms_from_settings,
 )
-from scripts.wms_simulator import WmsSimulator
 from tests.conftest import ManualClock
 
 

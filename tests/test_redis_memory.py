@@ -20,14 +20,11 @@ from sqlalchemy import text
 from inventory_cache.connection import make_async_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.redis_policy import EvictionPolicyRefused
-from tests import api_support
 from tests.api_support import CLI, Database, server_env, serving, uvicorn_server
 from tests.conftest import make_settings
 from tests.pg import drain_into_ledger
 
 pytestmark = pytest.mark.slow
-
-api_database = api_support.api_database  # the fixture
 
 SKU = "mem-sku"
 

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from inventory_cache.replenishment import replenishment, suggest
 from persistence.db import make_engine, session_factory
 from persistence.models import Movement, Policy, StockLevel, Transfer
-from tests.pg import pg_url  # noqa: F401  (fixture)
 
 NOW = datetime(2027, 3, 1, tzinfo=UTC)
 SINCE = NOW - timedelta(days=28)
@@ -20,7 +19,7 @@ _ids = count()
 
 
 @pytest.fixture
-def session(pg_url: str) -> Iterator[Session]:  # noqa: F811
+def session(pg_url: str) -> Iterator[Session]:
     db = make_engine(pg_url)
     with session_factory(db)() as s:
         yield s

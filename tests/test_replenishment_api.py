@@ -7,10 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert
 
 from persistence.models import Movement, Policy, StockLevel
-from tests import api_support
 from tests.api_support import Api
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 
 async def test_replenishment_suggests_from_recent_sales(api: Api) -> None:

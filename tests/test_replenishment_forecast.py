@@ -12,11 +12,7 @@ from sqlalchemy.orm import Session
 from inventory_cache.replenishment import replenishment, suggest_from_forecast
 from persistence.db import make_engine, session_factory
 from persistence.models import Forecast, Policy, StockLevel, Transfer
-from tests import api_support
 from tests.api_support import Api
-from tests.pg import pg_url  # noqa: F401  (fixture)
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 NOW = datetime(2027, 3, 3, 9, tzinfo=UTC)
 WEEK = [2.0, 2.0, 2.0, 2.0, 2.0, 4.0, 4.0]  # 18 a week
@@ -79,7 +75,7 @@ def seed(s: Session) -> None:
 
 
 @pytest.fixture
-def session(pg_url: str) -> Iterator[Session]:  # noqa: F811
+def session(pg_url: str) -> Iterator[Session]:
     db = make_engine(pg_url)
     with session_factory(db)() as s:
         yield s

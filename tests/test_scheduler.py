@@ -12,6 +12,7 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from wms_simulator import WmsSimulator
 
 from inventory_cache.engine import StockEngine
 from inventory_cache.lease import Lease
@@ -20,15 +21,13 @@ from inventory_cache.reconcile import load_run
 from inventory_cache.scheduler import Scheduler, due_slot
 from persistence.db import make_engine, session_factory
 from persistence.models import ReconcileRun
-from scripts.wms_simulator import WmsSimulator
 from tests.conftest import ManualClock, make_settings
-from tests.pg import pg_url  # noqa: F401  (fixture)
-from tests.test_reconcile import SimSource
-from tests.test_scheduler_expiry import stream_events
+from tests.doubles import SimSource
+from tests.redis_state import stream_events
 
 
 @pytest.fixture
-def sessions(pg_url: str) -> Iterator[sessionmaker[Session]]:  # noqa: F811
+def sessions(pg_url: str) -> Iterator[sessionmaker[Session]]:
     db = make_engine(pg_url)
     yield session_factory(db)
     db.dispose()

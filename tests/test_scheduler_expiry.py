@@ -10,17 +10,9 @@ from inventory_cache.engine import StockEngine
 from inventory_cache.models import LineRequest
 from inventory_cache.scheduler import sweep_expired
 from tests.conftest import ManualClock, make_settings
+from tests.redis_state import stream_events
 
 SKUS = [f"sku-{i}" for i in range(10)]
-
-
-async def stream_events(engine: StockEngine) -> list[dict[str, str]]:
-    """Every event of every group, decoded: what the worker would write to the ledger."""
-    out = []
-    for g in engine.keys.all_groups():
-        for _id, fields in await engine.client.xrange(engine.keys.events(g)):
-            out.append({k.decode(): v.decode() for k, v in fields.items()})
-    return out
 
 
 async def stock_in(engine: StockEngine, qty: int) -> None:

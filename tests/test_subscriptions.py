@@ -19,12 +19,11 @@ from inventory_cache.webhooks import WebhookSender
 from persistence.db import make_engine, session_factory
 from persistence.models import Subscription
 from tests.conftest import ManualClock, make_settings
-from tests.pg import pg_url  # noqa: F401  (fixture)
-from tests.test_alerts_webhooks import Receiver
+from tests.doubles import Receiver
 
 
 @pytest.fixture
-def sessions(pg_url: str) -> Iterator[sessionmaker[Session]]:  # noqa: F811
+def sessions(pg_url: str) -> Iterator[sessionmaker[Session]]:
     db = make_engine(pg_url)
     yield session_factory(db)
     db.dispose()
@@ -35,13 +34,6 @@ async def engine(real_redis: Any, prefix: str, clock: ManualClock) -> StockEngin
     eng = StockEngine(real_redis, make_settings(prefix), clock=clock)
     await eng.mark_ready()
     return eng
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def subscribe(sessions: sessionmaker[Session], **kw: Any) -> str:

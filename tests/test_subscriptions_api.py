@@ -8,10 +8,7 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 from inventory_cache.subscriptions import BackInStock
-from tests import api_support
 from tests.api_support import Api
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 
 @pytest.fixture
