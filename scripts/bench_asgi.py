@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
@@ -61,6 +62,16 @@ def export(rev: str, into: Path) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(tree, filter="data")
     return tree
+
+
+def wait_started(log: Path, workers: int, timeout: float = 120.0) -> None:
+    """Until every worker process has started its app: one answering is not enough (a
+    worker still importing would leave the first run to the other)."""
+    deadline = time.monotonic() + timeout
+    while log.read_text().count("Application startup complete") < workers:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{log.stem}: {workers} workers did not start in {timeout:g} s")
+        time.sleep(0.2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = [*bench_all.uvicorn_cmd(flags[0], port, args.server_workers), *flags[1:]]
                 stack.enter_context(bench_all.process(cmd, env, out / f"{side}.log"))
                 urls[side] = f"http://127.0.0.1:{port}"
-            for url in urls.values():
+            for side, url in urls.items():
                 bench_all.wait_http(url + "/v1/ping")
+                wait_started(out / f"{side}.log", args.server_workers)
             runs.update({side: [] for side in urls})
             for rnd in range(args.rounds):
                 order = list(urls.items())
