@@ -10,8 +10,8 @@ Compared, both ways (present on one side only is a difference too):
   the SKU's slot group;
 - every group's newest entry PostgreSQL committed, against Redis's stream
   (`inventory_cache.behind`), and the groups already marked behind;
-- every active reservation part: its attempt token, expiry and lines; and the order index
-  of every active order;
+- every active reservation part: its attempt token, expiry, lines and bundle lines; and
+  the order index of every active order;
 - every transfer in flight (`requested`, `in_transit`): sku, locations, qty, status;
 - every stored policy's `safety_stock` against the one Redis applies;
 - every bundle's definition and version (a deleted one: no components on either side).
@@ -281,7 +281,8 @@ def _levels(v: tuple[int, int, int] | None) -> str | None:
 
 
 def _reservations(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
-    ours: dict[tuple[str, int], tuple[str, int, list[Any]]] = {}
+    # (token, expires_at, lines) and, for a part with bundle lines, its `bdl`
+    ours: dict[tuple[str, int], tuple[Any, ...]] = {}
     for g, order, raw in _scan(redis, keys, "r"):
         if raw.get(b"st") != b"active":
             continue
@@ -290,17 +291,21 @@ def _reservations(redis: Any, keys: Keys, conn: sa.Connection) -> list[Differenc
             raw[b"tok"].decode(),
             int(raw[b"exp"]),
             [list(x) for x in lines] if isinstance(lines, list) else [],
-        )
+        ) + ((raw[b"bdl"].decode(),) if raw.get(b"bdl") else ())
     ln = ReservationLine
-    theirs: dict[tuple[str, int], tuple[str, int, list[Any]]] = {}
+    theirs: dict[tuple[str, int], tuple[Any, ...]] = {}
     q = (
-        sa.select(ln.order_id, ln.token, ln.sku, ln.location, ln.qty, ln.expires_at)
+        sa.select(ln.order_id, ln.token, ln.sku, ln.location, ln.qty, ln.expires_at, ln.bundles)
         .where(ln.status == "active")
         .order_by(ln.order_id, ln.token, ln.position)
     )
     for row in conn.execute(q):
         key = (row.order_id, keys.group_of(row.sku))
-        entry = theirs.setdefault(key, (row.token, datetime_to_ms(row.expires_at), []))
+        entry = theirs.setdefault(
+            key,
+            (row.token, datetime_to_ms(row.expires_at), [])
+            + ((row.bundles,) if row.bundles else ()),
+        )
         entry[2].append([row.sku, row.location, row.qty])
     diffs = [
         Difference("reservation", f"{order} (group {g})", ours.get(k), theirs.get(k))

@@ -19,7 +19,7 @@ from inventory_cache.api.main import create_app
 from inventory_cache.api.nearcache import NearCache, Tracker
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import NotReady
-from inventory_cache.models import Availability
+from inventory_cache.models import Availability, Component
 from tests.api_support import Database
 from tests.conftest import REDIS_URL, make_settings
 
@@ -326,3 +326,29 @@ async def test_a_lost_invalidation_connection_drops_the_cache_and_reconnects(
         await eventually(reconnected)
         await near.one("X")
         assert counting.reads == 2  # what was cached before the loss was dropped
+
+
+async def test_a_bundle_keeps_the_time_bound_and_its_definition_change_drops_it(
+    engine: StockEngine, counting: CountingEngine
+) -> None:
+    """Its components' changes name the components, not the bundle: a bundle's answer lives
+    no longer than the staleness; a new definition of it reaches the cache at once."""
+    await engine.inbound(ref="a", sku="X", location="north", qty=5)
+    await engine.put_bundle("kit", [Component("X", 2)])
+    near = NearCache(counting, max_staleness_ms=300)  # type: ignore[arg-type]
+    async with tracking(near, engine):
+        assert available(await near.one("kit")) == 2
+        await asyncio.sleep(0.5)
+        assert available(await near.one("kit")) == 2
+        assert counting.reads == 2  # past the time bound: read again
+
+    slow = NearCache(counting, max_staleness_ms=10_000)  # type: ignore[arg-type]
+    async with tracking(slow, engine):
+        await slow.one("X")
+        assert available(await slow.one("kit")) == 2
+        await engine.put_bundle("kit", [Component("X", 1)])
+
+        async def shows_the_new_definition() -> bool:
+            return available(await slow.one("kit")) == 5
+
+        await eventually(shows_the_new_definition)

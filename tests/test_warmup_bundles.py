@@ -46,6 +46,7 @@ async def test_warmup_after_losing_redis_restores_bundles_and_verify_agrees(
     assert await eng.get_bundle("kit") == Bundle("kit", [Component(a, 1)], 2)
     assert await eng.availability("kit") == kit_before
     assert await eng.get_reservation("o1") == order
+    assert verify(client, db, settings, wait_s=5) == []  # the open order's bundle lines too
     # The deleted one counts on from its version: a new definition is version 3.
     assert await eng.put_bundle("gone", [Component(c, 1)]) == Bundle("gone", [Component(c, 1)], 3)
     cancelled = await eng.cancel("o1")
