@@ -47,3 +47,11 @@ async def stream_events(engine: StockEngine) -> list[dict[str, str]]:
         for _id, fields in await engine.client.xrange(engine.keys.events(g)):
             out.append({k.decode(): v.decode() for k, v in fields.items()})
     return out
+
+
+def flush_prefix(client: Any, prefix: str) -> None:
+    """What FLUSHALL (or a restart without persistence) looks like to this prefix (a
+    synchronous client)."""
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    for i in range(0, len(keys), 1000):
+        client.unlink(*keys[i : i + 1000])

@@ -7,13 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests import api_support
-from tests.api_support import Api, Database
+from tests.api_support import Api, Database, let_the_window_pass
 from tests.conftest import skus_in_distinct_groups
 from tests.pg import drain_into_ledger
-from tests.test_archive import let_the_window_pass
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
 
 
 async def inbound(api: Api, sku: str, location: str, qty: int) -> None:

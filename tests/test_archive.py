@@ -3,40 +3,18 @@ PostgreSQL exactly as Redis answered it: GET, a replayed reservation, cancel and
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 
 from tests import api_support
-from tests.api_support import Api
+from tests.api_support import Api, let_the_window_pass, order_keys
 from tests.conftest import skus_in_distinct_groups
 from tests.pg import drain_into_ledger
 
 
 def answer(r: httpx.Response) -> tuple[int, Any, str | None]:
     return r.status_code, r.json(), r.headers.get("idempotent-replayed")
-
-
-async def order_keys(api: Api, order_id: str) -> list[bytes]:
-    prefix = api.engine.keys.prefix
-    return [k async for k in api.engine.client.scan_iter(match=f"{prefix}:*{order_id}*")]
-
-
-async def let_the_window_pass(api: Api, order_id: str) -> None:
-    """Each key holds a TTL within the window; expire them now instead of waiting a day."""
-    window_ms = api.engine.settings.finished_retention_seconds * 1000
-    keys = await order_keys(api, order_id)
-    assert keys
-    for key in keys:
-        ttl = await api.engine.client.pttl(key)
-        assert 0 < ttl <= window_ms + api.engine.settings.reservation_ttl_seconds * 1000, key
-        await api.engine.client.pexpire(key, 1)
-    for _ in range(100):
-        if not await order_keys(api, order_id):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"keys of {order_id} still in Redis")
 
 
 async def test_a_finished_order_past_the_window_is_answered_from_postgresql_unchanged(

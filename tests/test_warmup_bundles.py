@@ -12,17 +12,16 @@ from inventory_cache.models import Bundle, Component, LineRequest
 from inventory_cache.verify import Difference, verify
 from inventory_cache.warmup import warmup
 from persistence.db import make_engine
-from tests import test_warmup
 from tests.conftest import REDIS_URL, ManualClock, make_settings, skus_in_distinct_groups
-from tests.test_warmup import drain, flush
-
-pg = test_warmup.pg  # the fixture
+from tests.pg import drain_into_ledger
+from tests.redis_state import flush_prefix
 
 
 async def test_warmup_after_losing_redis_restores_bundles_and_verify_agrees(
-    pg: tuple[str, redis.Redis], prefix: str, clock: ManualClock
+    pg_url: str, prefix: str, clock: ManualClock
 ) -> None:
-    url, client = pg
+    url = pg_url
+    client = redis.Redis.from_url(REDIS_URL)
     settings = make_settings(prefix)
     aclient = aredis.Redis.from_url(REDIS_URL)
     eng = StockEngine(aclient, settings, clock=clock)
@@ -36,9 +35,9 @@ async def test_warmup_after_losing_redis_restores_bundles_and_verify_agrees(
     await eng.put_bundle("gone", [Component(a, 1)])
     await eng.delete_bundle("gone")
     kit_before = await eng.availability("kit")
-    drain(client, url, settings)
+    drain_into_ledger(settings, url)
 
-    flush(client, prefix)
+    flush_prefix(client, prefix)
     db = make_engine(url)
     report = warmup(client, db, settings, now_ms=clock())
 
@@ -51,7 +50,7 @@ async def test_warmup_after_losing_redis_restores_bundles_and_verify_agrees(
     assert await eng.put_bundle("gone", [Component(c, 1)]) == Bundle("gone", [Component(c, 1)], 3)
     cancelled = await eng.cancel("o1")
     assert cancelled.bundles == order.bundles
-    drain(client, url, settings)
+    drain_into_ledger(settings, url)
     assert verify(client, db, settings, wait_s=5) == []
 
     client.hset(eng.keys.bundle("kit"), "c", f'[["{c}",1]]')
@@ -60,3 +59,5 @@ async def test_warmup_after_losing_redis_restores_bundles_and_verify_agrees(
     ]
     db.dispose()
     await aclient.aclose()
+    flush_prefix(client, prefix)
+    client.close()
