@@ -285,16 +285,22 @@ class Model:
     def _plan_group(
         self, lines: list[LineRequest]
     ) -> tuple[list[ReservedLine], list[dict[str, Any]]]:
-        """One slot group's lines: the locations chosen, or the lines that fall short."""
+        """One slot group's lines: the locations chosen, or the lines that fall short.
+        Lines naming a location are served first, then the open ones from what is left;
+        the plan and the shortfalls keep the lines' (sku, location) order."""
         taken: dict[tuple[str, str], int] = defaultdict(int)
-        plan: list[ReservedLine] = []
-        short: list[dict[str, Any]] = []
-        for ln in sorted(lines, key=lambda ln: (ln.sku, ln.location or "")):
+        ordered = sorted(lines, key=lambda ln: (ln.sku, ln.location or ""))
+        picked: dict[int, list[tuple[str, int]]] = {}
+        short_of: dict[int, dict[str, Any]] = {}
+        serve_first = [i for i, ln in enumerate(ordered) if ln.location is not None]
+        serve_then = [i for i, ln in enumerate(ordered) if ln.location is None]
+        for i in serve_first + serve_then:
+            ln = ordered[i]
             if ln.location is not None:
                 free = self._free(ln.sku, ln.location, taken)
                 picks = [(ln.location, ln.qty)] if free >= ln.qty else []
                 if not picks:
-                    short.append({"sku": ln.sku, "requested": ln.qty, "available": max(free, 0)})
+                    short_of[i] = {"sku": ln.sku, "requested": ln.qty, "available": max(free, 0)}
             else:
                 known = sorted(loc for s, loc in self.levels if s == ln.sku)
                 locs = [p for p in PRIORITY if p in known] + [
@@ -313,11 +319,17 @@ class Model:
                                 picks.append((loc, min(free, need)))
                                 need -= min(free, need)
                     if need > 0:
-                        short.append({"sku": ln.sku, "requested": ln.qty, "available": total})
+                        short_of[i] = {"sku": ln.sku, "requested": ln.qty, "available": total}
                         picks = []
             for loc, q in picks:
                 taken[(ln.sku, loc)] += q
-                plan.append(ReservedLine(ln.sku, q, loc))
+            picked[i] = picks
+        plan = [
+            ReservedLine(ordered[i].sku, q, loc)
+            for i in range(len(ordered))
+            for loc, q in picked[i]
+        ]
+        short = [short_of[i] for i in range(len(ordered)) if i in short_of]
         return plan, short
 
     def _lock(self, lines: list[ReservedLine], sign: int, ship: bool = False) -> None:

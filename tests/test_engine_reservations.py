@@ -31,6 +31,26 @@ async def test_line_without_location_follows_priority_then_splits(engine: StockE
     assert (await engine.availability("X")).available == 0
 
 
+async def test_a_line_naming_a_location_is_served_before_a_line_of_the_sku_naming_none(
+    engine: StockEngine,
+) -> None:
+    """The buyer who asked for north gets north; the open line takes what is left, so an
+    order that the stock can serve is never refused for the order its lines came in."""
+    await engine.inbound(ref="a", sku="X", location="north", qty=10)
+    await engine.inbound(ref="b", sku="X", location="south", qty=10)
+
+    res = await engine.reserve(
+        order_id="o", lines=[LineRequest("X", 1, "north"), LineRequest("X", 10)]
+    )
+
+    assert sorted(res.lines, key=lambda ln: ln.location) == [
+        ReservedLine("X", 1, "north"),
+        ReservedLine("X", 10, "south"),
+    ]
+    levels = {loc: lv.locked for loc, lv in (await engine.stock("X")).locations.items()}
+    assert levels == {"north": 1, "south": 10}
+
+
 async def test_duplicate_lines_are_summed_before_the_check(engine: StockEngine) -> None:
     await engine.inbound(ref="a", sku="X", location="north", qty=3)
 

@@ -50,14 +50,17 @@ local function plan_part(ready, part, stocks, a)
     return order
   end
 
-  local plan, short = {}, {}
-  for i = 1, #lines do
+  -- Lines naming a location are served first, then the open ones from what is left, so
+  -- an order the stock can serve is never refused for the order its lines came in; the
+  -- plan and any shortage keep the lines' own order.
+  local picks_of, short_of = {}, {}
+  local function pick(i)
     local sku, qty, loc = lines[i][1], tonumber(lines[i][2]), lines[i][3]
     local stock = stocks[i]
     local picks = {}
     if loc ~= '' then
       local free = free_at(stock, loc)
-      if free >= qty then picks[1] = {loc, qty} else short[#short + 1] = {sku = sku, requested = qty, available = math.max(free, 0)} end
+      if free >= qty then picks[1] = {loc, qty} else short_of[i] = {sku = sku, requested = qty, available = math.max(free, 0)} end
     else
       local locs = candidates(stock)
       local whole
@@ -80,7 +83,7 @@ local function plan_part(ready, part, stocks, a)
           end
         end
         if need > 0 then
-          short[#short + 1] = {sku = sku, requested = qty, available = total}
+          short_of[i] = {sku = sku, requested = qty, available = total}
           picks = {}
         end
       end
@@ -88,7 +91,22 @@ local function plan_part(ready, part, stocks, a)
     for j = 1, #picks do
       local k = stock .. '\0' .. picks[j][1]
       taken[k] = (taken[k] or 0) + picks[j][2]
-      plan[#plan + 1] = {sku, picks[j][1], picks[j][2], stock}
+    end
+    picks_of[i] = picks
+  end
+  for i = 1, #lines do
+    if lines[i][3] ~= '' then pick(i) end
+  end
+  for i = 1, #lines do
+    if lines[i][3] == '' then pick(i) end
+  end
+
+  local plan, short = {}, {}
+  for i = 1, #lines do
+    if short_of[i] then short[#short + 1] = short_of[i] end
+    for j = 1, #picks_of[i] do
+      local p = picks_of[i][j]
+      plan[#plan + 1] = {lines[i][1], p[1], p[2], stocks[i]}
     end
   end
   if #short > 0 then return fail('insufficient_stock', {lines = short}) end
