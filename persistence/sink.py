@@ -119,6 +119,15 @@ _LINE_UPDATE = """
   reserved_at = COALESCE(reservation_lines.reserved_at, excluded.reserved_at),
   settled_at = COALESCE(reservation_lines.settled_at, excluded.settled_at)
 """
+_LIMIT_UPDATE = """
+  per_customer = excluded.per_customer, window_seconds = excluded.window_seconds,
+  version = excluded.version, generation = excluded.generation, updated_at = excluded.updated_at
+WHERE customer_limits.version < excluded.version
+"""
+_COUNT_UPDATE = """
+  status = CASE WHEN customer_counts.status = 'held' THEN excluded.status
+                ELSE customer_counts.status END
+"""
 _LEVEL_UPDATE = """
   on_hand = excluded.on_hand, locked = excluded.locked,
   safety_stock = excluded.safety_stock, version = excluded.version,
@@ -187,6 +196,21 @@ FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::bigin
             %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])
   AS u(o, tok, sku, pos, loc, qty, fp, st, e, r, s)
 ON CONFLICT (order_id, token, sku, position) DO UPDATE SET {_LINE_UPDATE}
+"""
+_PG_LIMITS = f"""
+INSERT INTO customer_limits (sku, per_customer, window_seconds, version, generation, updated_at)
+SELECT sku, n, w, v, gen, {_ts("t")}
+FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::bigint[], %s::bigint[], %s::bigint[])
+  AS u(sku, n, w, v, gen, t)
+ON CONFLICT (sku) DO UPDATE SET {_LIMIT_UPDATE}
+"""
+_PG_COUNTS = f"""
+INSERT INTO customer_counts (order_id, token, sku, customer_id, qty, generation, counted_at,
+                             status)
+SELECT o, tok, sku, cu, qty, gen, {_ts("t")}, st
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[],
+            %s::bigint[], %s::text[]) AS u(o, tok, sku, cu, qty, gen, t, st)
+ON CONFLICT (order_id, token, sku) DO UPDATE SET {_COUNT_UPDATE}
 """
 _PG_RECOMPUTE = _RECOMPUTE.format(match="= ANY(%s::text[])")
 _MARKS = "INSERT INTO ledger_marks (marks) VALUES ({})"
@@ -286,6 +310,10 @@ class PgSink:
             conn.execute(_PG_LINES, _columns(_sorted(b.lines), "tttitittiii"))
         if b.orders:
             conn.execute(_PG_RECOMPUTE, [_text_array(sorted(b.orders))])
+        if b.limits:
+            conn.execute(_PG_LIMITS, _columns(_sorted(b.limits), "tiiiii"))
+        if b.counts:
+            conn.execute(_PG_COUNTS, _columns(_sorted(b.counts), "ttttiiit"))
         if b.levels:
             conn.execute(_PG_LEVELS, _columns(_sorted(b.levels), "ttiiiii"))
         if b.marks:
@@ -346,6 +374,19 @@ INSERT INTO reservation_lines (order_id, token, sku, position, location, qty,
                                part_fingerprint, status, expires_at, reserved_at, settled_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (order_id, token, sku, position) DO UPDATE SET {_LINE_UPDATE}
+"""
+
+
+_SQLITE_LIMITS = f"""
+INSERT INTO customer_limits (sku, per_customer, window_seconds, version, generation, updated_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (sku) DO UPDATE SET {_LIMIT_UPDATE}
+"""
+_SQLITE_COUNTS = f"""
+INSERT INTO customer_counts (order_id, token, sku, customer_id, qty, generation, counted_at,
+                             status)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (order_id, token, sku) DO UPDATE SET {_COUNT_UPDATE}
 """
 
 
@@ -412,6 +453,8 @@ class SqliteSink:
                 [(*r[:8], t(r[8]), t(r[9]), t(r[10])) for r in _sorted(b.lines)],
             ),
             (_RECOMPUTE.format(match=match), [tuple(orders)] if orders else []),
+            (_SQLITE_LIMITS, [(*r[:5], t(r[5])) for r in _sorted(b.limits)]),
+            (_SQLITE_COUNTS, [(*r[:6], t(r[6]), r[7]) for r in _sorted(b.counts)]),
             (_MARKS.format("?"), [(marks_json(b.marks),)] if b.marks else []),
         ]
 
