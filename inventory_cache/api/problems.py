@@ -240,7 +240,8 @@ DESCRIPTIONS = {
     401: "No API key, or an unknown or revoked one (`unauthorized`).",
     403: "The API key lacks this route's scope (`forbidden`).",
     404: "Unknown resource (`not_found`).",
-    409: "Conflict: `insufficient_stock`, `invalid_state` or `idempotency_mismatch`.",
+    409: "Conflict: `insufficient_stock`, `limit_exceeded`, `invalid_state` or "
+    "`idempotency_mismatch`.",
     413: "Body larger than the configured limit (`payload_too_large`).",
     415: "Body is not JSON (`unsupported_media_type`).",
     422: "Invalid input (`validation_error`): `field` names the first offending field.",
