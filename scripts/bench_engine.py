@@ -178,12 +178,13 @@ class Bench:
             now = time.time_ns() // 1_000_000
             return await client.evalsha(
                 sha,
-                5,
+                6,
                 keys.ready(g),
                 keys.part(g, order_id),
                 keys.expiry(g),
                 keys.events(g),
                 keys.stock(sku),
+                keys.limit(sku),
                 order_id,
                 "tok",
                 "fp",
