@@ -23,7 +23,7 @@
           limit_exceeded {lines: [{sku, requested, allowed}]},
           insufficient_stock {lines: [{sku, requested, available}]} (nothing written)
   Events: one 'reserve' entry, a row per (sku, location) locked; with `cu` (customer) and
-          `cnt` (JSON [[sku, qty, limit generation], ...]) when units were counted.
+          `cnt` (JSON [ [sku, qty, limit generation], ...]) when units were counted.
 ]]
 --- @include "common"
 --- @include "customerLimit"

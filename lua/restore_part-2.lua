@@ -15,7 +15,7 @@
     ARGV[9] settled at, ms ('' while active)
     ARGV[10] absolute expiry of a settled part, ms ('' while active)
     ARGV[11] customer id ('' = none)
-    ARGV[12] JSON [[sku, qty, limit generation], ...] the part counted against
+    ARGV[12] JSON [ [sku, qty, limit generation], ...] the part counted against
              per-customer limits ('' = none)
   Output: JSON {restored: true} or {kept: true}
   Errors: validation_error (unknown status, bad numbers, lines not an array)

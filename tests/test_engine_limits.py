@@ -30,6 +30,9 @@ async def test_flash_sale_sells_every_unit_and_no_customer_more_than_the_limit(
     engine: StockEngine,
 ) -> None:
     customers, tries, units = 1000, 3, 1500
+    if type(engine.client).__module__.startswith("fakeredis"):
+        # fakeredis runs Lua in Python: a fifth of the sale, same proportions (2 s, not 10).
+        customers, units = 200, 300
     await engine.inbound(ref="po", sku="drop", location="north", qty=units)
     await engine.set_limit(sku="drop", per_customer=2)
 
