@@ -48,7 +48,12 @@ async def test_warmup_after_losing_redis_restores_limits_and_what_customers_hold
     await eng.set_limit(sku="B", per_customer=2, window_seconds=3600)
     await eng.set_limit(sku="C", per_customer=5)
     await eng.delete_limit("C")
-    await eng.reserve(order_id="o1", lines=[LineRequest("A", 2), LineRequest("B", 1)], customer_id="c1")
+    await eng.reserve(
+        order_id="o1",
+        lines=[LineRequest("A", 2), LineRequest("B", 1)],
+        customer_id="c1",
+        ttl_seconds=7200,
+    )
     await eng.reserve(order_id="o2", lines=[LineRequest("A", 1)], customer_id="c1")
     await eng.ship("o2")
     await eng.reserve(order_id="o3", lines=[LineRequest("A", 1)], customer_id="c2")

@@ -144,6 +144,10 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
+    # An optional field (`Ident | None`) is a union: pydantic names the member that refused
+    # the value after the field (`customer_id.constrained-str`); the field is the field.
+    while parts and (parts[-1] == "none" or parts[-1].startswith("constrained-")):
+        parts.pop()
     return ".".join(parts)
 
 
