@@ -577,7 +577,11 @@ class StockEngine:
         return script, keys, list(args)
 
     def _reserve_call(
-        self, g: int, order_id: str, lines: Sequence[LineRequest], args: Sequence[Any],
+        self,
+        g: int,
+        order_id: str,
+        lines: Sequence[LineRequest],
+        args: Sequence[Any],
         customer: str | None,
     ) -> tuple[str, list[str], list[Any]]:
         """`reserve-4.lua`'s call: per line its stock, its SKU's limit and, with a

@@ -60,9 +60,7 @@ async def test_warmup_after_losing_redis_restores_limits_and_what_customers_hold
     await eng.cancel("o3")
     clock.advance(1800)
     await eng.reserve(order_id="o4", lines=[LineRequest("B", 1)], customer_id="c2")
-    holds = {
-        (sku, cu): await eng.customer_holds(sku, cu) for sku in "AB" for cu in ("c1", "c2")
-    }
+    holds = {(sku, cu): await eng.customer_holds(sku, cu) for sku in "AB" for cu in ("c1", "c2")}
     assert holds == {("A", "c1"): 3, ("A", "c2"): 0, ("B", "c1"): 1, ("B", "c2"): 1}
     drain(client, url, settings)
     engine = make_engine(url)

@@ -42,9 +42,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.PrimaryKeyConstraint("order_id", "token", "sku", name=op.f("pk_customer_counts")),
     )
-    op.create_index(
-        "ix_customer_counts_sku_customer_id", "customer_counts", ["sku", "customer_id"]
-    )
+    op.create_index("ix_customer_counts_sku_customer_id", "customer_counts", ["sku", "customer_id"])
 
 
 def downgrade() -> None:
