@@ -255,6 +255,8 @@ def _parse_fast(entry: Entry) -> Event:
         )
     counted = None
     if b"cnt" in f:
+        if part is None:
+            raise _Unusual
         counted = (
             _fast_str(f[b"cu"].decode()),
             [
