@@ -18,6 +18,7 @@ from inventory_cache.errors import (
     NotFound,
     ValidationError,
 )
+from inventory_cache.feed import FeedEvent
 from inventory_cache.models import CustomerLimit, LineRequest
 from tests.conftest import ManualClock, skus_in_distinct_groups
 
@@ -256,3 +257,27 @@ async def test_a_bad_customer_id_is_refused(engine: StockEngine) -> None:
         await engine.reserve(order_id="o1", lines=[LineRequest("A", 1)], customer_id="c 1\n")
     assert refused.value.extra["field"] == "customer_id"
     assert await locked(engine, "A") == 0
+
+
+async def test_the_feed_shows_limit_changes_and_the_units_an_order_counted(
+    engine: StockEngine,
+) -> None:
+    await engine.inbound(ref="po", sku="A", location="north", qty=10)
+    await engine.set_limit(sku="A", per_customer=2, window_seconds=60)
+    await engine.reserve(order_id="o1", lines=[LineRequest("A", 2)], customer_id="c1")
+    await engine.cancel("o1")
+
+    g = engine.keys.group_of("A")
+    entries = await engine.client.xrange(engine.keys.events(g))
+    bodies = [FeedEvent.from_entry(g, eid, raw).body for eid, raw in entries]
+
+    limit, reserve, cancel = bodies[1:]
+    assert (limit["type"], limit["sku"], limit["per_customer"], limit["window_seconds"]) == (
+        "limit",
+        "A",
+        2,
+        60,
+    )
+    assert limit["rows"] == []
+    for ev in (reserve, cancel):
+        assert (ev["customer_id"], ev["counted"]) == ("c1", [{"sku": "A", "qty": 2}])
