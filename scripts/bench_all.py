@@ -260,8 +260,9 @@ class HttpSuite:
                 ("mixed", {"seed_stock": False}),
             ]
             if a.limit:
-                # The same sale with a per-customer limit: as many customers as units, each
-                # trying 3 times; only ours has limits.
+                # The same sale with a per-customer limit that binds: half as many customers
+                # as units, each trying 3 times (the third try of a customer who got two is
+                # refused by the limit); only ours has limits.
                 steps.insert(
                     3,
                     (
@@ -269,7 +270,7 @@ class HttpSuite:
                         {
                             "name": "flash-sale-limit",
                             "units": a.units,
-                            "buyers": a.units,
+                            "buyers": max(1, a.units // 2),
                             "tries": 3,
                             "limit": a.limit,
                             "sku_prefix": f"{flash}L",
