@@ -281,3 +281,22 @@ async def test_the_feed_shows_limit_changes_and_the_units_an_order_counted(
     assert limit["rows"] == []
     for ev in (reserve, cancel):
         assert (ev["customer_id"], ev["counted"]) == ("c1", [{"sku": "A", "qty": 2}])
+
+
+async def test_a_part_whose_index_was_lost_gives_its_units_back_when_it_expires(
+    engine: StockEngine, clock: ManualClock
+) -> None:
+    """An attempt that crashed before its order index survived: the sweep expires the part
+    on its own, and reads the customer from the part."""
+    await engine.inbound(ref="po", sku="A", location="north", qty=10)
+    await engine.set_limit(sku="A", per_customer=2)
+    await engine.reserve(
+        order_id="o1", lines=[LineRequest("A", 2)], customer_id="c1", ttl_seconds=60
+    )
+    await engine.client.delete(engine.keys.order_index("o1"))
+
+    clock.advance(61)
+
+    assert await engine.expire_due() == 1
+    assert await engine.customer_holds("A", "c1") == 0
+    assert await locked(engine, "A") == 0

@@ -11,6 +11,7 @@ import redis
 import redis.asyncio as aredis
 import sqlalchemy as sa
 
+from inventory_cache import behind
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import LimitExceeded, NotReady
 from inventory_cache.models import CustomerLimit, LineRequest
@@ -19,7 +20,13 @@ from inventory_cache.warmup import warmup
 from persistence.db import make_engine
 from persistence.models import CustomerCount
 from persistence.models import CustomerLimit as LimitRow
-from tests.conftest import REDIS_URL, ManualClock, make_settings, need_redis
+from tests.conftest import (
+    REDIS_URL,
+    ManualClock,
+    make_settings,
+    need_redis,
+    skus_in_distinct_groups,
+)
 from tests.pg import fresh_database
 from tests.test_warmup import drain, flush
 
@@ -128,4 +135,27 @@ async def test_verify_names_a_count_redis_lost(
         Difference("customer_count", "A customer c1", None, 2)
     ]
     engine.dispose()
+    await aclient.aclose()
+
+
+async def test_healing_a_group_behind_the_ledger_clears_its_limits_and_counts(
+    sync_redis: redis.Redis, prefix: str, clock: ManualClock
+) -> None:
+    """Warmup rebuilds a behind group's state whole from PostgreSQL, so a stale limit or
+    count must not survive the clearing."""
+    client = sync_redis
+    settings = make_settings(prefix)
+    aclient = aredis.Redis.from_url(REDIS_URL)
+    eng = StockEngine(aclient, settings, clock=clock)
+    await eng.mark_ready()
+    a, b = skus_in_distinct_groups(eng, 2)
+    for sku in (a, b):
+        await eng.inbound(ref="po", sku=sku, location="north", qty=10)
+        await eng.set_limit(sku=sku, per_customer=2)
+        await eng.reserve(order_id=f"o-{sku}", lines=[LineRequest(sku, 1)], customer_id="c1")
+
+    behind.clear_state(client, eng.keys, [eng.keys.group_of(a)])
+
+    assert client.exists(eng.keys.limit(a), eng.keys.customer_count(a, "c1")) == 0
+    assert client.exists(eng.keys.limit(b), eng.keys.customer_count(b, "c1")) == 2
     await aclient.aclose()
