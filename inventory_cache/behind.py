@@ -260,7 +260,7 @@ def _text(value: Any) -> str:
 
 
 # The kinds of key of a group that warmup rebuilds from PostgreSQL (keys.py).
-STATE_KINDS = ("s", "b", "r", "t", "op", "o", "ti")
+STATE_KINDS = ("s", "b", "r", "t", "op", "o", "ti", "cl", "cc")
 
 
 def clear_state(redis: Any, keys: Keys, groups: Sequence[int]) -> int:

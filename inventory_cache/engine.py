@@ -31,6 +31,7 @@ from inventory_cache.errors import (
     InsufficientStock,
     InvalidState,
     InventoryError,
+    LimitExceeded,
     NotFound,
     NotReady,
     ValidationError,
@@ -41,6 +42,7 @@ from inventory_cache.models import (
     Availability,
     Bundle,
     Component,
+    CustomerLimit,
     Level,
     LineRequest,
     Reservation,
@@ -677,6 +679,77 @@ class StockEngine:
                 out[g].append([sku, qty, loc or "", sorted(comps)])
         return out
 
+    # ------------------------------------------------------------------ per-customer limits
+    async def set_limit(
+        self, *, sku: str, per_customer: int, window_seconds: int | None = None
+    ) -> CustomerLimit:
+        """At most `per_customer` units of `sku` per customer, over a rolling window of
+        `window_seconds` or (None) the SKU's lifetime; counted from the next reservation."""
+        v.ident(sku, "sku")
+        v.qty(per_customer, "per_customer")
+        if window_seconds is not None:
+            v.window(window_seconds)
+        await self._set_limit(sku, per_customer, window_seconds or 0)
+        return CustomerLimit(sku, per_customer, window_seconds)
+
+    async def delete_limit(self, sku: str) -> None:
+        """Remove the limit; the counts go with it (a limit set again starts from zero).
+
+        Raises:
+            NotFound: the SKU has no limit.
+        """
+        v.ident(sku, "sku")
+        reply = await self._set_limit(sku, 0, 0)
+        if not reply["previous"]:
+            raise NotFound(f"no per-customer limit on {sku}")
+
+    async def _set_limit(self, sku: str, per_customer: int, window: int) -> dict[str, Any]:
+        g = self.keys.group_of(sku)
+        keys = [self.keys.ready(g), self.keys.limit(sku), self.keys.events(g)]
+        return await self.run("set_limit", keys, [sku, per_customer, window, self.now()])
+
+    async def get_limit(self, sku: str) -> CustomerLimit:
+        v.ident(sku, "sku")
+        results = await self.batcher.many(
+            [
+                (None, ("EXISTS", self.keys.ready(self.keys.group_of(sku)))),
+                (None, ("HMGET", self.keys.limit(sku), "n", "w")),
+            ]
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        ready, (n, w) = results
+        if not ready:
+            raise NotReady("stock cache not loaded: run warmup")
+        if not int(n or 0):
+            raise NotFound(f"no per-customer limit on {sku}")
+        return CustomerLimit(sku, int(n), int(w) or None)
+
+    async def customer_holds(self, sku: str, customer_id: str) -> int:
+        """Units of `sku` the customer holds against its limit now (0 without a limit)."""
+        v.ident(sku, "sku"), v.ident(customer_id, "customer_id")
+        limit, count = self.keys.limit(sku), self.keys.customer_count(sku, customer_id)
+        results = await self.batcher.many(
+            [
+                (None, ("HMGET", limit, "n", "w", "gen")),
+                (None, ("ZSCORE", count, "@")),
+                (None, ("ZSCORE", count, "#")),
+            ]
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        (n, w, gen), meta, total = results
+        if not int(n or 0) or meta is None or -float(meta) != int(gen):
+            return 0
+        held = -int(float(total or 0))
+        if int(w or 0):
+            cutoff = self.now() - int(w) * 1000
+            gone = await self.batcher.command("ZRANGEBYSCORE", count, "(0", cutoff)
+            held -= sum(int(m.split(b":", 1)[0]) for m in gone)
+        return held
+
     # ------------------------------------------------------------------ reservations
     @staticmethod
     def merge_lines(lines: Sequence[LineRequest]) -> list[LineRequest]:
@@ -695,8 +768,16 @@ class StockEngine:
         return merged
 
     def _part_call(
-        self, script: str, g: int, order_id: str, skus: Sequence[str], args: Sequence[Any]
+        self,
+        script: str,
+        g: int,
+        order_id: str,
+        skus: Sequence[str],
+        args: Sequence[Any],
+        customer: str | None = None,
     ) -> tuple[str, list[str], list[Any]]:
+        """A settle script's call; with the order's customer, that customer's count of
+        every SKU too, so units counted against a per-customer limit can go back."""
         keys = [
             self.keys.ready(g),
             self.keys.part(g, order_id),
@@ -704,7 +785,37 @@ class StockEngine:
             self.keys.events(g),
         ]
         keys += [self.keys.stock(s) for s in skus]
+        if customer:
+            keys += [self.keys.customer_count(s, customer) for s in skus]
         return script, keys, list(args)
+
+    def _reserve_line_keys(self, skus: Sequence[str], customer: str | None) -> list[str]:
+        """A part's line keys as the reserve scripts read them: each line's stock, then
+        its SKU's limit, then (with a customer) that customer's count, all in line order
+        and in the SKU's group, so the limit is checked and counted where the lock is."""
+        keys = [self.keys.stock(s) for s in skus]
+        keys += [self.keys.limit(s) for s in skus]
+        if customer:
+            keys += [self.keys.customer_count(s, customer) for s in skus]
+        return keys
+
+    def _reserve_call(
+        self,
+        g: int,
+        order_id: str,
+        skus: Sequence[str],
+        args: Sequence[Any],
+        customer: str | None,
+    ) -> tuple[str, list[str], list[Any]]:
+        """`reserve-4.lua`'s call for one part; the customer id goes last (ARGV[10])."""
+        keys = [
+            self.keys.ready(g),
+            self.keys.part(g, order_id),
+            self.keys.expiry(g),
+            self.keys.events(g),
+        ]
+        keys += self._reserve_line_keys(skus, customer)
+        return "reserve", keys, [*args, customer or ""]
 
     async def reserve(
         self,
@@ -713,10 +824,14 @@ class StockEngine:
         lines: Sequence[LineRequest],
         ttl_seconds: int | None = None,
         owner: str | None = None,
+        customer_id: str | None = None,
     ) -> Reservation:
         """Lock every line or none. `owner` (an API key id) makes the order that key's
-        (`owned_by`); without one, any caller may act on it."""
+        (`owned_by`); without one, any caller may act on it. `customer_id` counts the
+        order against the per-customer limits of its SKUs (required when one has a limit)."""
         v.ident(order_id, "order_id")
+        if customer_id is not None:
+            v.ident(customer_id, "customer_id")
         merged = self.merge_lines(lines)
         ttl = v.ttl(
             self.settings.reservation_ttl_seconds if ttl_seconds is None else ttl_seconds,
@@ -729,17 +844,23 @@ class StockEngine:
         # The order as asked (bundle lines unexpanded): a retry with the same body replays
         # even if a bundle's definition changed meanwhile.
         canon = sorted((ln.sku, ln.location or "", ln.qty) for ln in merged)
-        body = {"groups": {str(g): sorted({ln.sku for ln in ls}) for g, ls in by_group.items()}}
+        body: dict[str, Any] = {
+            "groups": {str(g): sorted({ln.sku for ln in ls}) for g, ls in by_group.items()}
+        }
+        who: dict[str, str] = {}
+        if customer_id is not None:
+            body["cu"] = who["customer_id"] = customer_id
         now = self.now()
         token = self._attempt_token()
         h = self.keys.group_of(order_id)
         idx_keys = [self.keys.ready(h), self.keys.order_index(order_id)]
-        whole_fp = fingerprint({"order_id": order_id, "lines": canon, "ttl": ttl})
+        # Without a customer the fingerprint is the one orders always had.
+        whole_fp = fingerprint({"order_id": order_id, "lines": canon, "ttl": ttl, **who})
         if owner is not None:
             whole_fp = f"{owner_tag(owner)}/{whole_fp}"
         exp = now + ttl * 1000
         bundle_lines = self._bundle_lines_by_group(uses)
-        parts = self._part_specs(order_id, by_group, ttl, bundle_lines)
+        parts = self._part_specs(order_id, by_group, ttl, bundle_lines, customer_id)
         if self._one_script and (not self._cluster or (len(by_group) == 1 and h in by_group)):
             if self.archive is not None:
                 # Asked first: the one call below would lock at once. A finished order
@@ -749,7 +870,9 @@ class StockEngine:
                     if archived.fingerprint != whole_fp:
                         raise IdempotencyMismatch()
                     return archived.reservation
-            opened = await self._reserve_at_once(order_id, token, now, exp, whole_fp, body, parts)
+            opened = await self._reserve_at_once(
+                order_id, token, now, exp, whole_fp, body, parts, customer_id
+            )
             if not opened.get("dup"):
                 held = {
                     g: {**part, "bdl": bundle_lines.get(g, [])}
@@ -790,7 +913,16 @@ class StockEngine:
                 raise InvalidState("a reservation for this order is in progress: retry shortly")
             takeover, exp = True, int(opened["exp"])
         return await self._reserve_parts(
-            order_id, token, by_group, parts, now, exp, takeover, whole_fp, bundle_lines
+            order_id,
+            token,
+            by_group,
+            parts,
+            now,
+            exp,
+            takeover,
+            whole_fp,
+            bundle_lines,
+            customer_id,
         )
 
     def _part_specs(
@@ -799,10 +931,13 @@ class StockEngine:
         by_group: dict[int, list[LineRequest]],
         ttl: int,
         bundle_lines: dict[int, list[Any]],
+        customer: str | None,
     ) -> list[tuple[int, str, list[str], bytes, bytes]]:
         """Each group's part, by ascending group: (group, part fingerprint, SKUs of its
         lines, lines JSON as `planPart.lua` reads them, its bundle lines JSON or b""),
-        lines in (sku, location) order."""
+        lines in (sku, location) order. The customer is part of the fingerprint: the
+        same lines for another customer count against another limit."""
+        who = {} if customer is None else {"customer_id": customer}
         specs: list[tuple[int, str, list[str], bytes, bytes]] = []
         for g in sorted(by_group):
             ls = sorted(by_group[g], key=lambda ln: (ln.sku, ln.location or ""))
@@ -810,6 +945,7 @@ class StockEngine:
                 "order_id": order_id,
                 "ttl": ttl,
                 "lines": [(ln.sku, ln.location or "", ln.qty) for ln in ls],
+                **who,
             }
             bdl = bundle_lines.get(g)
             if bdl:
@@ -835,10 +971,12 @@ class StockEngine:
         whole_fp: str,
         body: dict[str, Any],
         parts: Sequence[tuple[int, str, list[str], bytes, bytes]],
+        customer: str | None,
     ) -> dict[str, Any]:
         """The whole reservation in one `reserve_order-2.lua` call: the index written
-        committed with every part, or nothing written. Its reply, or the index it found
-        (`dup`), which `reserve` answers as after `index_open-2.lua`."""
+        committed with every part (limits checked and counted with the locks), or nothing
+        written. Its reply, or the index it found (`dup`), which `reserve` answers as
+        after `index_open-2.lua`."""
         h = self.keys.group_of(order_id)
         keys = [self.keys.ready(h), self.keys.order_index(order_id)]
         args: list[Any] = [
@@ -849,6 +987,7 @@ class StockEngine:
             whole_fp,
             orjson.dumps(body),
             self._finished_ms,
+            customer or "",
         ]
         for g, part_fp, skus, spec, bdl in parts:
             keys += [
@@ -857,7 +996,7 @@ class StockEngine:
                 self.keys.expiry(g),
                 self.keys.events(g),
             ]
-            keys += [self.keys.stock(s) for s in skus]
+            keys += self._reserve_line_keys(skus, customer)
             args += [part_fp, len(skus), spec, bdl]
         args.append(self._priority)
         return await self.run("reserve_order", keys, args)
@@ -873,34 +1012,40 @@ class StockEngine:
         takeover: bool,
         whole_fp: str,
         bundle_lines: dict[int, list[Any]],
+        customer: str | None,
     ) -> Reservation:
         groups = [g for g, _, _, _, _ in parts]
         calls = [
-            self._part_call(
-                "reserve",
+            self._reserve_call(
                 g,
                 order_id,
                 skus,
                 [order_id, token, part_fp, now, exp, self._priority, spec, whole_fp, bdl],
+                customer,
             )
             for g, part_fp, skus, spec, bdl in parts
         ]
         results = await self.run_many(calls)
         short: list[dict[str, Any]] = []
+        over: list[dict[str, Any]] = []
         failure: BaseException | None = None
         held: dict[int, dict[str, Any]] = {}
         for g, r in zip(groups, results, strict=True):
             if isinstance(r, InsufficientStock):
                 short.extend(r.lines)
+            elif isinstance(r, LimitExceeded):
+                over.extend(r.lines)
             elif isinstance(r, BaseException):
                 failure = failure or r
             else:
                 held[g] = {**r, "bdl": bundle_lines.get(g, [])}
-        if not short and failure is None:
-            return await self._commit(order_id, token, exp, held, by_group, takeover)
-        await self._compensate(order_id, token, held, by_group, takeover)
+        if not short and not over and failure is None:
+            return await self._commit(order_id, token, exp, held, by_group, takeover, customer)
+        await self._compensate(order_id, token, held, by_group, takeover, customer)
         if failure is not None:
             raise failure
+        if over:  # the customer cannot take these whatever the stock
+            raise LimitExceeded(over)
         raise InsufficientStock(short)
 
     async def _commit(
@@ -911,6 +1056,7 @@ class StockEngine:
         held: dict[int, dict[str, Any]],
         by_group: dict[int, list[LineRequest]],
         takeover: bool,
+        customer: str | None,
     ) -> Reservation:
         """Every part is in place: mark the attempt finished on the index, so ship, cancel
         and expiry may decide the order from now on (until then they answer "in progress").
@@ -924,7 +1070,7 @@ class StockEngine:
         try:
             done = await self.run("index_commit", idx_keys, [token])
         except (NotFound, InvalidState):
-            await self._compensate(order_id, token, held, by_group, takeover)
+            await self._compensate(order_id, token, held, by_group, takeover, customer)
             raise InvalidState(
                 "this reservation attempt outlived its lease and was superseded: retry",
                 reservation_status="pending",
@@ -932,7 +1078,11 @@ class StockEngine:
         if done["status"] == "expired":
             # Only a sweep that presumed this attempt dead decides while parts are missing:
             # roll the decision forward onto the parts this attempt placed since.
-            body = {"groups": {str(g): sorted({ln.sku for ln in ls}) for g, ls in by_group.items()}}
+            body: dict[str, Any] = {
+                "groups": {str(g): sorted({ln.sku for ln in ls}) for g, ls in by_group.items()}
+            }
+            if customer is not None:
+                body["cu"] = customer
             await self._apply(order_id, {"status": "expired", "exp": exp, "body": body})
             raise InvalidState(
                 f"reservation {order_id} expired", status="expired", reservation_status="expired"
@@ -946,8 +1096,9 @@ class StockEngine:
         held: dict[int, dict[str, Any]],
         by_group: dict[int, list[LineRequest]],
         takeover: bool,
+        customer: str | None,
     ) -> None:
-        """Undo what this attempt locked, then drop the index it opened."""
+        """Undo what this attempt locked (and counted), then drop the index it opened."""
         now = self.now()
         calls = [
             self._part_call(
@@ -962,6 +1113,7 @@ class StockEngine:
                     orjson.dumps(sorted({ln.sku for ln in by_group[g]})),
                     "" if takeover else token,
                 ],
+                customer,
             )
             for g, r in held.items()
             if takeover or not r.get("replayed")
@@ -1085,6 +1237,7 @@ class StockEngine:
             # must not refuse it because this process's clock reads a little earlier.
             now = max(now, int(decision["exp"]))
         groups = {int(g): skus for g, skus in decision["body"]["groups"].items()}
+        customer = decision["body"].get("cu")
         calls = [
             self._part_call(
                 action,
@@ -1092,6 +1245,7 @@ class StockEngine:
                 order_id,
                 skus,
                 [order_id, now, self._finished_ms, orjson.dumps(skus), ""],
+                customer,
             )
             for g, skus in sorted(groups.items())
         ]
@@ -1219,7 +1373,7 @@ class StockEngine:
         decisions = await asyncio.gather(
             *(self._expiry_decision(order_id, g, now) for order_id, g in orders.items())
         )
-        work: dict[int, list[tuple[str, list[str]]]] = defaultdict(list)
+        work: dict[int, list[tuple[str, list[str], str]]] = defaultdict(list)
         others: list[Awaitable[dict[int, dict[str, Any] | None]]] = []
         for order_id, decision in zip(orders, decisions, strict=True):
             if decision is None:
@@ -1228,8 +1382,9 @@ class StockEngine:
                 # Shipped or cancelled on its index, a part not yet: roll that forward.
                 others.append(self._apply(order_id, decision))
                 continue
+            customer = decision["body"].get("cu", "")
             for g, skus in decision["body"]["groups"].items():
-                work[int(g)].append((order_id, skus))
+                work[int(g)].append((order_id, skus, customer))
         expired = await self._expire_parts(work, now)
         for r in await asyncio.gather(*others, return_exceptions=True):
             if isinstance(r, BaseException) and not isinstance(r, InventoryError):
@@ -1245,14 +1400,21 @@ class StockEngine:
                 return None  # still placing its parts, or not due on its index
             return exc.extra  # decided before: settle any part still behind
         except NotFound:
-            raw = await self.batcher.command("HGET", self.keys.part(g, order_id), "lines")
+            raw, cu = await self.batcher.command(
+                "HMGET", self.keys.part(g, order_id), "lines", "cu"
+            )
             if raw is None:
                 await self.batcher.command("ZREM", self.keys.expiry(g), order_id)
                 return None
             skus = sorted({ln[0] for ln in orjson.loads(raw)} if raw != b"{}" else set())
-            return {"status": "expired", "body": {"groups": {str(g): skus}}}
+            body: dict[str, Any] = {"groups": {str(g): skus}}
+            if cu is not None:
+                body["cu"] = cu.decode()
+            return {"status": "expired", "body": body}
 
-    async def _expire_parts(self, work: Mapping[int, list[tuple[str, list[str]]]], now: int) -> int:
+    async def _expire_parts(
+        self, work: Mapping[int, list[tuple[str, list[str], str]]], now: int
+    ) -> int:
         """Expire the given parts, one script call per group and chunk; returns how many
         were expired by this call (a part expired before is not counted again)."""
         script = self.scripts["expire_parts"]
@@ -1261,10 +1423,16 @@ class StockEngine:
             for start in range(0, len(parts), _EXPIRE_CHUNK):
                 chunk = parts[start : start + _EXPIRE_CHUNK]
                 keys = [self.keys.ready(g), self.keys.expiry(g), self.keys.events(g)]
-                for order_id, skus in chunk:
+                spec: list[list[Any]] = []
+                for order_id, skus, customer in chunk:
                     keys.append(self.keys.part(g, order_id))
                     keys.extend(self.keys.stock(sku) for sku in skus)
-                args = [now, self._retention_ms, orjson.dumps(chunk)]
+                    if customer:
+                        keys.extend(self.keys.customer_count(sku, customer) for sku in skus)
+                        spec.append([order_id, skus, customer])
+                    else:
+                        spec.append([order_id, skus])
+                args = [now, self._retention_ms, orjson.dumps(spec)]
                 script.check_keys(keys)
                 cmds.append((script, (script.sha, len(keys), *keys, *args)))
         expired = 0

@@ -40,6 +40,24 @@ class InsufficientStock(InventoryError):
         self.lines = lines
 
 
+class LimitExceeded(InventoryError):
+    """A per-customer limit refused the order; `allowed` is what the customer may still take."""
+
+    code, status, title = "limit_exceeded", 409, "Per-customer limit exceeded"
+
+    def __init__(self, lines: list[dict[str, Any]], detail: str = "") -> None:
+        super().__init__(
+            detail
+            or "over the per-customer limit for: "
+            + ", ".join(
+                f"{ln['sku']} (requested {ln['requested']}, allowed {ln['allowed']})"
+                for ln in lines
+            ),
+            lines=lines,
+        )
+        self.lines = lines
+
+
 class InvalidState(InventoryError):
     code, status, title = "invalid_state", 409, "Invalid state"
 
@@ -91,6 +109,9 @@ def raise_for_reply(reply: dict[str, Any]) -> None:
     if code == "insufficient_stock":
         lines = reply.get("lines") or []
         raise InsufficientStock(list(lines) if isinstance(lines, list) else [])
+    if code == "limit_exceeded":
+        lines = reply.get("lines") or []
+        raise LimitExceeded(list(lines) if isinstance(lines, list) else [])
     if code == "keys":
         raise ScriptKeysError(f"missing stock key for {reply.get('sku')}")
     raise ERRORS.get(code, InventoryError)(detail, **extra)

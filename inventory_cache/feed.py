@@ -63,8 +63,12 @@ _EXTRA_FIELDS = {
     "to": "to_location",
     "qty": "qty",
     "bundle": "bundle",
+    "n": "per_customer",
+    "w": "window_seconds",
+    "cu": "customer_id",
+    "cnt": "counted",
 }
-_INT_FIELDS = frozenset({"ts", "expires_at", "qty"})
+_INT_FIELDS = frozenset({"ts", "expires_at", "qty", "per_customer", "window_seconds"})
 
 
 class Position(NamedTuple):
@@ -208,6 +212,12 @@ class FeedEvent:
                     value = [
                         {"sku": s, "location": loc, "qty": int(q)}
                         for s, loc, q in (parsed if isinstance(parsed, list) else [])
+                    ]
+                elif public == "counted":
+                    parsed = orjson.loads(value)
+                    value = [
+                        {"sku": s, "qty": int(q)}
+                        for s, q, _gen in (parsed if isinstance(parsed, list) else [])
                     ]
                 elif public in _INT_FIELDS:
                     value = int(value)

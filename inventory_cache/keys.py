@@ -62,6 +62,16 @@ class Keys:
     def transfer(self, sku: str, transfer_id: str) -> str:
         return f"{self.tag(self.group_of(sku))}:t:{transfer_id}"
 
+    def limit(self, sku: str) -> str:
+        """The per-customer limit of a SKU (`set_limit-3.lua`): `n`, `w`, `v`, `gen`."""
+        return f"{self.tag(self.group_of(sku))}:cl:{sku}"
+
+    def customer_count(self, sku: str, customer_id: str) -> str:
+        """What one customer holds of a limited SKU (`lua/includes/customerLimit.lua`), in
+        the SKU's group; the SKU's length makes (sku, customer) unambiguous although both
+        may hold `:`."""
+        return f"{self.tag(self.group_of(sku))}:cc:{len(sku)}:{sku}:{customer_id}"
+
     def op(self, kind: str, sku: str, ref: str) -> str:
         """The idempotency record of a movement (`op_suffix`), in the SKU's group."""
         return self.op_of(sku, self.op_suffix(kind, sku, ref))

@@ -97,3 +97,13 @@ class Transfer:
     to_location: str
     qty: int
     replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerLimit:
+    """At most `per_customer` units of `sku` per customer, over `window_seconds` (None:
+    the SKU's lifetime)."""
+
+    sku: str
+    per_customer: int
+    window_seconds: int | None

@@ -14,6 +14,7 @@ MAX_ON_HAND = 1_000_000_000
 MAX_LINES = 100
 MAX_BATCH_SKUS = 200
 MAX_COMPONENTS = 20
+MAX_LIMIT_WINDOW_SECONDS = 366 * 86400  # a per-customer limit's rolling window: up to a year
 ADJUST_REASONS = frozenset({"damage", "loss", "found", "count", "correction", "reconcile"})
 
 
@@ -46,6 +47,10 @@ def delta(value: Any, field: str = "delta") -> int:
 
 def ttl(value: Any, maximum: int) -> int:
     return _int(value, "ttl_seconds", 1, maximum)
+
+
+def window(value: Any) -> int:
+    return _int(value, "window_seconds", 1, MAX_LIMIT_WINDOW_SECONDS)
 
 
 def reason(value: Any) -> str:

@@ -14,7 +14,10 @@ Compared, both ways (present on one side only is a difference too):
   the order index of every active order;
 - every transfer in flight (`requested`, `in_transit`): sku, locations, qty, status;
 - every stored policy's `safety_stock` against the one Redis applies;
-- every bundle's definition and version (a deleted one: no components on either side).
+- every bundle's definition and version (a deleted one: no components on either side);
+- every per-customer limit (units, window, version, generation), and what each customer
+  holds of a limited SKU now: Redis's count against the ledger's `held` rows of the
+  limit's generation within its window.
 
 Comparing while traffic flows reports changes that are on their way as differences, so
 `verify` first waits (up to `wait_s`) until the `ledger` group has no pending and no
@@ -35,12 +38,14 @@ import orjson
 import sqlalchemy as sa
 
 from inventory_cache import behind
-from inventory_cache.engine import parse_stock
+from inventory_cache.engine import parse_stock, wall_clock_ms
 from inventory_cache.keys import Keys
 from inventory_cache.settings import Settings
 from inventory_cache.worker import GROUP
 from persistence.models import (
     BundleDefinition,
+    CustomerCount,
+    CustomerLimit,
     Movement,
     Policy,
     ReservationLine,
@@ -56,7 +61,7 @@ IN_FLIGHT = ("requested", "in_transit")
 @dataclass(frozen=True, slots=True)
 class Difference:
     # stock, version, ledger, chain, behind, reservation, order_index, transfer, policy,
-    # bundle, backlog
+    # bundle, limit, customer_count, backlog
     kind: str
     key: str
     redis: Any
@@ -141,6 +146,7 @@ def compare(redis: Any, engine: sa.Engine, settings: Settings) -> list[Differenc
         diffs += _transfers(redis, keys, conn)
         diffs += _policies(redis, keys, conn)
         diffs += _bundles(redis, keys, conn)
+        diffs += _limits(redis, keys, conn, wall_clock_ms())
     return diffs
 
 
@@ -378,6 +384,83 @@ def _bundles(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
         for sku in sorted(ours.keys() | theirs.keys())
         if ours.get(sku) != theirs.get(sku)
     ]
+
+
+def _limits(redis: Any, keys: Keys, conn: sa.Connection, now: int) -> list[Difference]:
+    ours: dict[str, tuple[int, int, int, int]] = {}
+    for _, sku, raw in _scan(redis, keys, "cl"):
+        n, w, v, gen = (int(raw.get(f, 0)) for f in (b"n", b"w", b"v", b"gen"))
+        ours[sku] = (n, w, v, gen)
+    lim = CustomerLimit
+    theirs = {
+        row.sku: (row.per_customer, row.window_seconds, row.version, row.generation)
+        for row in conn.execute(
+            sa.select(lim.sku, lim.per_customer, lim.window_seconds, lim.version, lim.generation)
+        )
+    }
+    diffs = [
+        Difference("limit", sku, ours.get(sku), theirs.get(sku))
+        for sku in sorted(ours.keys() | theirs.keys())
+        if ours.get(sku) != theirs.get(sku)
+    ]
+    limited = {sku: t for sku, t in theirs.items() if t[0] > 0}
+    held: dict[tuple[str, str], int] = defaultdict(int)
+    c = CustomerCount
+    q = (
+        sa.select(c.sku, c.customer_id, c.qty, c.counted_at, c.generation)
+        .where(c.status == "held")
+        .order_by(c.sku, c.customer_id)
+    )
+    for row in conn.execute(q):
+        t = limited.get(row.sku)
+        if t is None or row.generation != t[3]:
+            continue
+        if t[1] and datetime_to_ms(row.counted_at) <= now - t[1] * 1000:
+            continue
+        held[(row.sku, row.customer_id)] += row.qty
+    counts = _counts(redis, keys, limited, now)
+    diffs += [
+        Difference("customer_count", f"{sku} customer {cu}", counts.get(k), held.get(k))
+        for k in sorted(counts.keys() | held.keys())
+        if counts.get(k) != held.get(k)
+        for sku, cu in [k]
+    ]
+    return diffs
+
+
+def _counts(
+    redis: Any, keys: Keys, limited: dict[str, tuple[int, int, int, int]], now: int
+) -> dict[tuple[str, str], int]:
+    """Units each customer holds of each limited SKU in Redis (customerLimit.lua's rules)."""
+    pattern = re.compile(rf"^{re.escape(keys.prefix)}:\{{\d+\}}:cc:(\d+):(.*)$", re.DOTALL)
+    names: list[tuple[str, str, bytes]] = []
+    for raw in redis.scan_iter(match=f"{keys.prefix}:{{*}}:cc:*", count=CHUNK):
+        m = pattern.match(_text(raw))
+        if m is None:
+            continue
+        n = int(m[1])
+        sku, customer = m[2][:n], m[2][n + 1 :]
+        if sku in limited:
+            names.append((sku, customer, raw))
+    out: dict[tuple[str, str], int] = {}
+    for i in range(0, len(names), CHUNK):
+        chunk = names[i : i + CHUNK]
+        pipe = redis.pipeline(transaction=False)
+        for _, _, raw in chunk:
+            pipe.zrange(raw, 0, -1, withscores=True)
+        for (sku, customer, _), members in zip(chunk, pipe.execute(), strict=True):
+            _, window, _, gen = limited[sku]
+            scores = {_text(m): s for m, s in members}
+            if scores.get("@") != -gen:
+                continue
+            units = sum(
+                int(m.split(":", 1)[0])
+                for m, s in scores.items()
+                if s > 0 and (not window or s > now - window * 1000)
+            )
+            if units:
+                out[(sku, customer)] = units
+    return out
 
 
 def run_verify(*, wait_s: float = 30.0) -> int:

@@ -14,6 +14,9 @@ worker committed:
   ship answers as the first did;
 - transfers in flight or finished within the retention, with their index;
 - the idempotency records of movements still within their retention (`restore_op-1.lua`);
+- every SKU's per-customer limit (`restore_record-1.lua`; a removed one too, so its version
+  sequence continues) and each customer's count of a limited SKU: the units its `held`
+  rows of the limit's generation hold within the window (`restore_count-1.lua`);
 - the API keys' mirror (`apikeys.rebuild_mirror`), so that authentication needs no
   PostgreSQL; this step runs even when `--if-empty` finds Redis warm;
 
@@ -61,6 +64,8 @@ from inventory_cache.settings import Settings
 from inventory_cache.worker import GROUP
 from persistence.models import (
     BundleDefinition,
+    CustomerCount,
+    CustomerLimit,
     IdempotencyRecord,
     Reservation,
     ReservationLine,
@@ -70,6 +75,9 @@ from persistence.models import (
 from persistence.sink import datetime_to_ms, ms_to_datetime
 
 CHUNK = 500
+# A windowed count outlives its newest entry by the window plus this margin, as
+# `LIMIT_EXPIRY_MARGIN_MS` in lua/includes/customerLimit.lua.
+LIMIT_EXPIRY_MARGIN_MS = 60_000
 
 
 @dataclass
@@ -80,6 +88,8 @@ class WarmupReport:
     parts: int = 0
     transfers: int = 0
     idempotency_records: int = 0
+    limits: int = 0
+    customer_counts: int = 0
     kept: int = 0
     skipped: bool = False
     groups: int = 0
@@ -213,6 +223,7 @@ def warmup(
         _restore_reservations(conn, keys, run, cutoff, now, retention)
         _restore_transfers(conn, keys, run, cutoff, now, retention)
         _restore_idempotency(conn, keys, run, now)
+        _restore_limits(conn, keys, run, now)
         run.flush()
     behind.healed(redis, keys, marks, heal)
     report.healed = heal
@@ -227,6 +238,7 @@ def _count(conn: sa.Connection, cutoff: Any) -> int:
     return sum(
         conn.execute(q).scalar_one()
         for q in (
+            sa.select(sa.func.count()).select_from(CustomerLimit),
             sa.select(sa.func.count(sa.distinct(s.sku))),
             sa.select(sa.func.count()).select_from(BundleDefinition),
             sa.select(sa.func.count()).select_from(r).where(_live_reservation(cutoff)),
@@ -311,11 +323,35 @@ def _restore_reservations(
         .where(_live_reservation(cutoff), ln.status != "released")
         .order_by(r.order_id, ln.token, ln.position)
     )
+    counted = _counted(conn, cutoff)
     for rows in _by_key(_stream(conn, q), lambda x: x.order_id):
-        _restore_order(rows, keys, run, now, retention)
+        _restore_order(rows, keys, run, now, retention, counted)
 
 
-def _restore_order(rows: list[Any], keys: Keys, run: _Runner, now: int, retention: int) -> None:
+# (order id, token) -> (customer, [[sku, qty, generation], ...]) as the part kept it
+Counted = dict[tuple[str, str], tuple[str, list[list[Any]]]]
+
+
+def _counted(conn: sa.Connection, cutoff: Any) -> Counted:
+    """What the live reservations' parts counted against per-customer limits (`cu`, `cnt`
+    of the part), so a restored part gives its units back when it settles."""
+    c, r = CustomerCount, Reservation
+    q = (
+        sa.select(c.order_id, c.token, c.sku, c.customer_id, c.qty, c.generation)
+        .join(r, r.order_id == c.order_id)
+        .where(_live_reservation(cutoff))
+        .order_by(c.order_id, c.token, c.sku)
+    )
+    out: Counted = {}
+    for row in _stream(conn, q):
+        entry = out.setdefault((row.order_id, row.token), (row.customer_id, []))
+        entry[1].append([row.sku, row.qty, row.generation])
+    return out
+
+
+def _restore_order(
+    rows: list[Any], keys: Keys, run: _Runner, now: int, retention: int, counted: Counted
+) -> None:
     head = rows[0]
     order = head.order_id
     # One part per group: the lines of the latest attempt that reserved there.
@@ -329,7 +365,12 @@ def _restore_order(rows: list[Any], keys: Keys, run: _Runner, now: int, retentio
             parts[g] = [x for x in lines if x.token == newest]
     run.report.reservations += 1
     exp = datetime_to_ms(head.order_exp)
-    body = {"groups": {str(g): sorted({x.sku for x in ls}) for g, ls in sorted(parts.items())}}
+    body: dict[str, Any] = {
+        "groups": {str(g): sorted({x.sku for x in ls}) for g, ls in sorted(parts.items())}
+    }
+    customers = {counted[(order, x.token)][0] for x in rows if (order, x.token) in counted}
+    if customers:
+        body["cu"] = customers.pop()
     created = datetime_to_ms(head.created_at)
     index_until = exp + retention
     if index_until > now:
@@ -353,6 +394,8 @@ def _restore_order(rows: list[Any], keys: Keys, run: _Runner, now: int, retentio
         done = datetime_to_ms(first.settled_at) if settled and first.settled_at else None
         if settled and (done is None or done + retention <= now):
             continue
+        customer, cnt = counted.get((order, first.token), ("", []))
+        in_group = [e for e in cnt if keys.group_of(e[0]) == g]
         run.add(
             "restore_part",
             [keys.part(g, order), keys.expiry(g)],
@@ -368,6 +411,8 @@ def _restore_order(rows: list[Any], keys: Keys, run: _Runner, now: int, retentio
                 "" if done is None else done,
                 "" if done is None else done + retention,
                 next((x.bundles for x in lines if x.bundles), ""),
+                customer if in_group else "",
+                orjson.dumps(in_group).decode() if in_group else "",
             ],
         )
         run.report.parts += 1
@@ -444,6 +489,52 @@ def _restore_idempotency(conn: sa.Connection, keys: Keys, run: _Runner, now: int
             "restore_op", [keys.op_of(row.sku, row.key)], [value, datetime_to_ms(row.expires_at)]
         )
         run.report.idempotency_records += 1
+
+
+def _restore_limits(conn: sa.Connection, keys: Keys, run: _Runner, now: int) -> None:
+    lim, c = CustomerLimit, CustomerCount
+    limits: dict[str, Any] = {}
+    cols = (lim.sku, lim.per_customer, lim.window_seconds, lim.version, lim.generation)
+    for limit in _stream(conn, sa.select(*cols, lim.updated_at).order_by(lim.sku)):
+        limits[limit.sku] = limit
+        fields = {
+            "n": str(limit.per_customer),
+            "w": str(limit.window_seconds),
+            "v": str(limit.version),
+            "gen": str(limit.generation),
+            "at": str(datetime_to_ms(limit.updated_at)),
+        }
+        run.add("restore_record", [keys.limit(limit.sku)], [orjson.dumps(fields), ""])
+        run.report.limits += 1
+    q = (
+        sa.select(c.sku, c.customer_id, c.order_id, c.qty, c.generation, c.counted_at)
+        .join(lim, lim.sku == c.sku)
+        .where(
+            c.status == "held",
+            lim.per_customer > 0,
+            c.generation == lim.generation,
+        )
+        .order_by(c.sku, c.customer_id, c.counted_at)
+    )
+    for rows in _by_key(_stream(conn, q), lambda x: (x.sku, x.customer_id)):
+        head = rows[0]
+        window_ms = limits[head.sku].window_seconds * 1000
+        entries = [
+            [x.qty, x.order_id, datetime_to_ms(x.counted_at)]
+            for x in rows
+            if not window_ms or datetime_to_ms(x.counted_at) > now - window_ms
+        ]
+        if not entries:
+            continue
+        until: int | str = ""
+        if window_ms:
+            until = max(e[2] for e in entries) + window_ms + LIMIT_EXPIRY_MARGIN_MS
+        run.add(
+            "restore_count",
+            [keys.customer_count(head.sku, head.customer_id)],
+            [head.generation, orjson.dumps(entries), until],
+        )
+        run.report.customer_counts += 1
 
 
 def run_warmup(*, if_empty: bool = False) -> str:

@@ -7,7 +7,9 @@
     KEYS[2] reservation part of this order in this group
     KEYS[3] expiry index of the group (zset, score = expires_at ms)
     KEYS[4] event stream of the group
-    KEYS[5..] stock hash of each line's SKU, in line order
+    KEYS[5..] stock hash of each line's SKU, in line order (n lines: KEYS[5..4+n]); then
+              the per-customer limit of each line's SKU (KEYS[5+n..4+2n]); then, with a
+              customer id, that customer's count of each line's SKU (KEYS[5+2n..4+3n])
     ARGV[1] order id         ARGV[2] attempt token      ARGV[3] fingerprint of the part
     ARGV[4] now, ms          ARGV[5] expires_at, ms
     ARGV[6] location priority, space separated (tried first, in order, for lines
@@ -17,16 +19,27 @@
     ARGV[9] JSON bundle lines whose components are in this part, [ [bundle sku, qty,
             location or '', [ [component sku, qty per bundle], ...] ], ...] ('' = none);
             kept on the part (`bdl`) and in the event, so the ledger names the bundle
+    ARGV[10] customer id, or '' (none)
   Output: JSON {status, expires_at, lines: [ [sku, location, qty], ...][, replayed]}
   Errors: not_ready, idempotency_mismatch,
+          validation_error {field: customer_id} (a limited SKU and no customer id),
+          limit_exceeded {lines: [{sku, requested, allowed}]},
           insufficient_stock {lines: [{sku, requested, available}]} (nothing written)
-  Events: one 'reserve' entry, a row per (sku, location) locked; `bdl` = ARGV[9].
+  Events: one 'reserve' entry, a row per (sku, location) locked; `bdl` = ARGV[9]; with
+          `cu` (customer) and `cnt` (JSON [ [sku, qty, limit generation], ...]) when units
+          were counted.
 ]]
 --- @include "common"
+--- @include "customerLimit"
 --- @include "planPart"
 --- @include "applyPart"
-local stocks = {}
-for i = 5, #KEYS do stocks[#stocks + 1] = KEYS[i] end
-local done, plan = plan_part(KEYS[1], KEYS[2], stocks, ARGV)
+local n = (#KEYS - 4) / ((ARGV[10] or '') ~= '' and 3 or 2)
+local stocks, limits, counts = {}, {}, {}
+for i = 1, n do
+  stocks[i] = KEYS[4 + i]
+  limits[i] = KEYS[4 + n + i]
+  counts[i] = KEYS[4 + 2 * n + i]
+end
+local done, plan, counting = plan_part(KEYS[1], KEYS[2], stocks, limits, counts, ARGV)
 if done then return done end
-return reply(apply_part(KEYS[2], KEYS[3], KEYS[4], ARGV, plan))
+return reply(apply_part(KEYS[2], KEYS[3], KEYS[4], ARGV, plan, counting))

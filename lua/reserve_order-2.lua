@@ -4,30 +4,39 @@
   Redis; on a cluster, an order whose index and lines share one slot group): opens the
   order index, checks and plans the lines of every group, then locks them, records each
   group's part and XADDs each group's 'reserve' event exactly as reserve-4.lua does, and
-  writes the index already committed (no `ph`). All or nothing: a refusal writes nothing,
-  so there is nothing to compensate.
+  writes the index already committed (no `ph`). Per-customer limits are checked in the
+  plan and counted with the locks, as reserve-4.lua does. All or nothing: a refusal writes
+  nothing, so there is nothing to compensate.
 
   Input:
     KEYS[1] readiness marker of the order id's group
     KEYS[2] order index record
-    KEYS[3..] for each group, in the order of ARGV[8..]: its readiness marker, the order's
-              part there, its expiry index, its event stream, then the stock hash of each
-              of its lines, in line order
+    KEYS[3..] for each group, in the order of ARGV[9..]: its readiness marker, the order's
+              part there, its expiry index, its event stream, then its line keys as
+              reserve-4.lua's KEYS[5..]: the stock hash of each of its lines, in line
+              order, then each line's per-customer limit, then (with a customer id) the
+              customer's count of each line's SKU
     ARGV[1] order id        ARGV[2] attempt token       ARGV[3] now, ms
     ARGV[4] expires_at, ms  ARGV[5] fingerprint of the whole order
     ARGV[6] index body JSON (where the parts live)      ARGV[7] retention after expiry, ms
-    ARGV[8..] for each group, four values: fingerprint of its part, its number of lines,
+    ARGV[8] customer id, or '' (none), as reserve-4.lua's ARGV[10]
+    ARGV[9..] for each group, four values: fingerprint of its part, its number of lines,
               its lines JSON as reserve-4.lua's ARGV[7], its bundle lines JSON as
               reserve-4.lua's ARGV[9] ('' for none)
     ARGV[#ARGV] location priority, as reserve-4.lua's ARGV[6]
   Output: JSON {status = 'active', expires_at, parts = [ {lines[, replayed]}, ... ] one per
           group in order}; or, when the index exists already (nothing written), as
           index_open-2.lua: {dup: true, tok, at, st, exp, body, pending}
-  Errors: not_ready, idempotency_mismatch, insufficient_stock {lines} (the short lines of
-          every group, in group order); a refusal writes nothing
-  Events: one 'reserve' entry per group whose part this call created.
+  Errors: not_ready, idempotency_mismatch, validation_error {field: customer_id} (a limited
+          SKU and no customer id), limit_exceeded {lines} (the lines over a limit in every
+          group, in group order; before insufficient_stock, as the customer cannot take
+          them whatever the stock), insufficient_stock {lines} (the short lines of every
+          group, in group order); a refusal writes nothing
+  Events: one 'reserve' entry per group whose part this call created (with `cu` and
+          `cnt` when it counted units, see reserve-4.lua).
 ]]
 --- @include "common"
+--- @include "customerLimit"
 --- @include "planPart"
 --- @include "applyPart"
 if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
@@ -38,29 +47,37 @@ if cur[1] then
                 exp = tonumber(cur[5]), body = cjson.decode(cur[6]), pending = cur[7] == 'p'})
 end
 
-local priority = ARGV[#ARGV]
-local groups, failure, short = {}, nil, {}
+local priority, customer = ARGV[#ARGV], ARGV[8]
+local per_line = customer ~= '' and 3 or 2
+local groups, failure, short, over = {}, nil, {}, {}
 local k = 3
-for i = 8, #ARGV - 1, 4 do
+for i = 9, #ARGV - 1, 4 do
   local n = tonumber(ARGV[i + 1])
   local a = {ARGV[1], ARGV[2], ARGV[i], ARGV[3], ARGV[4], priority, ARGV[i + 2], ARGV[5],
-             ARGV[i + 3]}
-  local stocks = {}
-  for j = 1, n do stocks[j] = KEYS[k + 3 + j] end
-  local done, plan = plan_part(KEYS[k], KEYS[k + 1], stocks, a)
-  local g = {k = k, a = a, plan = plan}
+             ARGV[i + 3], customer}
+  local stocks, limits, counts = {}, {}, {}
+  for j = 1, n do
+    stocks[j] = KEYS[k + 3 + j]
+    limits[j] = KEYS[k + 3 + n + j]
+    if customer ~= '' then counts[j] = KEYS[k + 3 + 2 * n + j] end
+  end
+  local done, plan, counting = plan_part(KEYS[k], KEYS[k + 1], stocks, limits, counts, a)
+  local g = {k = k, a = a, plan = plan, counting = counting}
   if done then
     g.done = cjson.decode(done)
     if g.done.err == 'insufficient_stock' then
       for j = 1, #g.done.lines do short[#short + 1] = g.done.lines[j] end
+    elseif g.done.err == 'limit_exceeded' then
+      for j = 1, #g.done.lines do over[#over + 1] = g.done.lines[j] end
     elseif g.done.err then
       failure = failure or done
     end
   end
   groups[#groups + 1] = g
-  k = k + 4 + n
+  k = k + 4 + per_line * n
 end
 if failure then return failure end
+if #over > 0 then return fail('limit_exceeded', {lines = over}) end
 if #short > 0 then return fail('insufficient_stock', {lines = short}) end
 
 local parts = {}
@@ -69,7 +86,8 @@ for i = 1, #groups do
   if g.done then
     parts[i] = {lines = g.done.lines, replayed = true}
   else
-    parts[i] = {lines = apply_part(KEYS[g.k + 1], KEYS[g.k + 2], KEYS[g.k + 3], g.a, g.plan).lines}
+    parts[i] = {lines = apply_part(KEYS[g.k + 1], KEYS[g.k + 2], KEYS[g.k + 3], g.a, g.plan,
+                                   g.counting).lines}
   end
 end
 rcall('HSET', KEYS[2], 'fp', ARGV[5], 'tok', ARGV[2], 'at', ARGV[3], 'st', 'active',

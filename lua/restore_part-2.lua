@@ -15,6 +15,9 @@
     ARGV[9] settled at, ms ('' while active)
     ARGV[10] absolute expiry of a settled part, ms ('' while active)
     ARGV[11] JSON bundle lines of the part, as `reserve-4.lua` got them ('' = none)
+    ARGV[12] customer id ('' = none)
+    ARGV[13] JSON [ [sku, qty, limit generation], ...] the part counted against
+             per-customer limits ('' = none)
   Output: JSON {restored: true} or {kept: true}
   Errors: validation_error (unknown status, bad numbers, lines not an array)
 ]]
@@ -31,10 +34,14 @@ end
 if type(cjson.decode(ARGV[7])) ~= 'table' then
   return fail('validation_error', {detail = 'lines'})
 end
+if ARGV[13] and ARGV[13] ~= '' and type(cjson.decode(ARGV[13])) ~= 'table' then
+  return fail('validation_error', {detail = 'counted'})
+end
 if rcall('EXISTS', KEYS[1]) == 1 then return reply({kept = true}) end
 rcall('HSET', KEYS[1], 'st', ARGV[2], 'fp', ARGV[3], 'tok', ARGV[4], 'at', ARGV[5],
       'exp', ARGV[6], 'lines', ARGV[7], 'ofp', ARGV[8])
 if ARGV[11] and ARGV[11] ~= '' then rcall('HSET', KEYS[1], 'bdl', ARGV[11]) end
+if ARGV[13] and ARGV[13] ~= '' then rcall('HSET', KEYS[1], 'cu', ARGV[12], 'cnt', ARGV[13]) end
 if settled then
   rcall('HSET', KEYS[1], 'done', ARGV[9])
   rcall('PEXPIREAT', KEYS[1], ARGV[10])

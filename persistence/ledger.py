@@ -15,6 +15,9 @@ in the same tables:
   `cancelled`) wins.
 - `idempotency_records`: the first answer wins.
 - `bundles`: the definition with the highest version wins (a delete is a version too).
+- `customer_limits`: the row with the highest limit `version` wins.
+- `customer_counts`: keyed by (order, attempt token, sku); `held` only ever moves to
+  `returned` (a release, cancel or expiry gave the units back; a ship keeps them held).
 - `ledger_marks`: one row per batch, the newest entry of each group in it (its stream id
   and op), so that a Redis which came back without that entry is known to be behind.
 
@@ -74,6 +77,14 @@ BundleRow = tuple[str, str | None, int, int]
 TransferRow = tuple[str, str, str, str, int, str, str, int, int]
 # (entry_ms, entry_seq, op_id): the newest entry of one group in a batch
 Mark = tuple[int, int, str]
+# (sku, per_customer, window_seconds, version, generation, ts_ms)
+LimitRow = tuple[str, int, int, int, int, int]
+# (order_id, token, sku, customer_id, qty, generation, counted_ms, status)
+CountRow = tuple[str, str, str, str, int, int, int, str]
+# What a part counted against per-customer limits: (customer, [(sku, qty, gen)], counted_ms)
+Counted = tuple[str, list[tuple[str, int, int]], int]
+# The part actions that give counted units back to the customer.
+RETURNING = frozenset({"release", "cancel", "expire"})
 
 
 @dataclass(slots=True)
@@ -87,6 +98,8 @@ class Batch:
     lines: dict[tuple[str, str, str, int], LineRow] = field(default_factory=dict)
     transfers: dict[str, TransferRow] = field(default_factory=dict)
     bundles: dict[str, BundleRow] = field(default_factory=dict)
+    limits: dict[str, LimitRow] = field(default_factory=dict)
+    counts: dict[tuple[str, str, str], CountRow] = field(default_factory=dict)
     marks: dict[int, Mark] = field(default_factory=dict)
     events: int = 0
 
@@ -157,6 +170,8 @@ class Event:
     transfer: TransferRow | None
     bdl: str | None = None  # the part's bundle lines (JSON as the script got them)
     bundle: BundleRow | None = None  # a bundle's definition changed ('bundle' events)
+    limit: LimitRow | None = None
+    counted: Counted | None = None
 
 
 def _bundle_lines(raw: bytes | None) -> str | None:
@@ -244,7 +259,7 @@ def _parse_fast(entry: Entry) -> Event:
                 _fast_int(ver),
             )
         )
-    if not rows:
+    if not rows and type_ != "limit":
         raise _Unusual
     raw = f.get(b"idem")
     idem = None if raw is None else (raw.decode(), f[b"fp"].decode())
@@ -285,7 +300,31 @@ def _parse_fast(entry: Entry) -> Event:
             ts,
             ts,
         )
-    return Event(entry, type_, op, ts, ref, reason, rows, idem, part, transfer, bdl)
+    limit = None
+    if type_ == "limit":
+        limit = (
+            _fast_str(f[b"sku"].decode()),
+            int(f[b"n"]),
+            int(f[b"w"]),
+            int(f[b"v"]),
+            int(f[b"gen"]),
+            ts,
+        )
+    counted = None
+    if b"cnt" in f:
+        if part is None:
+            raise _Unusual
+        counted = (
+            _fast_str(f[b"cu"].decode()),
+            [
+                (_fast_str(sku), _fast_int(qty), _fast_int(gen))
+                for sku, qty, gen in orjson.loads(f[b"cnt"])
+            ],
+            int(f[b"cat"]) if b"cat" in f else ts,
+        )
+    return Event(
+        entry, type_, op, ts, ref, reason, rows, idem, part, transfer, bdl, None, limit, counted
+    )
 
 
 def parse(entry: Entry) -> Event:
@@ -314,7 +353,7 @@ def _parse_checked(entry: Entry) -> Event:
         return Event(
             entry, type_, op, ts, ref, reason, rows, None, None, None, bundle=_bundle_change(f, ts)
         )
-    if not rows:
+    if not rows and type_ != "limit":
         raise MalformedEvent("an event without rows changes nothing")
     idem = None
     if b"idem" in f:
@@ -359,7 +398,30 @@ def _parse_checked(entry: Entry) -> Event:
             ts,
             ts,
         )
-    return Event(entry, type_, op, ts, ref, reason, rows, idem, part, transfer, bdl)
+    limit = None
+    if type_ == "limit":
+        limit = (
+            _str(_text(f, "sku"), "sku"),
+            _int(_text(f, "n"), "n"),
+            _int(_text(f, "w"), "w"),
+            _int(_text(f, "v"), "v"),
+            _int(_text(f, "gen"), "gen"),
+            ts,
+        )
+    counted = None
+    if b"cnt" in f:
+        if part is None:
+            raise MalformedEvent("counted units without a reservation part")
+        entries = []
+        for raw in _json_list(f, "cnt"):
+            if not isinstance(raw, list) or len(raw) != 3:
+                raise MalformedEvent(f"a count is not [sku, qty, generation]: {raw!r}")
+            entries.append((_str(raw[0], "count sku"), _int(raw[1], "qty"), _int(raw[2], "gen")))
+        cat = _int(_text(f, "cat"), "cat") if b"cat" in f else ts
+        counted = (_str(_text(f, "cu"), "cu"), entries, cat)
+    return Event(
+        entry, type_, op, ts, ref, reason, rows, idem, part, transfer, bdl, None, limit, counted
+    )
 
 
 def available(on_hand: int, locked: int, safety_stock: int) -> int:
@@ -433,6 +495,12 @@ def build(events: Iterable[Event], retention_ms: int) -> Batch:
             _add_part(b, ev)
         if ev.transfer is not None:
             _add_transfer(b, ev.transfer)
+        if ev.limit is not None:
+            cur_limit = b.limits.get(ev.limit[0])
+            if cur_limit is None or cur_limit[3] < ev.limit[3]:
+                b.limits[ev.limit[0]] = ev.limit
+        if ev.counted is not None and ev.part is not None:
+            _add_counted(b, ev)
     return b
 
 
@@ -477,6 +545,19 @@ def _add_part(b: Batch, ev: Event) -> None:
             cur[10] if cur[10] is not None else settled,
             cur[11] if cur[11] is not None else ev.bdl,
         )
+
+
+def _add_counted(b: Batch, ev: Event) -> None:
+    assert ev.counted is not None and ev.part is not None
+    customer, entries, counted_at = ev.counted
+    order, tok = ev.part[0], ev.part[5]
+    status = "returned" if ev.type in RETURNING else "held"
+    for sku, qty, gen in entries:
+        key = (order, tok, sku)
+        cur = b.counts.get(key)
+        if cur is not None and cur[7] == "returned":
+            continue
+        b.counts[key] = (order, tok, sku, customer, qty, gen, counted_at, status)
 
 
 def _add_transfer(b: Batch, row: TransferRow) -> None:

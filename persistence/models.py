@@ -233,6 +233,46 @@ class BundleDefinition(Base):
     updated_at: Mapped[datetime] = _ts()
 
 
+class CustomerLimit(Base):
+    """A SKU's per-customer limit as Redis last set it (`set_limit-3.lua`).
+
+    `per_customer` 0 is a removed limit, kept so that its `version` (the Redis hash's `v`,
+    +1 per change) still orders later changes and warmup continues the sequence;
+    `window_seconds` 0 is the SKU's lifetime. `generation` is the version at which the
+    limit was set where there was none: only counts of that generation apply.
+    """
+
+    __tablename__ = "customer_limits"
+
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    per_customer: Mapped[int] = mapped_column(Qty)
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(BigInteger)
+    generation: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = _ts()
+
+
+class CustomerCount(Base):
+    """Units one reservation attempt counted against a SKU's per-customer limit.
+
+    `held` while the order is active or once shipped; `returned` when it was released,
+    cancelled or expired (the units went back to the customer). Warmup rebuilds each
+    customer's count from the `held` rows of the limit's generation (within its window).
+    """
+
+    __tablename__ = "customer_counts"
+    __table_args__ = (Index("ix_customer_counts_sku_customer_id", "sku", "customer_id"),)
+
+    order_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Id)
+    qty: Mapped[int] = mapped_column(Qty)
+    generation: Mapped[int] = mapped_column(BigInteger)
+    counted_at: Mapped[datetime] = _ts()
+    status: Mapped[str] = mapped_column(String(16))
+
+
 class Transfer(Base):
     __tablename__ = "transfers"
 

@@ -125,6 +125,15 @@ _BUNDLE_UPDATE = """
   updated_at = excluded.updated_at
 WHERE bundles.version < excluded.version
 """
+_LIMIT_UPDATE = """
+  per_customer = excluded.per_customer, window_seconds = excluded.window_seconds,
+  version = excluded.version, generation = excluded.generation, updated_at = excluded.updated_at
+WHERE customer_limits.version < excluded.version
+"""
+_COUNT_UPDATE = """
+  status = CASE WHEN customer_counts.status = 'held' THEN excluded.status
+                ELSE customer_counts.status END
+"""
 _LEVEL_UPDATE = """
   on_hand = excluded.on_hand, locked = excluded.locked,
   safety_stock = excluded.safety_stock, version = excluded.version,
@@ -200,6 +209,21 @@ INSERT INTO bundles (sku, components, version, updated_at)
 SELECT sku, c::jsonb, v, {_ts("t")}
 FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) AS u(sku, c, v, t)
 ON CONFLICT (sku) DO UPDATE SET {_BUNDLE_UPDATE}
+"""
+_PG_LIMITS = f"""
+INSERT INTO customer_limits (sku, per_customer, window_seconds, version, generation, updated_at)
+SELECT sku, n, w, v, gen, {_ts("t")}
+FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::bigint[], %s::bigint[], %s::bigint[])
+  AS u(sku, n, w, v, gen, t)
+ON CONFLICT (sku) DO UPDATE SET {_LIMIT_UPDATE}
+"""
+_PG_COUNTS = f"""
+INSERT INTO customer_counts (order_id, token, sku, customer_id, qty, generation, counted_at,
+                             status)
+SELECT o, tok, sku, cu, qty, gen, {_ts("t")}, st
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[],
+            %s::bigint[], %s::text[]) AS u(o, tok, sku, cu, qty, gen, t, st)
+ON CONFLICT (order_id, token, sku) DO UPDATE SET {_COUNT_UPDATE}
 """
 _PG_RECOMPUTE = _RECOMPUTE.format(match="= ANY(%s::text[])")
 _MARKS = "INSERT INTO ledger_marks (marks) VALUES ({})"
@@ -301,6 +325,10 @@ class PgSink:
             conn.execute(_PG_BUNDLES, _columns(_sorted(b.bundles), "ttii"))
         if b.orders:
             conn.execute(_PG_RECOMPUTE, [_text_array(sorted(b.orders))])
+        if b.limits:
+            conn.execute(_PG_LIMITS, _columns(_sorted(b.limits), "tiiiii"))
+        if b.counts:
+            conn.execute(_PG_COUNTS, _columns(_sorted(b.counts), "ttttiiit"))
         if b.levels:
             conn.execute(_PG_LEVELS, _columns(_sorted(b.levels), "ttiiiii"))
         if b.marks:
@@ -370,6 +398,17 @@ INSERT INTO bundles (sku, components, version, updated_at)
 VALUES (?, ?, ?, ?)
 ON CONFLICT (sku) DO UPDATE SET {_BUNDLE_UPDATE}
 """
+_SQLITE_LIMITS = f"""
+INSERT INTO customer_limits (sku, per_customer, window_seconds, version, generation, updated_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (sku) DO UPDATE SET {_LIMIT_UPDATE}
+"""
+_SQLITE_COUNTS = f"""
+INSERT INTO customer_counts (order_id, token, sku, customer_id, qty, generation, counted_at,
+                             status)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (order_id, token, sku) DO UPDATE SET {_COUNT_UPDATE}
+"""
 
 
 def _sqlite_fork(exc: sqlite3.IntegrityError) -> bool:
@@ -436,6 +475,8 @@ class SqliteSink:
             ),
             (_SQLITE_BUNDLES, [(*r[:3], t(r[3])) for r in _sorted(b.bundles)]),
             (_RECOMPUTE.format(match=match), [tuple(orders)] if orders else []),
+            (_SQLITE_LIMITS, [(*r[:5], t(r[5])) for r in _sorted(b.limits)]),
+            (_SQLITE_COUNTS, [(*r[:6], t(r[6]), r[7]) for r in _sorted(b.counts)]),
             (_MARKS.format("?"), [(marks_json(b.marks),)] if b.marks else []),
         ]
 

@@ -138,11 +138,12 @@ def cli(env: dict[str, str], *args: str) -> str:
     return done.stdout.strip()
 
 
-def prepare_ours(env: dict[str, str]) -> str:
-    """Migrate the scratch database, warm the (empty) Redis prefix up, create a key."""
+def prepare_ours(env: dict[str, str], *, admin: bool = False) -> str:
+    """Migrate the scratch database, warm the (empty) Redis prefix up, create a key (with
+    the admin scope too when the run sets a per-customer limit)."""
     cli(env, "migrate")
     cli(env, "warmup")
-    return cli(env, "keys", "create", "--scopes", "read,checkout,warehouse")
+    return cli(env, "keys", "create", "--scopes", "read,checkout,warehouse" + ",admin" * admin)
 
 
 def drop_prefix(redis_url: str, prefix: str) -> None:
@@ -258,9 +259,30 @@ class HttpSuite:
                 ("checkout", {"seed_stock": False}),
                 ("mixed", {"seed_stock": False}),
             ]
+            if a.limit:
+                # The same sale with a per-customer limit that binds: half as many customers
+                # as units, each trying 3 times (the third try of a customer who got two is
+                # refused by the limit); only ours has limits.
+                steps.insert(
+                    3,
+                    (
+                        "flash-sale",
+                        {
+                            "name": "flash-sale-limit",
+                            "units": a.units,
+                            "buyers": max(1, a.units // 2),
+                            "tries": 3,
+                            "limit": a.limit,
+                            "sku_prefix": f"{flash}L",
+                            "duration": a.flash_duration,
+                        },
+                    ),
+                )
             for scenario, kw in steps:
                 for side, (url, key) in order:
                     if side == "handrolled" and scenario not in HANDROLLED_SCENARIOS:
+                        continue
+                    if side != "ours" and kw.get("limit"):
                         continue
                     self.run(side, url, key, scenario, rnd, **kw)
             for side, (url, key) in order:
@@ -302,7 +324,7 @@ def http_table(r: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, list[tupl
         rep = r.get((side, name))
         if rep is None:
             return "-"
-        if name == "flash-sale":
+        if name.startswith("flash-sale"):
             return with_spread(rep["flash_sale"]["sold_per_s"], rep["spread"]["sold_per_s"])
         return with_spread(rep["requests_per_s"], rep["spread"]["requests_per_s"])
 
@@ -327,6 +349,24 @@ def http_table(r: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, list[tupl
         ("mixed", "mixed 95% reads / 5% checkouts, closed loop (peak)"),
         ("mixed-half", "mixed at half of its own peak, open loop"),
     ):
+        if name == "checkout" and ("ours", "flash-sale-limit") in r:  # below the flash sale
+            fl = r[("ours", "flash-sale-limit")]["flash_sale"]
+            rows.append(
+                [
+                    f"same, {fl['buyers']:,} customers x {fl['tries']} tries, limit"
+                    f" {fl['limit']} per customer (ours only; over the limit:"
+                    f" {fl['over_limit']})",
+                    cell("ours", "flash-sale-limit"),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    p("ours", "flash-sale-limit"),
+                    "-",
+                    r[("ours", "flash-sale-limit")]["errors"],
+                    load("flash-sale-limit"),
+                ]
+            )
         hand = r.get(("handrolled", name))
         rows.append(
             [
@@ -594,6 +634,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=6.0)
     p.add_argument("--flash-duration", type=float, default=10.0)
     p.add_argument("--units", type=int, default=2000)
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="also run the flash sale with this per-customer limit (as many customers as "
+        "units, 3 tries each; ours only)",
+    )
     p.add_argument("--skus", type=int, default=1000)
     p.add_argument("--engine-duration", type=float, default=3.0, help="seconds per round")
     p.add_argument("--engine-rounds", type=int, default=3)
@@ -637,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     suite = HttpSuite(args, out)
     try:
-        key = prepare_ours(env)
+        key = prepare_ours(env, admin=bool(args.limit))
         ours_port, base_port, hand_port = free_port(), free_port(), free_port()
         with (
             process(

@@ -179,12 +179,13 @@ class Bench:
             now = time.time_ns() // 1_000_000
             return await client.evalsha(
                 sha,
-                5,
+                6,
                 keys.ready(g),
                 keys.part(g, order_id),
                 keys.expiry(g),
                 keys.events(g),
                 keys.stock(sku),
+                keys.limit(sku),
                 order_id,
                 "tok",
                 "fp",
@@ -193,6 +194,8 @@ class Bench:
                 "north",
                 orjson.dumps([[sku, 1, ""]]),
                 "fp",
+                "",
+                "",
             )
 
         return call

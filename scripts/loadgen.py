@@ -8,7 +8,10 @@ Scenarios, each bounded by `--duration` and `--max-requests`:
 - `checkout`: `POST /v1/reservations` of one unit, then ship or cancel it.
 - `flash-sale`: N buyers race for M units of one fresh SKU, one reservation each; at the
   end the stock route must show no more units locked than there were (no oversell), and
-  exactly as many as the buyers were told they got.
+  exactly as many as the buyers were told they got. With `--limit L` the SKU gets a
+  per-customer limit of L (`PUT /v1/limits`, so the key needs the admin scope), every
+  buyer is a customer sending `--tries` reservations of one unit, and no buyer may end
+  with more than L.
 - `mixed`: 95% availability reads, 5% checkouts; with `--rate`, an open loop at a fixed
   offered load (latency counted from the intended send time, so queueing shows).
 
@@ -69,6 +72,8 @@ class Config:
     read_ratio: float = 0.95
     buyers: int = 2000
     units: int = 100
+    limit: int = 0  # flash sale: per-customer limit on the SKU (0: none)
+    tries: int = 1  # flash sale: reservations each buyer sends
     api_key: str = ""
     label: str = ""
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -158,6 +163,7 @@ class Recorder:
         self.timeline: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         self.errors = 0
         self.sales: list[float] = []  # flash sale: seconds after start of each success
+        self.sold_to: dict[int, int] = defaultdict(int)  # flash sale: units per buyer
 
     def record(self, op: str, since: float, outcome: str, ok: bool) -> None:
         now = time.time()
@@ -267,15 +273,21 @@ class Worker:
             tickets.put_nowait(None)
         await asyncio.gather(*senders)
 
-    async def flash_buyers(self, conn: HttpConnection, buyers: list[int]) -> None:
+    async def flash_buyers(self, conn: HttpConnection, buyers: list[tuple[int, int]]) -> None:
         path, sku = "/v1/reservations", f"{self.cfg.sku_prefix}-FLASH"
         while buyers and self.claim(1):
-            b = buyers.pop()
-            body = {"order_id": f"{self.cfg.run}-b{b}", "lines": [{"sku": sku, "qty": 1}]}
+            b, t = buyers.pop()
+            body: dict[str, Any] = {
+                "order_id": f"{self.cfg.run}-b{b}-{t}",
+                "lines": [{"sku": sku, "qty": 1}],
+            }
+            if self.cfg.limit:
+                body["customer_id"] = f"{self.cfg.run}-c{b}"
             since = time.time()
             status, _ = await self.call(conn, "reserve", "POST", path, body, since, (201, 409))
             if status == 201:
                 self.rec.sales.append(time.time() - self.cfg.start_at)
+                self.rec.sold_to[b] += 1
 
     async def run(self) -> dict[str, Any]:
         conns = [
@@ -289,7 +301,12 @@ class Worker:
         self.start(float(line))
         await asyncio.sleep(max(0.0, self.cfg.start_at - time.time()))
         if self.cfg.scenario == "flash-sale":
-            mine = list(range(self.index, self.cfg.buyers, self.cfg.processes))[::-1]
+            # Each buyer's tries are spread over the run, so they race each other too.
+            mine = [
+                (b, t)
+                for t in range(self.cfg.tries)
+                for b in range(self.index, self.cfg.buyers, self.cfg.processes)
+            ][::-1]
             await asyncio.gather(*(self.flash_buyers(c, mine) for c in conns))
         elif self.cfg.rate > 0:
             await self.open_loop(conns)
@@ -303,6 +320,7 @@ class Worker:
             "timeline": self.rec.timeline,
             "errors": self.rec.errors,
             "sales": self.rec.sales,
+            "sold_to": self.rec.sold_to,
             "ended": time.time() - self.cfg.start_at,
         }
 
@@ -346,6 +364,13 @@ async def _seed(cfg: Config) -> None:
                 raise SystemExit(f"seeding {sku} failed: {status} {data[:300]!r}")
 
     await asyncio.gather(*(seeder(c) for c in conns))
+    if cfg.scenario == "flash-sale" and cfg.limit:
+        sku = f"{cfg.sku_prefix}-FLASH"
+        status, data = await conns[0].request(
+            "PUT", f"/v1/limits/{sku}", {"per_customer": cfg.limit}
+        )
+        if status != 200:
+            raise SystemExit(f"setting the limit of {sku} failed: {status} {data[:300]!r}")
     for c in conns:
         c.close()
 
@@ -361,23 +386,34 @@ async def _stock(cfg: Config, sku: str) -> dict[str, Any]:
     return body
 
 
-def flash_sale_check(cfg: Config, sold: int, errors: int, stock: dict[str, Any]) -> dict[str, Any]:
+def flash_sale_check(
+    cfg: Config,
+    sold: int,
+    errors: int,
+    stock: dict[str, Any],
+    sold_to: dict[int, int] | None = None,
+) -> dict[str, Any]:
     """No oversell: locked units never exceed the units put on sale, nor on_hand; and the
     books balance: every unit locked is one a buyer was told about (allowing for requests
-    whose answer was lost to an error)."""
+    whose answer was lost to an error). With a per-customer limit, no buyer was sold more
+    than it (`over_limit` counts the buyers who were)."""
     locked = sum(int(v["locked"]) for v in stock["locations"].values())
     on_hand = sum(int(v["on_hand"]) for v in stock["locations"].values())
     oversold = max(0, locked - cfg.units, sold - cfg.units, locked - on_hand)
     balanced = sold <= locked <= sold + errors
+    over_limit = sum(1 for n in (sold_to or {}).values() if cfg.limit and n > cfg.limit)
     return {
         "units": cfg.units,
         "buyers": cfg.buyers,
+        "limit": cfg.limit or None,
+        "tries": cfg.tries,
         "sold": sold,
         "locked": locked,
         "on_hand": on_hand,
         "oversold": oversold,
+        "over_limit": over_limit,
         "balanced": balanced,
-        "ok": oversold == 0 and balanced,
+        "ok": oversold == 0 and balanced and over_limit == 0,
     }
 
 
@@ -475,7 +511,11 @@ def run(cfg: Config, chart: str | None = None) -> dict[str, Any]:
     if cfg.scenario == "flash-sale":
         sales = sorted(t for r in results for t in r["sales"])
         stock = asyncio.run(_stock(cfg, f"{cfg.sku_prefix}-FLASH"))
-        check = flash_sale_check(cfg, len(sales), errors, stock)
+        sold_to: dict[int, int] = defaultdict(int)
+        for r in results:
+            for b, n in r["sold_to"].items():
+                sold_to[int(b)] += n
+        check = flash_sale_check(cfg, len(sales), errors, stock, sold_to)
         # Successful reservations/s while there was stock to sell.
         check["sold_per_s"] = round(len(sales) / sales[-1], 1) if sales else 0.0
         report["flash_sale"] = check
@@ -536,6 +576,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
     p.add_argument("--ship-ratio", type=float, default=0.5)
     p.add_argument("--buyers", type=int, default=2000)
     p.add_argument("--units", type=int, default=100)
+    p.add_argument(
+        "--limit", type=int, default=0, help="flash sale: per-customer limit (admin key)"
+    )
+    p.add_argument("--tries", type=int, default=1, help="flash sale: reservations per buyer")
     p.add_argument("--api-key", default=os.environ.get("LOADGEN_API_KEY", ""))
     p.add_argument("--label", default="")
     p.add_argument("--no-seed", action="store_true", help="the stock is already there")
@@ -557,6 +601,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
         ship_ratio=a.ship_ratio,
         buyers=a.buyers,
         units=a.units,
+        limit=a.limit,
+        tries=a.tries,
         api_key=a.api_key,
         label=a.label,
         seed_stock=not a.no_seed,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from inventory_cache.engine import StockEngine, _is_cluster
-from inventory_cache.errors import InsufficientStock, NotFound
+from inventory_cache.errors import InsufficientStock, LimitExceeded, NotFound
 from inventory_cache.models import LineRequest
 from tests.conftest import skus_in_distinct_groups
 from tests.redis_state import snapshot_prefix
@@ -96,6 +96,63 @@ async def test_a_refused_order_on_a_single_redis_writes_nothing_not_even_a_relea
         await engine.reserve(order_id="o", lines=[LineRequest(a, 2), LineRequest(b, 2)])
 
     assert exc.value.lines == [{"sku": b, "requested": 2, "available": 1}]
+    assert await snapshot_prefix(engine.client, engine.keys.prefix) == before
+
+
+async def test_a_limited_order_over_three_groups_counts_as_the_multi_script_path_does(
+    engine: StockEngine,
+) -> None:
+    skus = skus_in_distinct_groups(engine, 3)
+    for sku in skus:
+        await engine.inbound(ref="po", sku=sku, location="north", qty=5)
+    for sku in skus[:2]:
+        await engine.set_limit(sku=sku, per_customer=2)
+    lines = [LineRequest(s, 1) for s in skus]
+    multi = StockEngine(engine.client, engine.settings, clock=engine.now, one_script=False)
+    await multi.reserve(order_id="by-steps", lines=lines, customer_id="c1")
+    sent = scripts_sent(engine)
+
+    await engine.reserve(order_id="at-once", lines=lines, customer_id="c2")
+
+    assert sent == (MULTI_SCRIPT if _is_cluster(engine.client) else ["reserve_order"])
+    for sku in skus:
+        (one,) = await events_of(engine, sku, "at-once")
+        (other,) = await events_of(engine, sku, "by-steps")
+        assert list(one) == list(other)
+        limited = sku in skus[:2]
+        assert one.get(b"cu") == (b"c2" if limited else None)
+        assert one.get(b"cnt") == other.get(b"cnt")
+        part = await engine.client.hgetall(engine.keys.part(engine.keys.group_of(sku), "at-once"))
+        assert (part.get(b"cu"), part.get(b"cnt")) == (one.get(b"cu"), one.get(b"cnt"))
+    assert [await engine.customer_holds(s, "c2") for s in skus] == [1, 1, 0]
+    await engine.cancel("at-once")
+    assert [await engine.customer_holds(s, "c2") for s in skus] == [0, 0, 0]
+    assert [await engine.customer_holds(s, "c1") for s in skus] == [1, 1, 0]
+
+
+async def test_limit_refusals_of_every_group_come_back_together_and_nothing_is_written(
+    engine: StockEngine,
+) -> None:
+    if _is_cluster(engine.client):
+        pytest.skip("an order spanning groups on a cluster locks and releases group by group")
+    a, b, c = skus_in_distinct_groups(engine, 3)
+    for sku in (a, b):
+        await engine.inbound(ref="po", sku=sku, location="north", qty=5)
+        await engine.set_limit(sku=sku, per_customer=1)
+    await engine.inbound(ref="po", sku=c, location="north", qty=1)
+    before = await snapshot_prefix(engine.client, engine.keys.prefix)
+
+    with pytest.raises(LimitExceeded) as exc:
+        await engine.reserve(
+            order_id="o",
+            lines=[LineRequest(a, 2), LineRequest(b, 3), LineRequest(c, 2)],
+            customer_id="c1",
+        )
+
+    assert exc.value.lines == [
+        {"sku": a, "requested": 2, "allowed": 1},
+        {"sku": b, "requested": 3, "allowed": 1},
+    ]
     assert await snapshot_prefix(engine.client, engine.keys.prefix) == before
 
 

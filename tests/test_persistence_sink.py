@@ -249,3 +249,87 @@ def test_postgresql_refusing_a_value_rejects_the_batch_and_writes_nothing() -> N
         finally:
             sink.close()
             engine.dispose()
+
+
+def limit(n: int, w: int, v: int, gen: int) -> Entry:
+    return entry(
+        t="limit",
+        op=f"limit:A:{v}",
+        ts=T0 + v,
+        ref="A",
+        reason="set" if n else "remove",
+        rows="[]",
+        sku="A",
+        n=n,
+        w=w,
+        v=v,
+        gen=gen,
+    )
+
+
+def test_the_newest_limit_version_wins_in_any_order(db: tuple[Sink, sa.Engine]) -> None:
+    sink, engine = db
+    apply(sink, limit(3, 60, 2, 1))
+    apply(sink, limit(2, 0, 1, 1), limit(3, 60, 2, 1))
+    assert rows(
+        engine, "SELECT sku, per_customer, window_seconds, version FROM customer_limits"
+    ) == [("A", 3, 60, 2)]
+    apply(sink, limit(0, 0, 3, 1))
+    assert rows(engine, "SELECT per_customer, version, generation FROM customer_limits") == [
+        (0, 3, 1)
+    ]
+
+
+def test_counted_units_stay_returned_once_given_back_whatever_the_order(
+    db: tuple[Sink, sa.Engine],
+) -> None:
+    sink, engine = db
+    line, row = [["A", "north", 2]], [["A", "north", 0, 2, 10, 2, 0, 1]]
+    counted = {"cu": "c1", "cnt": orjson.dumps([["A", 2, 1]])}
+    reserve = part("reserve", "o1", "k1", line, row, T0 + 1, **counted)
+    cancel = part(
+        "cancel",
+        "o1",
+        "k1",
+        line,
+        [["A", "north", 0, -2, 10, 0, 0, 2]],
+        T0 + 2,
+        cat=T0 + 1,
+        **counted,
+    )
+    shipped = part(
+        "ship",
+        "o2",
+        "k2",
+        line,
+        [["A", "north", -2, -2, 8, 0, 0, 4]],
+        T0 + 4,
+        cat=T0 + 3,
+        **counted,
+    )
+
+    apply(sink, cancel, shipped)
+    apply(sink, reserve)
+
+    assert rows(
+        engine,
+        "SELECT order_id, sku, customer_id, qty, generation, status FROM customer_counts"
+        " ORDER BY order_id",
+    ) == [("o1", "A", "c1", 2, 1, "returned"), ("o2", "A", "c1", 2, 1, "held")]
+    t = Base.metadata.tables["customer_counts"]
+    with engine.connect() as conn:
+        counted_at = conn.execute(sa.select(t.c.counted_at).order_by(t.c.order_id)).scalars()
+        assert [datetime_to_ms(v) for v in counted_at] == [T0 + 1, T0 + 3]
+
+
+def test_counted_units_without_a_part_are_malformed() -> None:
+    bad = entry(
+        t="adjust",
+        op="adjust:x",
+        ts=T0,
+        rows=orjson.dumps([["A", "north", 1, 0, 1, 0, 0, 1]]),
+        cu="c1",
+        cnt=orjson.dumps([["A", 1, 1]]),
+    )
+    with pytest.raises(MalformedEvent):
+        parse(bad)

@@ -45,7 +45,7 @@ class Metrics:
         )
         self.reservations = Counter(
             "inventory_reservations",
-            "Reservation attempts by result (ok, insufficient_stock, other error).",
+            "Reservation attempts by result (ok, insufficient_stock, limit_exceeded, other error).",
             ["result"],
             registry=self.registry,
         )

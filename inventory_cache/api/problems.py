@@ -144,6 +144,10 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
+    # An optional field (`Ident | None`) is a union: pydantic names the member that refused
+    # the value after the field (`customer_id.constrained-str`); the field is the field.
+    while parts and (parts[-1] == "none" or parts[-1].startswith("constrained-")):
+        parts.pop()
     return ".".join(parts)
 
 
@@ -240,7 +244,8 @@ DESCRIPTIONS = {
     401: "No API key, or an unknown or revoked one (`unauthorized`).",
     403: "The API key lacks this route's scope (`forbidden`).",
     404: "Unknown resource (`not_found`).",
-    409: "Conflict: `insufficient_stock`, `invalid_state` or `idempotency_mismatch`.",
+    409: "Conflict: `insufficient_stock`, `limit_exceeded`, `invalid_state` or "
+    "`idempotency_mismatch`.",
     413: "Body larger than the configured limit (`payload_too_large`).",
     415: "Body is not JSON (`unsupported_media_type`).",
     422: "Invalid input (`validation_error`): `field` names the first offending field.",

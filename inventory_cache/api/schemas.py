@@ -167,6 +167,8 @@ class ReservationIn(StrictBody):
     ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=30 * 86400)] | SkipJsonSchema[None] = (
         None
     )
+    # Required when a line's SKU has a per-customer limit (`PUT /v1/limits/{sku}`).
+    customer_id: Ident | SkipJsonSchema[None] = None
 
 
 class TransferIn(StrictBody):

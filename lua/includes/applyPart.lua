@@ -1,15 +1,19 @@
 --[[
-  Locks a planned part (`plan_part`): raises `locked`, records the part, indexes its expiry
-  and XADDs its 'reserve' event (a row per (sku, location) locked).
+  Locks a planned part (`plan_part`): raises `locked`, counts the units of limited SKUs
+  against the customer (customerLimit's `limit_take`), records the part, indexes its
+  expiry and XADDs its 'reserve' event (a row per (sku, location) locked).
 
   Input:
     part, expiry, events: key names (the order's part, the group's expiry index and stream)
     a: reserve-4.lua's ARGV (see `plan_part`); a[9] the part's bundle lines JSON ('' for
-       none), kept on the part (`bdl`) and in the event so the ledger names the bundle
-    plan: what `plan_part` returned
+       none), kept on the part (`bdl`) and in the event so the ledger names the bundle;
+       a[10] the customer id ('' for none)
+    plan, counting: what `plan_part` returned; with something counted the part and the
+       event carry `cu` (customer) and `cnt` (JSON [ [sku, qty, limit generation], ...]),
+       so release, cancel and expiry can give the units back
   Output: {status = 'active', expires_at, lines = { {sku, location, qty}, ... }} (a table)
 ]]
-local function apply_part(part, expiry, events, a, plan)
+local function apply_part(part, expiry, events, a, plan, counting)
   local rows, out, versions = {}, {}, {}
   for i = 1, #plan do
     local sku, loc, qty, stock = plan[i][1], plan[i][2], plan[i][3], plan[i][4]
@@ -24,10 +28,22 @@ local function apply_part(part, expiry, events, a, plan)
         'exp', a[5], 'lines', lines_json, 'ofp', a[8])
   local bdl = a[9] or ''
   if bdl ~= '' then rcall('HSET', part, 'bdl', bdl) end
+  local event = {'t', 'reserve', 'op', 'reserve:' .. a[1] .. ':' .. a[2],
+                 'ts', a[4], 'ref', a[1], 'reason', 'reserve', 'rows', cjson.encode(rows),
+                 'order', a[1], 'exp', a[5], 'lines', lines_json, 'st', 'active',
+                 'fp', a[3], 'tok', a[2], 'ofp', a[8], 'bdl', bdl}
+  if #counting > 0 then
+    local now, cnt = tonumber(a[4]), {}
+    for _, c in ipairs(counting) do
+      limit_take(c.count, c.gen, c.window, now, c.stale, c.gone, c.qty, c.qty .. ':' .. a[1])
+      cnt[#cnt + 1] = {c.sku, c.qty, c.gen}
+    end
+    local cnt_json = cjson.encode(cnt)
+    rcall('HSET', part, 'cu', a[10], 'cnt', cnt_json)
+    event[#event + 1] = 'cu'; event[#event + 1] = a[10]
+    event[#event + 1] = 'cnt'; event[#event + 1] = cnt_json
+  end
   rcall('ZADD', expiry, a[5], a[1])
-  rcall('XADD', events, '*', 't', 'reserve', 'op', 'reserve:' .. a[1] .. ':' .. a[2],
-        'ts', a[4], 'ref', a[1], 'reason', 'reserve', 'rows', cjson.encode(rows),
-        'order', a[1], 'exp', a[5], 'lines', lines_json, 'st', 'active',
-        'fp', a[3], 'tok', a[2], 'ofp', a[8], 'bdl', bdl)
+  rcall('XADD', events, '*', unpack(event))
   return {status = 'active', expires_at = tonumber(a[5]), lines = out}
 end

@@ -1,17 +1,60 @@
 --[[
   Checks the lines of one order that fall in one slot group and plans where to lock them,
-  writing nothing (the first half of reserve-4.lua; `apply_part` is the second).
+  writing nothing (the first half of reserve-4.lua; `apply_part` is the second). The
+  per-customer limits are checked first (see customerLimit): an order over a limit is
+  refused whatever the stock.
 
   Input:
     ready, part: key names (readiness marker of the group, the order's part there)
     stocks: stock key of each line, in line order
+    limits: per-customer limit key of each line's SKU, in line order
+    counts: the customer's count key of each line's SKU, in line order (read only when
+            the SKU has a limit, so empty without a customer)
     a: reserve-4.lua's ARGV (order id, attempt token, part fingerprint, now, expires_at,
-       location priority, lines JSON, whole order's fingerprint)
+       location priority, lines JSON, whole order's fingerprint, bundle lines JSON,
+       customer id or '')
   Output: a reply and nil when the call is answered already (a replay of the existing
-          part, or an error: not_ready, idempotency_mismatch, insufficient_stock {lines}),
-          else nil and the plan: { {sku, location, qty, stock key}, ... }
+          part, or an error: not_ready, idempotency_mismatch, validation_error
+          {field = customer_id} (a limited SKU and no customer id), limit_exceeded {lines},
+          insufficient_stock {lines}), else nil, the plan { {sku, location, qty, stock key},
+          ... } and what to count (for `apply_part`): { {sku, qty, gen, count key, window,
+          gone, stale}, ... } per limited SKU
 ]]
-local function plan_part(ready, part, stocks, a)
+local function plan_limits(lines, limits, counts, customer, now)
+  local demand, order_skus = {}, {}
+  for i = 1, #lines do
+    local sku = lines[i][1]
+    if not demand[sku] then
+      demand[sku] = {at = i, qty = 0}
+      order_skus[#order_skus + 1] = sku
+    end
+    demand[sku].qty = demand[sku].qty + tonumber(lines[i][2])
+  end
+  local counting, over = {}, {}
+  for _, sku in ipairs(order_skus) do
+    local d = demand[sku]
+    local per_customer, window, gen = limit_of(limits[d.at])
+    if per_customer > 0 then
+      if customer == '' then
+        return fail('validation_error', {field = 'customer_id',
+          detail = sku .. ' has a per-customer limit: the reservation needs a customer_id'})
+      end
+      local count = counts[d.at]
+      local used, gone, stale = limit_used(count, gen, window, now)
+      if used + d.qty > per_customer then
+        over[#over + 1] = {sku = sku, requested = d.qty,
+                           allowed = math.max(per_customer - used, 0)}
+      else
+        counting[#counting + 1] = {sku = sku, qty = d.qty, gen = gen, count = count,
+                                   window = window, gone = gone, stale = stale}
+      end
+    end
+  end
+  if #over > 0 then return fail('limit_exceeded', {lines = over}) end
+  return nil, counting
+end
+
+local function plan_part(ready, part, stocks, limits, counts, a)
   if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
   local prior = rcall('HMGET', part, 'fp', 'st', 'exp', 'lines')
   if prior[1] then
@@ -21,6 +64,9 @@ local function plan_part(ready, part, stocks, a)
   end
 
   local lines = cjson.decode(a[7])
+  local refused, counting = plan_limits(lines, limits, counts, a[10] or '', tonumber(a[4]))
+  if refused then return refused end
+
   local priority = {}
   for loc in string.gmatch(a[6], '%S+') do priority[#priority + 1] = loc end
 
@@ -110,5 +156,5 @@ local function plan_part(ready, part, stocks, a)
     end
   end
   if #short > 0 then return fail('insufficient_stock', {lines = short}) end
-  return nil, plan
+  return nil, plan, counting
 end

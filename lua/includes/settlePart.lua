@@ -2,7 +2,9 @@
   Moves a reservation part out of 'active': releases (or ships) its locks, once.
 
   Input:
-    ready, part, expiry, events: key names; stocks: table sku -> stock key (from KEYS)
+    ready, part, expiry, events: key names; stocks: table sku -> stock key (from KEYS);
+    counts: table sku -> the part's customer's count of that SKU (from KEYS; needed for
+      the SKUs the part counted against a per-customer limit, see customerLimit)
     a: ARGV of the calling script: a[1] order id, a[2] now (ms),
        a[3] retention of the settled part (ms), a[4] JSON [sku, ...] naming KEYS[5..],
        a[5] attempt token that must own the part ('' = any)
@@ -11,6 +13,8 @@
   Events: the part's bundle lines (`bdl`, '' for none) ride along, so the ledger names the
           bundle of each component row it releases or ships.
   Errors: not_ready, not_found, invalid_state {status}, keys (a line's SKU has no key)
+  Units counted against a per-customer limit go back on release, cancel and expiry; a
+  shipped order keeps them.
 ]]
 local SETTLE = {
   cancel = {status = 'cancelled', on_hand = 0},
@@ -19,10 +23,10 @@ local SETTLE = {
   release = {status = 'released', on_hand = 0},
 }
 
-local function settle_part(ready, part, expiry, events, stocks, a, action)
+local function settle_part(ready, part, expiry, events, stocks, counts, a, action)
   if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
   local spec = SETTLE[action]
-  local p = rcall('HMGET', part, 'st', 'exp', 'lines', 'tok', 'fp', 'bdl')
+  local p = rcall('HMGET', part, 'st', 'exp', 'lines', 'tok', 'fp', 'bdl', 'cu', 'cnt', 'at')
   if not p[1] then return fail('not_found') end
   local st, exp, lines_json, tok = p[1], tonumber(p[2]), p[3], p[4]
   local lines = cjson.decode(lines_json)
@@ -38,6 +42,10 @@ local function settle_part(ready, part, expiry, events, stocks, a, action)
   for i = 1, #lines do
     if not stocks[lines[i][1]] then return fail('keys', {sku = lines[i][1]}) end
   end
+  local cnt = p[8] and cjson.decode(p[8]) or {}
+  for i = 1, #cnt do
+    if not counts[cnt[i][1]] then return fail('keys', {sku = cnt[i][1]}) end
+  end
   local rows, versions = {}, {}
   for i = 1, #lines do
     local sku, loc, qty = lines[i][1], lines[i][2], tonumber(lines[i][3])
@@ -50,6 +58,12 @@ local function settle_part(ready, part, expiry, events, stocks, a, action)
     local s = tonumber(rcall('HGET', stock, 's:' .. loc)) or 0
     rows[#rows + 1] = {sku, loc, doh, -qty, o, l, s, versions[stock]}
   end
+  if action ~= 'ship' then
+    for i = 1, #cnt do
+      local qty = tonumber(cnt[i][2])
+      limit_give(counts[cnt[i][1]], tonumber(cnt[i][3]), qty, qty .. ':' .. a[1])
+    end
+  end
   rcall('ZREM', expiry, a[1])
   if action == 'release' then
     rcall('DEL', part)
@@ -57,9 +71,15 @@ local function settle_part(ready, part, expiry, events, stocks, a, action)
     rcall('HSET', part, 'st', spec.status, 'done', a[2])
     rcall('PEXPIRE', part, a[3])
   end
-  rcall('XADD', events, '*', 't', action, 'op', action .. ':' .. a[1] .. ':' .. tok,
-        'ts', a[2], 'ref', a[1], 'reason', action, 'rows', cjson.encode(rows),
-        'order', a[1], 'exp', p[2], 'lines', lines_json, 'st', spec.status,
-        'fp', p[5], 'tok', tok, 'bdl', p[6] or '')
+  local event = {'t', action, 'op', action .. ':' .. a[1] .. ':' .. tok,
+                 'ts', a[2], 'ref', a[1], 'reason', action, 'rows', cjson.encode(rows),
+                 'order', a[1], 'exp', p[2], 'lines', lines_json, 'st', spec.status,
+                 'fp', p[5], 'tok', tok, 'bdl', p[6] or ''}
+  if p[8] then
+    event[#event + 1] = 'cu'; event[#event + 1] = p[7]
+    event[#event + 1] = 'cnt'; event[#event + 1] = p[8]
+    event[#event + 1] = 'cat'; event[#event + 1] = p[9]
+  end
+  rcall('XADD', events, '*', unpack(event))
   return reply({status = spec.status, expires_at = exp, lines = lines, bdl = p[6] or ''})
 end

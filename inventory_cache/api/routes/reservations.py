@@ -25,7 +25,7 @@ from inventory_cache.api.openapi import json_body
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
 from inventory_cache.api.schemas import IDENT_PATTERN, ReservationIn, ReservationOut
-from inventory_cache.errors import InsufficientStock, InventoryError
+from inventory_cache.errors import InsufficientStock, InventoryError, LimitExceeded
 from inventory_cache.models import LineRequest
 
 router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
@@ -45,7 +45,8 @@ OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN
         422,
         429,
         503,
-        s409="`insufficient_stock` (with `lines`: sku, requested, available), the "
+        s409="`insufficient_stock` (with `lines`: sku, requested, available), "
+        "`limit_exceeded` (a per-customer limit; `lines`: sku, requested, allowed), the "
         "order id used with other lines or by another API key (`idempotency_mismatch`), or "
         "an attempt for "
         "this order still running (`invalid_state`).",
@@ -57,7 +58,8 @@ OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN
 )
 async def reserve(request: Request) -> Response:
     """A line without `location` is served by one location when one can cover it, in
-    `INVENTORY_LOCATION_PRIORITY` order, else split. Default TTL 900 s."""
+    `INVENTORY_LOCATION_PRIORITY` order, else split. Default TTL 900 s. `customer_id` is
+    required when a line's SKU has a per-customer limit (422 without it)."""
     # The checkout's hot route takes no FastAPI dependency or declared body: solving them
     # cost about a sixth of a flash-sale request (py-spy). It checks the key, then reads
     # its body, itself; the body is declared for the OpenAPI document by `json_body`.
@@ -75,10 +77,14 @@ async def reserve(request: Request) -> Response:
                     lines=lines,
                     ttl_seconds=body.ttl_seconds,
                     owner=principal.key_id,
+                    customer_id=body.customer_id,
                 ),
             )
     except InsufficientStock:
         services.metrics.reservations.labels("insufficient_stock").inc()
+        raise
+    except LimitExceeded:
+        services.metrics.reservations.labels("limit_exceeded").inc()
         raise
     except InventoryError:
         services.metrics.reservations.labels("error").inc()
