@@ -13,7 +13,9 @@ for `--seconds` a probe sends, one after another, `GET /healthz` and a one-line
 - `stalled_headers`: `--stalled-headers` connections that send part of a request's
   headers and then nothing (expected: closed after INVENTORY_HEADER_TIMEOUT_SECONDS);
 - `stalled_bodies`: `--stalled-bodies` connections that send headers and part of a
-  body, then nothing (expected: closed after INVENTORY_BODY_TIMEOUT_SECONDS).
+  body, then nothing (expected: closed after INVENTORY_BODY_TIMEOUT_SECONDS);
+- `scrape_flood`: `--scrape-clients` clients asking `/metrics` and `/readyz` (no key)
+  in a loop (expected: cheap, both answered from the background status).
 
 An attacking connection the server closes is opened again, so the pressure stays. The
 answer is JSON: per phase, the probe's p50/p95/p99 in ms, the answers the big-header
@@ -49,7 +51,7 @@ from benchlib import drop_database, latency_summary, recreate_database, require_
 
 CLI = str(Path(sys.executable).parent / "inventory-cache")
 SKU = "ABUSE-1"
-PHASES = ("idle", "big_headers", "stalled_headers", "stalled_bodies")
+PHASES = ("idle", "big_headers", "stalled_headers", "stalled_bodies", "scrape_flood")
 
 
 def free_port() -> int:
@@ -190,6 +192,16 @@ class Attacks:
         )
         await self._stalled(stop, head + b'{"ref": ')
 
+    async def scrape_flood(self, stop: asyncio.Event) -> None:
+        """`/metrics` and `/readyz` (no key needed) in a loop: each must cost a few Redis
+        calls at most, answered from the figures the API refreshes in the background."""
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as client:
+            while not stop.is_set():
+                for path in ("/metrics", "/readyz"):
+                    with contextlib.suppress(httpx.TransportError):
+                        answer = await client.get(path, timeout=30)
+                        self.answers[f"{path} {answer.status_code}"] += 1
+
     def of(self, phase: str) -> tuple[Attack | None, int]:
         a = self.args
         return {
@@ -197,6 +209,7 @@ class Attacks:
             "big_headers": (self.big_headers, a.big_header_clients),
             "stalled_headers": (self.stalled_headers, a.stalled_headers),
             "stalled_bodies": (self.stalled_bodies, a.stalled_bodies),
+            "scrape_flood": (self.scrape_flood, a.scrape_clients),
         }[phase]
 
 
@@ -250,6 +263,8 @@ async def run(args: argparse.Namespace, port: int, key: str) -> dict[str, Any]:
         result["attack_connections"] = clients
         if phase == "big_headers":
             result["big_header_answers"] = dict(attacks.answers)
+        if phase == "scrape_flood":
+            result["scrape_answers"] = dict(attacks.answers)
         if phase.startswith("stalled"):
             result["closed_by_server"] = attacks.closed
         out[phase] = result
@@ -271,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-header-mb", type=float, default=20.0)
     parser.add_argument("--stalled-headers", type=int, default=5000)
     parser.add_argument("--stalled-bodies", type=int, default=1000)
+    parser.add_argument("--scrape-clients", type=int, default=20)
     parser.add_argument(
         "--phases", default=",".join(PHASES), help="comma-separated, of " + ", ".join(PHASES)
     )

@@ -15,7 +15,7 @@ def test_a_tiny_run_reports_every_phase(capsys: pytest.CaptureFixture[str]) -> N
     need_redis(), need_postgres()
     argv = ["--redis-url", REDIS_URL, "--admin-dsn", PG_URL, "--seconds", "0.5"]
     argv += ["--settle", "0.5", "--big-header-clients", "1", "--big-header-mb", "0.1"]
-    argv += ["--stalled-headers", "3", "--stalled-bodies", "3"]
+    argv += ["--stalled-headers", "3", "--stalled-bodies", "3", "--scrape-clients", "2"]
 
     assert bench_abuse.main(argv) == 0
 
@@ -29,3 +29,5 @@ def test_a_tiny_run_reports_every_phase(capsys: pytest.CaptureFixture[str]) -> N
     answers = set(result["big_headers"]["big_header_answers"])
     assert "HTTP/1.1 431 Request Header Fields Too Large" in answers
     assert answers <= {"HTTP/1.1 431 Request Header Fields Too Large", "closed, no answer"}
+    scrapes = result["scrape_flood"]["scrape_answers"]
+    assert set(scrapes) == {"/metrics 200", "/readyz 200"}

@@ -27,8 +27,8 @@ from tests.conftest import (
     need_redis,
     skus_in_distinct_groups,
 )
-from tests.pg import fresh_database
-from tests.test_warmup import drain, flush
+from tests.pg import drain_into_ledger, fresh_database
+from tests.redis_state import flush_prefix
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def pg(prefix: str) -> Iterator[tuple[str, redis.Redis]]:
     client = redis.Redis.from_url(REDIS_URL)
     with fresh_database() as url:
         yield url, client
-    flush(client, prefix)
+    flush_prefix(client, prefix)
     client.close()
 
 
@@ -69,7 +69,7 @@ async def test_warmup_after_losing_redis_restores_limits_and_what_customers_hold
     await eng.reserve(order_id="o4", lines=[LineRequest("B", 1)], customer_id="c2")
     holds = {(sku, cu): await eng.customer_holds(sku, cu) for sku in "AB" for cu in ("c1", "c2")}
     assert holds == {("A", "c1"): 3, ("A", "c2"): 0, ("B", "c1"): 1, ("B", "c2"): 1}
-    drain(client, url, settings)
+    drain_into_ledger(settings, url)
     engine = make_engine(url)
     with engine.connect() as conn:
         limits = conn.execute(
@@ -92,7 +92,7 @@ async def test_warmup_after_losing_redis_restores_limits_and_what_customers_hold
     ]
     assert verify(client, engine, settings, wait_s=5) == []
 
-    flush(client, prefix)
+    flush_prefix(client, prefix)
     with pytest.raises(NotReady):
         await eng.get_limit("A")
     report = warmup(client, engine, settings, now_ms=clock())
@@ -109,7 +109,7 @@ async def test_warmup_after_losing_redis_restores_limits_and_what_customers_hold
     assert await eng.customer_holds("A", "c1") == 1
     assert await eng.customer_holds("B", "c1") == 0
     await eng.set_limit(sku="C", per_customer=1)  # the version sequence continues
-    drain(client, url, settings)
+    drain_into_ledger(settings, url)
     assert verify(client, engine, settings, wait_s=5) == []
     engine.dispose()
     await aclient.aclose()
@@ -126,7 +126,7 @@ async def test_verify_names_a_count_redis_lost(
     await eng.inbound(ref="po-a", sku="A", location="north", qty=10)
     await eng.set_limit(sku="A", per_customer=3)
     await eng.reserve(order_id="o1", lines=[LineRequest("A", 2)], customer_id="c1")
-    drain(client, url, settings)
+    drain_into_ledger(settings, url)
     engine = make_engine(url)
 
     client.delete(eng.keys.customer_count("A", "c1"))
