@@ -171,6 +171,7 @@ def http_rounds(
             skus=1000,
             units=2000,
             flash_duration=args.duration + 4,
+            limit=0,
         ),
         out,
     )
@@ -271,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=40_000)
     p.add_argument("--writebehind-seconds", type=float, default=5.0)
     p.add_argument("--skip-http", action="store_true")
+    p.add_argument("--skip-library", action="store_true", help="HTTP rows only")
     p.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "inventory-cache-bench"))
     p.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = p.parse_args(argv)
@@ -299,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         trees = {"before": old, "after": ROOT}
-        figures = library_rounds(trees, args, out)
+        figures: dict[str, dict[str, list[tuple[float, float, float]]]] = {s: {} for s in trees}
+        if not args.skip_library:
+            figures = library_rounds(trees, args, out)
         if not args.skip_http:
             for side, rows in http_rounds(trees, args, out).items():
                 figures[side].update(rows)
