@@ -22,9 +22,4 @@
 --- @include "common"
 --- @include "customerLimit"
 --- @include "settlePart"
-local stocks, counts, skus = {}, {}, cjson.decode(ARGV[4])
-for i = 1, #skus do
-  stocks[skus[i]] = KEYS[4 + i]
-  counts[skus[i]] = KEYS[4 + #skus + i]
-end
-return settle_part(KEYS[1], KEYS[2], KEYS[3], KEYS[4], stocks, counts, ARGV, 'release')
+return settle_from_keys('release')

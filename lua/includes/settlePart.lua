@@ -83,3 +83,14 @@ local function settle_part(ready, part, expiry, events, stocks, counts, a, actio
   rcall('XADD', events, '*', unpack(event))
   return reply({status = spec.status, expires_at = exp, lines = lines, bdl = p[6] or ''})
 end
+
+-- The four settle scripts' call: KEYS[1..4] ready, part, expiry, events, then the stock
+-- key of each SKU that ARGV[4] names and, with a customer, its count (see any of them).
+local function settle_from_keys(action)
+  local stocks, counts, skus = {}, {}, cjson.decode(ARGV[4])
+  for i = 1, #skus do
+    stocks[skus[i]] = KEYS[4 + i]
+    counts[skus[i]] = KEYS[4 + #skus + i]
+  end
+  return settle_part(KEYS[1], KEYS[2], KEYS[3], KEYS[4], stocks, counts, ARGV, action)
+end
