@@ -2,7 +2,8 @@
 test (migrated by `alembic upgrade head` unless asked otherwise, so the migrations are what
 the tests exercise, not `metadata.create_all`), dropped afterwards.
 
-A plugin (conftest's `pytest_plugins`): any test can ask for `pg_url`; `fresh_database()`
+A plugin (conftest's `pytest_plugins`): any test can ask for `pg_url`, or `pg` (that URL
+and a Redis client); `fresh_database()`
 and `empty_database()` serve fixtures of other scopes or URL forms. Follows conftest's
 need_redis: an unreachable server skips, or fails under INVENTORY_REQUIRE_SERVICES=1.
 A PostgreSQL a test may stop and start is tests/private_pg.py's.
@@ -16,13 +17,15 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+import redis
 
 from inventory_cache.connection import make_sync_redis
 from inventory_cache.settings import Settings
 from inventory_cache.worker import Worker
 from persistence.db import libpq_url, migrate, normalize_url
 from persistence.sink import make_sink
-from tests.conftest import PG_URL, REQUIRE
+from tests.conftest import PG_URL, REDIS_URL, REQUIRE, need_redis
+from tests.redis_state import flush_prefix
 
 
 def _pg_up() -> bool:
@@ -86,6 +89,18 @@ def pg_url() -> Iterator[str]:
     """The SQLAlchemy URL (`postgresql+psycopg://`) of a fresh migrated database."""
     with fresh_database() as url:
         yield url
+
+
+@pytest.fixture
+def pg(prefix: str) -> Iterator[tuple[str, redis.Redis]]:
+    """A fresh migrated database's URL and a synchronous client of the test Redis, whose
+    keys under the test's prefix are removed afterwards."""
+    need_redis()
+    client = redis.Redis.from_url(REDIS_URL)
+    with fresh_database() as url:
+        yield url, client
+    flush_prefix(client, prefix)
+    client.close()
 
 
 def drain_into_ledger(settings: Settings, database_url: str) -> None:

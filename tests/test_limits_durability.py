@@ -4,8 +4,6 @@ a restored order still gives its units back when cancelled."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 import redis.asyncio as aredis
@@ -24,21 +22,10 @@ from tests.conftest import (
     REDIS_URL,
     ManualClock,
     make_settings,
-    need_redis,
     skus_in_distinct_groups,
 )
-from tests.pg import drain_into_ledger, fresh_database
+from tests.pg import drain_into_ledger
 from tests.redis_state import flush_prefix
-
-
-@pytest.fixture
-def pg(prefix: str) -> Iterator[tuple[str, redis.Redis]]:
-    need_redis()
-    client = redis.Redis.from_url(REDIS_URL)
-    with fresh_database() as url:
-        yield url, client
-    flush_prefix(client, prefix)
-    client.close()
 
 
 async def test_warmup_after_losing_redis_restores_limits_and_what_customers_hold(

@@ -8,7 +8,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,8 @@ from inventory_cache.warmup import warmup
 from inventory_cache.worker import Worker, WorkerConfig
 from persistence.db import make_engine, migrate
 from persistence.sink import make_sink
-from tests.conftest import REDIS_URL, ManualClock, make_settings, need_redis
-from tests.pg import fresh_database
-
-
-def flush(client: redis.Redis, prefix: str) -> None:
-    """What FLUSHALL (or a restart without persistence) looks like to this prefix."""
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for i in range(0, len(keys), 1000):
-        client.unlink(*keys[i : i + 1000])
+from tests.conftest import REDIS_URL, ManualClock, make_settings
+from tests.redis_state import flush_prefix
 
 
 def drain(client: Any, url: str, settings: Settings) -> None:
@@ -63,16 +55,6 @@ async def seed(eng: StockEngine) -> None:
     await eng.set_safety_stock(sku="B", location="north", safety_stock=7)
 
 
-@pytest.fixture
-def pg(prefix: str) -> Iterator[tuple[str, redis.Redis]]:
-    need_redis()
-    client = redis.Redis.from_url(REDIS_URL)
-    with fresh_database() as url:
-        yield url, client
-    flush(client, prefix)
-    client.close()
-
-
 async def test_after_a_flush_writes_are_refused_until_warmup_restores_everything(
     pg: tuple[str, redis.Redis], prefix: str, clock: ManualClock
 ) -> None:
@@ -86,7 +68,7 @@ async def test_after_a_flush_writes_are_refused_until_warmup_restores_everything
     o1 = await eng.get_reservation("o1")
     drain(client, url, settings)
 
-    flush(client, prefix)
+    flush_prefix(client, prefix)
     with pytest.raises(NotReady):
         await eng.inbound(ref="in-new", sku="A", location="north", qty=1)
     with pytest.raises(NotReady):

@@ -26,13 +26,7 @@ from persistence.ledger import Entry, _parse_checked, _parse_fast
 from persistence.sink import Sink, make_sink
 from tests.conftest import REDIS_URL, ManualClock, make_settings, need_redis
 from tests.pg import fresh_database
-
-
-def flush(client: redis.Redis, prefix: str) -> None:
-    """Delete the test's keys, a thousand per round trip."""
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for i in range(0, len(keys), 1000):
-        client.unlink(*keys[i : i + 1000])
+from tests.redis_state import flush_prefix
 
 
 @dataclass
@@ -78,7 +72,7 @@ async def env(prefix: str, clock: ManualClock) -> AsyncIterator[Env]:
         yield Env(eng, client, db, sink, settings)
         sink.close()
         db.dispose()
-    flush(client, prefix)
+    flush_prefix(client, prefix)
     client.close()
     await aclient.aclose()
 

@@ -34,15 +34,9 @@ from persistence.db import make_engine
 from persistence.ledger import Entry, build, parse
 from tests.conftest import REDIS_URL, ManualClock, make_settings, need_redis
 from tests.pg import admin_execute, fresh_database
+from tests.redis_state import flush_prefix
 
 pytestmark = pytest.mark.slow
-
-
-def flush(client: redis.Redis, prefix: str) -> None:
-    """Delete the test's keys, a thousand per round trip."""
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for i in range(0, len(keys), 1000):
-        client.unlink(*keys[i : i + 1000])
 
 
 # A worker process as `inventory-cache worker` runs it, plus a hook that SIGKILLs the
@@ -153,7 +147,7 @@ async def stack(prefix: str, clock: ManualClock, tmp_path: Path) -> AsyncIterato
                 if proc.poll() is None:
                     proc.kill()
                 proc.wait()
-    flush(client, prefix)
+    flush_prefix(client, prefix)
     client.close()
     await aclient.aclose()
 
