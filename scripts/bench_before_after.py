@@ -176,12 +176,11 @@ def http_rounds(
         out,
     )
     sides: dict[str, tuple[str, str]] = {}
-    databases = []
     with ExitStack() as stack:
         for side, tree in trees.items():
             db = f"bench_{side}_{run}"
-            databases.append(db)
             prefix = f"bench{side}{run}"
+            stack.callback(drop_database, args.database_url, db)
             stack.callback(bench_all.drop_prefix, args.redis_url, prefix)
             env = side_env(
                 dict(os.environ),
@@ -202,8 +201,6 @@ def http_rounds(
         for url, _ in sides.values():
             bench_all.wait_http(url + "/v1/ping")
         suite.both(sides, args.rounds)
-    for db in databases:
-        drop_database(args.database_url, db)
     figures: dict[str, dict[str, list[tuple[float, float, float]]]] = {s: {} for s in trees}
     for (side, name), reports in suite.runs.items():
         for rep in reports:
