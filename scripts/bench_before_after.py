@@ -75,6 +75,22 @@ def cli(env: dict[str, str], tree: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def start_side(
+    stack: ExitStack, tree: Path, env: dict[str, str], port: int, out: Path, side: str
+) -> str:
+    """The side's API (`uvicorn --workers 2`) and write-behind worker; its URL.
+
+    Both start in `tree`: uvicorn puts its app dir (the working directory) before
+    `PYTHONPATH`, and `python -c` the working directory, so started from this checkout
+    the older side would run this checkout's code against its own schema.
+    """
+    api = bench_all.uvicorn_cmd("inventory_cache.api.main:app_from_env", port, 2)
+    stack.enter_context(bench_all.process(api, env, out / f"{side}.log", cwd=tree))
+    worker = [sys.executable, "-c", CLI, "worker"]
+    stack.enter_context(bench_all.process(worker, env, out / f"{side}-worker.log", cwd=tree))
+    return f"http://127.0.0.1:{port}"
+
+
 def engine_rows(stdout: str) -> dict[str, float]:
     """`bench_engine.py`'s Markdown table: engine calls/s by (op, SKUs, tasks)."""
     rows = {}
@@ -192,12 +208,7 @@ def http_rounds(
             cli(env, tree, "migrate")
             cli(env, tree, "warmup")
             key = cli(env, tree, "keys", "create", "--scopes", "read,checkout,warehouse")
-            port = bench_all.free_port()
-            api = bench_all.uvicorn_cmd("inventory_cache.api.main:app_from_env", port, 2)
-            stack.enter_context(bench_all.process(api, env, out / f"{side}.log"))
-            worker = [sys.executable, "-c", CLI, "worker"]
-            stack.enter_context(bench_all.process(worker, env, out / f"{side}-worker.log"))
-            sides[side] = (f"http://127.0.0.1:{port}", key)
+            sides[side] = (start_side(stack, tree, env, bench_all.free_port(), out, side), key)
         for url, _ in sides.values():
             bench_all.wait_http(url + "/v1/ping")
         suite.both(sides, args.rounds)

@@ -1,7 +1,15 @@
-"""bench_before_after reads the engine bench's table and judges each row within 5%."""
+"""bench_before_after runs each side's own code, reads the engine bench's table and judges
+each row within 5%."""
 
 from __future__ import annotations
 
+import os
+import time
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+
+import bench_all
 import bench_before_after
 import bench_forecast
 
@@ -68,3 +76,53 @@ def test_several_histories_pool_into_mean_mase_and_count_where_the_forecast_beat
         "stockout_day_rate": 0.01,
         "average_stock": 10.0,
     }
+
+
+FAKE_API = """
+def app_from_env():
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": __file__.encode()})
+    return app
+"""
+FAKE_CLI = """
+def app(args, prog_name):
+    print("cli of", __file__, args, flush=True)
+"""
+
+
+def test_each_side_runs_the_api_and_the_worker_of_its_own_tree(tmp_path: Path) -> None:
+    """uvicorn puts its app dir (the working directory by default) before PYTHONPATH, and
+    `python -c` the working directory: started from this checkout, the older side would
+    run this checkout's code."""
+    tree = tmp_path / "older"
+    (tree / "inventory_cache" / "api").mkdir(parents=True)
+    (tree / "inventory_cache" / "__init__.py").write_text("")
+    (tree / "inventory_cache" / "api" / "__init__.py").write_text("")
+    (tree / "inventory_cache" / "api" / "main.py").write_text(FAKE_API)
+    (tree / "inventory_cache" / "cli.py").write_text(FAKE_CLI)
+    env = dict(os.environ, PYTHONPATH=str(tree))
+
+    with ExitStack() as stack:
+        url = bench_before_after.start_side(
+            stack, tree, env, bench_all.free_port(), tmp_path, "before"
+        )
+        body = _get(url + "/v1/ping")
+
+    assert body == str(tree / "inventory_cache" / "api" / "main.py")
+    worker_log = (tmp_path / "before-worker.log").read_text()
+    assert f"cli of {tree / 'inventory_cache' / 'cli.py'} ['worker']" in worker_log
+
+
+def _get(url: str) -> str:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
