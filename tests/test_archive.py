@@ -3,9 +3,13 @@ PostgreSQL exactly as Redis answered it: GET, a replayed reservation, cancel and
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests import api_support
 from tests.api_support import Api, let_the_window_pass, order_keys
@@ -79,12 +83,58 @@ async def test_an_unknown_order_is_still_not_found_with_the_archive_asked(api: A
     assert r.status_code == 404
 
 
+async def test_concurrent_lookups_of_new_order_ids_share_one_postgresql_query(
+    api_database: api_support.Database,
+) -> None:
+    """Every reservation asks the archive first (a late retry of a finished order must
+    not lock again): a query each would queue a flash sale on the connection pool."""
+    from sqlalchemy import event
+
+    from inventory_cache.archive import OrderArchive
+    from inventory_cache.keys import Keys
+
+    statements: list[str] = []
+    engine = api_database.engine
+    listen = ("before_cursor_execute", lambda *a: statements.append(a[2]))
+    event.listen(engine, *listen)
+    try:
+        archive = OrderArchive(engine, Keys())
+        found = await asyncio.gather(*(archive.order(f"o-new-{i}") for i in range(50)))
+    finally:
+        event.remove(engine, *listen)
+
+    assert found == [None] * 50
+    assert 1 <= len([s for s in statements if "reservations" in s]) <= 2
+
+
+async def test_a_lookup_postgresql_does_not_answer_is_given_up_and_the_next_asked_anew() -> None:
+    from inventory_cache.archive import TIMEOUT_S, Coalesced
+
+    asked: list[list[str]] = []
+    release = threading.Event()
+
+    def fetch(order_ids: list[str]) -> set[str]:
+        asked.append(order_ids)
+        if len(asked) == 1:
+            release.wait(10)  # a connection that never answers
+        return {"o-2"}
+
+    finished = Coalesced(fetch)
+    try:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await finished.contains("o-1")
+        assert TIMEOUT_S <= time.monotonic() - start < 3 * TIMEOUT_S
+        assert await finished.contains("o-2") is True
+    finally:
+        release.set()
+    assert asked == [["o-1"], ["o-2"]]
+
+
 async def test_an_unreachable_archive_answers_unknown_and_is_not_asked_again_for_a_while(
     caplog: Any,
 ) -> None:
     """Checkout must not wait on PostgreSQL: a failed lookup pauses the archive."""
-    import time
-
     from sqlalchemy import create_engine
 
     from inventory_cache.archive import PAUSE_S, OrderArchive
