@@ -52,12 +52,14 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio
+import psycopg
 import sqlalchemy as sa
 from anyio import to_thread
 
 from inventory_cache.engine import reserved_bundles
 from inventory_cache.keys import Keys
 from inventory_cache.models import Reservation, ReservedLine, Transfer
+from persistence.db import libpq_url
 from persistence.models import HttpIdempotency, ReservationLine
 from persistence.models import Reservation as ReservationRow
 from persistence.models import Transfer as TransferRow
@@ -82,16 +84,17 @@ class Coalesced:
     """A membership question asked by many tasks, answered by one query at a time: the
     keys asked while a query is out wait for the next one, which asks for all of them."""
 
-    def __init__(self, fetch: Callable[[list[str]], set[str]]) -> None:
-        self._fetch = fetch  # blocking: run in a worker thread
+    def __init__(self, fetch: Callable[[list[str]], Awaitable[set[str]]]) -> None:
+        self._fetch = fetch
         self._waiting: dict[str, list[asyncio.Future[bool]]] = {}
         self._drainer: asyncio.Task[None] | None = None
 
     async def contains(self, key: str) -> bool:
-        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
         self._waiting.setdefault(key, []).append(answer)
-        if self._drainer is None:
-            self._drainer = asyncio.create_task(self._drain())
+        if self._drainer is None or self._drainer.get_loop() is not loop:
+            self._drainer = loop.create_task(self._drain())
         return await answer
 
     async def _drain(self) -> None:
@@ -117,10 +120,10 @@ class Coalesced:
                 answer.cancel()
 
     async def _ask(self, keys: list[str]) -> set[str]:
-        """The query, given up after `TIMEOUT_S` (its thread left to finish alone): one
-        PostgreSQL never answers must not hold every later question."""
+        """The query, given up after `TIMEOUT_S`: one PostgreSQL never answers must not
+        hold every later question."""
         with anyio.move_on_after(TIMEOUT_S):
-            return await to_thread.run_sync(self._fetch, keys, abandon_on_cancel=True)
+            return await self._fetch(keys)
         raise TimeoutError(f"no answer within {TIMEOUT_S} s")
 
 
@@ -128,12 +131,55 @@ def _pending(batch: dict[str, list[asyncio.Future[bool]]]) -> list[asyncio.Futur
     return [a for answers in batch.values() for a in answers if not a.done()]
 
 
+_FINISHED_IDS = "SELECT order_id FROM reservations WHERE order_id = ANY(%s) AND status = ANY(%s)"
+
+
+class PgFinishedIds:
+    """Which order ids are finished, asked on a connection of its own from the event loop:
+    no worker thread, no pool checkout and ping, no transaction; one round trip (a
+    prepared statement) per batch. A connection that failed or was given up is closed,
+    and the next batch connects anew."""
+
+    def __init__(self, url: str) -> None:
+        self._url = libpq_url(url)
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def __call__(self, order_ids: list[str]) -> set[str]:
+        conn = self._conn
+        try:
+            if conn is None:
+                conn = self._conn = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True
+                )
+            cur = await conn.execute(_FINISHED_IDS, (order_ids, list(FINISHED)), prepare=True)
+            return {row[0] for row in await cur.fetchall()}
+        except BaseException:
+            self._conn = None
+            if conn is not None:
+                await conn.close()
+            raise
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+
 class OrderArchive:
     def __init__(self, db: sa.Engine, keys: Keys) -> None:
         self._db = db
         self._keys = keys
         self._paused_until = 0.0
-        self._finished = Coalesced(self._finished_ids)
+        self._pg_ids: PgFinishedIds | None = None
+        if db.dialect.name == "postgresql":
+            self._pg_ids = PgFinishedIds(db.url.render_as_string(hide_password=False))
+            self._finished = Coalesced(self._pg_ids)
+        else:  # the embedded SQLite: its blocking driver in a worker thread
+            self._finished = Coalesced(self._finished_ids_in_thread)
+
+    async def aclose(self) -> None:
+        if self._pg_ids is not None:
+            await self._pg_ids.aclose()
 
     async def order(self, order_id: str) -> ArchivedOrder | None:
         """The finished order `order_id` as PostgreSQL holds it, or None."""
@@ -165,7 +211,7 @@ class OrderArchive:
         with anyio.move_on_after(TIMEOUT_S):
             try:
                 return await query()
-            except (sa.exc.SQLAlchemyError, TimeoutError) as exc:
+            except (sa.exc.SQLAlchemyError, psycopg.Error, TimeoutError) as exc:
                 failure = exc
         if time.monotonic() >= self._paused_until:  # the first of the waiters to fail
             self._paused_until = time.monotonic() + PAUSE_S
@@ -175,6 +221,9 @@ class OrderArchive:
                 PAUSE_S,
             )
         return None
+
+    async def _finished_ids_in_thread(self, order_ids: list[str]) -> set[str]:
+        return await to_thread.run_sync(self._finished_ids, order_ids, abandon_on_cancel=True)
 
     def _finished_ids(self, order_ids: list[str]) -> set[str]:
         r = ReservationRow
