@@ -100,34 +100,63 @@ def load_marks(engine: sa.Engine, *, compact: bool = False) -> dict[int, Mark]:
 
 # ---------------------------------------------------------------------------- Redis side
 def probe(pipe: Any, keys: Keys, marks: Mapping[int, Mark]) -> list[int]:
-    """Queue on `pipe` (sync or async) the reads `judge` needs; returns the groups in order."""
+    """Queue on `pipe` (sync or async) the reads `judge` needs first; returns the groups in
+    order. The stream's own description (`probe_streams`) is asked for only where the
+    ledger's entry is not found: in steady state none, so a readiness check costs two
+    small replies per group."""
     groups = sorted(marks)
     for g in groups:
-        mark = marks[g]
         pipe.get(keys.healed(g))
-        pipe.xrange(keys.events(g), min=mark.entry_id, max=mark.entry_id)
-        pipe.xinfo_stream(keys.events(g))
+        pipe.xrange(keys.events(g), min=marks[g].entry_id, max=marks[g].entry_id)
     return groups
 
 
+def unfound(groups: Sequence[int], marks: Mapping[int, Mark], replies: Sequence[Any]) -> list[int]:
+    """The groups whose committed entry `probe` found neither healed over nor in Redis."""
+    return [
+        g
+        for i, g in enumerate(groups)
+        if not _healed(replies[2 * i], marks[g]) and not _listed(replies[2 * i + 1])
+    ]
+
+
+def probe_streams(pipe: Any, keys: Keys, groups: Sequence[int]) -> None:
+    for g in groups:
+        pipe.xinfo_stream(keys.events(g))
+
+
+def _healed(reply: Any, mark: Mark) -> bool:
+    return isinstance(reply, bytes | str) and parse_id(reply) >= (mark.ms, mark.seq)
+
+
+def _listed(reply: Any) -> bool:
+    return isinstance(reply, list) and bool(reply)
+
+
 def judge(
-    groups: Sequence[int], marks: Mapping[int, Mark], replies: Sequence[Any], now_ms: int
+    groups: Sequence[int],
+    marks: Mapping[int, Mark],
+    replies: Sequence[Any],
+    streams: Mapping[int, Any],
+    now_ms: int,
 ) -> dict[int, str]:
-    """The groups behind the ledger, each with the reason (from `probe`'s replies)."""
+    """The groups behind the ledger, each with the reason (from `probe`'s replies, and
+    `probe_streams`' for the `unfound` groups)."""
     behind: dict[int, str] = {}
     for i, g in enumerate(groups):
         mark = marks[g]
-        healed, found, info = replies[3 * i : 3 * i + 3]
+        healed, found = replies[2 * i : 2 * i + 2]
         want = (mark.ms, mark.seq)
-        if isinstance(healed, bytes | str) and parse_id(healed) >= want:
+        if _healed(healed, mark):
             continue
-        if isinstance(found, list) and found:
+        if _listed(found):
             op = found[0][1].get(b"op", b"").decode()
             if op != mark.op:
                 behind[g] = (
                     f"entry {mark.entry_id} is {op!r} in Redis but {mark.op!r} in the ledger"
                 )
             continue
+        info = streams.get(g)
         if isinstance(info, BaseException) or not isinstance(info, dict):
             behind[g] = f"Redis has no event stream; the ledger committed up to {mark.entry_id}"
             continue
@@ -153,7 +182,13 @@ def mark_commands(pipe: Any, keys: Keys, behind: Mapping[int, str], now_ms: int)
 def find(redis: Any, keys: Keys, marks: Mapping[int, Mark]) -> dict[int, str]:
     pipe = redis.pipeline(transaction=False)
     groups = probe(pipe, keys, marks)
-    return judge(groups, marks, pipe.execute(raise_on_error=False), int(time.time() * 1000))
+    replies = pipe.execute(raise_on_error=False)
+    streams: dict[int, Any] = {}
+    if missing := unfound(groups, marks, replies):
+        pipe = redis.pipeline(transaction=False)
+        probe_streams(pipe, keys, missing)
+        streams = dict(zip(missing, pipe.execute(raise_on_error=False), strict=True))
+    return judge(groups, marks, replies, streams, int(time.time() * 1000))
 
 
 def mark(redis: Any, keys: Keys, behind: Mapping[int, str]) -> None:
@@ -214,7 +249,13 @@ async def check_async(redis: Any, engine: sa.Engine | None, keys: Keys) -> dict[
             pipe = redis.pipeline(transaction=False)
             groups = probe(pipe, keys, marks)
             replies = await pipe.execute(raise_on_error=False)
-            found = judge(groups, marks, replies, int(time.time() * 1000))
+            streams: dict[int, Any] = {}
+            if missing := unfound(groups, marks, replies):
+                pipe = redis.pipeline(transaction=False)
+                probe_streams(pipe, keys, missing)
+                replies_2 = await pipe.execute(raise_on_error=False)
+                streams = dict(zip(missing, replies_2, strict=True))
+            found = judge(groups, marks, replies, streams, int(time.time() * 1000))
             if found:
                 pipe = redis.pipeline(transaction=False)
                 mark_commands(pipe, keys, found, int(time.time() * 1000))
