@@ -344,24 +344,24 @@ class StockEngine:
         return Availability(sku, total, total > 0, locations, tuple(c.sku for c in components))
 
     async def _sellable(self, skus: Sequence[str]) -> list[Availability]:
-        """Availability of SKUs that may be bundles: the definition is read in the same
-        round trip as the stock (same slot), a bundle's components in one more."""
+        """Availability of SKUs that may be bundles: a bundle's definition is a field of its
+        stock hash (`bdef`, see `bundle_set-4.lua`), so it comes with the stock; a bundle's
+        components cost one more round trip."""
         cmds: list[Command] = []
         for sku in skus:
             cmds.append((None, ("EXISTS", self.keys.ready(self.keys.group_of(sku)))))
             cmds.append((None, ("HGETALL", self.keys.stock(sku))))
-            cmds.append((None, ("HGET", self.keys.bundle(sku), "c")))
         results = await self.batcher.many(cmds)
         out: list[Availability | None] = []
         bundles: dict[int, list[Component]] = {}
         for i, sku in enumerate(skus):
-            ready, raw, definition = results[3 * i : 3 * i + 3]
-            for r in (ready, raw, definition):
+            ready, raw = results[2 * i : 2 * i + 2]
+            for r in (ready, raw):
                 if isinstance(r, BaseException):
                     raise r
             if not ready:
                 raise NotReady("stock cache not loaded: run warmup")
-            components = _components(definition)
+            components = _components(raw.get(b"bdef"))
             if components:
                 bundles[i] = components
                 out.append(None)
@@ -573,10 +573,15 @@ class StockEngine:
 
     def _bundle_keys(self, sku: str) -> list[str]:
         g = self.keys.group_of(sku)
-        return [self.keys.ready(g), self.keys.bundle(sku), self.keys.events(g)]
+        return [
+            self.keys.ready(g),
+            self.keys.bundle(sku),
+            self.keys.events(g),
+            self.keys.stock(sku),
+        ]
 
     async def put_bundle(self, sku: str, components: Sequence[Component]) -> Bundle:
-        """Define or change a bundle (`bundle_set-3.lua`).
+        """Define or change a bundle (`bundle_set-4.lua`).
 
         Open reservations keep the components they locked: an order holds stock, not a
         definition, so a change or a delete applies to orders placed after it.
@@ -644,13 +649,14 @@ class StockEngine:
         except NotFound:
             raise NotFound(f"no bundle {sku}") from None
 
-    async def _expand(
-        self, merged: Sequence[LineRequest]
+    @staticmethod
+    def _expand(
+        merged: Sequence[LineRequest], defs: Mapping[str, list[Component]]
     ) -> tuple[list[LineRequest], list[BundleUse]]:
-        """Bundle lines become lines of their components (qty times component qty, at the
-        bundle line's location), summed with the order's other lines of the same
-        (sku, location); the bundle lines come back apart, per-bundle qty in components."""
-        defs = await self._definitions(sorted({ln.sku for ln in merged}))
+        """Bundle lines (those whose SKU `defs` defines) become lines of their components
+        (qty times component qty, at the bundle line's location), summed with the order's
+        other lines of the same (sku, location); the bundle lines come back apart,
+        per-bundle qty in components."""
         if not defs:
             return list(merged), []
         total: dict[tuple[str, str | None], int] = defaultdict(int)
@@ -837,19 +843,10 @@ class StockEngine:
             self.settings.reservation_ttl_seconds if ttl_seconds is None else ttl_seconds,
             30 * 86400,
         )
-        expanded, uses = await self._expand(merged)
-        by_group: dict[int, list[LineRequest]] = defaultdict(list)
-        for ln in expanded:
-            by_group[self.keys.group_of(ln.sku)].append(ln)
         # The order as asked (bundle lines unexpanded): a retry with the same body replays
         # even if a bundle's definition changed meanwhile.
         canon = sorted((ln.sku, ln.location or "", ln.qty) for ln in merged)
-        body: dict[str, Any] = {
-            "groups": {str(g): sorted({ln.sku for ln in ls}) for g, ls in by_group.items()}
-        }
-        who: dict[str, str] = {}
-        if customer_id is not None:
-            body["cu"] = who["customer_id"] = customer_id
+        who: dict[str, str] = {} if customer_id is None else {"customer_id": customer_id}
         now = self.now()
         token = self._attempt_token()
         h = self.keys.group_of(order_id)
@@ -859,27 +856,52 @@ class StockEngine:
         if owner is not None:
             whole_fp = f"{owner_tag(owner)}/{whole_fp}"
         exp = now + ttl * 1000
-        bundle_lines = self._bundle_lines_by_group(uses)
-        parts = self._part_specs(order_id, by_group, ttl, bundle_lines, customer_id)
-        if self._one_script and (not self._cluster or (len(by_group) == 1 and h in by_group)):
-            if self.archive is not None:
+        # Bundle definitions, None until known. On the one-script path the script finds
+        # them in the stock hashes it reads anyway (`bdef`) and answers them instead of
+        # locking, so an order without bundles pays no round trip for them; on the other
+        # path they are read before the order index opens.
+        defs: dict[str, list[Component]] | None = None
+        archive_asked = False
+        while True:
+            by_group, body, bundle_lines, parts = self._order_plan(
+                order_id, merged, defs or {}, ttl, customer_id
+            )
+            one_script = self._one_script and (
+                not self._cluster or (len(by_group) == 1 and h in by_group)
+            )
+            if not one_script:
+                if defs is None:
+                    defs = await self._definitions(sorted({ln.sku for ln in merged}))
+                    continue
+                break
+            if self.archive is not None and not archive_asked:
                 # Asked first: the one call below would lock at once. A finished order
                 # the archive holds answers the same from here as from Redis.
+                archive_asked = True
                 archived = await self.archive.order(order_id)
                 if archived is not None:
                     if archived.fingerprint != whole_fp:
                         raise IdempotencyMismatch()
                     return archived.reservation
             opened = await self._reserve_at_once(
-                order_id, token, now, exp, whole_fp, body, parts, customer_id
+                order_id, token, now, exp, whole_fp, body, parts, customer_id, defs is None
             )
+            if "bundles" in opened:
+                defs = {sku: _components(raw) or [] for sku, raw in opened["bundles"].items()}
+                continue
             if not opened.get("dup"):
                 held = {
                     g: {**part, "bdl": bundle_lines.get(g, [])}
                     for g, part in zip(sorted(by_group), opened["parts"], strict=True)
                 }
                 return self._from_parts(order_id, "active", exp, held)
-        else:
+            if defs is None:  # a takeover below reserves the parts: expanded
+                defs = await self._definitions(sorted({ln.sku for ln in merged}))
+                by_group, body, bundle_lines, parts = self._order_plan(
+                    order_id, merged, defs, ttl, customer_id
+                )
+            break
+        if not one_script:
             opened = await self.run(
                 "index_open",
                 idx_keys,
@@ -923,6 +945,38 @@ class StockEngine:
             whole_fp,
             bundle_lines,
             customer_id,
+        )
+
+    def _order_plan(
+        self,
+        order_id: str,
+        merged: Sequence[LineRequest],
+        defs: Mapping[str, list[Component]],
+        ttl: int,
+        customer: str | None,
+    ) -> tuple[
+        dict[int, list[LineRequest]],
+        dict[str, Any],
+        dict[int, list[Any]],
+        list[tuple[int, str, list[str], bytes, bytes]],
+    ]:
+        """The order's lines expanded with `defs`, by group; the index body (where the
+        parts live); each group's bundle lines; each group's part (`_part_specs`)."""
+        expanded, uses = self._expand(merged, defs)
+        by_group: dict[int, list[LineRequest]] = defaultdict(list)
+        for ln in expanded:
+            by_group[self.keys.group_of(ln.sku)].append(ln)
+        body: dict[str, Any] = {
+            "groups": {str(g): sorted({ln.sku for ln in ls}) for g, ls in by_group.items()}
+        }
+        if customer is not None:
+            body["cu"] = customer
+        bundle_lines = self._bundle_lines_by_group(uses)
+        return (
+            by_group,
+            body,
+            bundle_lines,
+            self._part_specs(order_id, by_group, ttl, bundle_lines, customer),
         )
 
     def _part_specs(
@@ -972,11 +1026,13 @@ class StockEngine:
         body: dict[str, Any],
         parts: Sequence[tuple[int, str, list[str], bytes, bytes]],
         customer: str | None,
+        find_bundles: bool,
     ) -> dict[str, Any]:
         """The whole reservation in one `reserve_order-2.lua` call: the index written
         committed with every part (limits checked and counted with the locks), or nothing
         written. Its reply, or the index it found (`dup`), which `reserve` answers as
-        after `index_open-2.lua`."""
+        after `index_open-2.lua`; with `find_bundles` (lines as the client sent them), or
+        the definitions of the bundles among them (`bundles`), nothing written."""
         h = self.keys.group_of(order_id)
         keys = [self.keys.ready(h), self.keys.order_index(order_id)]
         args: list[Any] = [
@@ -988,6 +1044,7 @@ class StockEngine:
             orjson.dumps(body),
             self._finished_ms,
             customer or "",
+            "1" if find_bundles else "",
         ]
         for g, part_fp, skus, spec, bdl in parts:
             keys += [

@@ -52,8 +52,10 @@ class Keys:
 
     def bundle(self, sku: str) -> str:
         """The definition of a bundle SKU (hash: `c` its components as JSON
-        `[[sku, qty], ...]`, '' once deleted; `v` its version), in the bundle's group, so
-        availability reads it in the same slot and round trip as the SKU's stock."""
+        `[[sku, qty], ...]`, '' once deleted; `v` its version), in the bundle's group. The
+        scripts that write it copy a live definition into the SKU's stock hash (`bdef`),
+        where availability and the one-script reservation find it in the key they read
+        anyway."""
         return f"{self.tag(self.group_of(sku))}:b:{sku}"
 
     def part(self, group: int, order_id: str) -> str:

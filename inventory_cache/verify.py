@@ -14,7 +14,8 @@ Compared, both ways (present on one side only is a difference too):
   the order index of every active order;
 - every transfer in flight (`requested`, `in_transit`): sku, locations, qty, status;
 - every stored policy's `safety_stock` against the one Redis applies;
-- every bundle's definition and version (a deleted one: no components on either side);
+- every bundle's definition and version (a deleted one: no components on either side),
+  and the copy of it in the bundle SKU's stock hash (`bdef`) against the ledger's;
 - every per-customer limit (units, window, version, generation), and what each customer
   holds of a limited SKU now: Redis's count against the ledger's `held` rows of the
   limit's generation within its window.
@@ -61,7 +62,7 @@ IN_FLIGHT = ("requested", "in_transit")
 @dataclass(frozen=True, slots=True)
 class Difference:
     # stock, version, ledger, chain, behind, reservation, order_index, transfer, policy,
-    # bundle, limit, customer_count, backlog
+    # bundle, bundle_copy, limit, customer_count, backlog
     kind: str
     key: str
     redis: Any
@@ -178,7 +179,8 @@ def _stock(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
     for _, sku, raw in _scan(redis, keys, "s"):
         for loc, lv in parse_stock(sku, raw).items():
             ours[(sku, loc)] = (lv.on_hand, lv.locked, lv.safety_stock)
-        versions[sku] = int(raw.get(b"v", 0))
+        if b"v" in raw:  # else only a bundle's copy of its definition (`bdef`): no stock
+            versions[sku] = int(raw[b"v"])
     s = StockLevel
     theirs: dict[tuple[str, str], tuple[int, int, int]] = {}
     their_versions: dict[str, int] = defaultdict(int)
@@ -379,11 +381,22 @@ def _bundles(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
         row.sku: (row.components or None, int(row.version))
         for row in conn.execute(sa.select(b.sku, b.components, b.version))
     }
-    return [
+    diffs = [
         Difference("bundle", sku, ours.get(sku), theirs.get(sku))
         for sku in sorted(ours.keys() | theirs.keys())
         if ours.get(sku) != theirs.get(sku)
     ]
+    # The copy in the bundle SKU's stock hash, which reads and reservations use.
+    pipe = redis.pipeline(transaction=False)
+    skus = sorted(ours.keys() | theirs.keys())
+    for sku in skus:
+        pipe.hget(keys.stock(sku), "bdef")
+    for sku, copy in zip(skus, pipe.execute(), strict=True):
+        copied = orjson.loads(copy) if copy else None
+        defined = theirs[sku][0] if sku in theirs else None
+        if copied != defined:
+            diffs.append(Difference("bundle_copy", sku, copied, defined))
+    return diffs
 
 
 def _limits(redis: Any, keys: Keys, conn: sa.Connection, now: int) -> list[Difference]:

@@ -6,7 +6,7 @@ worker committed:
 
 - every SKU's stock hash (`restore_stock-1.lua`, per SKU; the version is the highest
   PostgreSQL holds, so the SKU's next change continues the sequence);
-- every bundle's definition (`restore_bundle-1.lua`, deleted ones as empty, at their
+- every bundle's definition (`restore_bundle-2.lua`, deleted ones as empty, at their
   version);
 - the reservation parts of orders that are active, or settled within the idempotency
   retention (`restore_part-2.lua`), with their order index (`restore_record-1.lua`), so
@@ -291,7 +291,7 @@ def _restore_bundles(conn: sa.Connection, keys: Keys, run: _Runner) -> None:
     b = BundleDefinition
     for row in _stream(conn, sa.select(b.sku, b.components, b.version)):
         comps = orjson.dumps(row.components).decode() if row.components else ""
-        run.add("restore_bundle", [keys.bundle(row.sku)], [row.version, comps])
+        run.add("restore_bundle", [keys.bundle(row.sku), keys.stock(row.sku)], [row.version, comps])
         run.report.bundles += 1
 
 

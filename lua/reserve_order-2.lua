@@ -20,13 +20,20 @@
     ARGV[4] expires_at, ms  ARGV[5] fingerprint of the whole order
     ARGV[6] index body JSON (where the parts live)      ARGV[7] retention after expiry, ms
     ARGV[8] customer id, or '' (none), as reserve-4.lua's ARGV[10]
-    ARGV[9..] for each group, four values: fingerprint of its part, its number of lines,
+    ARGV[9] '1': the lines are as the client sent them, and a line whose SKU is a bundle
+            (its stock hash holds `bdef`, see bundle_set-4.lua) is answered with the
+            definitions, nothing written, for the caller to expand; '': the lines are
+            expanded already and lock as given (a component made a bundle later is sold
+            as its own stock: one level of expansion)
+    ARGV[10..] for each group, four values: fingerprint of its part, its number of lines,
               its lines JSON as reserve-4.lua's ARGV[7], its bundle lines JSON as
               reserve-4.lua's ARGV[9] ('' for none)
     ARGV[#ARGV] location priority, as reserve-4.lua's ARGV[6]
   Output: JSON {status = 'active', expires_at, parts = [ {lines[, replayed]}, ... ] one per
           group in order}; or, when the index exists already (nothing written), as
-          index_open-2.lua: {dup: true, tok, at, st, exp, body, pending}
+          index_open-2.lua: {dup: true, tok, at, st, exp, body, pending}; or, with ARGV[9]
+          '1' and a bundle among the lines (nothing written), {bundles = {sku: components
+          JSON as bundle_set-4.lua's ARGV[2]}}
   Errors: not_ready, idempotency_mismatch, validation_error {field: customer_id} (a limited
           SKU and no customer id), limit_exceeded {lines} (the lines over a limit in every
           group, in group order; before insufficient_stock, as the customer cannot take
@@ -49,9 +56,25 @@ end
 
 local priority, customer = ARGV[#ARGV], ARGV[8]
 local per_line = customer ~= '' and 3 or 2
+if ARGV[9] == '1' then
+  local bundles, k = nil, 3
+  for i = 10, #ARGV - 1, 4 do
+    local n, lines = tonumber(ARGV[i + 1]), nil
+    for j = 1, n do
+      local def = rcall('HGET', KEYS[k + 3 + j], 'bdef')
+      if def then
+        lines = lines or cjson.decode(ARGV[i + 2])
+        bundles = bundles or {}
+        bundles[lines[j][1]] = def
+      end
+    end
+    k = k + 4 + per_line * n
+  end
+  if bundles then return reply({bundles = bundles}) end
+end
 local groups, failure, short, over = {}, nil, {}, {}
 local k = 3
-for i = 9, #ARGV - 1, 4 do
+for i = 10, #ARGV - 1, 4 do
   local n = tonumber(ARGV[i + 1])
   local a = {ARGV[1], ARGV[2], ARGV[i], ARGV[3], ARGV[4], priority, ARGV[i + 2], ARGV[5],
              ARGV[i + 3], customer}

@@ -254,3 +254,41 @@ async def test_the_feed_shows_definitions_and_the_bundle_lines_of_reservations(
     assert reserved["bundles"] == [
         {"sku": "kit", "qty": 2, "location": None, "components": [{"sku": c, "qty": 4}]}
     ]
+
+
+async def test_an_order_learns_its_bundles_from_the_reserve_script_itself(
+    engine: StockEngine, parts: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a single Redis (one script per order) a bundle's definition sits in its stock
+    hash (`bdef`), so an order without bundles is one call, and one with bundles two (the
+    first answers the definitions and writes nothing); no separate read of definitions.
+    On a cluster an order may span slot groups: the definitions are read first there."""
+    a, c = parts
+    await kit_of(engine, a, c)
+    for sku in (a, c):
+        await engine.inbound(ref=f"in-{sku}", sku=sku, location="north", qty=10)
+    calls: list[str] = []
+    run, many = engine.run, engine.batcher.many
+
+    async def counted_run(name: str, *args: Any, **kw: Any) -> Any:
+        calls.append(name)
+        return await run(name, *args, **kw)
+
+    async def counted_many(*args: Any, **kw: Any) -> Any:
+        calls.append("read")
+        return await many(*args, **kw)
+
+    monkeypatch.setattr(engine, "run", counted_run)
+    monkeypatch.setattr(engine.batcher, "many", counted_many)
+
+    plain = await engine.reserve(order_id="o-plain", lines=[LineRequest(a, 1)])
+    plain_calls, calls[:] = list(calls), []
+    kit = await engine.reserve(order_id="o-kit", lines=[LineRequest("kit", 1)])
+    kit_calls = list(calls)
+
+    assert plain.lines == [ReservedLine(a, 1, "north")]
+    assert [b.sku for b in kit.bundles] == ["kit"]
+    assert await levels(engine, a, c) == {(a, "north"): (10, 2), (c, "north"): (10, 2)}
+    if not engine._cluster:
+        assert plain_calls == ["reserve_order"]
+        assert kit_calls == ["reserve_order", "reserve_order"]

@@ -57,6 +57,11 @@ async def test_warmup_after_losing_redis_restores_bundles_and_verify_agrees(
     assert verify(client, db, settings, wait_s=5) == [
         Difference("bundle", "kit", ([[c, 1]], 2), ([[a, 1]], 2))
     ]
+    client.hset(eng.keys.bundle("kit"), "c", f'[["{a}",1]]')
+    client.hdel(eng.keys.stock("kit"), "bdef")  # the copy reads and reservations use
+    assert verify(client, db, settings, wait_s=5) == [
+        Difference("bundle_copy", "kit", None, [[a, 1]])
+    ]
     db.dispose()
     await aclient.aclose()
     flush_prefix(client, prefix)

@@ -214,16 +214,15 @@ class Tracker:
         self._clock = clock
         self._interval = max(cache.staleness_s / 4, 0.005)
         self._stock_tag_end = b"}:s:"
-        self._bundle_tag_end = b"}:b:"
         self._prefix = f"{keys.prefix}:{{".encode()
         self.client_id: int | None = None  # of the connection receiving invalidations
 
     def prefixes(self) -> list[str]:
-        """Stock hashes, bundle definitions and readiness markers of every group: nothing
-        else is watched."""
+        """Stock hashes (with a bundle's definition, `bdef`) and readiness markers of every
+        group: nothing else is watched."""
         out = []
         for g in self._keys.all_groups():
-            out += [f"{self._keys.tag(g)}:s:", f"{self._keys.tag(g)}:b:", self._keys.ready(g)]
+            out += [f"{self._keys.tag(g)}:s:", self._keys.ready(g)]
         return out
 
     async def run(self) -> None:
@@ -292,8 +291,6 @@ class Tracker:
             if not key.startswith(self._prefix):
                 continue
             _, sep, sku = key.partition(self._stock_tag_end)
-            if not sep:
-                _, sep, sku = key.partition(self._bundle_tag_end)
             if sep:
                 self._cache.invalidate(sku.decode())
             else:  # a readiness marker changed: warmup or a flush

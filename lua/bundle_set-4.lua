@@ -4,11 +4,14 @@
   Setting the definition it already has changes nothing and emits nothing (PUT semantics).
   A deleted bundle keeps its key with an empty definition, so its version goes on counting
   and the ledger's newest-version rule orders every change (`persistence/ledger.py`).
+  The definition is copied into the bundle SKU's stock hash (`bdef`, absent when none), so
+  that a read of availability and reserve_order-2.lua find it in the key they read anyway.
 
   Input:
     KEYS[1] readiness marker of the bundle SKU's group
     KEYS[2] definition of the bundle (hash: `c`, `v`)
     KEYS[3] event stream of the group
+    KEYS[4] stock hash of the bundle SKU (field `bdef`)
     ARGV[1] bundle sku
     ARGV[2] components, canonical JSON [ [sku, qty], ...] sorted by sku ('' = delete)
     ARGV[3] now, ms
@@ -27,6 +30,7 @@ if comps == ARGV[2] then
 end
 version = rcall('HINCRBY', KEYS[2], 'v', 1)
 rcall('HSET', KEYS[2], 'c', ARGV[2])
+if ARGV[2] == '' then rcall('HDEL', KEYS[4], 'bdef') else rcall('HSET', KEYS[4], 'bdef', ARGV[2]) end
 rcall('XADD', KEYS[3], '*', 't', 'bundle', 'op', 'bundle:' .. ARGV[1] .. ':' .. version,
       'ts', ARGV[3], 'ref', ARGV[1], 'reason', ARGV[2] == '' and 'delete' or 'define',
       'rows', '[]', 'bundle', ARGV[1], 'comps', ARGV[2], 'v', version)
