@@ -15,7 +15,12 @@ for `--seconds` a probe sends, one after another, `GET /healthz` and a one-line
 - `stalled_bodies`: `--stalled-bodies` connections that send headers and part of a
   body, then nothing (expected: closed after INVENTORY_BODY_TIMEOUT_SECONDS);
 - `scrape_flood`: `--scrape-clients` clients asking `/metrics` and `/readyz` (no key)
-  in a loop (expected: cheap, both answered from the background status).
+  in a loop (expected: cheap, both answered from the background status);
+- `feed_flood`: `--feed-clients` clients opening the live feed (`GET /v1/events`) with
+  `--feed-keys` read keys in turn and holding it; one refused asks again after 0.5 s
+  (expected: 429 past INVENTORY_FEED_MAX_CLIENTS and the per-key limit, and the API's
+  Redis connections bounded during the attack and back after it). The answer adds
+  Redis's `connected_clients` before, during and after the attack.
 
 An attacking connection the server closes is opened again, so the pressure stays. The
 answer is JSON: per phase, the probe's p50/p95/p99 in ms, the answers the big-header
@@ -51,7 +56,7 @@ from benchlib import drop_database, latency_summary, recreate_database, require_
 
 CLI = str(Path(sys.executable).parent / "inventory-cache")
 SKU = "ABUSE-1"
-PHASES = ("idle", "big_headers", "stalled_headers", "stalled_bodies", "scrape_flood")
+PHASES = ("idle", "big_headers", "stalled_headers", "stalled_bodies", "scrape_flood", "feed_flood")
 
 
 def free_port() -> int:
@@ -63,8 +68,11 @@ def free_port() -> int:
         return port
 
 
-async def prepare(redis_url: str, prefix: str, db_url: str) -> str:
-    """Migrate the scratch database, make a checkout key, mark Redis ready, stock the SKU."""
+async def prepare(
+    redis_url: str, prefix: str, db_url: str, feed_keys: int
+) -> tuple[str, list[str]]:
+    """Migrate the scratch database, make a checkout key and `feed_keys` read keys, mark
+    Redis ready, stock the SKU."""
     import redis.asyncio as aredis
 
     from inventory_cache.apikeys import create_key
@@ -75,13 +83,14 @@ async def prepare(redis_url: str, prefix: str, db_url: str) -> str:
     migrate(db_url)
     db = make_engine(db_url)
     key = create_key(db, name="bench", scopes=["checkout"])[0]
+    readers = [create_key(db, name=f"feed-{i}", scopes=["read"])[0] for i in range(feed_keys)]
     db.dispose()
     client = aredis.Redis.from_url(redis_url)
     engine = StockEngine(client, Settings(redis_url=redis_url, redis_prefix=prefix))
     await engine.mark_ready()
     await engine.inbound(ref="bench", sku=SKU, location="north", qty=1_000_000)
     await client.aclose()
-    return key
+    return key, readers
 
 
 async def drop_prefix(redis_url: str, prefix: str) -> None:
@@ -128,9 +137,11 @@ Attack = Callable[[asyncio.Event], Awaitable[None]]
 
 
 class Attacks:
-    def __init__(self, port: int, args: argparse.Namespace) -> None:
+    def __init__(self, port: int, args: argparse.Namespace, feed_keys: list[str]) -> None:
         self.port = port
         self.args = args
+        self.feed_keys = feed_keys
+        self.feeds_started = 0
         self.answers: Counter[str] = Counter()  # big-header answers by status line
         self.closed = 0  # stalled connections the server closed
 
@@ -202,6 +213,28 @@ class Attacks:
                         answer = await client.get(path, timeout=30)
                         self.answers[f"{path} {answer.status_code}"] += 1
 
+    async def feed_flood(self, stop: asyncio.Event) -> None:
+        """One live feed held open; refused (429), asked again after 0.5 s."""
+        key = self.feed_keys[self.feeds_started % len(self.feed_keys)]
+        self.feeds_started += 1
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as client:
+            while not stop.is_set():
+                try:
+                    async with client.stream("GET", "/v1/events", headers=headers) as r:
+                        self.answers[f"feed {r.status_code}"] += 1
+                        if r.status_code == 200:
+                            halt = asyncio.ensure_future(stop.wait())
+                            read = asyncio.ensure_future(_drain(r))
+                            await asyncio.wait({halt, read}, return_when=asyncio.FIRST_COMPLETED)
+                            for task in (halt, read):
+                                task.cancel()
+                            continue
+                except httpx.HTTPError as exc:
+                    self.answers[f"feed {type(exc).__name__}"] += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+
     def of(self, phase: str) -> tuple[Attack | None, int]:
         a = self.args
         return {
@@ -210,7 +243,24 @@ class Attacks:
             "stalled_headers": (self.stalled_headers, a.stalled_headers),
             "stalled_bodies": (self.stalled_bodies, a.stalled_bodies),
             "scrape_flood": (self.scrape_flood, a.scrape_clients),
+            "feed_flood": (self.feed_flood, a.feed_clients),
         }[phase]
+
+
+async def _drain(response: httpx.Response) -> None:
+    async for _ in response.aiter_raw():
+        pass
+
+
+async def redis_clients(redis_url: str) -> int:
+    """Redis's `connected_clients` (this script's own connection included)."""
+    import redis.asyncio as aredis
+
+    client = aredis.Redis.from_url(redis_url)
+    try:
+        return int((await client.info("clients"))["connected_clients"])
+    finally:
+        await client.aclose()
 
 
 # ---------------------------------------------------------------------------- probe
@@ -244,17 +294,21 @@ async def probe(base_url: str, key: str, seconds: float, phase: str) -> dict[str
     }
 
 
-async def run(args: argparse.Namespace, port: int, key: str) -> dict[str, Any]:
-    attacks = Attacks(port, args)
+async def run(
+    args: argparse.Namespace, port: int, key: str, feed_keys: list[str]
+) -> dict[str, Any]:
+    attacks = Attacks(port, args, feed_keys)
     out: dict[str, Any] = {}
     for phase in args.phases:
         attack, clients = attacks.of(phase)
+        connected_before = await redis_clients(args.redis_url)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(attack(stop)) for _ in range(clients)] if attack else []
         attacks.answers.clear()
         attacks.closed = 0
         await asyncio.sleep(args.settle if tasks else 0)
         result = await probe(f"http://127.0.0.1:{port}", key, args.seconds, phase)
+        connected_during = await redis_clients(args.redis_url)
         stop.set()
         await asyncio.wait(tasks, timeout=max(args.settle, 5)) if tasks else None
         for t in tasks:
@@ -265,6 +319,14 @@ async def run(args: argparse.Namespace, port: int, key: str) -> dict[str, Any]:
             result["big_header_answers"] = dict(attacks.answers)
         if phase == "scrape_flood":
             result["scrape_answers"] = dict(attacks.answers)
+        if phase == "feed_flood":
+            result["feed_answers"] = dict(attacks.answers)
+            await asyncio.sleep(args.settle)
+            result["redis_connected_clients"] = {
+                "before": connected_before,
+                "during": connected_during,
+                "after": await redis_clients(args.redis_url),
+            }
         if phase.startswith("stalled"):
             result["closed_by_server"] = attacks.closed
         out[phase] = result
@@ -287,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stalled-headers", type=int, default=5000)
     parser.add_argument("--stalled-bodies", type=int, default=1000)
     parser.add_argument("--scrape-clients", type=int, default=20)
+    parser.add_argument("--feed-clients", type=int, default=1000)
+    parser.add_argument("--feed-keys", type=int, default=50, help="read keys the feeds share")
     parser.add_argument(
         "--phases", default=",".join(PHASES), help="comma-separated, of " + ", ".join(PHASES)
     )
@@ -317,10 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     proc = None
     log = tempfile.TemporaryFile()  # noqa: SIM115 (the server's output, until it stops)
     try:
-        key = asyncio.run(prepare(args.redis_url, prefix, db_url))
+        key, feed_keys = asyncio.run(prepare(args.redis_url, prefix, db_url, args.feed_keys))
         port = free_port()
         proc = start_server(args.redis_url, prefix, db_url, port, log)
-        result = asyncio.run(run(args, port, key))
+        result = asyncio.run(run(args, port, key, feed_keys))
         print(json.dumps(result, indent=2))
     finally:
         if proc is not None:

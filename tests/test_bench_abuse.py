@@ -16,6 +16,7 @@ def test_a_tiny_run_reports_every_phase(capsys: pytest.CaptureFixture[str]) -> N
     argv = ["--redis-url", REDIS_URL, "--admin-dsn", PG_URL, "--seconds", "0.5"]
     argv += ["--settle", "0.5", "--big-header-clients", "1", "--big-header-mb", "0.1"]
     argv += ["--stalled-headers", "3", "--stalled-bodies", "3", "--scrape-clients", "2"]
+    argv += ["--feed-clients", "25", "--feed-keys", "1"]  # 5 past the per-key limit of 20
 
     assert bench_abuse.main(argv) == 0
 
@@ -31,3 +32,6 @@ def test_a_tiny_run_reports_every_phase(capsys: pytest.CaptureFixture[str]) -> N
     assert answers <= {"HTTP/1.1 431 Request Header Fields Too Large", "closed, no answer"}
     scrapes = result["scrape_flood"]["scrape_answers"]
     assert set(scrapes) == {"/metrics 200", "/readyz 200"}
+    feeds = result["feed_flood"]["feed_answers"]
+    assert feeds["feed 200"] == 20 and feeds["feed 429"] >= 5 and len(feeds) == 2
+    assert set(result["feed_flood"]["redis_connected_clients"]) == {"before", "during", "after"}
