@@ -16,6 +16,8 @@ for `--seconds` a probe sends, one after another, `GET /healthz` and a one-line
   body, then nothing (expected: closed after INVENTORY_BODY_TIMEOUT_SECONDS);
 - `scrape_flood`: `--scrape-clients` clients asking `/metrics` and `/readyz` (no key)
   in a loop (expected: cheap, both answered from the background status);
+- `ping_flood`: the same clients asking `/v1/ping` in a loop: what any flood of the
+  cheapest request costs, the yardstick of `scrape_flood`;
 - `feed_flood`: `--feed-clients` clients opening the live feed (`GET /v1/events`) with
   `--feed-keys` read keys in turn and holding it; one refused asks again after 0.5 s
   (expected: 429 past INVENTORY_FEED_MAX_CLIENTS and the per-key limit, and the API's
@@ -56,7 +58,15 @@ from benchlib import drop_database, latency_summary, recreate_database, require_
 
 CLI = str(Path(sys.executable).parent / "inventory-cache")
 SKU = "ABUSE-1"
-PHASES = ("idle", "big_headers", "stalled_headers", "stalled_bodies", "scrape_flood", "feed_flood")
+PHASES = (
+    "idle",
+    "big_headers",
+    "stalled_headers",
+    "stalled_bodies",
+    "scrape_flood",
+    "ping_flood",
+    "feed_flood",
+)
 
 
 def free_port() -> int:
@@ -206,9 +216,15 @@ class Attacks:
     async def scrape_flood(self, stop: asyncio.Event) -> None:
         """`/metrics` and `/readyz` (no key needed) in a loop: each must cost a few Redis
         calls at most, answered from the figures the API refreshes in the background."""
+        await self._loop(stop, ("/metrics", "/readyz"))
+
+    async def ping_flood(self, stop: asyncio.Event) -> None:
+        await self._loop(stop, ("/v1/ping",))
+
+    async def _loop(self, stop: asyncio.Event, paths: tuple[str, ...]) -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as client:
             while not stop.is_set():
-                for path in ("/metrics", "/readyz"):
+                for path in paths:
                     with contextlib.suppress(httpx.TransportError):
                         answer = await client.get(path, timeout=30)
                         self.answers[f"{path} {answer.status_code}"] += 1
@@ -243,6 +259,7 @@ class Attacks:
             "stalled_headers": (self.stalled_headers, a.stalled_headers),
             "stalled_bodies": (self.stalled_bodies, a.stalled_bodies),
             "scrape_flood": (self.scrape_flood, a.scrape_clients),
+            "ping_flood": (self.ping_flood, a.scrape_clients),
             "feed_flood": (self.feed_flood, a.feed_clients),
         }[phase]
 
@@ -317,8 +334,8 @@ async def run(
         result["attack_connections"] = clients
         if phase == "big_headers":
             result["big_header_answers"] = dict(attacks.answers)
-        if phase == "scrape_flood":
-            result["scrape_answers"] = dict(attacks.answers)
+        if phase in ("scrape_flood", "ping_flood"):
+            result["flood_answers"] = dict(attacks.answers)
         if phase == "feed_flood":
             result["feed_answers"] = dict(attacks.answers)
             await asyncio.sleep(args.settle)

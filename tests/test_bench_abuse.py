@@ -30,8 +30,9 @@ def test_a_tiny_run_reports_every_phase(capsys: pytest.CaptureFixture[str]) -> N
     answers = set(result["big_headers"]["big_header_answers"])
     assert "HTTP/1.1 431 Request Header Fields Too Large" in answers
     assert answers <= {"HTTP/1.1 431 Request Header Fields Too Large", "closed, no answer"}
-    scrapes = result["scrape_flood"]["scrape_answers"]
+    scrapes = result["scrape_flood"]["flood_answers"]
     assert set(scrapes) == {"/metrics 200", "/readyz 200"}
+    assert set(result["ping_flood"]["flood_answers"]) == {"/v1/ping 200"}
     feeds = result["feed_flood"]["feed_answers"]
     assert feeds["feed 200"] == 20 and feeds["feed 429"] >= 5 and len(feeds) == 2
     assert set(result["feed_flood"]["redis_connected_clients"]) == {"before", "during", "after"}
