@@ -225,9 +225,15 @@ class FeedEvent:
         return cls(pos, body)
 
     def view(self, flt: Filter) -> dict[str, Any] | None:
-        """The event as `flt` sees it (only its rows), or None when no row is wanted."""
+        """The event as `flt` sees it (only its rows), or None when no row is wanted. An
+        event with no rows about one SKU (a limit, a bundle definition) holds at every
+        location: it is wanted when its SKU is, whatever the locations."""
         if flt.everything:
             return self.body
+        if not self.body["rows"]:
+            subject = self.body.get("sku", self.body.get("bundle"))
+            wanted = subject is not None and (not flt.skus or subject in flt.skus)
+            return self.body if wanted else None
         rows = flt.select(self.body["rows"])
         if not rows:
             return None

@@ -272,3 +272,22 @@ def test_positions_encode_parse_and_bound_each_stream() -> None:
 def test_a_malformed_last_event_id_is_a_validation_error(bad: str) -> None:
     with pytest.raises(ValidationError):
         Position.parse(bad)
+
+
+def test_a_rowless_event_about_one_sku_reaches_a_filter_on_that_sku() -> None:
+    """A limit or a bundle definition changes no level (no rows), but it is about one
+    SKU, at every location: a reader following that SKU sees it, whatever locations it
+    follows; a reader following other SKUs does not."""
+    pos = Position(1_800_000_000_123, 7, 2)
+    limit = FeedEvent(pos, {"type": "limit", "sku": "cap", "rows": []})
+    bundle = FeedEvent(pos, {"type": "bundle", "bundle": "kit", "rows": []})
+
+    def only(skus: list[str], locations: list[str]) -> Filter:
+        return Filter(frozenset(skus), frozenset(locations))
+
+    assert limit.view(only(["cap"], [])) == limit.body
+    assert limit.view(only(["cap"], ["north"])) == limit.body
+    assert bundle.view(only(["kit", "other"], [])) == bundle.body
+    assert bundle.view(only([], ["north"])) == bundle.body
+    assert limit.view(only(["other"], [])) is None
+    assert bundle.view(only(["other"], ["north"])) is None
