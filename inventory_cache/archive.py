@@ -101,6 +101,7 @@ class Coalesced:
         batch: dict[str, list[asyncio.Future[bool]]] = {}
         try:
             while self._waiting:
+                await asyncio.sleep(0)  # the ids asked by requests read in the same pass join
                 keys = list(self._waiting)[:BATCH]
                 batch = {k: self._waiting.pop(k) for k in keys}
                 try:

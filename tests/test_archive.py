@@ -134,6 +134,27 @@ async def test_the_archive_asks_postgresql_which_ids_are_finished_and_only_then_
     )
 
 
+async def test_ids_asked_in_the_same_pass_of_the_event_loop_go_in_one_query() -> None:
+    """Requests read from the sockets in one pass of the loop reach the archive one after
+    another, some after the query task was scheduled: they still go together."""
+    from inventory_cache.archive import Coalesced
+
+    asked: list[list[str]] = []
+
+    async def fetch(order_ids: list[str]) -> set[str]:
+        asked.append(order_ids)
+        return set()
+
+    finished = Coalesced(fetch)
+
+    async def a_moment_later() -> bool:
+        await asyncio.sleep(0)
+        return await finished.contains("o-2")
+
+    assert await asyncio.gather(finished.contains("o-1"), a_moment_later()) == [False, False]
+    assert asked == [["o-1", "o-2"]]
+
+
 async def test_a_lookup_postgresql_does_not_answer_is_given_up_and_the_next_asked_anew() -> None:
     from inventory_cache.archive import TIMEOUT_S, Coalesced
 
