@@ -353,6 +353,13 @@ async def test_two_workers_at_once_write_each_event_once(stack: Stack) -> None:
     load = Load(stack.eng, stack.clock, seed=4)
     await load.setup()
     one, two = stack.start_worker("w-one", batch=100), stack.start_worker("w-two", batch=100)
+    # Both running before the load: on a busy machine one may take seconds to import, and
+    # the other would have taken everything by then.
+    keys = [f"{stack.settings.redis_prefix}:worker:{c}" for c in ("w-one", "w-two")]
+    deadline = time.monotonic() + 60
+    while stack.client.exists(*keys) < 2:
+        assert time.monotonic() < deadline, "the workers did not start"
+        await asyncio.sleep(0.05)
     await load.run(5_000, rate=1500)
     await stack.drain_and_stop(one)
     two.send_signal(signal.SIGTERM)
