@@ -2,11 +2,12 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-# Dependencies first, in a layer of their own, from pyproject.toml alone: a change to the
-# code (or the README) does not reinstall them.
-COPY pyproject.toml ./
+# Dependencies first, in a layer of their own, from pyproject.toml and the lock alone: a
+# change to the code (or the README) does not reinstall them. requirements.lock pins the
+# versions CI tested.
+COPY pyproject.toml requirements.lock ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+    && pip install -c requirements.lock -r /tmp/requirements.txt
 COPY README.md ./
 COPY inventory_cache ./inventory_cache
 COPY persistence ./persistence

@@ -16,7 +16,10 @@ if [ ! -x "$root/.venv/bin/python" ]; then
   "$py" -m venv --without-pip "$root/.venv"
 fi
 extra="${BOOTSTRAP_EXTRA:-dev}"
-hash="$(sha1sum "$root/pyproject.toml" | cut -c1-12)"
+# requirements.lock pins every package (all extras, every platform): the versions CI
+# tested are the versions installed. Regenerate it after changing dependencies:
+#   uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
+hash="$(cat "$root/pyproject.toml" "$root/requirements.lock" | sha1sum | cut -c1-12)"
 stamp="$root/.venv/.installed-$hash-$extra"
 # dev includes demo, so a dev install serves the demo too.
 if [ ! -f "$stamp" ] && ! { [ "$extra" = demo ] && [ -f "$root/.venv/.installed-$hash-dev" ]; }; then
@@ -30,8 +33,9 @@ if [ ! -f "$stamp" ] && ! { [ "$extra" = demo ] && [ -f "$root/.venv/.installed-
       || "$py" -m pip install -q --target "$root/.venv/tools" uv >"$log" 2>&1; }; then
     uv="$root/.venv/tools/bin/uv"
   fi
-  if ! { { [ -n "$uv" ] && "$uv" pip install -q --python "$vpy" -e "$root[$extra]"; } \
-         || { "$vpy" -m ensurepip -q && "$vpy" -m pip install -q -e "$root[$extra]"; }; } \
+  lock=(-c "$root/requirements.lock")
+  if ! { { [ -n "$uv" ] && "$uv" pip install -q --python "$vpy" "${lock[@]}" -e "$root[$extra]"; } \
+         || { "$vpy" -m ensurepip -q && "$vpy" -m pip install -q "${lock[@]}" -e "$root[$extra]"; }; } \
        >>"$log" 2>&1; then
     cat "$log" >&2
     echo "bootstrap: install failed (log above)" >&2
