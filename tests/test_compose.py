@@ -116,10 +116,10 @@ def test_worker_serves_its_metrics_and_worker_and_scheduler_have_healthchecks() 
 def test_dockerfile_installs_dependencies_before_the_code_and_runs_unprivileged() -> None:
     lines = [ln for ln in (ROOT / "Dockerfile").read_text().splitlines() if ln.strip()]
     first_code = next(i for i, ln in enumerate(lines) if ln.startswith("COPY inventory_cache"))
-    deps = next(i for i, ln in enumerate(lines) if "pip install -r" in ln)
+    deps = next(i for i, ln in enumerate(lines) if "pip install -c requirements.lock -r" in ln)
     copies_before_deps = [ln for ln in lines[:deps] if ln.startswith("COPY")]
 
     assert deps < first_code
-    assert copies_before_deps == ["COPY pyproject.toml ./"]
+    assert copies_before_deps == ["COPY pyproject.toml requirements.lock ./"]
     assert any("chown -R inventory" in ln for ln in lines)
     assert lines[lines.index("USER inventory") - 1].startswith("RUN useradd")
