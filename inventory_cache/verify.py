@@ -381,14 +381,14 @@ def _bundles(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
         row.sku: (row.components or None, int(row.version))
         for row in conn.execute(sa.select(b.sku, b.components, b.version))
     }
+    skus = sorted(ours.keys() | theirs.keys())
     diffs = [
         Difference("bundle", sku, ours.get(sku), theirs.get(sku))
-        for sku in sorted(ours.keys() | theirs.keys())
+        for sku in skus
         if ours.get(sku) != theirs.get(sku)
     ]
     # The copy in the bundle SKU's stock hash, which reads and reservations use.
     pipe = redis.pipeline(transaction=False)
-    skus = sorted(ours.keys() | theirs.keys())
     for sku in skus:
         pipe.hget(keys.stock(sku), "bdef")
     for sku, copy in zip(skus, pipe.execute(), strict=True):
