@@ -33,16 +33,27 @@ an order finished more than a window ago, arriving during an outage, is the one 
 that can lock again).
 
 Every reservation on the one-script path asks (every new order id on the other): the
-price of answering a late retry exactly once. So the question asked is only "which of
-these order ids are finished?", and the ids asked while one such query is out go together
-in the next (`Coalesced`): a flash sale of 64 concurrent checkouts costs PostgreSQL a
-query per round trip, not one per checkout queued on the connection pool. Only an id
-found finished costs a second query, for its lines.
+price of answering a late retry exactly once. Most never reach PostgreSQL: each API
+process keeps a Bloom filter of the finished order ids (`FinishedFilter`), read in full
+at start and then, every `REFRESH_S`, the ids committed since its last read. An id the
+filter rules out is not finished, and no query is made; a true or false positive (one
+in a thousand) asks. The filter is trusted only while its last read is younger than
+`TRUST_S`: an order's keys outlive its commit by the whole window (a minute at least, a
+day by default), so a finish committed after the last read can only be missed if the
+worker commits it within `TRUST_S` of the window's end, which is the outage case above.
+While the filter is not trusted (not read yet, or PostgreSQL unreachable from this
+process) every lookup asks, as follows.
+
+The question asked is only "which of these order ids are finished?", and the ids asked
+while one such query is out go together in the next (`Coalesced`): a flash sale of 64
+concurrent checkouts costs PostgreSQL a query per round trip, not one per checkout queued
+on the connection pool. Only an id found finished costs a second query, for its lines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -55,6 +66,7 @@ import anyio
 import psycopg
 import sqlalchemy as sa
 from anyio import to_thread
+from rbloom import Bloom
 
 from inventory_cache.engine import reserved_bundles
 from inventory_cache.keys import Keys
@@ -72,6 +84,11 @@ AnswerRecord = tuple[str, int, bytes, bytes]  # fingerprint, status, content typ
 TIMEOUT_S = 1.0
 PAUSE_S = 5.0
 BATCH = 500  # order ids per query at most
+REFRESH_S = 1.0  # how often the finished-ids filter reads what committed since
+TRUST_S = 10.0  # a filter whose last read is older is not trusted: lookups ask
+LOAD_TIMEOUT_S = 600.0  # a full read of the finished ids, given up after this
+FALSE_POSITIVES = 0.001
+MIN_CAPACITY = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,24 +183,176 @@ class PgFinishedIds:
             self._conn = None
 
 
+# One snapshot for both statements (REPEATABLE READ): every transaction it does not see
+# is still running in it (`xip`) or starts at or after its `xmax`, so the next read asks
+# for exactly those and misses no commit, however long a transaction took.
+_SNAPSHOT = (
+    "SELECT pg_snapshot_xmax(s)::text::bigint,"
+    " ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) x)"
+    " FROM pg_current_snapshot() s"
+)
+_COUNT_FINISHED = "SELECT count(*) FROM reservations WHERE finished_xid IS NOT NULL"
+_ALL_FINISHED = "SELECT order_id FROM reservations WHERE finished_xid IS NOT NULL"
+_FINISHED_SINCE = (
+    "SELECT order_id FROM reservations WHERE finished_xid >= %s OR finished_xid = ANY(%s)"
+)
+
+
+class FinishedFilter:
+    """A Bloom filter of the order ids PostgreSQL holds finished (a superset: no finished
+    id is ever missing from it), so that a new order id costs no query.
+
+    Each read takes the transactions that finished orders (`reservations.finished_xid`)
+    and were not yet visible to the previous read's snapshot. When more ids arrived than
+    the filter was sized for, the next read loads every finished id into a filter twice
+    the size; until then the old one still answers, only with more false positives.
+    """
+
+    def __init__(self, url: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._url = libpq_url(url)
+        self._clock = clock
+        self._bloom: Bloom | None = None
+        self._capacity = 0
+        self._count = 0
+        self._since: tuple[int, list[int]] = (0, [])
+        self._read_at = -TRUST_S
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def ids(self) -> int:
+        """Finished ids read into the filter (a repeated read counts again)."""
+        return self._count
+
+    @property
+    def capacity(self) -> int:
+        """The ids the filter was sized for at `FALSE_POSITIVES`."""
+        return self._capacity
+
+    def rules_out(self, order_id: str) -> bool:
+        """True if `order_id` is certainly not a finished order PostgreSQL holds."""
+        fresh = self._clock() - self._read_at < TRUST_S
+        return fresh and self._bloom is not None and order_id not in self._bloom
+
+    async def refresh(self) -> None:
+        """Read the finished ids committed since the last read (all of them the first time,
+        or when the filter is full)."""
+        async with self._lock:
+            full = self._bloom is None or self._count > self._capacity
+            conn = self._conn
+            try:
+                if conn is None:
+                    conn = self._conn = await psycopg.AsyncConnection.connect(
+                        self._url, autocommit=True, connect_timeout=5
+                    )
+                    await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+                    await conn.set_read_only(True)
+                with anyio.fail_after(LOAD_TIMEOUT_S if full else TRUST_S):
+                    await (self._load_all(conn) if full else self._load_since(conn))
+            except BaseException:
+                self._conn = None
+                if conn is not None:
+                    await conn.close()
+                raise
+
+    async def run(self) -> None:
+        """Refresh every `REFRESH_S` until cancelled; a failure is logged once and retried."""
+        failing = False
+        while True:
+            try:
+                await self.refresh()
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                if not failing:
+                    log.warning("finished-ids filter not refreshed (%s): lookups ask", exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("finished-ids filter refreshed again")
+                failing = False
+            await asyncio.sleep(REFRESH_S)
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None
+
+    async def _load_all(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        started = self._clock()
+        async with conn.transaction():
+            since = await self._snapshot(conn)
+            cur = await conn.execute(_COUNT_FINISHED)
+            count = int((await cur.fetchone() or (0,))[0])
+            capacity = max(MIN_CAPACITY, 2 * count)
+            bloom = Bloom(capacity, FALSE_POSITIVES)
+            async with conn.cursor(name="finished_ids") as named:
+                named.itersize = 10_000
+                await named.execute(_ALL_FINISHED)
+                async for (order_id,) in named:
+                    bloom.add(order_id)
+        self._bloom, self._capacity, self._count = bloom, capacity, count
+        self._since, self._read_at = since, started
+
+    async def _load_since(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        assert self._bloom is not None
+        started = self._clock()
+        async with conn.transaction():
+            since = await self._snapshot(conn)
+            cur = await conn.execute(_FINISHED_SINCE, self._since, prepare=True)
+            ids = [order_id for (order_id,) in await cur.fetchall()]
+        self._bloom.update(ids)
+        self._count += len(ids)
+        self._since, self._read_at = since, started
+
+    @staticmethod
+    async def _snapshot(conn: psycopg.AsyncConnection[Any]) -> tuple[int, list[int]]:
+        cur = await conn.execute(_SNAPSHOT)
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), list(row[1])
+
+
 class OrderArchive:
     def __init__(self, db: sa.Engine, keys: Keys) -> None:
         self._db = db
         self._keys = keys
         self._paused_until = 0.0
         self._pg_ids: PgFinishedIds | None = None
+        self.filter: FinishedFilter | None = None
+        # Order lookups the filter answered, and those that asked PostgreSQL (metrics).
+        self.lookups = {"ruled_out": 0, "asked": 0}
+        self._filter_task: asyncio.Task[None] | None = None
         if db.dialect.name == "postgresql":
-            self._pg_ids = PgFinishedIds(db.url.render_as_string(hide_password=False))
+            url = db.url.render_as_string(hide_password=False)
+            self._pg_ids = PgFinishedIds(url)
             self._finished = Coalesced(self._pg_ids)
+            self.filter = FinishedFilter(url)
         else:  # the embedded SQLite: its blocking driver in a worker thread
             self._finished = Coalesced(self._finished_ids_in_thread)
 
+    def start(self) -> None:
+        """Keep the finished-ids filter current from now on (PostgreSQL only); until it is
+        read, and without it, every lookup asks."""
+        if self.filter is not None and self._filter_task is None:
+            self._filter_task = asyncio.create_task(self.filter.run(), name="finished-ids")
+
     async def aclose(self) -> None:
+        if self._filter_task is not None:
+            self._filter_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._filter_task
+            self._filter_task = None
+        if self.filter is not None:
+            await self.filter.aclose()
         if self._pg_ids is not None:
             await self._pg_ids.aclose()
 
     async def order(self, order_id: str) -> ArchivedOrder | None:
         """The finished order `order_id` as PostgreSQL holds it, or None."""
+        if self.filter is not None and self.filter.rules_out(order_id):
+            self.lookups["ruled_out"] += 1
+            return None
+        self.lookups["asked"] += 1
         if not await self._ask_async(partial(self._finished.contains, order_id)):
             return None
         return await self._ask(partial(self._order, order_id))

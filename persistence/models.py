@@ -174,9 +174,19 @@ class Reservation(Base):
 
     `status` is `active`, `cancelled`, `expired`, `shipped`, or `released` when every
     attempt was compensated (the order never held stock; warmup skips it).
+    `finished_xid` is the PostgreSQL transaction that first wrote a finished status: the
+    API's archive reads the finished ids committed since its last read by it.
     """
 
     __tablename__ = "reservations"
+    __table_args__ = (
+        Index(
+            "ix_reservations_finished_xid",
+            "finished_xid",
+            postgresql_where=text("finished_xid IS NOT NULL"),
+            sqlite_where=text("finished_xid IS NOT NULL"),
+        ),
+    )
 
     order_id: Mapped[str] = mapped_column(Id, primary_key=True)
     status: Mapped[str] = mapped_column(String(16))
@@ -185,6 +195,7 @@ class Reservation(Base):
     token: Mapped[str] = mapped_column(String(32))  # attempt token of the latest part
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
+    finished_xid: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ReservationLine(Base):

@@ -87,15 +87,16 @@ def _sorted(rows: dict[Any, Any]) -> list[Any]:
     return [rows[k] for k in sorted(rows)]
 
 
-_RECOMPUTE = """
-UPDATE reservations SET
-  status = (SELECT CASE
+_ORDER_STATUS = """(SELECT CASE
       WHEN sum(CASE WHEN l.status = 'active' THEN 1 ELSE 0 END) > 0 THEN 'active'
       WHEN sum(CASE WHEN l.status = 'shipped' THEN 1 ELSE 0 END) > 0 THEN 'shipped'
       WHEN sum(CASE WHEN l.status = 'cancelled' THEN 1 ELSE 0 END) > 0 THEN 'cancelled'
       WHEN sum(CASE WHEN l.status = 'expired' THEN 1 ELSE 0 END) > 0 THEN 'expired'
       ELSE 'released' END
-    FROM reservation_lines l WHERE l.order_id = reservations.order_id),
+    FROM reservation_lines l WHERE l.order_id = reservations.order_id)"""
+_RECOMPUTE = f"""
+UPDATE reservations SET
+  status = {_ORDER_STATUS},
   token = COALESCE((SELECT l.token FROM reservation_lines l
       WHERE l.order_id = reservations.order_id
       ORDER BY CASE WHEN l.status = 'released' THEN 1 ELSE 0 END,
@@ -105,7 +106,8 @@ UPDATE reservations SET
       WHERE l.order_id = reservations.order_id AND l.status <> 'released'), expires_at),
   updated_at = COALESCE((SELECT max(COALESCE(l.settled_at, l.reserved_at))
       FROM reservation_lines l WHERE l.order_id = reservations.order_id), updated_at)
-WHERE order_id {match}
+  {{finished}}
+WHERE order_id {{match}}
 """
 
 _TRANSFER_RANK = "(CASE {0}.status WHEN 'requested' THEN 0 WHEN 'in_transit' THEN 1 ELSE 2 END)"
@@ -225,7 +227,12 @@ FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bi
             %s::bigint[], %s::text[]) AS u(o, tok, sku, cu, qty, gen, t, st)
 ON CONFLICT (order_id, token, sku) DO UPDATE SET {_COUNT_UPDATE}
 """
-_PG_RECOMPUTE = _RECOMPUTE.format(match="= ANY(%s::text[])")
+# The first transaction to write a finished status (`Reservation.finished_xid`).
+_PG_RECOMPUTE = _RECOMPUTE.format(
+    match="= ANY(%s::text[])",
+    finished=f""", finished_xid = COALESCE(finished_xid, CASE WHEN {_ORDER_STATUS}
+      IN ('shipped', 'cancelled', 'expired') THEN pg_current_xact_id()::text::bigint END)""",
+)
 _MARKS = "INSERT INTO ledger_marks (marks) VALUES ({})"
 
 
@@ -474,7 +481,7 @@ class SqliteSink:
                 [(*r[:8], t(r[8]), t(r[9]), t(r[10]), r[11]) for r in _sorted(b.lines)],
             ),
             (_SQLITE_BUNDLES, [(*r[:3], t(r[3])) for r in _sorted(b.bundles)]),
-            (_RECOMPUTE.format(match=match), [tuple(orders)] if orders else []),
+            (_RECOMPUTE.format(match=match, finished=""), [tuple(orders)] if orders else []),
             (_SQLITE_LIMITS, [(*r[:5], t(r[5])) for r in _sorted(b.limits)]),
             (_SQLITE_COUNTS, [(*r[:6], t(r[6]), r[7]) for r in _sorted(b.counts)]),
             (_MARKS.format("?"), [(marks_json(b.marks),)] if b.marks else []),

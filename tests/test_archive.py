@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from inventory_cache.models import ReservedLine
 from tests import api_support
@@ -132,6 +133,142 @@ async def test_the_archive_asks_postgresql_which_ids_are_finished_and_only_then_
         "cancelled",
         [ReservedLine(sku=sku, qty=2, location="north")],
     )
+
+
+def finish_order(conn: Any, order_id: str) -> None:
+    """A finished order's row as the worker writes it, in `conn`'s transaction."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO reservations (order_id, status, expires_at, token, created_at,"
+            " updated_at, finished_xid) VALUES (:o, 'cancelled', now(), 't', now(), now(),"
+            " pg_current_xact_id()::text::bigint)"
+        ),
+        {"o": order_id},
+    )
+
+
+async def test_once_its_filter_is_read_the_archive_asks_postgresql_only_for_finished_ids(
+    api: Api, api_database: api_support.Database
+) -> None:
+    """A new order id (every checkout's) is ruled out in memory; a finished one still asks
+    and is found."""
+    from inventory_cache.archive import OrderArchive
+
+    sku = "filtered-sku"
+    stocked = await api.client.post(
+        "/v1/inbound",
+        json={"ref": "po", "sku": sku, "location": "north", "qty": 5},
+        headers=api.auth("warehouse"),
+    )
+    assert stocked.status_code == 200
+    body = {"order_id": "o-filtered", "lines": [{"sku": sku, "qty": 2}]}
+    checkout = api.auth("checkout")
+    assert (await api.client.post("/v1/reservations", json=body, headers=checkout)).is_success
+    cancelled = await api.client.post("/v1/reservations/o-filtered/cancel", headers=checkout)
+    assert cancelled.is_success
+    drain_into_ledger(api.engine.settings, api_database.url)
+
+    archive = OrderArchive(api_database.engine, api.engine.keys)
+    try:
+        assert archive.filter is not None
+        unread = await archive.order("o-brand-new")
+        await archive.filter.refresh()
+        new, finished = await archive.order("o-brand-new"), await archive.order("o-filtered")
+    finally:
+        await archive.aclose()
+
+    assert unread is None and new is None
+    assert finished is not None and finished.reservation.status == "cancelled"
+    assert archive.lookups == {"ruled_out": 1, "asked": 2}
+
+
+async def test_the_filter_reads_a_finish_that_commits_after_a_later_one(
+    api_database: api_support.Database,
+) -> None:
+    """Transactions commit out of the order of their ids: one that took its id first and
+    committed last is read by the next refresh, not skipped by a watermark."""
+    from inventory_cache.archive import FinishedFilter
+
+    finished = FinishedFilter(api_database.url)
+    try:
+        await finished.refresh()
+        with api_database.engine.connect() as slow:
+            slow_tx = slow.begin()
+            finish_order(slow, "o-committed-last")
+            with api_database.engine.begin() as fast:
+                finish_order(fast, "o-committed-first")
+            await finished.refresh()
+            seen_while_open = finished.rules_out("o-committed-last")
+            slow_tx.commit()
+        await finished.refresh()
+        assert not finished.rules_out("o-committed-first")
+        assert seen_while_open is True  # not committed yet: not finished
+        assert not finished.rules_out("o-committed-last")
+        assert finished.rules_out("o-never-taken")
+    finally:
+        await finished.aclose()
+
+
+async def test_a_filter_not_refreshed_for_a_while_is_not_trusted(
+    api_database: api_support.Database,
+) -> None:
+    """PostgreSQL away from this process (but not from the worker) must not leave a stale
+    filter ruling out orders finished since: past `TRUST_S` the lookups ask again."""
+    from inventory_cache.archive import TRUST_S, FinishedFilter
+
+    now = [1000.0]
+    finished = FinishedFilter(api_database.url, clock=lambda: now[0])
+    try:
+        assert not finished.rules_out("o-any")  # never read
+        await finished.refresh()
+        assert finished.rules_out("o-any")
+        now[0] += TRUST_S - 0.5
+        assert finished.rules_out("o-any")
+        now[0] += 1.0
+        assert not finished.rules_out("o-any")
+    finally:
+        await finished.aclose()
+
+
+async def test_a_filter_holding_more_ids_than_it_was_sized_for_is_read_again_twice_as_large(
+    api_database: api_support.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inventory_cache import archive
+    from inventory_cache.archive import FinishedFilter
+
+    monkeypatch.setattr(archive, "MIN_CAPACITY", 4)
+    finished = FinishedFilter(api_database.url)
+    try:
+        await finished.refresh()
+        first = finished.capacity
+        with api_database.engine.begin() as conn:
+            for i in range(first + 1):
+                finish_order(conn, f"o-grow-{i}")
+        await finished.refresh()  # reads them: now over capacity
+        assert finished.ids > finished.capacity == first
+        await finished.refresh()
+        with api_database.engine.connect() as conn:
+            total = conn.execute(
+                sa.text("SELECT count(*) FROM reservations WHERE finished_xid IS NOT NULL")
+            ).scalar_one()
+        assert (finished.ids, finished.capacity) == (total, max(4, 2 * total))
+        assert not any(finished.rules_out(f"o-grow-{i}") for i in range(first + 1))
+    finally:
+        await finished.aclose()
+
+
+async def test_the_apis_archive_keeps_its_filter_read_and_counts_its_lookups(api: Api) -> None:
+    """Started with the app: within a few refreshes a new order id costs no query."""
+    assert api.engine.archive is not None and api.engine.archive.filter is not None
+    for _ in range(100):
+        if api.engine.archive.filter.rules_out("o-scraped"):
+            break
+        await asyncio.sleep(0.05)
+    r = await api.client.get("/v1/reservations/o-scraped", headers=api.auth("checkout"))
+    assert r.status_code == 404
+    metrics = (await api.client.get("/metrics")).text
+    assert 'inventory_archive_order_lookups_total{outcome="ruled_out"} 1.0' in metrics
+    assert 'inventory_archive_filter_ids{of="capacity"}' in metrics
 
 
 async def test_ids_asked_in_the_same_pass_of_the_event_loop_go_in_one_query() -> None:

@@ -123,7 +123,9 @@ def create_app(
             ledger = Ledger(db)
             if eng.archive is None:
                 eng.archive = OrderArchive(db, eng.keys)
+                eng.archive.start()
                 stack.push_async_callback(eng.archive.aclose)
+            metrics.watch_archive(eng.archive)
             near_cache = NearCache(eng, max_staleness_ms=settings.near_cache_ms)
             metrics.watch_near_cache(near_cache)
             metrics.watch_engine(eng)

@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from inventory_cache.api.nearcache import NearCache
 from inventory_cache.api.status import Snapshot
+from inventory_cache.archive import OrderArchive
 from inventory_cache.engine import StockEngine
 
 T = TypeVar("T")
@@ -104,6 +105,9 @@ class Metrics:
     def watch_engine(self, engine: StockEngine) -> None:
         self.registry.register(_RedisFullCollector(engine))
 
+    def watch_archive(self, archive: OrderArchive) -> None:
+        self.registry.register(_ArchiveCollector(archive))
+
     def render(self, status: Snapshot) -> bytes:
         self.postgres_up.set(int(status.postgres_up))
         self.redis_ready.set(int(status.redis_ready))
@@ -143,3 +147,31 @@ class _RedisFullCollector(Collector):
         )
         family.add_metric([], self._engine.batcher.oom_refusals)
         yield family
+
+
+class _ArchiveCollector(Collector):
+    """How often an order lookup reached PostgreSQL, and the filter that spares the rest
+    (`archive.py`)."""
+
+    def __init__(self, archive: OrderArchive) -> None:
+        self._archive = archive
+
+    def collect(self) -> Iterable[Metric]:
+        lookups = CounterMetricFamily(
+            "inventory_archive_order_lookups",
+            "Lookups of order ids Redis does not hold: ruled_out by the finished-ids filter,"
+            " or asked of PostgreSQL.",
+            labels=["outcome"],
+        )
+        for outcome, count in self._archive.lookups.items():
+            lookups.add_metric([outcome], count)
+        yield lookups
+        if (f := self._archive.filter) is not None:
+            ids = GaugeMetricFamily(
+                "inventory_archive_filter_ids",
+                "Finished order ids read into the filter, and the number it is sized for.",
+                labels=["of"],
+            )
+            ids.add_metric(["read"], f.ids)
+            ids.add_metric(["capacity"], f.capacity)
+            yield ids
