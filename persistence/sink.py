@@ -87,16 +87,17 @@ def _sorted(rows: dict[Any, Any]) -> list[Any]:
     return [rows[k] for k in sorted(rows)]
 
 
-_ORDER_STATUS = """(SELECT CASE
+# What an order's lines say of it (status, latest attempt, expiry, last change), for the
+# orders a batch touched; SQLite's form (PostgreSQL's, `_PG_RECOMPUTE`, aggregates once).
+_SQLITE_RECOMPUTE = """
+UPDATE reservations SET
+  status = (SELECT CASE
       WHEN sum(CASE WHEN l.status = 'active' THEN 1 ELSE 0 END) > 0 THEN 'active'
       WHEN sum(CASE WHEN l.status = 'shipped' THEN 1 ELSE 0 END) > 0 THEN 'shipped'
       WHEN sum(CASE WHEN l.status = 'cancelled' THEN 1 ELSE 0 END) > 0 THEN 'cancelled'
       WHEN sum(CASE WHEN l.status = 'expired' THEN 1 ELSE 0 END) > 0 THEN 'expired'
       ELSE 'released' END
-    FROM reservation_lines l WHERE l.order_id = reservations.order_id)"""
-_RECOMPUTE = f"""
-UPDATE reservations SET
-  status = {_ORDER_STATUS},
+    FROM reservation_lines l WHERE l.order_id = reservations.order_id),
   token = COALESCE((SELECT l.token FROM reservation_lines l
       WHERE l.order_id = reservations.order_id
       ORDER BY CASE WHEN l.status = 'released' THEN 1 ELSE 0 END,
@@ -106,8 +107,7 @@ UPDATE reservations SET
       WHERE l.order_id = reservations.order_id AND l.status <> 'released'), expires_at),
   updated_at = COALESCE((SELECT max(COALESCE(l.settled_at, l.reserved_at))
       FROM reservation_lines l WHERE l.order_id = reservations.order_id), updated_at)
-  {{finished}}
-WHERE order_id {{match}}
+WHERE order_id {match}
 """
 
 _TRANSFER_RANK = "(CASE {0}.status WHEN 'requested' THEN 0 WHEN 'in_transit' THEN 1 ELSE 2 END)"
@@ -227,12 +227,34 @@ FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bi
             %s::bigint[], %s::text[]) AS u(o, tok, sku, cu, qty, gen, t, st)
 ON CONFLICT (order_id, token, sku) DO UPDATE SET {_COUNT_UPDATE}
 """
-# The first transaction to write a finished status (`Reservation.finished_xid`).
-_PG_RECOMPUTE = _RECOMPUTE.format(
-    match="= ANY(%s::text[])",
-    finished=f""", finished_xid = COALESCE(finished_xid, CASE WHEN {_ORDER_STATUS}
-      IN ('shipped', 'cancelled', 'expired') THEN pg_current_xact_id()::text::bigint END)""",
-)
+# `_SQLITE_RECOMPUTE` in one pass over the batch's lines (an aggregate per order instead of a
+# subquery per column), and the first transaction to write a finished status
+# (`Reservation.finished_xid`). An order without lines is `released`, as above.
+_PG_RECOMPUTE = """
+UPDATE reservations r SET
+  status = a.status,
+  token = COALESCE(a.token, r.token),
+  expires_at = COALESCE(a.expires_at, r.expires_at),
+  updated_at = COALESCE(a.updated_at, r.updated_at),
+  finished_xid = COALESCE(r.finished_xid, CASE WHEN a.status IN ('shipped', 'cancelled',
+      'expired') THEN pg_current_xact_id()::text::bigint END)
+FROM (
+  SELECT o.order_id,
+    CASE WHEN bool_or(l.status = 'active') THEN 'active'
+         WHEN bool_or(l.status = 'shipped') THEN 'shipped'
+         WHEN bool_or(l.status = 'cancelled') THEN 'cancelled'
+         WHEN bool_or(l.status = 'expired') THEN 'expired'
+         ELSE 'released' END AS status,
+    (array_agg(l.token ORDER BY l.status = 'released', l.reserved_at DESC NULLS LAST,
+                                l.token DESC))[1] AS token,
+    max(l.expires_at) FILTER (WHERE l.status <> 'released') AS expires_at,
+    max(COALESCE(l.settled_at, l.reserved_at)) AS updated_at
+  FROM unnest(%s::text[]) AS o(order_id)
+  LEFT JOIN reservation_lines l ON l.order_id = o.order_id
+  GROUP BY o.order_id
+) a
+WHERE r.order_id = a.order_id
+"""
 _MARKS = "INSERT INTO ledger_marks (marks) VALUES ({})"
 
 
@@ -306,7 +328,7 @@ class PgSink:
     def apply(self, batch: Batch) -> None:
         try:
             conn = self._connection()
-            with conn.transaction():
+            with conn.pipeline(), conn.transaction():
                 self._write(conn, batch)
         except psycopg.Error as exc:
             err = _pg_error(exc)
@@ -481,7 +503,7 @@ class SqliteSink:
                 [(*r[:8], t(r[8]), t(r[9]), t(r[10]), r[11]) for r in _sorted(b.lines)],
             ),
             (_SQLITE_BUNDLES, [(*r[:3], t(r[3])) for r in _sorted(b.bundles)]),
-            (_RECOMPUTE.format(match=match, finished=""), [tuple(orders)] if orders else []),
+            (_SQLITE_RECOMPUTE.format(match=match), [tuple(orders)] if orders else []),
             (_SQLITE_LIMITS, [(*r[:5], t(r[5])) for r in _sorted(b.limits)]),
             (_SQLITE_COUNTS, [(*r[:6], t(r[6]), r[7]) for r in _sorted(b.counts)]),
             (_MARKS.format("?"), [(marks_json(b.marks),)] if b.marks else []),
