@@ -68,7 +68,7 @@ def migrate(
     from persistence.db import database_url
     from persistence.db import migrate as run_migrations
 
-    url = database_url(get_settings())
+    url = database_url(get_settings().database_url)
     run_migrations(url, revision)
     typer.echo(f"migrated to {revision}", err=True)
 

@@ -355,7 +355,7 @@ def run_demo(host: str = "127.0.0.1", port: int | None = None, reset: bool = Fal
     base = get_settings()
     data_dir = DEMO_DIR
     settings = demo_settings(base, data_dir)
-    db_url = database_url(settings)
+    db_url = database_url(settings.database_url)
     try:
         sock = take_port(host, port or settings.port)
     except DemoRefused as exc:

@@ -224,7 +224,7 @@ def run_command(*, history_days: int | None = None) -> int:
     from persistence.db import database_url, make_engine, session_factory
 
     cfg = get_settings()
-    db = make_engine(database_url(cfg))
+    db = make_engine(database_url(cfg.database_url))
     now = datetime.now(UTC)
     run_id = f"manual-{now:%Y%m%dT%H%M%S}"
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -427,7 +427,7 @@ def run_command(*, mode: Mode | None = None, as_json: bool = False) -> int:
 
     async def main() -> RunResult:
         client = make_async_redis(cfg)
-        db = make_engine(database_url(cfg), pool_size=1, max_overflow=1)
+        db = make_engine(database_url(cfg.database_url), pool_size=1, max_overflow=1)
         try:
             engine = StockEngine(client, cfg)
             return await run_recorded(

@@ -300,7 +300,7 @@ def run_scheduler(settings: Settings | None = None) -> None:
 
     async def main() -> None:
         client = make_async_redis(cfg)
-        db = make_engine(database_url(cfg), pool_size=2, max_overflow=2)
+        db = make_engine(database_url(cfg.database_url), pool_size=2, max_overflow=2)
         try:
             wms: WmsSource | None = wms_from_settings(cfg)
         except WmsError as exc:

@@ -485,7 +485,7 @@ def run_verify(*, wait_s: float = 30.0) -> int:
     from persistence.db import database_url, make_engine
 
     settings = get_settings()
-    engine = make_engine(database_url(settings))
+    engine = make_engine(database_url(settings.database_url))
     try:
         diffs = verify(make_sync_redis(settings), engine, settings, wait_s=wait_s)
     finally:

@@ -544,7 +544,7 @@ def run_warmup(*, if_empty: bool = False) -> str:
     from persistence.db import database_url, make_engine
 
     settings = get_settings()
-    engine = make_engine(database_url(settings))
+    engine = make_engine(database_url(settings.database_url))
     try:
         report = warmup(make_sync_redis(settings), engine, settings, if_needed=if_empty)
     except WarmupBlocked as exc:

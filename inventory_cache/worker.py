@@ -733,7 +733,7 @@ def run_worker(
         config.consumer = consumer
     if metrics_port:
         start_http_server(metrics_port)
-    url = database_url(settings)
+    url = database_url(settings.database_url)
     sinks = [make_sink(url) for _ in range(1 if is_sqlite(url) else connections)]
     database = make_engine(url, pool_size=1, max_overflow=1)
     w = Worker(make_sync_redis(settings), sinks, settings, config, database=database)

@@ -15,8 +15,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from inventory_cache.settings import Settings
-
 DEMO_DIR = Path(".demo")
 DEMO_DATABASE_URL = f"sqlite+pysqlite:///{DEMO_DIR / 'inventory.sqlite3'}"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -30,9 +28,10 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def database_url(settings: Settings | None = None) -> str:
-    """The configured URL, or the demo's SQLite file when none is set."""
-    url = settings.database_url if settings is not None else None
+def database_url(url: str | None = None) -> str:
+    """The configured URL (`Settings.database_url`), or the demo's SQLite file when none
+    is set. It takes the URL, not the settings: the persistence layer knows nothing of the
+    service above it."""
     return normalize_url(url) if url else DEMO_DATABASE_URL
 
 

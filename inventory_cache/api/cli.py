@@ -71,7 +71,7 @@ def _database() -> Any:
     from inventory_cache.settings import get_settings
     from persistence.db import database_url, make_engine
 
-    return make_engine(database_url(get_settings()))
+    return make_engine(database_url(get_settings().database_url))
 
 
 def _mirror() -> tuple[Any, Any] | None:

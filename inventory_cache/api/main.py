@@ -118,7 +118,7 @@ def create_app(
             if db is None:
                 from persistence.db import database_url, make_engine
 
-                db = make_engine(database_url(settings), pool_size=5, max_overflow=5)
+                db = make_engine(database_url(settings.database_url), pool_size=5, max_overflow=5)
                 stack.callback(db.dispose)
             ledger = Ledger(db)
             if eng.archive is None:
