@@ -16,7 +16,9 @@
    alternating and their order reversed every other round; each figure is the median of
    the rounds with their min-max, and the 1-minute load average around each row.
 3. Stops the servers and runs `scripts/bench_engine_vs_pg.py` (no HTTP), then the other
-   areas' scripts if present: `bench_engine.py`, `bench_writebehind.py`, `bench_cluster.py`.
+   areas' scripts if present: `bench_engine.py`, `bench_writebehind.py`, `bench_cluster.py`
+   and any later `bench_*.py` with its defaults, except those that run on their own
+   (`ON_THEIR_OWN`: the abuse, before-and-after, steady-memory and pressure runs).
 4. Prints the tables; with `--write` replaces the `## Machine and commands`, `## HTTP` and
    `## Engine vs PostgreSQL` sections of BENCHMARKS.md (others' sections are kept) and
    saves the summary chart beside it.
@@ -57,6 +59,14 @@ SCRIPTS = ROOT / "scripts"
 BIN = Path(sys.executable).parent
 MY_SECTIONS = ("Machine and commands", "HTTP", "Engine vs PostgreSQL")
 OTHER_BENCHES = ("bench_engine.py", "bench_writebehind.py", "bench_cluster.py")
+# Scripts that do not fit a run of the others with their defaults: each updates its own
+# section of BENCHMARKS.md when run on its own, as its docstring says.
+ON_THEIR_OWN = {
+    "bench_abuse.py": "one attack after another, about 5 min",
+    "bench_before_after.py": "an older commit against this checkout, about 10 min",
+    "bench_memory_steady.py": "a 5-minute steady load",
+    "bench_pressure.py": "one run per `--scenario`",
+}
 UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
 
 
@@ -580,7 +590,7 @@ def replace_sections(text: str, sections: dict[str, str]) -> str:
 def other_benches() -> list[Path]:
     """The other areas' bench scripts: the known ones first, then any later `bench_*.py`."""
     found = [SCRIPTS / n for n in OTHER_BENCHES if (SCRIPTS / n).exists()]
-    mine = {"bench_all.py", "bench_engine_vs_pg.py", *OTHER_BENCHES}
+    mine = {"bench_all.py", "bench_engine_vs_pg.py", *OTHER_BENCHES, *ON_THEIR_OWN}
     return found + sorted(p for p in SCRIPTS.glob("bench_*.py") if p.name not in mine)
 
 
@@ -592,6 +602,9 @@ def run_others(out: Path, each: float, until: float) -> list[str]:
         f"- `scripts/{n}`: not present in this checkout"
         for n in OTHER_BENCHES
         if not (SCRIPTS / n).exists()
+    ] + [
+        f"- `scripts/{n}`: not run here ({why}); run it on its own"
+        for n, why in ON_THEIR_OWN.items()
     ]
     for path in other_benches():
         timeout = min(each, until - time.monotonic())

@@ -78,3 +78,16 @@ def test_a_flash_sale_row_keeps_the_worst_oversell_of_its_rounds() -> None:
     assert row["spread"]["sold_per_s"] == (50, 70)
     assert row["flash_sale"]["oversold"] == 2
     assert row["flash_sale"]["ok"] is False
+
+
+def test_the_other_benches_run_here_are_those_that_run_with_their_defaults() -> None:
+    """bench_pressure needs `--scenario`, and the abuse, before-and-after and steady-memory
+    runs take minutes each: run beside the others with a 150 s budget, they only failed
+    or were stopped, and the run said nothing about them."""
+    ran = [p.name for p in bench_all.other_benches()]
+
+    assert ran[:3] == list(bench_all.OTHER_BENCHES)
+    assert not set(ran) & set(bench_all.ON_THEIR_OWN)
+    assert {"bench_feed.py", "bench_asgi.py", "bench_forecast.py"} <= set(ran)
+    for name in bench_all.ON_THEIR_OWN:
+        assert (bench_all.SCRIPTS / name).exists(), name
