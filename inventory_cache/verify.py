@@ -41,8 +41,8 @@ import sqlalchemy as sa
 from inventory_cache import behind
 from inventory_cache.engine import parse_stock, wall_clock_ms
 from inventory_cache.keys import Keys
+from inventory_cache.lag import GROUP
 from inventory_cache.settings import Settings
-from inventory_cache.worker import GROUP
 from persistence.models import (
     BundleDefinition,
     CustomerCount,

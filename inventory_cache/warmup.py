@@ -58,10 +58,10 @@ from inventory_cache.apikeys import rebuild_mirror
 from inventory_cache.engine import wall_clock_ms
 from inventory_cache.errors import raise_for_reply
 from inventory_cache.keys import Keys
+from inventory_cache.lag import GROUP
 from inventory_cache.redis_policy import require_safe_policy
 from inventory_cache.scripts import Script, scripts_for
 from inventory_cache.settings import Settings
-from inventory_cache.worker import GROUP
 from persistence.models import (
     BundleDefinition,
     CustomerCount,
