@@ -467,6 +467,13 @@ def test_a_read_only_key_sees_no_button_that_writes(
 ) -> None:
     from playwright.sync_api import expect
 
+    for ref, location in (("in-ro-1", "north"), ("in-ro-2", "south")):
+        stack.call(
+            "POST",
+            "/v1/inbound",
+            "warehouse",
+            {"ref": ref, "sku": "READ-ONLY-1", "location": location, "qty": 3},
+        )
     page = console("read")
     expect(page.get_by_role("navigation", name="Pages").get_by_role("link")).to_have_text(
         ["Stock", "Alerts", "Health"]
@@ -475,7 +482,7 @@ def test_a_read_only_key_sees_no_button_that_writes(
     for name in ("stock", "alerts", "health", "store", "reconcile"):
         page.goto(f"{stack.url}/console#{name}")
         if name == "stock":
-            page.get_by_label("SKU or barcode (type or scan)").fill("LOOK-1")
+            page.get_by_label("SKU or barcode (type or scan)").fill("READ-ONLY-1")
             page.keyboard.press("Enter")
             expect(page.locator("#stock-levels tbody tr")).to_have_count(2)
         seen[name] = visible_buttons(page)
