@@ -33,7 +33,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -250,6 +250,31 @@ def _parse(group: int, entry_id: bytes | str, raw: Mapping[bytes, bytes]) -> Fee
         return None
 
 
+class CatchupBudget:
+    """Catch-up entries per second for every reader of one process together.
+
+    Readers that resume read as fast as the event loop lets them, and a cheaper entry
+    only lets them read more: isolation needs a bound on their share. Each slice of a
+    catch-up read takes its entries from this budget; a reader over it waits, in the
+    order they asked (the debt of those before it is its wait). Live delivery (the hub's
+    queue) does not count.
+    """
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self._clock = clock
+        self._tokens = per_second  # a second's worth at once
+        self._at = clock()
+
+    def wait_for(self, entries: int) -> float:
+        """Take `entries`; the seconds the taker must wait before reading them."""
+        now = self._clock()
+        self._tokens = min(self.per_second, self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        self._tokens -= entries
+        return max(0.0, -self._tokens / self.per_second)
+
+
 async def read_range(
     client: Any,
     keys: Keys,
@@ -260,6 +285,7 @@ async def read_range(
     budget: int = 2048,
     gate: asyncio.Semaphore | None = None,
     slice_events: int = 64,
+    pace: CatchupBudget | None = None,
 ) -> AsyncIterator[FeedEvent]:
     """Entries of every group with `after < position <= upto`, in position order.
 
@@ -275,7 +301,8 @@ async def read_range(
       process), which bounds the Redis connections and the parsing that catch-up reads
       take at once, however many readers resume together;
     - every `slice_events` entries it yields to the event loop, so a long catch-up never
-      holds the loop for more than a slice.
+      holds the loop for more than a slice, and with `pace` (the hub's budget) it waits
+      there for as long as the process's catch-up entries per second require.
     """
     bounds: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
     for g in keys.all_groups():
@@ -321,7 +348,7 @@ async def read_range(
             yield event
         sent += 1
         if sent % slice_events == 0:
-            await asyncio.sleep(0)
+            await asyncio.sleep(pace.wait_for(slice_events) if pace else 0)
         if not buf and more[g]:
             # Every other group with entries left is in the heap with its head, which a
             # top-up leaves in place; only `g` needs pushing back.
@@ -419,8 +446,11 @@ class FeedHub:
         retry_seconds: float = 0.5,
         poll_ms: int = 20,
         catchup_concurrency: int = 4,
+        catchup_per_second: float = 0,
     ) -> None:
         self.client = client
+        # ... and take at most this many entries a second between them (0: no bound).
+        self.catchup_budget = CatchupBudget(catchup_per_second) if catchup_per_second else None
         # Catch-up reads (resumes, lagged readers) of every reader of this process take
         # turns through this gate: at most this many Redis connections and parsing
         # slices at once, whether 2 or 1,000 readers resume (see `read_range`).
@@ -613,7 +643,13 @@ async def follow(
             if backlog is not None:
                 upto, backlog = backlog, None
                 async for ev in read_range(
-                    hub.client, hub.keys, last, upto, page=page, gate=hub.catchup
+                    hub.client,
+                    hub.keys,
+                    last,
+                    upto,
+                    page=page,
+                    gate=hub.catchup,
+                    pace=hub.catchup_budget,
                 ):
                     if ev.view(flt) is not None:
                         yield ev

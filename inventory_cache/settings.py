@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # key; beyond either, 429 `rate_limited`.
     feed_max_clients: int = Field(default=500, ge=1, le=100_000)
     feed_max_clients_per_key: int = Field(default=20, ge=1, le=100_000)
+    # Stream entries a second that the resuming readers of one API process read between
+    # them (0: no bound): what catching up may take of the event loop from everyone else.
+    feed_catchup_per_second: int = Field(default=5000, ge=0, le=10_000_000)
 
     @model_validator(mode="after")
     def _default_burst(self) -> Settings:

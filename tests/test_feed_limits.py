@@ -122,6 +122,53 @@ async def test_a_thousand_readers_resuming_from_the_start_use_a_bounded_number_o
     assert len(pool._in_use_connections) == kept  # every connection went back
 
 
+def test_the_catchup_budget_gives_a_seconds_worth_then_makes_readers_wait_in_turn() -> None:
+    from inventory_cache.feed import CatchupBudget
+
+    now = [100.0]
+    budget = CatchupBudget(1000, clock=lambda: now[0])
+
+    assert budget.wait_for(600) == 0  # a second's worth is there at once
+    assert budget.wait_for(400) == 0
+    assert budget.wait_for(500) == pytest.approx(0.5)  # the next half second's
+    assert budget.wait_for(500) == pytest.approx(1.0)  # and the one after it: in turn
+    now[0] += 1.0
+    assert budget.wait_for(0) == 0  # the debt is paid a second later
+    now[0] += 60.0
+    assert budget.wait_for(1000) == 0  # an idle minute saves no more than a second
+
+
+async def test_resuming_readers_read_at_most_the_hubs_entries_per_second_between_them(
+    engine_on_real_redis: StockEngine,
+) -> None:
+    """Readers that resume from far back take the event loop from every other request
+    (`BENCHMARKS.md`, "Pressure"): the hub's budget bounds what they read together."""
+    engine = engine_on_real_redis
+    await fill(engine, 300)
+    hub = FeedHub(engine.client, engine.keys, block_ms=100, catchup_per_second=500)
+
+    async def reader() -> int:
+        got = 0
+        async for _ in read_range(
+            engine.client,
+            engine.keys,
+            Position(0, 0, 0),
+            Position.end_of(2**50),
+            slice_events=50,
+            pace=hub.catchup_budget,
+        ):
+            got += 1
+        return got
+
+    started = asyncio.get_running_loop().time()
+    counts = await asyncio.gather(reader(), reader())
+    took = asyncio.get_running_loop().time() - started
+
+    assert counts == [300, 300]
+    # 600 entries at 500 a second, the first second's worth at once: about 0.2 s more.
+    assert 0.15 <= took < 2.0
+
+
 async def test_a_resume_holds_at_most_its_budget_of_entries_whatever_the_range(
     engine_on_real_redis: StockEngine,
 ) -> None:

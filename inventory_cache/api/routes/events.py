@@ -106,7 +106,11 @@ def get_feed(request: Request) -> Feed:
     if feed is None or feed.hub.client is not services.engine.client:
         cfg = services.settings
         feed = Feed(
-            FeedHub(services.engine.client, services.engine.keys),
+            FeedHub(
+                services.engine.client,
+                services.engine.keys,
+                catchup_per_second=cfg.feed_catchup_per_second,
+            ),
             max_clients=cfg.feed_max_clients,
             max_clients_per_key=cfg.feed_max_clients_per_key,
         )
