@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # (0: no limit; one-line orders are not counted);
     # beyond it, 429 `rate_limited` with Retry-After (see api/inflight.py).
     max_lines_in_flight_per_key: int = Field(default=200, ge=0, le=1_000_000)
+    # Lines of multi-line reservations one API process places at once, all keys together
+    # (0: no limit); further orders wait their turn (see api/inflight.py).
+    max_lines_in_flight: int = Field(default=100, ge=0, le=1_000_000)
     # Live feed (`GET /v1/events`) streams open at once in one API process, and per API
     # key; beyond either, 429 `rate_limited`.
     feed_max_clients: int = Field(default=500, ge=1, le=100_000)

@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.types import Scope
 
 from inventory_cache.api.idempotency import IdempotencyStore
-from inventory_cache.api.inflight import LinesInFlight
+from inventory_cache.api.inflight import LineQueue, LinesInFlight
 from inventory_cache.api.ledger import Ledger
 from inventory_cache.api.metrics import Metrics
 from inventory_cache.api.nearcache import NearCache
@@ -49,6 +49,7 @@ class Services:
     status: StatusMonitor
     limiter: RateLimiter | None = None  # None: INVENTORY_RATE_LIMIT_PER_SECOND is 0
     lines_in_flight: LinesInFlight = field(default_factory=LinesInFlight)
+    line_queue: LineQueue = field(default_factory=lambda: LineQueue(0))
 
 
 def get_services(request: Request) -> Services:

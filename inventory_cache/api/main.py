@@ -24,6 +24,7 @@ from inventory_cache.api import docs, openapi, problems
 from inventory_cache.api.deps import Services
 from inventory_cache.api.gateway import Gateway
 from inventory_cache.api.idempotency import IdempotencyStore
+from inventory_cache.api.inflight import LineQueue
 from inventory_cache.api.ledger import Ledger
 from inventory_cache.api.metrics import Metrics
 from inventory_cache.api.nearcache import NearCache, Tracker
@@ -156,6 +157,7 @@ def create_app(
                 ledger=ledger,
                 status=status,
                 limiter=RateLimiter.from_settings(eng, settings),
+                line_queue=LineQueue(settings.max_lines_in_flight),
             )
             # A Redis that came back behind the ledger must not serve a single request of
             # the groups concerned: check once before the first one, and whenever the

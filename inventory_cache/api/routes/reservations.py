@@ -70,16 +70,17 @@ async def reserve(request: Request) -> Response:
     limit = services.settings.max_lines_in_flight_per_key
     try:
         with services.lines_in_flight.hold(principal.key_id, len(lines), limit):
-            res = await services.metrics.timed(
-                "reserve",
-                services.engine.reserve(
-                    order_id=body.order_id,
-                    lines=lines,
-                    ttl_seconds=body.ttl_seconds,
-                    owner=principal.key_id,
-                    customer_id=body.customer_id,
-                ),
-            )
+            async with services.line_queue.turn(len(lines)):
+                res = await services.metrics.timed(
+                    "reserve",
+                    services.engine.reserve(
+                        order_id=body.order_id,
+                        lines=lines,
+                        ttl_seconds=body.ttl_seconds,
+                        owner=principal.key_id,
+                        customer_id=body.customer_id,
+                    ),
+                )
     except InsufficientStock:
         services.metrics.reservations.labels("insufficient_stock").inc()
         raise
