@@ -57,7 +57,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -152,25 +152,31 @@ def _pending(batch: dict[str, list[asyncio.Future[bool]]]) -> list[asyncio.Futur
 _FINISHED_IDS = "SELECT order_id FROM reservations WHERE order_id = ANY(%s) AND status = ANY(%s)"
 
 
-class PgFinishedIds:
-    """Which order ids are finished, asked on a connection of its own from the event loop:
-    no worker thread, no pool checkout and ping, no transaction; one round trip (a
-    prepared statement) per batch. A connection that failed or was given up is closed,
-    and the next batch connects anew."""
+class OwnConnection:
+    """A psycopg connection that one user keeps to itself: opened on first use (then
+    `setup`), closed and forgotten on any failure or cancellation, so that the next use
+    connects anew rather than finding a connection in an unknown state."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        setup: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]] | None = None,
+    ) -> None:
         self._url = libpq_url(url)
+        self._setup = setup
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
-    async def __call__(self, order_ids: list[str]) -> set[str]:
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         conn = self._conn
         try:
             if conn is None:
                 conn = self._conn = await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True
+                    self._url, autocommit=True, connect_timeout=5
                 )
-            cur = await conn.execute(_FINISHED_IDS, (order_ids, list(FINISHED)), prepare=True)
-            return {row[0] for row in await cur.fetchall()}
+                if self._setup is not None:
+                    await self._setup(conn)
+            yield conn
         except BaseException:
             self._conn = None
             if conn is not None:
@@ -181,6 +187,24 @@ class PgFinishedIds:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+
+class PgFinishedIds:
+    """Which order ids are finished, asked on a connection of its own from the event loop:
+    no worker thread, no pool checkout and ping, no transaction; one round trip (a
+    prepared statement) per batch. A connection that failed or was given up is closed,
+    and the next batch connects anew."""
+
+    def __init__(self, url: str) -> None:
+        self._own = OwnConnection(url)
+
+    async def __call__(self, order_ids: list[str]) -> set[str]:
+        async with self._own.use() as conn:
+            cur = await conn.execute(_FINISHED_IDS, (order_ids, list(FINISHED)), prepare=True)
+            return {row[0] for row in await cur.fetchall()}
+
+    async def aclose(self) -> None:
+        await self._own.aclose()
 
 
 # One snapshot for both statements (REPEATABLE READ): every transaction it does not see
@@ -209,14 +233,13 @@ class FinishedFilter:
     """
 
     def __init__(self, url: str, clock: Callable[[], float] = time.monotonic) -> None:
-        self._url = libpq_url(url)
+        self._own = OwnConnection(url, _read_only_snapshots)
         self._clock = clock
         self._bloom: Bloom | None = None
         self._capacity = 0
         self._count = 0
         self._since: tuple[int, list[int]] = (0, [])
         self._read_at = -TRUST_S
-        self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -237,23 +260,10 @@ class FinishedFilter:
     async def refresh(self) -> None:
         """Read the finished ids committed since the last read (all of them the first time,
         or when the filter is full)."""
-        async with self._lock:
+        async with self._lock, self._own.use() as conn:
             full = self._bloom is None or self._count > self._capacity
-            conn = self._conn
-            try:
-                if conn is None:
-                    conn = self._conn = await psycopg.AsyncConnection.connect(
-                        self._url, autocommit=True, connect_timeout=5
-                    )
-                    await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
-                    await conn.set_read_only(True)
-                with anyio.fail_after(LOAD_TIMEOUT_S if full else TRUST_S):
-                    await (self._load_all(conn) if full else self._load_since(conn))
-            except BaseException:
-                self._conn = None
-                if conn is not None:
-                    await conn.close()
-                raise
+            with anyio.fail_after(LOAD_TIMEOUT_S if full else TRUST_S):
+                await (self._load_all(conn) if full else self._load_since(conn))
 
     async def run(self) -> None:
         """Refresh every `REFRESH_S` until cancelled; a failure is logged once and retried."""
@@ -273,9 +283,7 @@ class FinishedFilter:
 
     async def aclose(self) -> None:
         async with self._lock:
-            if self._conn is not None:
-                await self._conn.close()
-                self._conn = None
+            await self._own.aclose()
 
     async def _load_all(self, conn: psycopg.AsyncConnection[Any]) -> None:
         started = self._clock()
@@ -310,6 +318,11 @@ class FinishedFilter:
         row = await cur.fetchone()
         assert row is not None
         return int(row[0]), list(row[1])
+
+
+async def _read_only_snapshots(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+    await conn.set_read_only(True)
 
 
 class OrderArchive:

@@ -103,23 +103,32 @@ async def test_concurrent_lookups_of_new_order_ids_share_one_query() -> None:
     assert asked == [[f"o-{i}" for i in range(10)]]
 
 
-async def test_the_archive_asks_postgresql_which_ids_are_finished_and_only_then_for_lines(
-    api: Api, api_database: api_support.Database
+async def a_cancelled_order_in_the_ledger(
+    api: Api, database: api_support.Database, sku: str, order_id: str
 ) -> None:
-    from inventory_cache.archive import OrderArchive
-
-    sku = "archived-sku"  # not in the module's ledger yet: its versions start at 1
+    """`order_id` reserved 2 of `sku` (stocked with 5 at north) and was cancelled; the
+    worker has written it all. The SKU must be new to the module's ledger."""
     stocked = await api.client.post(
         "/v1/inbound",
         json={"ref": "po", "sku": sku, "location": "north", "qty": 5},
         headers=api.auth("warehouse"),
     )
     assert stocked.status_code == 200
-    body = {"order_id": "o-done", "lines": [{"sku": sku, "qty": 2}]}
+    body = {"order_id": order_id, "lines": [{"sku": sku, "qty": 2}]}
     checkout = api.auth("checkout")
     assert (await api.client.post("/v1/reservations", json=body, headers=checkout)).is_success
-    assert (await api.client.post("/v1/reservations/o-done/cancel", headers=checkout)).is_success
-    drain_into_ledger(api.engine.settings, api_database.url)
+    cancelled = await api.client.post(f"/v1/reservations/{order_id}/cancel", headers=checkout)
+    assert cancelled.is_success
+    drain_into_ledger(api.engine.settings, database.url)
+
+
+async def test_the_archive_asks_postgresql_which_ids_are_finished_and_only_then_for_lines(
+    api: Api, api_database: api_support.Database
+) -> None:
+    from inventory_cache.archive import OrderArchive
+
+    sku = "archived-sku"
+    await a_cancelled_order_in_the_ledger(api, api_database, sku, "o-done")
 
     archive = OrderArchive(api_database.engine, api.engine.keys)
     try:
@@ -154,19 +163,7 @@ async def test_once_its_filter_is_read_the_archive_asks_postgresql_only_for_fini
     and is found."""
     from inventory_cache.archive import OrderArchive
 
-    sku = "filtered-sku"
-    stocked = await api.client.post(
-        "/v1/inbound",
-        json={"ref": "po", "sku": sku, "location": "north", "qty": 5},
-        headers=api.auth("warehouse"),
-    )
-    assert stocked.status_code == 200
-    body = {"order_id": "o-filtered", "lines": [{"sku": sku, "qty": 2}]}
-    checkout = api.auth("checkout")
-    assert (await api.client.post("/v1/reservations", json=body, headers=checkout)).is_success
-    cancelled = await api.client.post("/v1/reservations/o-filtered/cancel", headers=checkout)
-    assert cancelled.is_success
-    drain_into_ledger(api.engine.settings, api_database.url)
+    await a_cancelled_order_in_the_ledger(api, api_database, "filtered-sku", "o-filtered")
 
     archive = OrderArchive(api_database.engine, api.engine.keys)
     try:
