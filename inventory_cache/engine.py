@@ -589,11 +589,13 @@ class StockEngine:
         That no component is a bundle is checked here, before the write, and a component
         is always locked as the plain SKU: a SKU made a bundle later, while it is a
         component of another, is sold within that other as its own stock (one level of
-        expansion, never recursion).
+        expansion, never recursion). Likewise a SKU with a per-customer limit is not made
+        a bundle (see `set_limit`).
 
         Raises:
             ValidationError: 0 or over 20 components, a duplicate, a bad qty, the bundle
-                among its own components, or a component that is a bundle.
+                among its own components, a component that is a bundle, or a bundle SKU
+                that has a per-customer limit.
         """
         v.ident(sku, "sku")
         if not 1 <= len(components) <= v.MAX_COMPONENTS:
@@ -610,6 +612,13 @@ class StockEngine:
             if c.sku in seen:
                 raise ValidationError(f"component {c.sku} is listed twice", field="components")
             seen.add(c.sku)
+        if await self._limited(sku):
+            raise ValidationError(
+                f"{sku} has a per-customer limit: a bundle sells as its components, so the "
+                "limit would never be checked; remove it (DELETE /v1/limits/{sku}) or limit "
+                "the components",
+                field="sku",
+            )
         nested = sorted(await self._definitions(sorted(seen)))
         if nested:
             raise ValidationError(
@@ -690,11 +699,25 @@ class StockEngine:
         self, *, sku: str, per_customer: int, window_seconds: int | None = None
     ) -> CustomerLimit:
         """At most `per_customer` units of `sku` per customer, over a rolling window of
-        `window_seconds` or (None) the SKU's lifetime; counted from the next reservation."""
+        `window_seconds` or (None) the SKU's lifetime; counted from the next reservation.
+
+        Not on a bundle's SKU: a bundle line is reserved as its components, whose own
+        limits are checked then, and a limit of the bundle's SKU would never be. Checked
+        before the write, as `put_bundle` checks the other way round.
+
+        Raises:
+            ValidationError: a bad value, or `sku` is a bundle.
+        """
         v.ident(sku, "sku")
         v.qty(per_customer, "per_customer")
         if window_seconds is not None:
             v.window(window_seconds)
+        if await self._definitions([sku]):
+            raise ValidationError(
+                f"{sku} is a bundle: it sells as its components, so a limit on it would never "
+                "be checked; limit its components instead",
+                field="sku",
+            )
         await self._set_limit(sku, per_customer, window_seconds or 0)
         return CustomerLimit(sku, per_customer, window_seconds)
 
@@ -708,6 +731,9 @@ class StockEngine:
         reply = await self._set_limit(sku, 0, 0)
         if not reply["previous"]:
             raise NotFound(f"no per-customer limit on {sku}")
+
+    async def _limited(self, sku: str) -> bool:
+        return bool(int(await self.batcher.command("HGET", self.keys.limit(sku), "n") or 0))
 
     async def _set_limit(self, sku: str, per_customer: int, window: int) -> dict[str, Any]:
         g = self.keys.group_of(sku)

@@ -103,6 +103,25 @@ async def test_a_component_may_not_be_a_bundle(engine: StockEngine, backend: Any
     assert await backend.exists(engine.keys.bundle("outer")) == 0
 
 
+async def test_a_bundle_sku_takes_no_per_customer_limit_and_a_limited_sku_is_no_bundle(
+    engine: StockEngine, backend: Any
+) -> None:
+    """A bundle sells as its components, whose limits are checked when it is reserved; a
+    limit on the bundle's own SKU would never be: refused rather than ignored."""
+    await engine.put_bundle("kit", [Component("A", 1)])
+    await engine.set_limit(sku="limited", per_customer=2)
+
+    with pytest.raises(ValidationError, match="kit is a bundle"):
+        await engine.set_limit(sku="kit", per_customer=1)
+    with pytest.raises(ValidationError, match="limited has a per-customer limit"):
+        await engine.put_bundle("limited", [Component("A", 1)])
+
+    assert await backend.exists(engine.keys.limit("kit")) == 0
+    assert await backend.exists(engine.keys.bundle("limited")) == 0
+    await engine.delete_limit("limited")  # once the limit is gone, it may become a bundle
+    assert (await engine.put_bundle("limited", [Component("A", 1)])).sku == "limited"
+
+
 async def test_availability_is_the_whole_kits_the_components_cover(
     engine: StockEngine, parts: tuple[str, str]
 ) -> None:
