@@ -216,7 +216,13 @@ _SNAPSHOT = (
     " FROM pg_current_snapshot() s"
 )
 _COUNT_FINISHED = "SELECT count(*) FROM reservations WHERE finished_xid IS NOT NULL"
-_ALL_FINISHED = "SELECT order_id FROM reservations WHERE finished_xid IS NOT NULL"
+# Pages of the finished ids by order id (the primary key), so that a full read holds one
+# page at a time and no server-side cursor that a cancelled read could leave open.
+_FINISHED_PAGE = (
+    "SELECT order_id FROM reservations WHERE finished_xid IS NOT NULL AND order_id > %s"
+    " ORDER BY order_id LIMIT %s"
+)
+LOAD_PAGE = 10_000
 _FINISHED_SINCE = (
     "SELECT order_id FROM reservations WHERE finished_xid >= %s OR finished_xid = ANY(%s)"
 )
@@ -293,11 +299,14 @@ class FinishedFilter:
             count = int((await cur.fetchone() or (0,))[0])
             capacity = max(MIN_CAPACITY, 2 * count)
             bloom = Bloom(capacity, FALSE_POSITIVES)
-            async with conn.cursor(name="finished_ids") as named:
-                named.itersize = 10_000
-                await named.execute(_ALL_FINISHED)
-                async for (order_id,) in named:
-                    bloom.add(order_id)
+            after = ""
+            while True:
+                cur = await conn.execute(_FINISHED_PAGE, (after, LOAD_PAGE), prepare=True)
+                page = [order_id for (order_id,) in await cur.fetchall()]
+                bloom.update(page)
+                if len(page) < LOAD_PAGE:
+                    break
+                after = page[-1]
         self._bloom, self._capacity, self._count = bloom, capacity, count
         self._since, self._read_at = since, started
 

@@ -234,6 +234,7 @@ async def test_a_filter_holding_more_ids_than_it_was_sized_for_is_read_again_twi
     from inventory_cache.archive import FinishedFilter
 
     monkeypatch.setattr(archive, "MIN_CAPACITY", 4)
+    monkeypatch.setattr(archive, "LOAD_PAGE", 2)  # a full read goes page after page
     finished = FinishedFilter(api_database.url)
     try:
         await finished.refresh()
