@@ -457,6 +457,9 @@ def _run_workers(cfg: Config, results_dir: str) -> list[dict[str, Any]]:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            for pipe in (p.stdin, p.stdout):
+                if pipe is not None:
+                    pipe.close()
 
 
 def run(cfg: Config, chart: str | None = None) -> dict[str, Any]:

@@ -91,13 +91,14 @@ class Stack:
             "INVENTORY_SLOT_GROUPS": str(self.settings.slot_groups),
             "INVENTORY_DATABASE_URL": self.url,
         }
-        log = (self.tmp / f"{consumer}.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-c", DRIVER, consumer, str(batch), str(kill_at), str(self.marker)],
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
+        args = [consumer, str(batch), str(kill_at), str(self.marker)]
+        with (self.tmp / f"{consumer}.log").open("ab") as log:  # the worker has its own copy
+            proc = subprocess.Popen(
+                [sys.executable, "-c", DRIVER, *args],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
         self.procs.append(proc)
         return proc
 
