@@ -268,8 +268,12 @@ class FinishedFilter:
         or when the filter is full)."""
         async with self._lock, self._own.use() as conn:
             full = self._bloom is None or self._count > self._capacity
+            started = self._clock()
             with anyio.fail_after(LOAD_TIMEOUT_S if full else TRUST_S):
-                await (self._load_all(conn) if full else self._load_since(conn))
+                async with conn.transaction():
+                    since = await self._snapshot(conn)
+                    await (self._load_all(conn) if full else self._load_since(conn))
+            self._since, self._read_at = since, started
 
     async def run(self) -> None:
         """Refresh every `REFRESH_S` until cancelled; a failure is logged once and retried."""
@@ -292,34 +296,26 @@ class FinishedFilter:
             await self._own.aclose()
 
     async def _load_all(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        started = self._clock()
-        async with conn.transaction():
-            since = await self._snapshot(conn)
-            cur = await conn.execute(_COUNT_FINISHED)
-            count = int((await cur.fetchone() or (0,))[0])
-            capacity = max(MIN_CAPACITY, 2 * count)
-            bloom = Bloom(capacity, FALSE_POSITIVES)
-            after = ""
-            while True:
-                cur = await conn.execute(_FINISHED_PAGE, (after, LOAD_PAGE), prepare=True)
-                page = [order_id for (order_id,) in await cur.fetchall()]
-                bloom.update(page)
-                if len(page) < LOAD_PAGE:
-                    break
-                after = page[-1]
+        cur = await conn.execute(_COUNT_FINISHED)
+        count = int((await cur.fetchone() or (0,))[0])
+        capacity = max(MIN_CAPACITY, 2 * count)
+        bloom = Bloom(capacity, FALSE_POSITIVES)
+        after = ""
+        while True:
+            cur = await conn.execute(_FINISHED_PAGE, (after, LOAD_PAGE), prepare=True)
+            page = [order_id for (order_id,) in await cur.fetchall()]
+            bloom.update(page)
+            if len(page) < LOAD_PAGE:
+                break
+            after = page[-1]
         self._bloom, self._capacity, self._count = bloom, capacity, count
-        self._since, self._read_at = since, started
 
     async def _load_since(self, conn: psycopg.AsyncConnection[Any]) -> None:
         assert self._bloom is not None
-        started = self._clock()
-        async with conn.transaction():
-            since = await self._snapshot(conn)
-            cur = await conn.execute(_FINISHED_SINCE, self._since, prepare=True)
-            ids = [order_id for (order_id,) in await cur.fetchall()]
+        cur = await conn.execute(_FINISHED_SINCE, self._since, prepare=True)
+        ids = [order_id for (order_id,) in await cur.fetchall()]
         self._bloom.update(ids)
         self._count += len(ids)
-        self._since, self._read_at = since, started
 
     @staticmethod
     async def _snapshot(conn: psycopg.AsyncConnection[Any]) -> tuple[int, list[int]]:

@@ -449,12 +449,12 @@ class FeedHub:
         catchup_per_second: float = 0,
     ) -> None:
         self.client = client
-        # ... and take at most this many entries a second between them (0: no bound).
-        self.catchup_budget = CatchupBudget(catchup_per_second) if catchup_per_second else None
         # Catch-up reads (resumes, lagged readers) of every reader of this process take
         # turns through this gate: at most this many Redis connections and parsing
-        # slices at once, whether 2 or 1,000 readers resume (see `read_range`).
+        # slices at once, whether 2 or 1,000 readers resume (see `read_range`) ...
         self.catchup = asyncio.Semaphore(catchup_concurrency)
+        # ... and take at most this many entries a second between them (0: no bound).
+        self.catchup_budget = CatchupBudget(catchup_per_second) if catchup_per_second else None
         self._starting = asyncio.Lock()
         self.keys = keys
         self.queue_limit = queue_limit
