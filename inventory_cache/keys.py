@@ -74,6 +74,23 @@ class Keys:
         may hold `:`."""
         return f"{self.tag(self.group_of(sku))}:cc:{len(sku)}:{sku}:{customer_id}"
 
+    def preorders(self, sku: str) -> str:
+        """The pre-order book of a SKU (hash, in the SKU's group): `#` the last sequence
+        number given, `<seq>` one pre-order line as JSON `[order, token, location, qty,
+        expected_at ms, state]`, state `a` (awaiting its incoming stock), `l` (converted
+        into an ordinary lock when the stock was received) or `u` (uncovered: the
+        incoming stock was cancelled or came short). Entries leave when their order
+        settles. The open incoming records themselves live in the stock hash (`n:<ref>`)
+        beside the preorder limit (`p:<loc>`) and the awaiting units (`q:<loc>`), so a
+        product page reads them with the levels in one HGETALL."""
+        return f"{self.tag(self.group_of(sku))}:pq:{sku}"
+
+    def incoming_closed(self, sku: str) -> str:
+        """The received and cancelled incoming records of a SKU (hash, ref -> JSON
+        `[location, qty, expected_at ms, status, received qty]`): what a repeated receive
+        or cancel is answered from."""
+        return f"{self.tag(self.group_of(sku))}:nc:{sku}"
+
     def op(self, kind: str, sku: str, ref: str) -> str:
         """The idempotency record of a movement (`op_suffix`), in the SKU's group."""
         return self.op_of(sku, self.op_suffix(kind, sku, ref))
@@ -96,6 +113,11 @@ class Keys:
 
     def transfer_index(self, transfer_id: str) -> str:
         return f"{self.tag(self.group_of(transfer_id))}:ti:{transfer_id}"
+
+    def incoming_index(self, ref: str) -> str:
+        """The SKU an incoming ref was created for (a string), in the ref's own group, so
+        `POST /v1/incoming/{ref}/receive` finds the record by its ref alone."""
+        return f"{self.tag(self.group_of(ref))}:ni:{ref}"
 
     def barcode(self, gtin: str) -> str:
         """Cached SKU of a barcode (GTIN-14), in the code's own group (barcodes.py)."""

@@ -62,9 +62,17 @@ class LineRequest:
 
 @dataclass(frozen=True, slots=True)
 class ReservedLine:
+    """A line as reserved. A pre-order line (`preorder`) is covered by incoming stock
+    due at `expected_at` (ms): `preorder_status` says whether it still awaits that stock
+    (`awaiting`), became an ordinary lock when the stock came (`locked`) or lost its
+    cover when the stock was cancelled or came short (`uncovered`)."""
+
     sku: str
     qty: int
     location: str
+    preorder: bool = False
+    expected_at: int | None = None
+    preorder_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
