@@ -1,8 +1,12 @@
 """Stock alerts: raised once when a level crosses its threshold, cleared when it recovers.
 
-Two kinds per (sku, location): `low_stock` when available <= the policy's reorder_point
+Three kinds per (sku, location): `low_stock` when available <= the policy's reorder_point
 (only where a policy exists), `oversold` when locked > on_hand (physical truth drove
-on_hand below what was promised; docs/contract.md). An alert is a row of `alerts`: `active` while
+on_hand below what was promised; docs/contract.md), `uncovered` while pre-orders there have
+lost their incoming stock (it was cancelled or came short: those orders cannot ship
+until someone cancels them or finds the stock). The pre-order book is read for the
+(sku, location)s of events that carry pre-order lines (`pre`); other events leave that
+kind as it was. An alert is a row of `alerts`: `active` while
 the condition holds, `cleared_at` set when it stops. At most one active row per
 (sku, location, kind) (a partial unique index), so a condition that holds across many
 changes is one alert, and each new crossing is a new row.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -38,8 +42,8 @@ from persistence.models import Alert, Policy
 
 log = logging.getLogger(__name__)
 
-AlertKind = Literal["low_stock", "oversold"]
-KINDS: tuple[AlertKind, ...] = ("low_stock", "oversold")
+AlertKind = Literal["low_stock", "oversold", "uncovered"]
+KINDS: tuple[AlertKind, ...] = ("low_stock", "oversold", "uncovered")
 PAGE = 1000
 MAX_PAGES = 20  # per group and tick; the rest waits for the next tick
 CHUNK = 500  # keys per SQL IN list
@@ -55,6 +59,9 @@ class Observation:
     locked: int
     safety_stock: int
     at_ms: int
+    # The uncovered pre-orders there ({"orders": [...], "units": n}); None: not read, so
+    # the `uncovered` kind stays as it is.
+    uncovered: dict[str, Any] | None = None
 
     @property
     def available(self) -> int:
@@ -96,6 +103,23 @@ def conditions(obs: Observation, reorder_point: int | None) -> dict[AlertKind, d
             "locked": obs.locked,
             "shortfall": obs.locked - obs.on_hand,
         }
+    if obs.uncovered is not None and obs.uncovered["units"] > 0:
+        out["uncovered"] = obs.uncovered
+    return out
+
+
+def uncovered_by_location(book: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
+    """The uncovered pre-order lines of a SKU's book (`Keys.preorders`), by location,
+    orders in the order they were taken."""
+    out: dict[str, dict[str, Any]] = {}
+    entries = sorted((int(f), raw) for f, raw in book.items() if f != b"#")
+    for _, raw in entries:
+        order, _token, loc, qty, _exp, state = orjson.loads(raw)
+        if state == "u":
+            seen = out.setdefault(loc, {"orders": [], "units": 0})
+            if order not in seen["orders"]:
+                seen["orders"].append(order)
+            seen["units"] += int(qty)
     return out
 
 
@@ -146,6 +170,8 @@ def _apply_observations(session: Session, observations: Sequence[Observation]) -
         at = datetime.fromtimestamp(obs.at_ms / 1000, UTC)
         holding = conditions(obs, reorder.get((obs.sku, obs.location)))
         for kind in KINDS:
+            if kind == "uncovered" and obs.uncovered is None:
+                continue
             key = (obs.sku, obs.location, kind)
             current = state.get(key)
             if kind in holding and current is None:
@@ -294,6 +320,7 @@ class AlertMonitor:
 
     async def _read_stream(self, g: int, cursor: str) -> tuple[list[Observation], str]:
         out: list[Observation] = []
+        touched: dict[tuple[str, str], Observation] = {}
         position = cursor
         for _ in range(MAX_PAGES):
             page = await self.engine.client.xrange(
@@ -305,9 +332,33 @@ class AlertMonitor:
                 for row in orjson.loads(fields.get(b"rows", b"[]")):
                     sku, loc, _, _, o, lk, s = row[:7]
                     out.append(Observation(sku, loc, int(o), int(lk), int(s), ts))
+                    if b"pre" in fields:
+                        touched[(sku, loc)] = out[-1]
             if len(page) < PAGE:
                 break
-        return out, position
+        return out + await self._with_uncovered(touched), position
+
+    async def _with_uncovered(
+        self, touched: dict[tuple[str, str], Observation]
+    ) -> list[Observation]:
+        """The last observation of each (sku, location) an event with pre-order lines
+        touched, again, with the uncovered pre-orders its SKU's book holds now."""
+        if not touched:
+            return []
+        skus = sorted({sku for sku, _ in touched})
+        books = await self.engine.batcher.many(
+            [(None, ("HGETALL", self.engine.keys.preorders(s))) for s in skus]
+        )
+        uncovered: dict[str, dict[str, dict[str, Any]]] = {}
+        for sku, book in zip(skus, books, strict=True):
+            if isinstance(book, BaseException):
+                raise book
+            uncovered[sku] = uncovered_by_location(book)
+        nothing = {"orders": [], "units": 0}
+        return [
+            replace(obs, uncovered=uncovered[sku].get(loc, nothing))
+            for (sku, loc), obs in sorted(touched.items())
+        ]
 
     async def _current_levels(self, groups: dict[int, str]) -> list[Observation]:
         """The levels of every SKU in `groups` now: one SCAN pass, HGETALLs pipelined."""
@@ -320,12 +371,30 @@ class AlertMonitor:
                 skus.append(sku)
         now = eng.now()
         out: list[Observation] = []
+        nothing = {"orders": [], "units": 0}
         for i in range(0, len(skus), CHUNK):
             chunk = skus[i : i + CHUNK]
-            raws = await eng.batcher.many([(None, ("HGETALL", eng.keys.stock(s))) for s in chunk])
-            for sku, raw in zip(chunk, raws, strict=True):
-                if isinstance(raw, BaseException):
-                    raise raw
+            cmds: list[Any] = []
+            for s in chunk:
+                cmds.append((None, ("HGETALL", eng.keys.stock(s))))
+                cmds.append((None, ("HGETALL", eng.keys.preorders(s))))
+            raws = await eng.batcher.many(cmds)
+            for j, sku in enumerate(chunk):
+                raw, book = raws[2 * j], raws[2 * j + 1]
+                for r in (raw, book):
+                    if isinstance(r, BaseException):
+                        raise r
+                uncovered = uncovered_by_location(book)
                 for loc, lv in parse_stock(sku, raw).items():
-                    out.append(Observation(sku, loc, lv.on_hand, lv.locked, lv.safety_stock, now))
+                    out.append(
+                        Observation(
+                            sku,
+                            loc,
+                            lv.on_hand,
+                            lv.locked,
+                            lv.safety_stock,
+                            now,
+                            uncovered.get(loc, nothing),
+                        )
+                    )
         return out

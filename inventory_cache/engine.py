@@ -37,6 +37,7 @@ from inventory_cache.errors import (
     ValidationError,
     raise_for_reply,
 )
+from inventory_cache.incoming import IncomingStock, available_to_promise
 from inventory_cache.keys import Keys
 from inventory_cache.models import (
     Availability,
@@ -188,6 +189,31 @@ def _lines(raw: Any) -> list[ReservedLine]:
     return [ReservedLine(sku=s, qty=int(q), location=loc) for s, loc, q in raw]
 
 
+PREORDER_STATES = {"a": "awaiting", "l": "locked", "u": "uncovered"}
+
+
+def _pre_lines(
+    raw: Any, states: Mapping[tuple[str, int], str] | None, missing: str = "uncovered"
+) -> list[ReservedLine]:
+    """A part's pre-order lines (`pre`: `[[sku, location, qty, seq, expected_at], ...]`);
+    `states` maps (sku, seq) to the line's state in its SKU's book while the order is
+    active (None once it is not: the book forgets a settled order's lines); a line not
+    there is `missing`."""
+    if not isinstance(raw, list):
+        return []
+    return [
+        ReservedLine(
+            sku=s,
+            qty=int(q),
+            location=loc,
+            preorder=True,
+            expected_at=int(exp),
+            preorder_status=None if states is None else states.get((s, int(seq)), missing),
+        )
+        for s, loc, q, seq, exp in raw
+    ]
+
+
 class StockEngine:
     """Async façade over the Lua scripts; one instance per process and event loop."""
 
@@ -221,6 +247,7 @@ class StockEngine:
         self._priority = " ".join(settings.location_priority)
         self._token_prefix = secrets.token_hex(6)
         self._attempts = itertools.count()
+        self.incoming = IncomingStock(self)
 
     def _attempt_token(self) -> str:
         """Unique per attempt: a random prefix per engine, then a counter (cheaper than
@@ -366,7 +393,10 @@ class StockEngine:
                 bundles[i] = components
                 out.append(None)
             else:
-                out.append(self._availability(sku, parse_stock(sku, raw)))
+                own = parse_stock(sku, raw)
+                found = self._availability(sku, own)
+                promise = available_to_promise(raw, own)
+                out.append(replace(found, available_to_promise=promise) if promise else found)
         if bundles:
             wanted = sorted({c.sku for cs in bundles.values() for c in cs})
             levels = dict(zip(wanted, await self._read_stock(wanted), strict=True))
@@ -557,6 +587,19 @@ class StockEngine:
         return _level(
             await self.run("set_safety_stock", keys, [sku, location, safety_stock, self.now()])
         )
+
+    async def preorder_limit(self, *, sku: str, location: str) -> int:
+        v.ident(sku, "sku"), v.ident(location, "location")
+        raw = await self.batcher.command("HGET", self.keys.stock(sku), f"p:{location}")
+        return int(raw or 0)
+
+    async def set_preorder_limit(self, *, sku: str, location: str, limit: int) -> dict[str, Any]:
+        """The units of (sku, location) reservations may take from its incoming stock."""
+        v.ident(sku, "sku"), v.ident(location, "location")
+        v.on_hand(limit, "preorder_limit")
+        g = self.keys.group_of(sku)
+        keys = [self.keys.ready(g), self.keys.stock(sku), self.keys.events(g)]
+        return await self.run("set_preorder_limit", keys, [sku, location, limit, self.now()])
 
     # ------------------------------------------------------------------ bundles
     async def _definitions(self, skus: Sequence[str]) -> dict[str, list[Component]]:
@@ -817,16 +860,19 @@ class StockEngine:
             self.keys.events(g),
         ]
         keys += [self.keys.stock(s) for s in skus]
+        keys += [self.keys.preorders(s) for s in skus]
         if customer:
             keys += [self.keys.customer_count(s, customer) for s in skus]
         return script, keys, list(args)
 
     def _reserve_line_keys(self, skus: Sequence[str], customer: str | None) -> list[str]:
         """A part's line keys as the reserve scripts read them: each line's stock, then
-        its SKU's limit, then (with a customer) that customer's count, all in line order
-        and in the SKU's group, so the limit is checked and counted where the lock is."""
+        its SKU's limit, then its pre-order book, then (with a customer) that customer's
+        count, all in line order and in the SKU's group, so the limit is checked and
+        counted where the lock is."""
         keys = [self.keys.stock(s) for s in skus]
         keys += [self.keys.limit(s) for s in skus]
+        keys += [self.keys.preorders(s) for s in skus]
         if customer:
             keys += [self.keys.customer_count(s, customer) for s in skus]
         return keys
@@ -949,7 +995,10 @@ class StockEngine:
                 # Past its TTL the order is over even before the sweep releases it; say
                 # so, as get_reservation does, rather than replay a stale "active".
                 status = "active" if now < int(opened["exp"]) else "expired"
-                return self._from_parts(order_id, status, int(opened["exp"]), found, replayed=True)
+                states = await self._preorder_states(found) if status == "active" else None
+                return self._from_parts(
+                    order_id, status, int(opened["exp"]), found, replayed=True, states=states
+                )
             if now - int(opened["at"]) < self.settings.attempt_lease_seconds * 1000:
                 raise InvalidState("a reservation for this order is in progress: retry shortly")
             again = await self.run(
@@ -1151,7 +1200,8 @@ class StockEngine:
         h = self.keys.group_of(order_id)
         idx_keys = [self.keys.ready(h), self.keys.order_index(order_id)]
         try:
-            done = await self.run("index_commit", idx_keys, [token])
+            pre = "1" if any(p.get("pre") for p in held.values()) else ""
+            done = await self.run("index_commit", idx_keys, [token, pre])
         except (NotFound, InvalidState):
             await self._compensate(order_id, token, held, by_group, takeover, customer)
             raise InvalidState(
@@ -1223,11 +1273,35 @@ class StockEngine:
                     "lines": orjson.loads(raw[b"lines"]),
                     "tok": raw.get(b"tok", b"").decode(),
                     "bdl": raw.get(b"bdl", b""),
+                    "pre": orjson.loads(raw[b"pre"]) if b"pre" in raw else None,
                 }
                 if raw
                 else None
             )
         return out
+
+    async def _preorder_states(
+        self, parts: Mapping[int, dict[str, Any] | None]
+    ) -> dict[tuple[str, int], str]:
+        """The book state of every pre-order line of an active order's parts."""
+        wanted = [
+            (sku, int(seq))
+            for p in parts.values()
+            if p is not None and isinstance(p.get("pre"), list)
+            for sku, _, _, seq, _ in p["pre"]
+        ]
+        if not wanted:
+            return {}
+        raws = await self.batcher.many(
+            [(None, ("HGET", self.keys.preorders(sku), seq)) for sku, seq in wanted]
+        )
+        states: dict[tuple[str, int], str] = {}
+        for key, raw in zip(wanted, raws, strict=True):
+            if isinstance(raw, BaseException):
+                raise raw
+            if raw is not None:
+                states[key] = PREORDER_STATES[orjson.loads(raw)[5]]
+        return states
 
     @staticmethod
     def _from_parts(
@@ -1236,12 +1310,22 @@ class StockEngine:
         exp: int,
         parts: Mapping[int, dict[str, Any] | None],
         replayed: bool = False,
+        states: Mapping[tuple[str, int], str] | None = None,
     ) -> Reservation:
+        """The order from its parts: every part's locked lines, then its pre-order lines
+        (their states from `states` while active; a line not found there has just been
+        taken when the order is new, so `awaiting`)."""
         lines: list[ReservedLine] = []
+        pre: list[ReservedLine] = []
         for g in sorted(parts):
             p = parts[g]
             if p is not None:
                 lines.extend(_lines(p["lines"]))
+                if p.get("pre"):
+                    known = (states or {}) if status == "active" else None
+                    missing = "uncovered" if states is not None else "awaiting"
+                    pre.extend(_pre_lines(p["pre"], known, missing))
+        lines.extend(pre)
         bundles = reserved_bundles(parts.values())
         return Reservation(order_id, status, exp, lines, replayed, bundles)  # type: ignore[arg-type]
 
@@ -1263,16 +1347,24 @@ class StockEngine:
         exp = int(raw[b"exp"])
         if status == "active" and self.now() >= exp:
             status = "expired"
-        return self._from_parts(order_id, status, exp, parts, replayed)
+        states = await self._preorder_states(parts) if status == "active" else None
+        return self._from_parts(order_id, status, exp, parts, replayed, states)
 
     async def _decide(
         self, order_id: str, action: str, now: int | None = None, vouch: str = ""
     ) -> dict[str, Any]:
         h = self.keys.group_of(order_id)
         keys = [self.keys.ready(h), self.keys.order_index(order_id)]
-        return await self.run(
-            "order_decide", keys, [action, self.now() if now is None else now, vouch]
-        )
+        now = self.now() if now is None else now
+        try:
+            return await self.run("order_decide", keys, [action, now, vouch, ""])
+        except InvalidState as exc:
+            if not exc.extra.get("preorders"):
+                raise
+            body = exc.extra["body"]
+        parts = await self._read_parts(order_id, body)
+        self._refuse_unconverted(order_id, parts, await self._preorder_states(parts))
+        return await self.run("order_decide", keys, [action, now, vouch, "1"])
 
     async def _decide_finished(
         self, order_id: str, action: str, now: int | None = None
@@ -1299,6 +1391,8 @@ class StockEngine:
         placed = all(p is not None and p["tok"] == info["tok"] for p in parts.values())
         stale = now - int(info["at"]) >= self.settings.attempt_lease_seconds * 1000
         if placed or (stale and action != "ship"):
+            if action == "ship":  # the index may not be marked `pre` yet
+                self._refuse_unconverted(order_id, parts, await self._preorder_states(parts))
             try:
                 return await self._decide(order_id, action, now, vouch=info["tok"])
             except InvalidState as exc:
@@ -1349,7 +1443,7 @@ class StockEngine:
         except NotFound:
             return await self._settled_before(order_id, action)
         except InvalidState as exc:
-            if exc.extra.get("reservation_status") == "pending":
+            if exc.extra.get("reservation_status") is not None:  # pending, or pre-orders
                 raise
             if exc.extra.get("status") in _ACTION_OF_STATUS:
                 await self._apply(order_id, exc.extra)
@@ -1397,6 +1491,26 @@ class StockEngine:
 
     async def ship(self, order_id: str) -> Reservation:
         return await self._settle(order_id, "ship")
+
+    @staticmethod
+    def _refuse_unconverted(
+        order_id: str,
+        parts: Mapping[int, dict[str, Any] | None],
+        states: Mapping[tuple[str, int], str],
+    ) -> None:
+        """Refuse to ship an order while a pre-order line awaits its incoming stock or has
+        lost it. Checked before the order index decides (a decided index is never undone);
+        a converted line stays converted until its order settles, so the answer cannot
+        turn between this check and the ship."""
+        for p in parts.values():
+            for sku, _, _, seq, _ in (p or {}).get("pre") or []:
+                state = states.get((sku, int(seq)), "uncovered")
+                if state != "locked":
+                    raise InvalidState(
+                        f"a pre-order line of {sku} is {state}: reservation {order_id} cannot "
+                        "ship until its incoming stock is received",
+                        reservation_status="active",
+                    )
 
     async def sweep_now(self) -> int:
         """The expiry sweep's "now": Redis's clock, read once per sweep (see `expire_due`).
@@ -1510,6 +1624,7 @@ class StockEngine:
                 for order_id, skus, customer in chunk:
                     keys.append(self.keys.part(g, order_id))
                     keys.extend(self.keys.stock(sku) for sku in skus)
+                    keys.extend(self.keys.preorders(sku) for sku in skus)
                     if customer:
                         keys.extend(self.keys.customer_count(sku, customer) for sku in skus)
                         spec.append([order_id, skus, customer])

@@ -30,6 +30,8 @@ class Availability:
     locations: dict[str, int]
     # A bundle's components: its answer changes when theirs do (the near-cache's concern).
     components: tuple[str, ...] = ()
+    # (UTC date, units promisable for delivery by then), when incoming stock is open.
+    available_to_promise: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,37 @@ class Transfer:
     to_location: str
     qty: int
     replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PreorderChange:
+    """A pre-order line whose state an incoming change moved: `locked` (converted into a
+    lock when the stock came) or `uncovered` (its incoming stock was cancelled or came
+    short)."""
+
+    order_id: str
+    sku: str
+    location: str
+    qty: int
+    expected_at: int  # ms since epoch
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """Stock expected at a location: `qty` units due at `expected_at` (ms). `status` is
+    `open`, `received` (`received_qty` booked on hand) or `cancelled`."""
+
+    ref: str
+    sku: str
+    location: str
+    qty: int
+    expected_at: int
+    status: str
+    received_qty: int = 0
+    created: bool = False
+    replayed: bool = False
+    preorders: list[PreorderChange] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@
     KEYS[3] expiry index of the group
     KEYS[4] event stream of the group
     KEYS[5..] stock hash of each SKU named in ARGV[4], same order (m SKUs:
-              KEYS[5..4+m]); then, for an order with a customer id, that customer's
-              count of each of those SKUs (KEYS[5+m..4+2m])
+              KEYS[5..4+m]); then the pre-order book of each (KEYS[5+m..4+2m]); then,
+              for an order with a customer id, that customer's count of each of those
+              SKUs (KEYS[5+2m..4+3m])
     ARGV[1] order id        ARGV[2] now, ms        ARGV[3] retention of the settled part, ms
     ARGV[4] JSON [sku, ...] naming KEYS[5..]
     ARGV[5] attempt token that must own the part, or '' for any
@@ -21,5 +22,6 @@
 ]]
 --- @include "common"
 --- @include "customerLimit"
+--- @include "preorderBook"
 --- @include "settlePart"
 return settle_from_keys('cancel')

@@ -11,8 +11,9 @@
     KEYS[2] expiry index of the group
     KEYS[3] event stream of the group
     KEYS[4..] for each part in ARGV[3]'s order: the part's key, then the stock hash of
-              each SKU it names, in that order, then (for a part with a customer id)
-              that customer's count of each of those SKUs, in that order
+              each SKU it names, in that order, then the pre-order book of each, then
+              (for a part with a customer id) that customer's count of each of those
+              SKUs, in that order
     ARGV[1] now, ms (the sweep's one reading of the Redis clock)
     ARGV[2] retention of a settled part, ms
     ARGV[3] JSON list of parts, each [order id, list of its SKUs] or
@@ -24,6 +25,7 @@
 ]]
 --- @include "common"
 --- @include "customerLimit"
+--- @include "preorderBook"
 --- @include "settlePart"
 if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
 local parts = cjson.decode(ARGV[3])
@@ -31,14 +33,17 @@ local out, k = {}, 4
 for i = 1, #parts do
   local order_id, skus, customer = parts[i][1], parts[i][2], parts[i][3] or ''
   local part = KEYS[k]
-  local stocks, counts = {}, {}
-  for j = 1, #skus do stocks[skus[j]] = KEYS[k + j] end
-  k = k + 1 + #skus
+  local stocks, books, counts = {}, {}, {}
+  for j = 1, #skus do
+    stocks[skus[j]] = KEYS[k + j]
+    books[skus[j]] = KEYS[k + #skus + j]
+  end
+  k = k + 1 + 2 * #skus
   if customer ~= '' then
     for j = 1, #skus do counts[skus[j]] = KEYS[k + j - 1] end
     k = k + #skus
   end
-  local res = cjson.decode(settle_part(KEYS[1], part, KEYS[2], KEYS[3], stocks, counts,
+  local res = cjson.decode(settle_part(KEYS[1], part, KEYS[2], KEYS[3], stocks, books, counts,
                                        {order_id, ARGV[1], ARGV[2], '', ''}, 'expire'))
   if res['err'] then
     out[i] = res['err']

@@ -15,14 +15,17 @@
     ARGV[1] action: 'cancel' | 'ship' | 'expire'
     ARGV[2] now, ms
     ARGV[3] token of a pending attempt the caller vouches for ('' = none)
+    ARGV[4] '1': the caller saw every pre-order line of the order converted into a lock
+            (an order with pre-order lines, `pre` = '1' on the index, ships only then)
   Output: JSON {status, tok, exp, body[, replayed][, lapsed]}; `lapsed` means the
           reservation had passed expires_at, so it was decided 'expired' instead.
   Errors: not_ready, not_found, invalid_state {status, tok, body[, pending, at]}:
-          `pending` means the attempt is still placing its parts (nothing changed).
+          `pending` means the attempt is still placing its parts, `preorders` that a ship
+          needs ARGV[4] (nothing changed).
 ]]
 --- @include "common"
 if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
-local cur = rcall('HMGET', KEYS[2], 'st', 'tok', 'exp', 'body', 'ph', 'at')
+local cur = rcall('HMGET', KEYS[2], 'st', 'tok', 'exp', 'body', 'ph', 'at', 'pre')
 if not cur[1] then return fail('not_found') end
 local target = ({cancel = 'cancelled', ship = 'shipped', expire = 'expired'})[ARGV[1]]
 local st, exp, now = cur[1], tonumber(cur[3]), tonumber(ARGV[2])
@@ -41,6 +44,10 @@ end
 if ARGV[1] ~= 'expire' and now >= exp then
   target = 'expired'
   out['lapsed'] = true
+end
+if target == 'shipped' and cur[7] == '1' and ARGV[4] ~= '1' then
+  out['preorders'] = true
+  return fail('invalid_state', out)
 end
 rcall('HSET', KEYS[2], 'st', target, 'done', ARGV[2])
 rcall('HDEL', KEYS[2], 'ph')

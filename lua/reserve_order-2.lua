@@ -4,7 +4,8 @@
   Redis; on a cluster, an order whose index and lines share one slot group): opens the
   order index, checks and plans the lines of every group, then locks them, records each
   group's part and XADDs each group's 'reserve' event exactly as reserve-4.lua does, and
-  writes the index already committed (no `ph`). Per-customer limits are checked in the
+  writes the index already committed (no `ph`; `pre` = '1' when a part holds pre-order
+  lines, see order_decide-2.lua). Per-customer limits are checked in the
   plan and counted with the locks, as reserve-4.lua does. All or nothing: a refusal writes
   nothing, so there is nothing to compensate.
 
@@ -14,8 +15,8 @@
     KEYS[3..] for each group, in the order of ARGV[9..]: its readiness marker, the order's
               part there, its expiry index, its event stream, then its line keys as
               reserve-4.lua's KEYS[5..]: the stock hash of each of its lines, in line
-              order, then each line's per-customer limit, then (with a customer id) the
-              customer's count of each line's SKU
+              order, then each line's per-customer limit, then each line's pre-order
+              book, then (with a customer id) the customer's count of each line's SKU
     ARGV[1] order id        ARGV[2] attempt token       ARGV[3] now, ms
     ARGV[4] expires_at, ms  ARGV[5] fingerprint of the whole order
     ARGV[6] index body JSON (where the parts live)      ARGV[7] retention after expiry, ms
@@ -29,7 +30,7 @@
               its lines JSON as reserve-4.lua's ARGV[7], its bundle lines JSON as
               reserve-4.lua's ARGV[9] ('' for none)
     ARGV[#ARGV] location priority, as reserve-4.lua's ARGV[6]
-  Output: JSON {status = 'active', expires_at, parts = [ {lines[, replayed]}, ... ] one per
+  Output: JSON {status = 'active', expires_at, parts = [ {lines[, pre][, replayed]}, ... ] one per
           group in order}; or, when the index exists already (nothing written), as
           index_open-2.lua: {dup: true, tok, at, st, exp, body, pending}; or, with ARGV[9]
           '1' and a bundle among the lines (nothing written), {bundles = {sku: components
@@ -44,6 +45,7 @@
 ]]
 --- @include "common"
 --- @include "customerLimit"
+--- @include "preorderBook"
 --- @include "planPart"
 --- @include "applyPart"
 if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
@@ -55,7 +57,7 @@ if cur[1] then
 end
 
 local priority, customer = ARGV[#ARGV], ARGV[8]
-local per_line = customer ~= '' and 3 or 2
+local per_line = customer ~= '' and 4 or 3
 if ARGV[9] == '1' then
   local bundles, k = nil, 3
   for i = 10, #ARGV - 1, 4 do
@@ -78,13 +80,14 @@ for i = 10, #ARGV - 1, 4 do
   local n = tonumber(ARGV[i + 1])
   local a = {ARGV[1], ARGV[2], ARGV[i], ARGV[3], ARGV[4], priority, ARGV[i + 2], ARGV[5],
              ARGV[i + 3], customer}
-  local stocks, limits, counts = {}, {}, {}
+  local stocks, limits, books, counts = {}, {}, {}, {}
   for j = 1, n do
     stocks[j] = KEYS[k + 3 + j]
     limits[j] = KEYS[k + 3 + n + j]
-    if customer ~= '' then counts[j] = KEYS[k + 3 + 2 * n + j] end
+    books[j] = KEYS[k + 3 + 2 * n + j]
+    if customer ~= '' then counts[j] = KEYS[k + 3 + 3 * n + j] end
   end
-  local done, plan, counting = plan_part(KEYS[k], KEYS[k + 1], stocks, limits, counts, a)
+  local done, plan, counting = plan_part(KEYS[k], KEYS[k + 1], stocks, limits, counts, books, a)
   local g = {k = k, a = a, plan = plan, counting = counting}
   if done then
     g.done = cjson.decode(done)
@@ -107,13 +110,16 @@ local parts = {}
 for i = 1, #groups do
   local g = groups[i]
   if g.done then
-    parts[i] = {lines = g.done.lines, replayed = true}
+    parts[i] = {lines = g.done.lines, pre = g.done.pre, replayed = true}
   else
-    parts[i] = {lines = apply_part(KEYS[g.k + 1], KEYS[g.k + 2], KEYS[g.k + 3], g.a, g.plan,
-                                   g.counting).lines}
+    local held = apply_part(KEYS[g.k + 1], KEYS[g.k + 2], KEYS[g.k + 3], g.a, g.plan, g.counting)
+    parts[i] = {lines = held.lines, pre = held.pre}
   end
 end
 rcall('HSET', KEYS[2], 'fp', ARGV[5], 'tok', ARGV[2], 'at', ARGV[3], 'st', 'active',
       'body', ARGV[6], 'exp', ARGV[4])
+for i = 1, #parts do
+  if parts[i].pre then rcall('HSET', KEYS[2], 'pre', '1') break end
+end
 rcall('PEXPIREAT', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[7]))
 return reply({status = 'active', expires_at = tonumber(ARGV[4]), parts = parts})

@@ -395,7 +395,8 @@ class ReconcileDiff(Base):
 
 # ---------------------------------------------------------------------------- alerts
 class Alert(Base):
-    """A low-stock or oversold condition; at most one active per (sku, location, kind)."""
+    """A low-stock, oversold or uncovered-pre-orders condition; at most one active per
+    (sku, location, kind)."""
 
     __tablename__ = "alerts"
     __table_args__ = (
@@ -413,7 +414,7 @@ class Alert(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     sku: Mapped[str] = mapped_column(Id)
     location: Mapped[str] = mapped_column(Id)
-    kind: Mapped[str] = mapped_column(String(16))  # 'low_stock' | 'oversold'
+    kind: Mapped[str] = mapped_column(String(16))  # 'low_stock' | 'oversold' | 'uncovered'
     active: Mapped[bool] = mapped_column(Boolean, server_default=true())
     raised_at: Mapped[datetime] = _created()
     cleared_at: Mapped[datetime | None] = _ts(nullable=True)

@@ -179,13 +179,14 @@ class Bench:
             now = time.time_ns() // 1_000_000
             return await client.evalsha(
                 sha,
-                6,
+                7,
                 keys.ready(g),
                 keys.part(g, order_id),
                 keys.expiry(g),
                 keys.events(g),
                 keys.stock(sku),
                 keys.limit(sku),
+                keys.preorders(sku),
                 order_id,
                 "tok",
                 "fp",

@@ -235,3 +235,43 @@ def wait_until_blocked_on_a_lock(pg_url: str) -> None:
         pytest.fail("the evaluation never waited on the other transaction")
     finally:
         db.dispose()
+
+
+async def test_pre_orders_that_lose_their_cover_raise_one_alert_and_webhook_until_settled(
+    engine: StockEngine, sessions: sessionmaker[Session]
+) -> None:
+    receiver = Receiver()
+    try:
+        sender = WebhookSender(allowed_hosts=[receiver.url], secret="k", backoff_s=0.01)
+        monitor = AlertMonitor(engine, sessions, sender=sender, webhook_url=receiver.url)
+        await engine.incoming.put(
+            ref="po", sku="A", location="north", qty=6, expected_at=1_800_000_000_000
+        )
+        await engine.set_preorder_limit(sku="A", location="north", limit=6)
+        for order_id in ("o1", "o2", "o3"):
+            await engine.reserve(order_id=order_id, lines=[LineRequest("A", 2)])
+        assert await monitor.tick() == []
+
+        await engine.incoming.put(
+            ref="po", sku="A", location="north", qty=3, expected_at=1_800_000_000_000
+        )  # o2 and o3 lose their cover
+        (raised,) = await monitor.tick()
+        await engine.incoming.cancel("po")  # o1 too: the same condition, no new alert
+        within = await monitor.tick()
+        for order_id in ("o1", "o2"):
+            await engine.cancel(order_id)
+        still = await monitor.tick()
+        await engine.cancel("o3")
+        (cleared,) = await monitor.tick()
+
+        assert (raised.change, raised.kind, raised.details) == (
+            "raised",
+            "uncovered",
+            {"orders": ["o2", "o3"], "units": 4},
+        )
+        assert within == still == []
+        assert (cleared.change, cleared.alert_id) == ("cleared", raised.alert_id)
+        assert alerts(sessions) == [("A", "north", "uncovered", False, True)]
+        assert [b["event"] for b in receiver.bodies()] == ["alert.raised", "alert.cleared"]
+    finally:
+        receiver.close()

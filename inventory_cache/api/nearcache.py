@@ -46,9 +46,15 @@ log = logging.getLogger(__name__)
 
 
 def encode(a: Availability) -> bytes:
-    return orjson.dumps(
-        {"sku": a.sku, "available": a.available, "in_stock": a.in_stock, "locations": a.locations}
-    )
+    body: dict[str, object] = {
+        "sku": a.sku,
+        "available": a.available,
+        "in_stock": a.in_stock,
+        "locations": a.locations,
+    }
+    if a.available_to_promise:
+        body["available_to_promise"] = [{"date": d, "qty": q} for d, q in a.available_to_promise]
+    return orjson.dumps(body)
 
 
 class NearCache:

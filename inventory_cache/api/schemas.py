@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic.json_schema import SkipJsonSchema
 
 from inventory_cache import validation as v
-from inventory_cache.models import Level, Reservation, Transfer
+from inventory_cache.models import Level, Reservation, ReservedLine, Transfer
 
 IDENT_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
@@ -196,6 +196,11 @@ class TransferIn(StrictBody):
 
 
 # ---------------------------------------------------------------------------- responses
+class PromiseOut(BaseModel):
+    date: str = Field(description="A UTC date, YYYY-MM-DD.")
+    qty: int
+
+
 class AvailabilityOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -214,6 +219,12 @@ class AvailabilityOut(BaseModel):
     available: int = Field(ge=0)
     in_stock: bool
     locations: dict[str, int]
+    available_to_promise: list[PromiseOut] | SkipJsonSchema[None] = Field(
+        None,
+        description="Only when incoming stock is open: for each date some is due, the "
+        "units that can be promised for delivery by then (available now, plus incoming "
+        "due by that date that no pre-order holds).",
+    )
 
 
 class AvailabilityBatchOut(BaseModel):
@@ -304,6 +315,28 @@ class LineOut(BaseModel):
     sku: str
     qty: int
     location: str
+    preorder: bool | SkipJsonSchema[None] = Field(
+        None, description="Only on a pre-order line: units covered by incoming stock."
+    )
+    expected_at: datetime | SkipJsonSchema[None] = Field(
+        None, description="A pre-order line's date: when its incoming stock is due."
+    )
+    preorder_status: Literal["awaiting", "locked", "uncovered"] | SkipJsonSchema[None] = Field(
+        None,
+        description="A pre-order line of an active order: `awaiting` its incoming stock, "
+        "`locked` (the stock came; an ordinary lock now) or `uncovered` (the incoming stock "
+        "was cancelled or came short: the order cannot ship until it is cancelled).",
+    )
+
+
+def line_out(ln: ReservedLine) -> dict[str, Any]:
+    out: dict[str, Any] = {"sku": ln.sku, "qty": ln.qty, "location": ln.location}
+    if ln.preorder:
+        out["preorder"] = True
+        out["expected_at"] = iso_utc(ln.expected_at or 0)
+        if ln.preorder_status is not None:
+            out["preorder_status"] = ln.preorder_status
+    return out
 
 
 class ComponentOut(BaseModel):
@@ -349,7 +382,7 @@ class ReservationOut(BaseModel):
             "order_id": r.order_id,
             "status": r.status,
             "expires_at": iso_utc(r.expires_at),
-            "lines": [{"sku": ln.sku, "qty": ln.qty, "location": ln.location} for ln in r.lines],
+            "lines": [line_out(ln) for ln in r.lines],
         }
         if r.bundles:
             out["bundles"] = [

@@ -13,12 +13,18 @@
     a: reserve-4.lua's ARGV (order id, attempt token, part fingerprint, now, expires_at,
        location priority, lines JSON, whole order's fingerprint, bundle lines JSON,
        customer id or '')
+    books: pre-order book key of each line's SKU (see preorderBook), in line order
   Output: a reply and nil when the call is answered already (a replay of the existing
           part, or an error: not_ready, idempotency_mismatch, validation_error
           {field = customer_id} (a limited SKU and no customer id), limit_exceeded {lines},
-          insufficient_stock {lines}), else nil, the plan { {sku, location, qty, stock key},
-          ... } and what to count (for `apply_part`): { {sku, qty, gen, count key, window,
-          gone, stale}, ... } per limited SKU
+          insufficient_stock {lines}), else nil, the plan { {sku, location, qty, stock key,
+          expected_at or nil, book key}, ... } (an expected_at marks a pre-order) and what
+          to count (for `apply_part`): { {sku, qty, gen, count key, window, gone, stale},
+          ... } per limited SKU
+  A line the available units cannot cover may take the rest from incoming stock, up to
+  the pre-order limit of its location (preorderBook's `preorder_room`): its locked part
+  and its pre-ordered part are planned apart. A shortage then reports as `available` what
+  the line could have had, both kinds together.
 ]]
 local function plan_limits(lines, limits, counts, customer, now)
   local demand, order_skus = {}, {}
@@ -54,13 +60,14 @@ local function plan_limits(lines, limits, counts, customer, now)
   return nil, counting
 end
 
-local function plan_part(ready, part, stocks, limits, counts, a)
+local function plan_part(ready, part, stocks, limits, counts, books, a)
   if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
-  local prior = rcall('HMGET', part, 'fp', 'st', 'exp', 'lines')
+  local prior = rcall('HMGET', part, 'fp', 'st', 'exp', 'lines', 'pre')
   if prior[1] then
     if prior[1] ~= a[3] then return fail('idempotency_mismatch') end
     return reply({status = prior[2], expires_at = tonumber(prior[3]),
-                  lines = cjson.decode(prior[4]), replayed = true})
+                  lines = cjson.decode(prior[4]), pre = prior[5] and cjson.decode(prior[5]),
+                  replayed = true})
   end
 
   local lines = cjson.decode(a[7])
@@ -100,13 +107,44 @@ local function plan_part(ready, part, stocks, limits, counts, a)
   -- an order the stock can serve is never refused for the order its lines came in; the
   -- plan and any shortage keep the lines' own order.
   local picks_of, short_of = {}, {}
+  -- pre_taken[stock .. '\0' .. loc]: units this call already planned to pre-order there
+  local pre_taken = {}
+  -- Up to `need` units pre-ordered at `loc`, appended to `picks` as {loc, qty, expected_at}:
+  -- the units taken, and the room there was.
+  local function preorder(stock, loc, need, picks)
+    local k = stock .. '\0' .. loc
+    local room, recs, awaiting = preorder_room(stock, loc, pre_taken[k] or 0)
+    local take = math.min(room, need)
+    if take > 0 then
+      local upto = awaiting + (pre_taken[k] or 0) + take
+      picks[#picks + 1] = {loc, take, covered_by(recs, upto)}
+      pre_taken[k] = (pre_taken[k] or 0) + take
+    end
+    return take, room
+  end
   local function pick(i)
     local sku, qty, loc = lines[i][1], tonumber(lines[i][2]), lines[i][3]
     local stock = stocks[i]
     local picks = {}
+    local function short(available)
+      short_of[i] = {sku = sku, requested = qty, available = available}
+      for j = 1, #picks do
+        if picks[j][3] then
+          local k = stock .. '\0' .. picks[j][1]
+          pre_taken[k] = pre_taken[k] - picks[j][2]
+        end
+      end
+      picks = {}
+    end
     if loc ~= '' then
-      local free = free_at(stock, loc)
-      if free >= qty then picks[1] = {loc, qty} else short_of[i] = {sku = sku, requested = qty, available = math.max(free, 0)} end
+      local free = math.max(free_at(stock, loc), 0)
+      if free >= qty then
+        picks[1] = {loc, qty}
+      else
+        if free > 0 then picks[1] = {loc, free} end
+        local took, room = preorder(stock, loc, qty - free, picks)
+        if took < qty - free then short(free + room) end
+      end
     else
       local locs = candidates(stock)
       local whole
@@ -128,15 +166,20 @@ local function plan_part(ready, part, stocks, limits, counts, a)
             end
           end
         end
-        if need > 0 then
-          short_of[i] = {sku = sku, requested = qty, available = total}
-          picks = {}
+        local rooms = 0
+        for j = 1, #locs do
+          if need <= 0 then break end
+          local took, room = preorder(stock, locs[j], need, picks)
+          need, rooms = need - took, rooms + room
         end
+        if need > 0 then short(total + rooms) end
       end
     end
     for j = 1, #picks do
-      local k = stock .. '\0' .. picks[j][1]
-      taken[k] = (taken[k] or 0) + picks[j][2]
+      if not picks[j][3] then
+        local k = stock .. '\0' .. picks[j][1]
+        taken[k] = (taken[k] or 0) + picks[j][2]
+      end
     end
     picks_of[i] = picks
   end
@@ -152,7 +195,7 @@ local function plan_part(ready, part, stocks, limits, counts, a)
     if short_of[i] then short[#short + 1] = short_of[i] end
     for j = 1, #picks_of[i] do
       local p = picks_of[i][j]
-      plan[#plan + 1] = {lines[i][1], p[1], p[2], stocks[i]}
+      plan[#plan + 1] = {lines[i][1], p[1], p[2], stocks[i], p[3], books[i]}
     end
   end
   if #short > 0 then return fail('insufficient_stock', {lines = short}) end

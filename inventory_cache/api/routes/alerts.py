@@ -1,4 +1,5 @@
-"""Stock alerts (scope `read`): low stock and oversold, as the scheduler raised them."""
+"""Stock alerts (scope `read`): low stock, oversold and uncovered pre-orders, as the
+scheduler raised them."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class AlertOut(BaseModel):
     id: int
     sku: str
     location: str
-    kind: Literal["low_stock", "oversold"]
+    kind: Literal["low_stock", "oversold", "uncovered"]
     active: bool
     raised_at: str
     cleared_at: str | None = None  # omitted while active
@@ -85,11 +86,12 @@ async def alerts(
     _: ReadKey,
     sku: Annotated[Ident | None, Query()] = None,
     location: Annotated[Ident | None, Query()] = None,
-    kind: Annotated[Literal["low_stock", "oversold"] | None, Query()] = None,
+    kind: Annotated[Literal["low_stock", "oversold", "uncovered"] | None, Query()] = None,
     active: Annotated[bool, Query(description="false: cleared ones too")] = True,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    """`low_stock`: available <= the policy's reorder_point; `oversold`: locked > on_hand.
+    """`low_stock`: available <= the policy's reorder_point; `oversold`: locked > on_hand;
+    `uncovered`: pre-orders there lost their incoming stock (`details` names the orders).
     One alert per crossing of the threshold; `cleared_at` is set when the level recovers."""
     items = await to_thread.run_sync(
         lambda: _alerts(

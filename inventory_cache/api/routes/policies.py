@@ -1,8 +1,11 @@
-"""Stock policies per (sku, location): safety stock, reorder point and quantity, lead time.
+"""Stock policies per (sku, location): safety stock, reorder point and quantity, lead time,
+pre-order limit.
 
-`PUT` stores the policy in PostgreSQL and applies `safety_stock` to Redis through the
-engine (`set_safety_stock`), so availability changes at once. It holds the policy row
-locked meanwhile (PUTs of one pair take turns), and Redis goes first inside that
+`PUT` stores the policy in PostgreSQL and applies `safety_stock` and `preorder_limit` to
+Redis through the engine (`set_safety_stock`, `set_preorder_limit`), so availability and
+reservations change at once; the pre-order limit lives in Redis (and, through the event
+stream, in the ledger's `preorder_policies`), where the reserve scripts read it. It holds
+the policy row locked meanwhile (PUTs of one pair take turns), and Redis goes first inside that
 transaction, so a Redis that is not ready (503) leaves nothing stored. Its low-stock
 condition is then evaluated against the current levels, so a raised reorder point
 alerts now rather than at the SKU's next movement.
@@ -40,7 +43,13 @@ class PolicyIn(StrictBody):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"safety_stock": 2, "reorder_point": 10, "reorder_qty": 40, "lead_time_days": 7}
+                {
+                    "safety_stock": 2,
+                    "reorder_point": 10,
+                    "reorder_qty": 40,
+                    "lead_time_days": 7,
+                    "preorder_limit": 20,
+                }
             ]
         }
     )
@@ -54,6 +63,8 @@ class PolicyIn(StrictBody):
     # forecast over the cover days).
     service_level: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
     order_up_to: Count = 0
+    # Units reservations may take from the location's incoming stock (pre-orders).
+    preorder_limit: Count = 0
 
 
 class PolicyOut(BaseModel):
@@ -67,6 +78,7 @@ class PolicyOut(BaseModel):
                     "reorder_point": 8,
                     "reorder_qty": 20,
                     "lead_time_days": 5,
+                    "preorder_limit": 20,
                     "updated_at": "2026-11-28T02:01:17.747Z",
                     "levels": {
                         "sku": "phone-a",
@@ -89,6 +101,7 @@ class PolicyOut(BaseModel):
     lead_time_days: int
     service_level: float
     order_up_to: int
+    preorder_limit: int
     updated_at: str
     levels: LevelOut | None = None
 
@@ -164,6 +177,9 @@ async def put_policy(
         level = await services.engine.set_safety_stock(
             sku=sku, location=location, safety_stock=body.safety_stock
         )
+        await services.engine.set_preorder_limit(
+            sku=sku, location=location, limit=body.preorder_limit
+        )
     except BaseException:
         await to_thread.run_sync(session.close)  # rolls back: nothing stored
         raise
@@ -181,7 +197,9 @@ async def put_policy(
             )
         ]
     )
-    return json_response({**stored, "levels": LevelOut.of(level)})
+    return json_response(
+        {**stored, "preorder_limit": body.preorder_limit, "levels": LevelOut.of(level)}
+    )
 
 
 @router.get(
@@ -196,4 +214,5 @@ async def get_policy(
     stored = await to_thread.run_sync(_load, services.ledger.db, sku, location)
     if stored is None:
         raise NotFound(f"no policy for {sku} at {location}")
-    return json_response(stored)
+    limit = await services.engine.preorder_limit(sku=sku, location=location)
+    return json_response({**stored, "preorder_limit": limit})
