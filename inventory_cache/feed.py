@@ -153,6 +153,23 @@ def _public_op(f: Mapping[str, str]) -> str:
     return op
 
 
+def _preorders(kind: str, raw: Any) -> list[dict[str, Any]]:
+    """Pre-order lines: an order's (`[sku, loc, qty, seq, expected_at]`), or those an
+    incoming change converted or uncovered (`[order, token, seq, loc, qty, expected_at,
+    state]`, the token left out)."""
+    if not isinstance(raw, list):
+        return []
+    if kind == "incoming":
+        return [
+            {"order_id": o, "location": loc, "qty": int(q), "expected_at": int(e), "state": st}
+            for o, _tok, _seq, loc, q, e, st in raw
+        ]
+    return [
+        {"sku": s, "location": loc, "qty": int(q), "expected_at": int(e)}
+        for s, loc, q, _seq, e in raw
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class FeedEvent:
     """One stream entry as readers see it: its position and its public content."""
@@ -204,6 +221,20 @@ class FeedEvent:
                 {"sku": c, "qty": int(q)}
                 for c, q in (orjson.loads(f["comps"]) if f["comps"] else [])
             ]
+        if "in" in f:
+            sku, loc, qty, exp, status, got = orjson.loads(f["in"])
+            body["incoming"] = {
+                "sku": sku,
+                "location": loc,
+                "qty": int(qty),
+                "expected_at": int(exp),
+                "status": status,
+                "received_qty": int(got),
+            }
+        if f.get("pre"):
+            body["preorders"] = _preorders(f.get("t", ""), orjson.loads(f["pre"]))
+        if "pl" in f:
+            body["preorder_limit"] = int(orjson.loads(f["pl"])[2])
         for name, public in _EXTRA_FIELDS.items():
             if name in f:
                 value: Any = f[name]

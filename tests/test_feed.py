@@ -291,3 +291,37 @@ def test_a_rowless_event_about_one_sku_reaches_a_filter_on_that_sku() -> None:
     assert bundle.view(only([], ["north"])) == bundle.body
     assert limit.view(only(["other"], [])) is None
     assert bundle.view(only(["other"], ["north"])) is None
+
+
+async def test_incoming_stock_and_pre_orders_are_seen_with_their_content(
+    engine: StockEngine, hub: FeedHub
+) -> None:
+    due = 1_800_000_000_000
+    async with opened(hub) as (stream, _):
+        await engine.incoming.put(
+            ref="po-1", sku="phoneA", location="north", qty=3, expected_at=due
+        )
+        await engine.set_preorder_limit(sku="phoneA", location="north", limit=3)
+        await engine.reserve(order_id="o-1", lines=[LineRequest("phoneA", 2)])
+        await engine.incoming.receive("po-1")
+
+        created, limit, reserve, received = await events(stream, 4)
+
+    assert (created.body["type"], created.body["reason"]) == ("incoming", "incoming_create")
+    assert created.body["incoming"] == {
+        "sku": "phoneA",
+        "location": "north",
+        "qty": 3,
+        "expected_at": due,
+        "status": "open",
+        "received_qty": 0,
+    }
+    assert (limit.body["reason"], limit.body["preorder_limit"]) == ("preorder_limit", 3)
+    assert reserve.body["preorders"] == [
+        {"sku": "phoneA", "location": "north", "qty": 2, "expected_at": due}
+    ]
+    assert received.body["incoming"]["status"] == "received"
+    assert received.body["preorders"] == [
+        {"order_id": "o-1", "location": "north", "qty": 2, "expected_at": due, "state": "locked"}
+    ]
+    assert [(r["delta_on_hand"], r["delta_locked"]) for r in received.body["rows"]] == [(3, 2)]
