@@ -11,8 +11,10 @@ so that verify's other comparisons (levels, ledger sums and chain) agree too."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
+import fakeredis
 import orjson
 import pytest
 import redis
@@ -23,7 +25,7 @@ from inventory_cache.keys import Keys
 from inventory_cache.models import ReservedLine
 from inventory_cache.verify import Difference, verify
 from inventory_cache.warmup import warmup
-from persistence.db import make_engine
+from persistence.db import make_engine, migrate
 from persistence.ledger import Entry, build, parse
 from persistence.sink import make_sink
 from tests import preorder_events as pe
@@ -186,31 +188,46 @@ def restored(pg: tuple[str, redis.Redis], prefix: str) -> tuple[str, redis.Redis
     return url, client, keys, report
 
 
+STOCK_A = {
+    "o:north": "13",
+    "l:north": "8",
+    "s:north": "0",
+    "v": "14",
+    "p:north": "10",
+    "q:north": "1",  # o4's awaiting line
+    "n:po2": j(["north", 2, E2]),
+    "n:po3": j(["north", 6, E3]),
+}
+BOOK_A = {
+    "#": "4",  # o2's line is gone with its order, its number stays taken
+    "1": j(["o1", "k1", "north", 3, E1, "l"]),
+    "3": j(["o3", "k3", "north", 4, E1, "u"]),
+    "4": j(["o4", "k4", "north", 1, E2, "a"]),
+}
+CLOSED_A = {
+    "po1": j(["north", 8, E1, "received", 8]),
+    "po4": j(["north", 3, E4, "cancelled", 0]),
+}
+PART_O3 = {
+    "st": "active",
+    "fp": "pfp-o3",
+    "tok": "k3",
+    "at": str(ts(7)),
+    "exp": str(EXP),
+    "lines": "[]",  # as apply_part writes a part of pre-order lines only
+    "ofp": "ofp-o3",
+    "pre": j([["A", "north", 4, 3, E1]]),
+}
+
+
 def test_warmup_restores_the_preorder_state_exactly(
     restored: tuple[str, redis.Redis, Keys, Any],
 ) -> None:
     _, client, keys, report = restored
     assert (report.preorder_books, report.incoming_records, report.kept) == (3, 6, 2)
-    assert text(client.hgetall(keys.stock("A"))) == {
-        "o:north": "13",
-        "l:north": "8",
-        "s:north": "0",
-        "v": "14",
-        "p:north": "10",
-        "q:north": "1",  # o4's awaiting line
-        "n:po2": j(["north", 2, E2]),
-        "n:po3": j(["north", 6, E3]),
-    }
-    assert text(client.hgetall(keys.preorders("A"))) == {
-        "#": "4",  # o2's line is gone with its order, its number stays taken
-        "1": j(["o1", "k1", "north", 3, E1, "l"]),
-        "3": j(["o3", "k3", "north", 4, E1, "u"]),
-        "4": j(["o4", "k4", "north", 1, E2, "a"]),
-    }
-    assert text(client.hgetall(keys.incoming_closed("A"))) == {
-        "po1": j(["north", 8, E1, "received", 8]),
-        "po4": j(["north", 3, E4, "cancelled", 0]),
-    }
+    assert text(client.hgetall(keys.stock("A"))) == STOCK_A
+    assert text(client.hgetall(keys.preorders("A"))) == BOOK_A
+    assert text(client.hgetall(keys.incoming_closed("A"))) == CLOSED_A
     assert text(client.hgetall(keys.stock("B"))) == {
         "o:south": "0",
         "l:south": "0",
@@ -235,16 +252,7 @@ def test_warmup_restores_the_preorder_state_exactly(
         "ofp": "ofp-o1",
         "pre": j([["A", "north", 3, 1, E1]]),
     }
-    assert part["o3"] == {
-        "st": "active",
-        "fp": "pfp-o3",
-        "tok": "k3",
-        "at": str(ts(7)),
-        "exp": str(EXP),
-        "lines": "[]",  # as apply_part writes a part of pre-order lines only
-        "ofp": "ofp-o3",
-        "pre": j([["A", "north", 4, 3, E1]]),
-    }
+    assert part["o3"] == PART_O3
     assert part["o4"]["pre"] == j([["A", "north", 1, 4, E2]])
     # o2 was cancelled within the retention: kept for retries, with its lines
     assert (part["o2"]["st"], part["o2"]["done"], part["o2"]["pre"]) == (
@@ -264,6 +272,28 @@ def test_warmup_restores_the_preorder_state_exactly(
         "pre": "1",  # order_decide-2.lua refuses a ship until its lines are converted
     }
     assert index["o1"]["pre"] == "1"
+
+
+def test_the_embedded_demo_restores_the_preorder_state_from_sqlite(
+    prefix: str, tmp_path: Path
+) -> None:
+    """fakeredis and SQLite, as `inventory-cache demo` runs without any server."""
+    url = f"sqlite+pysqlite:///{tmp_path / 'demo.sqlite3'}"
+    migrate(url)
+    settings = make_settings(prefix, redis_url=None)
+    keys = Keys(prefix, settings.slot_groups)
+    into_ledger(url, keys, [STORY_A, STORY_B])
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    engine = make_engine(url)
+    try:
+        warmup(client, engine, settings, now_ms=NOW)
+        assert text(client.hgetall(keys.stock("A"))) == STOCK_A
+        assert text(client.hgetall(keys.preorders("A"))) == BOOK_A
+        assert text(client.hgetall(keys.incoming_closed("A"))) == CLOSED_A
+        assert text(client.hgetall(keys.part(keys.group_of("A"), "o3"))) == PART_O3
+        assert verify(client, engine, settings, wait_s=0) == []
+    finally:
+        engine.dispose()
 
 
 def test_a_sku_redis_holds_at_a_newer_version_is_kept_whole(
@@ -439,3 +469,25 @@ async def test_the_archive_answers_a_finished_orders_preorder_lines_after_its_li
         "cancelled",
         [ReservedLine("A", 1, "north", preorder=True, expected_at=E2, preorder_status=None)],
     )
+
+
+def test_healing_a_group_clears_its_books_and_closed_records(
+    sync_redis: redis.Redis, prefix: str
+) -> None:
+    """A behind group is rebuilt whole from PostgreSQL: no stale book may survive."""
+    from inventory_cache import behind
+
+    keys = Keys(prefix, 16)
+    a = "A"
+    b = next(s for s in (f"B{n}" for n in range(100)) if keys.group_of(s) != keys.group_of(a))
+    for sku in (a, b):
+        sync_redis.hset(keys.preorders(sku), "#", 1)
+        sync_redis.hset(keys.incoming_closed(sku), "po", "x")
+        sync_redis.set(keys.incoming_index(f"po-{sku}"), sku)
+
+    behind.clear_state(sync_redis, keys, [keys.group_of(a)])
+
+    assert sync_redis.exists(keys.preorders(a), keys.incoming_closed(a)) == 0
+    assert sync_redis.exists(keys.preorders(b), keys.incoming_closed(b)) == 2
+    # a ref's SKU never changes: its index stays wherever its group
+    assert sync_redis.exists(*(keys.incoming_index(f"po-{s}") for s in (a, b))) == 2
