@@ -587,14 +587,19 @@ def _restore_preorders(conn: sa.Connection, keys: Keys, run: _Runner, pre_parts:
     for (sku, loc), units in awaiting.items():
         fields[sku][f"q:{loc}"] = str(units)
     skus = sorted(fields.keys() | books.keys() | pre_parts.keys())
+    # The version each SKU's stock hash was restored at (`_restore_stock`): read whole
+    # rather than with an IN list as long as the catalogue.
+    wanted = set(skus)
     s = StockLevel
     versions = (
-        dict(
-            conn.execute(
-                sa.select(s.sku, sa.func.max(s.version)).where(s.sku.in_(skus)).group_by(s.sku)
-            ).all()
-        )
-        if skus
+        {
+            sku: version
+            for sku, version in _stream(
+                conn, sa.select(s.sku, sa.func.max(s.version)).group_by(s.sku)
+            )
+            if sku in wanted
+        }
+        if wanted
         else {}
     )
     for sku in skus:
