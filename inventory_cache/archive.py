@@ -25,12 +25,14 @@ engine asks this archive whenever Redis does not know an order id:
   (`api/idempotency.py`): Redis keeps each for the window, this table for the rest.
 
 The answer is rebuilt as warmup rebuilds a part: per slot group the lines of the latest
-attempt that reserved there, in their first order. If PostgreSQL cannot be asked (an
-error, or no answer within `TIMEOUT_S`), the archive answers None, logs it, and answers
-None without asking for `PAUSE_S`: lookups say not found and a retried order id is taken
-as new, because the checkout path must keep working while PostgreSQL is away (a retry of
-an order finished more than a window ago, arriving during an outage, is the one case
-that can lock again).
+attempt that reserved there, in their first order; then the parts' pre-order lines
+(`preorders`), part by part in the order each took them, as the engine lists a finished
+order's (no `preorder_status`: the book forgets a settled order's lines). If PostgreSQL
+cannot be asked (an error, or no answer within `TIMEOUT_S`), the archive answers None,
+logs it, and answers None without asking for `PAUSE_S`: lookups say not found and a
+retried order id is taken as new, because the checkout path must keep working while
+PostgreSQL is away (a retry of an order finished more than a window ago, arriving during
+an outage, is the one case that can lock again).
 
 Every reservation on the one-script path asks (every new order id on the other): the
 price of answering a late retry exactly once. Most never reach PostgreSQL: each API
@@ -57,7 +59,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -72,7 +74,7 @@ from inventory_cache.engine import reserved_bundles
 from inventory_cache.keys import Keys
 from inventory_cache.models import Reservation, ReservedLine, Transfer
 from persistence.db import libpq_url
-from persistence.models import HttpIdempotency, ReservationLine
+from persistence.models import HttpIdempotency, Preorder, ReservationLine
 from persistence.models import Reservation as ReservationRow
 from persistence.models import Transfer as TransferRow
 from persistence.sink import datetime_to_ms, ms_to_datetime
@@ -439,11 +441,32 @@ class OrderArchive:
             .where(r.order_id == order_id, r.status.in_(FINISHED), ln.status != "released")
             .order_by(ln.token, ln.position)
         )
+        p = Preorder
+        pq = (
+            sa.select(
+                r.status.label("order_status"),
+                r.fingerprint.label("order_fp"),
+                r.expires_at.label("order_exp"),
+                p.token,
+                p.sku,
+                p.seq,
+                p.location,
+                p.qty,
+                p.expected_at,
+                p.expires_at,
+                p.reserved_at,
+            )
+            .join(p, p.order_id == r.order_id)
+            .where(r.order_id == order_id, r.status.in_(FINISHED), p.status != "released")
+            .order_by(p.token, p.sku, p.seq)
+        )
         with self._db.connect() as conn:
             rows = conn.execute(q).all()
-        if not rows:
+            pre = conn.execute(pq).all()
+        if not rows and not pre:
             return None
-        return ArchivedOrder(self._rebuild(order_id, list(rows)), rows[0].order_fp or "")
+        head = (rows or pre)[0]
+        return ArchivedOrder(self._rebuild(order_id, list(rows), list(pre)), head.order_fp or "")
 
     def _answer(self, key: str, now_ms: int) -> bytes | None:
         h = HttpIdempotency
@@ -496,22 +519,43 @@ class OrderArchive:
             r.fingerprint,
         )
 
-    def _rebuild(self, order_id: str, rows: list[Any]) -> Reservation:
+    def _rebuild(self, order_id: str, rows: list[Any], pre: Sequence[Any] = ()) -> Reservation:
+        """The order's parts: per group, the lines (pre-order lines too) of the latest
+        attempt that reserved there; the locked lines of every part, then every part's
+        pre-order lines in the order it took them (its lines come sorted by (sku,
+        location), and each SKU numbers its lines in that order)."""
         parts: dict[int, list[Any]] = defaultdict(list)
-        for row in rows:
+        for row in [*rows, *pre]:
             parts[self._keys.group_of(row.sku)].append(row)
         lines: list[ReservedLine] = []
+        pre_lines: list[ReservedLine] = []
         bdl: list[dict[str, Any]] = []
         for g in sorted(parts):
             part = parts[g]
-            newest = max(part, key=lambda x: (x.reserved_at or x.expires_at, x.token)).token
-            bdl += [{"bdl": x.bundles} for x in part if x.token == newest and x.bundles][:1]
+            newest = max(
+                part, key=lambda x: (x.reserved_at or x.expires_at or x.order_exp, x.token)
+            ).token
+            plain = [x for x in part if x.token == newest and "seq" not in x._fields]
+            bdl += [{"bdl": x.bundles} for x in plain if x.bundles][:1]
             lines.extend(
                 ReservedLine(sku=x.sku, qty=int(x.qty), location=x.location)
-                for x in sorted(part, key=lambda x: x.position)
-                if x.token == newest
+                for x in sorted(plain, key=lambda x: x.position)
             )
-        head = rows[0]
+            pre_lines.extend(
+                ReservedLine(
+                    sku=x.sku,
+                    qty=int(x.qty),
+                    location=x.location,
+                    preorder=True,
+                    expected_at=datetime_to_ms(x.expected_at),
+                )
+                for x in sorted(
+                    (x for x in part if x.token == newest and "seq" in x._fields),
+                    key=lambda x: (x.sku, x.seq),
+                )
+            )
+        lines.extend(pre_lines)
+        head = (rows or list(pre))[0]
         return Reservation(
             order_id,
             head.order_status,

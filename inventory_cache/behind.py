@@ -301,7 +301,7 @@ def _text(value: Any) -> str:
 
 
 # The kinds of key of a group that warmup rebuilds from PostgreSQL (keys.py).
-STATE_KINDS = ("s", "b", "r", "t", "op", "o", "ti", "cl", "cc")
+STATE_KINDS = ("s", "b", "r", "t", "op", "o", "ti", "cl", "cc", "pq", "nc")
 
 
 def clear_state(redis: Any, keys: Keys, groups: Sequence[int]) -> int:

@@ -18,7 +18,13 @@ Compared, both ways (present on one side only is a difference too):
   and the copy of it in the bundle SKU's stock hash (`bdef`) against the ledger's;
 - every per-customer limit (units, window, version, generation), and what each customer
   holds of a limited SKU now: Redis's count against the ledger's `held` rows of the
-  limit's generation within its window.
+  limit's generation within its window;
+- incoming stock and pre-orders: every incoming record (open ones in the stock hash's
+  `n:<ref>`, received and cancelled ones in `Keys.incoming_closed`) and its ref's index,
+  every pre-order limit (`p:<loc>`), the units awaiting incoming stock (`q:<loc>`, the
+  awaiting lines of active orders), and every SKU's book: each line of an active order
+  still in it, and `#` (the highest sequence number ever given); an active part's
+  pre-order lines (`pre`) are compared with its lines.
 
 Comparing while traffic flows reports changes that are on their way as differences, so
 `verify` first waits (up to `wait_s`) until the `ledger` group has no pending and no
@@ -44,11 +50,16 @@ from inventory_cache.keys import Keys
 from inventory_cache.lag import GROUP
 from inventory_cache.settings import Settings
 from persistence.models import (
+    PREORDER_OPEN,
     BundleDefinition,
     CustomerCount,
     CustomerLimit,
+    IncomingStock,
     Movement,
     Policy,
+    Preorder,
+    PreorderPolicy,
+    Reservation,
     ReservationLine,
     StockLevel,
     Transfer,
@@ -62,7 +73,8 @@ IN_FLIGHT = ("requested", "in_transit")
 @dataclass(frozen=True, slots=True)
 class Difference:
     # stock, version, ledger, chain, behind, reservation, order_index, transfer, policy,
-    # bundle, bundle_copy, limit, customer_count, backlog
+    # bundle, bundle_copy, limit, customer_count, incoming, incoming_index, preorder_limit,
+    # preorders_awaiting, preorder, preorder_seq, backlog
     kind: str
     key: str
     redis: Any
@@ -148,6 +160,7 @@ def compare(redis: Any, engine: sa.Engine, settings: Settings) -> list[Differenc
         diffs += _policies(redis, keys, conn)
         diffs += _bundles(redis, keys, conn)
         diffs += _limits(redis, keys, conn, wall_clock_ms())
+        diffs += _preorders(redis, keys, conn)
     return diffs
 
 
@@ -300,6 +313,8 @@ def _reservations(redis: Any, keys: Keys, conn: sa.Connection) -> list[Differenc
             int(raw[b"exp"]),
             [list(x) for x in lines] if isinstance(lines, list) else [],
         ) + ((raw[b"bdl"].decode(),) if raw.get(b"bdl") else ())
+        if raw.get(b"pre"):
+            ours[(order, g)] += (("pre", [list(x) for x in orjson.loads(raw[b"pre"])]),)
     ln = ReservationLine
     theirs: dict[tuple[str, int], tuple[Any, ...]] = {}
     q = (
@@ -315,6 +330,24 @@ def _reservations(redis: Any, keys: Keys, conn: sa.Connection) -> list[Differenc
             + ((row.bundles,) if row.bundles else ()),
         )
         entry[2].append([row.sku, row.location, row.qty])
+    # The parts' pre-order lines (a part may hold nothing else), in the order it took them.
+    p = Preorder
+    pq = (
+        sa.select(p.order_id, p.token, p.sku, p.seq, p.location, p.qty, p.expected_at, p.expires_at)
+        .where(p.status.in_(PREORDER_OPEN))
+        .order_by(p.order_id, p.sku, p.seq)
+    )
+    pre: dict[tuple[str, int], list[list[Any]]] = defaultdict(list)
+    for prow in conn.execute(pq):
+        key = (prow.order_id, keys.group_of(prow.sku))
+        if key not in theirs:
+            exp = None if prow.expires_at is None else datetime_to_ms(prow.expires_at)
+            theirs[key] = (prow.token, exp, [])
+        pre[key].append(
+            [prow.sku, prow.location, prow.qty, prow.seq, datetime_to_ms(prow.expected_at)]
+        )
+    for key, lines in pre.items():
+        theirs[key] += (("pre", lines),)
     diffs = [
         Difference("reservation", f"{order} (group {g})", ours.get(k), theirs.get(k))
         for k in sorted(ours.keys() | theirs.keys())
@@ -474,6 +507,144 @@ def _counts(
             if units:
                 out[(sku, customer)] = units
     return out
+
+
+def _number(raw: bytes) -> int | str:
+    try:
+        return int(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def _record(raw: bytes, numbers: tuple[int, ...], size: int) -> tuple[Any, ...] | str:
+    """A JSON array of `size` values from Redis as a tuple (`numbers` its integer
+    positions), or the text itself when it is not one (a difference all the same)."""
+    try:
+        value = orjson.loads(raw)
+        if isinstance(value, list) and len(value) == size:
+            return tuple(int(x) if i in numbers else x for i, x in enumerate(value))
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        pass
+    return raw.decode(errors="replace")
+
+
+def _preorders(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
+    """Incoming records and their index, pre-order limits, awaiting units and books."""
+    # ref -> (sku, location, qty, expected_at, status, received_qty)
+    ours_in: dict[str, Any] = {}
+    ours_limit: dict[tuple[str, str], Any] = {}
+    ours_q: dict[tuple[str, str], Any] = {}
+    for _, sku, raw in _scan(redis, keys, "s"):
+        for k, v in raw.items():
+            field = k.decode()
+            kind, name = field[:2], field[2:]
+            if kind == "p:":
+                ours_limit[(sku, name)] = _number(v)
+            elif kind == "q:":
+                ours_q[(sku, name)] = _number(v)
+            elif kind == "n:":
+                record = _record(v, (1, 2), 3)
+                ours_in[name] = (sku, *record, "open", 0) if isinstance(record, tuple) else record
+    for _, sku, raw in _scan(redis, keys, "nc"):
+        for k, v in raw.items():
+            record = _record(v, (1, 2, 4), 5)
+            ours_in[k.decode()] = (sku, *record) if isinstance(record, tuple) else record
+    ours_book: dict[tuple[str, int], Any] = {}
+    ours_top: dict[str, Any] = {}
+    for _, sku, raw in _scan(redis, keys, "pq"):
+        for k, v in raw.items():
+            if k == b"#":
+                ours_top[sku] = _number(v)
+            else:
+                ours_book[(sku, int(k))] = _record(v, (3, 4), 6)
+
+    i = IncomingStock
+    theirs_in = {
+        row.ref: (
+            row.sku,
+            row.location,
+            row.qty,
+            datetime_to_ms(row.expected_at),
+            row.status,
+            row.received_qty if row.status != "open" else 0,
+        )
+        for row in conn.execute(
+            sa.select(i.ref, i.sku, i.location, i.qty, i.expected_at, i.status, i.received_qty)
+        )
+    }
+    pol = PreorderPolicy
+    theirs_limit = {
+        (row.sku, row.location): row.preorder_limit
+        for row in conn.execute(
+            sa.select(pol.sku, pol.location, pol.preorder_limit).where(pol.preorder_limit > 0)
+        )
+    }
+    p, r = Preorder, Reservation
+    theirs_top = {
+        sku: int(top)
+        for sku, top in conn.execute(sa.select(p.sku, sa.func.max(p.seq)).group_by(p.sku))
+    }
+    theirs_book: dict[tuple[str, int], tuple[str, str, str, int, int, str]] = {}
+    theirs_q: dict[tuple[str, str], int] = defaultdict(int)
+    q = (
+        sa.select(p.sku, p.seq, p.order_id, p.token, p.location, p.qty, p.expected_at, p.status)
+        .join(r, r.order_id == p.order_id)
+        .where(p.status.in_(PREORDER_OPEN), r.status == "active")
+    )
+    for row in conn.execute(q):
+        state = row.status[0]  # awaiting, locked, uncovered: a, l, u
+        at = datetime_to_ms(row.expected_at)
+        theirs_book[(row.sku, row.seq)] = (
+            row.order_id,
+            row.token,
+            row.location,
+            row.qty,
+            at,
+            state,
+        )
+        if state == "a":
+            theirs_q[(row.sku, row.location)] += row.qty
+
+    def named(ref: str) -> str:
+        record = theirs_in.get(ref) or ours_in.get(ref)
+        return f"{record[0] if record else '?'} {ref}"
+
+    diffs = [
+        Difference("incoming", named(ref), ours_in.get(ref), theirs_in.get(ref))
+        for ref in sorted(ours_in.keys() | theirs_in.keys())
+        if ours_in.get(ref) != theirs_in.get(ref)
+    ]
+    refs = sorted(theirs_in)
+    for n in range(0, len(refs), CHUNK):
+        pipe = redis.pipeline(transaction=False)
+        for ref in refs[n : n + CHUNK]:
+            pipe.get(keys.incoming_index(ref))
+        for ref, raw in zip(refs[n : n + CHUNK], pipe.execute(), strict=True):
+            found = raw.decode() if raw is not None else None
+            if found != theirs_in[ref][0]:
+                diffs.append(Difference("incoming_index", named(ref), found, theirs_in[ref][0]))
+    for kind, mine, theirs in (
+        ("preorder_limit", ours_limit, theirs_limit),
+        ("preorders_awaiting", ours_q, theirs_q),
+    ):
+        diffs += [
+            Difference(kind, f"{sku}@{loc}", mine.get(k), theirs.get(k))
+            for k in sorted(mine.keys() | theirs.keys())
+            if mine.get(k) != theirs.get(k)
+            for sku, loc in [k]
+        ]
+    diffs += [
+        Difference("preorder", f"{sku} #{seq}", ours_book.get(k), theirs_book.get(k))
+        for k in sorted(ours_book.keys() | theirs_book.keys())
+        if ours_book.get(k) != theirs_book.get(k)
+        for sku, seq in [k]
+    ]
+    diffs += [
+        Difference("preorder_seq", sku, ours_top.get(sku), theirs_top.get(sku))
+        for sku in sorted(ours_top.keys() | theirs_top.keys())
+        if ours_top.get(sku) != theirs_top.get(sku)
+    ]
+    return diffs
 
 
 def run_verify(*, wait_s: float = 30.0) -> int:

@@ -17,6 +17,15 @@ worker committed:
 - every SKU's per-customer limit (`restore_record-1.lua`; a removed one too, so its version
   sequence continues) and each customer's count of a limited SKU: the units its `held`
   rows of the limit's generation hold within the window (`restore_count-1.lua`);
+- the pre-order state of every SKU that has some (`restore_book-2.lua`, after its stock
+  hash, and only where Redis holds the SKU at the version PostgreSQL has): `p:<loc>` its
+  pre-order limits (0 omitted), `n:<ref>` its open incoming records, `q:<loc>` the units
+  of awaiting pre-order lines of active orders, and its book (`Keys.preorders`) of the
+  lines of active orders still in it, `#` the highest sequence number ever given (finished
+  lines too, so numbers never repeat); the same call gives each restored part its
+  pre-order lines (`pre`). A part may hold pre-order lines only: those parts are rebuilt
+  from `preorders` alone. Then the closed incoming records (`restore_record-1.lua` on
+  `Keys.incoming_closed`) and every ref's index (`Keys.incoming_index`, set if absent);
 - the API keys' mirror (`apikeys.rebuild_mirror`), so that authentication needs no
   PostgreSQL; this step runs even when `--if-empty` finds Redis warm;
 
@@ -63,10 +72,14 @@ from inventory_cache.redis_policy import require_safe_policy
 from inventory_cache.scripts import Script, scripts_for
 from inventory_cache.settings import Settings
 from persistence.models import (
+    PREORDER_OPEN,
     BundleDefinition,
     CustomerCount,
     CustomerLimit,
     IdempotencyRecord,
+    IncomingStock,
+    Preorder,
+    PreorderPolicy,
     Reservation,
     ReservationLine,
     StockLevel,
@@ -90,6 +103,8 @@ class WarmupReport:
     idempotency_records: int = 0
     limits: int = 0
     customer_counts: int = 0
+    preorder_books: int = 0
+    incoming_records: int = 0
     kept: int = 0
     skipped: bool = False
     groups: int = 0
@@ -220,7 +235,8 @@ def warmup(
         run = _Runner(redis, scripts, report, lambda n: bar.advance(task, n))
         _restore_stock(conn, keys, run)
         _restore_bundles(conn, keys, run)
-        _restore_reservations(conn, keys, run, cutoff, now, retention)
+        pre_parts = _restore_reservations(conn, keys, run, cutoff, now, retention)
+        _restore_preorders(conn, keys, run, pre_parts)
         _restore_transfers(conn, keys, run, cutoff, now, retention)
         _restore_idempotency(conn, keys, run, now)
         _restore_limits(conn, keys, run, now)
@@ -297,7 +313,9 @@ def _restore_bundles(conn: sa.Connection, keys: Keys, run: _Runner) -> None:
 
 def _restore_reservations(
     conn: sa.Connection, keys: Keys, run: _Runner, cutoff: Any, now: int, retention: int
-) -> None:
+) -> PreParts:
+    """The live orders' parts and indexes; returns the parts that hold pre-order lines,
+    which `_restore_preorders` gives them."""
     r, ln = Reservation, ReservationLine
     q = (
         sa.select(
@@ -324,8 +342,97 @@ def _restore_reservations(
         .order_by(r.order_id, ln.token, ln.position)
     )
     counted = _counted(conn, cutoff)
+    pre = _preorder_lines(conn, cutoff)
+    pre_parts: PreParts = defaultdict(list)
     for rows in _by_key(_stream(conn, q), lambda x: x.order_id):
-        _restore_order(rows, keys, run, now, retention, counted)
+        pre_rows = pre.pop(rows[0].order_id, [])
+        _restore_order(rows, pre_rows, keys, run, now, retention, counted, pre_parts)
+    for pre_rows in pre.values():  # orders whose lines are all pre-order lines
+        _restore_order([], pre_rows, keys, run, now, retention, counted, pre_parts)
+    return pre_parts
+
+
+# sku -> [(part key, attempt token, the part's `pre` JSON)] for the parts whose first
+# pre-order line is of that SKU
+PreParts = dict[str, list[tuple[str, str, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _PreLine:
+    """A pre-order line of a live order, as `_restore_order` reads a part's line."""
+
+    order_id: str
+    order_status: str
+    order_fp: str | None
+    order_token: str
+    order_exp: Any
+    created_at: Any
+    token: str
+    sku: str
+    seq: int
+    location: str
+    qty: int
+    expected_at: int  # ms
+    part_fingerprint: str
+    status: str  # the part's: active, or the final status
+    expires_at: Any
+    reserved_at: Any
+    settled_at: Any
+    bundles: None = None
+
+
+def _preorder_lines(conn: sa.Connection, cutoff: Any) -> dict[str, list[_PreLine]]:
+    """The pre-order lines of the live orders (released attempts left out), by order."""
+    p, r = Preorder, Reservation
+    q = (
+        sa.select(
+            r.order_id,
+            r.status.label("order_status"),
+            r.fingerprint.label("order_fp"),
+            r.token.label("order_token"),
+            r.expires_at.label("order_exp"),
+            r.created_at,
+            p.token,
+            p.sku,
+            p.seq,
+            p.location,
+            p.qty,
+            p.expected_at,
+            p.status,
+            p.part_fingerprint,
+            p.expires_at,
+            p.reserved_at,
+            p.updated_at,
+        )
+        .join(r, r.order_id == p.order_id)
+        .where(_live_reservation(cutoff), p.status != "released")
+        .order_by(p.order_id, p.sku, p.seq)
+    )
+    out: dict[str, list[_PreLine]] = {}
+    for x in _stream(conn, q):
+        open_ = x.status in PREORDER_OPEN
+        out.setdefault(x.order_id, []).append(
+            _PreLine(
+                x.order_id,
+                x.order_status,
+                x.order_fp,
+                x.order_token,
+                x.order_exp,
+                x.created_at,
+                x.token,
+                x.sku,
+                int(x.seq),
+                x.location,
+                int(x.qty),
+                datetime_to_ms(x.expected_at),
+                x.part_fingerprint or "",
+                "active" if open_ else x.status,
+                x.expires_at if x.expires_at is not None else x.order_exp,
+                x.reserved_at,
+                None if open_ else x.updated_at,
+            )
+        )
+    return out
 
 
 # (order id, token) -> (customer, [[sku, qty, generation], ...]) as the part kept it
@@ -350,13 +457,21 @@ def _counted(conn: sa.Connection, cutoff: Any) -> Counted:
 
 
 def _restore_order(
-    rows: list[Any], keys: Keys, run: _Runner, now: int, retention: int, counted: Counted
+    rows: list[Any],
+    pre_rows: list[_PreLine],
+    keys: Keys,
+    run: _Runner,
+    now: int,
+    retention: int,
+    counted: Counted,
+    pre_parts: PreParts,
 ) -> None:
-    head = rows[0]
+    head = (rows or pre_rows)[0]
     order = head.order_id
-    # One part per group: the lines of the latest attempt that reserved there.
+    # One part per group: the lines (pre-order lines too) of the latest attempt that
+    # reserved there.
     parts: dict[int, list[Any]] = defaultdict(list)
-    for row in rows:
+    for row in [*rows, *pre_rows]:
         parts[keys.group_of(row.sku)].append(row)
     for g, lines in parts.items():
         tokens = {x.token for x in lines}
@@ -368,7 +483,8 @@ def _restore_order(
     body: dict[str, Any] = {
         "groups": {str(g): sorted({x.sku for x in ls}) for g, ls in sorted(parts.items())}
     }
-    customers = {counted[(order, x.token)][0] for x in rows if (order, x.token) in counted}
+    every = [*rows, *pre_rows]
+    customers = {counted[(order, x.token)][0] for x in every if (order, x.token) in counted}
     if customers:
         body["cu"] = customers.pop()
     created = datetime_to_ms(head.created_at)
@@ -382,14 +498,19 @@ def _restore_order(
             "exp": str(exp),
             "body": orjson.dumps(body).decode(),
         }
+        if any(isinstance(x, _PreLine) for ls in parts.values() for x in ls):
+            fields["pre"] = "1"  # a ship first checks the pre-order lines were converted
         run.add(
             "restore_record",
             [keys.order_index(order)],
             [orjson.dumps(fields), index_until],
         )
     for g, lines in sorted(parts.items()):
-        lines.sort(key=lambda x: x.position)
-        first = lines[0]
+        plain = sorted((x for x in lines if not isinstance(x, _PreLine)), key=lambda x: x.position)
+        # A part's pre-order lines in the order it took them: its lines come sorted by
+        # (sku, location) and each SKU numbers its lines in that order.
+        pre = sorted((x for x in lines if isinstance(x, _PreLine)), key=lambda x: (x.sku, x.seq))
+        first = (plain or pre)[0]
         settled = first.status != "active"
         done = datetime_to_ms(first.settled_at) if settled and first.settled_at else None
         if settled and (done is None or done + retention <= now):
@@ -406,16 +527,106 @@ def _restore_order(
                 first.token,
                 datetime_to_ms(first.reserved_at) if first.reserved_at else created,
                 datetime_to_ms(first.expires_at),
-                orjson.dumps([[x.sku, x.location, x.qty] for x in lines]),
+                orjson.dumps([[x.sku, x.location, x.qty] for x in plain]),
                 head.order_fp or "",
                 "" if done is None else done,
                 "" if done is None else done + retention,
-                next((x.bundles for x in lines if x.bundles), ""),
+                next((x.bundles for x in plain if x.bundles), ""),
                 customer if in_group else "",
                 orjson.dumps(in_group).decode() if in_group else "",
             ],
         )
         run.report.parts += 1
+        if pre:
+            lines_json = orjson.dumps(
+                [[x.sku, x.location, x.qty, x.seq, x.expected_at] for x in pre]
+            )
+            pre_parts[pre[0].sku].append((keys.part(g, order), first.token, lines_json.decode()))
+
+
+def _restore_preorders(conn: sa.Connection, keys: Keys, run: _Runner, pre_parts: PreParts) -> None:
+    """Each SKU's pre-order fields and book (`restore_book-2.lua`, which also gives the
+    restored parts their pre-order lines), its closed incoming records, every ref's index."""
+    fields: dict[str, dict[str, str]] = defaultdict(dict)
+    books: dict[str, dict[str, str]] = defaultdict(dict)
+    pol = PreorderPolicy
+    for row in _stream(
+        conn, sa.select(pol.sku, pol.location, pol.preorder_limit).where(pol.preorder_limit > 0)
+    ):
+        fields[row.sku][f"p:{row.location}"] = str(row.preorder_limit)
+    i = IncomingStock
+    closed: dict[str, dict[str, str]] = defaultdict(dict)
+    index: list[tuple[str, str]] = []
+    cols = (i.ref, i.sku, i.location, i.qty, i.expected_at, i.status, i.received_qty)
+    for row in _stream(conn, sa.select(*cols).order_by(i.ref)):
+        at = datetime_to_ms(row.expected_at)
+        if row.status == "open":
+            record = [row.location, row.qty, at]
+            fields[row.sku][f"n:{row.ref}"] = orjson.dumps(record).decode()
+        else:
+            record = [row.location, row.qty, at, row.status, row.received_qty]
+            closed[row.sku][row.ref] = orjson.dumps(record).decode()
+        index.append((row.ref, row.sku))
+    p, r = Preorder, Reservation
+    for sku, top in conn.execute(sa.select(p.sku, sa.func.max(p.seq)).group_by(p.sku)):
+        books[sku]["#"] = str(top)
+    q = (
+        sa.select(p.sku, p.seq, p.order_id, p.token, p.location, p.qty, p.expected_at, p.status)
+        .join(r, r.order_id == p.order_id)
+        .where(p.status.in_(PREORDER_OPEN), r.status == "active")
+        .order_by(p.sku, p.seq)
+    )
+    awaiting: dict[tuple[str, str], int] = defaultdict(int)
+    for row in _stream(conn, q):
+        state = PREORDER_STATE[row.status]
+        entry = [row.order_id, row.token, row.location, row.qty]
+        entry += [datetime_to_ms(row.expected_at), state]
+        books[row.sku][str(row.seq)] = orjson.dumps(entry).decode()
+        if state == "a":
+            awaiting[(row.sku, row.location)] += row.qty
+    for (sku, loc), units in awaiting.items():
+        fields[sku][f"q:{loc}"] = str(units)
+    skus = sorted(fields.keys() | books.keys() | pre_parts.keys())
+    # The version each SKU's stock hash was restored at (`_restore_stock`): read whole
+    # rather than with an IN list as long as the catalogue.
+    wanted = set(skus)
+    s = StockLevel
+    versions = (
+        {
+            sku: version
+            for sku, version in _stream(
+                conn, sa.select(s.sku, sa.func.max(s.version)).group_by(s.sku)
+            )
+            if sku in wanted
+        }
+        if wanted
+        else {}
+    )
+    for sku in skus:
+        parts = pre_parts.get(sku, [])
+        run.add(
+            "restore_book",
+            [keys.stock(sku), keys.preorders(sku), *(key for key, _, _ in parts)],
+            [
+                versions.get(sku, 0),
+                orjson.dumps(fields.get(sku, {})),
+                orjson.dumps(books.get(sku, {})),
+                orjson.dumps([[tok, pre] for _, tok, pre in parts]),
+            ],
+        )
+        run.report.preorder_books += 1
+    for sku, records in sorted(closed.items()):
+        run.add("restore_record", [keys.incoming_closed(sku)], [orjson.dumps(records), ""])
+    for n in range(0, len(index), CHUNK):
+        pipe = run.redis.pipeline(transaction=False)
+        for ref, sku in index[n : n + CHUNK]:
+            pipe.set(keys.incoming_index(ref), sku, nx=True)
+        pipe.execute()
+    run.report.incoming_records += len(index)
+
+
+# A pre-order line's status in `preorders` -> its state in the book.
+PREORDER_STATE = {"awaiting": "a", "locked": "l", "uncovered": "u"}
 
 
 def _restore_transfers(

@@ -18,6 +18,14 @@ in the same tables:
 - `customer_limits`: the row with the highest limit `version` wins.
 - `customer_counts`: keyed by (order, attempt token, sku); `held` only ever moves to
   `returned` (a release, cancel or expiry gave the units back; a ship keeps them held).
+- `incoming_stock`: one row per incoming ref; the row with the highest SKU `version`
+  (the version in the event's row) wins.
+- `preorder_policies`: one row per (sku, location); the highest `version` wins.
+- `preorders`: one row per pre-order line, keyed by (sku, seq); its status moves only up
+  the ranks `awaiting` (0) < `locked`, `uncovered` (1) < `released`, `cancelled`,
+  `expired`, `shipped` (2): a higher rank replaces, an equal one keeps the first; the
+  columns an event may lack (`reserved_at`, the part's fingerprint and expiry, known from
+  the reservation's events only) are filled by whichever event brings them.
 - `ledger_marks`: one row per batch, the newest entry of each group in it (its stream id
   and op), so that a Redis which came back without that entry is known to be behind.
 
@@ -36,6 +44,22 @@ RESERVATION_FIELDS = ("order", "exp", "lines", "st", "fp", "tok")
 TRANSFER_FIELDS = ("tid", "sku", "from", "to", "qty", "st", "fp")
 PART_STATUSES = frozenset({"active", "released", "cancelled", "expired", "shipped"})
 TRANSFER_RANK = {"requested": 0, "in_transit": 1, "received": 2, "cancelled": 2}
+INCOMING_STATUSES = frozenset({"open", "received", "cancelled"})
+INCOMING_REASONS = frozenset(
+    {"incoming_create", "incoming_change", "incoming_receive", "incoming_cancel"}
+)
+# A pre-order line's status in `preorders`, by rank (see the module doc).
+PREORDER_RANK = {
+    "awaiting": 0,
+    "locked": 1,
+    "uncovered": 1,
+    "released": 2,
+    "cancelled": 2,
+    "expired": 2,
+    "shipped": 2,
+}
+# The states an incoming event's `pre` moves lines to.
+PREORDER_MOVES = frozenset({"locked", "uncovered"})
 
 
 class MalformedEvent(ValueError):
@@ -79,6 +103,13 @@ TransferRow = tuple[str, str, str, str, int, str, str, int, int]
 Mark = tuple[int, int, str]
 # (sku, per_customer, window_seconds, version, generation, ts_ms)
 LimitRow = tuple[str, int, int, int, int, int]
+# (ref, sku, location, qty, expected_ms, status, received_qty, version, ts_ms)
+IncomingRow = tuple[str, str, str, int, int, str, int, int, int]
+# (sku, location, preorder_limit, version, ts_ms)
+PreorderLimitRow = tuple[str, str, int, int, int]
+# (sku, seq, order_id, token, location, qty, expected_ms, status, reserved_ms | None,
+#  updated_ms, part fingerprint | None, part expires_ms | None)
+PreorderRow = tuple[str, int, str, str, str, int, int, str, int | None, int, str | None, int | None]
 # (order_id, token, sku, customer_id, qty, generation, counted_ms, status)
 CountRow = tuple[str, str, str, str, int, int, int, str]
 # What a part counted against per-customer limits: (customer, [(sku, qty, gen)], counted_ms)
@@ -100,6 +131,9 @@ class Batch:
     bundles: dict[str, BundleRow] = field(default_factory=dict)
     limits: dict[str, LimitRow] = field(default_factory=dict)
     counts: dict[tuple[str, str, str], CountRow] = field(default_factory=dict)
+    incoming: dict[str, IncomingRow] = field(default_factory=dict)
+    preorder_limits: dict[tuple[str, str], PreorderLimitRow] = field(default_factory=dict)
+    preorders: dict[tuple[str, int], PreorderRow] = field(default_factory=dict)
     marks: dict[int, Mark] = field(default_factory=dict)
     events: int = 0
 
@@ -172,6 +206,13 @@ class Event:
     bundle: BundleRow | None = None  # a bundle's definition changed ('bundle' events)
     limit: LimitRow | None = None
     counted: Counted | None = None
+    # 'incoming' events: the record after the change
+    incoming: IncomingRow | None = None
+    # the pre-order lines the event names: a part's (`pre`, with the part's status), or
+    # those an incoming change locked or uncovered
+    preorders: tuple[PreorderRow, ...] = ()
+    # 'policy' events with `pl`: a (sku, location)'s pre-order limit
+    preorder_limit: PreorderLimitRow | None = None
 
 
 def _bundle_lines(raw: bytes | None) -> str | None:
@@ -221,6 +262,109 @@ def _bundle_change(f: Mapping[bytes, bytes], ts: int) -> BundleRow:
     return (_str(sku, "bundle"), comps or None, version, ts)
 
 
+def _incoming_change(
+    f: Mapping[bytes, bytes], ts: int, reason: str, rows: list[Any]
+) -> tuple[IncomingRow, tuple[PreorderRow, ...]]:
+    """An 'incoming' event's record (`in`) and the pre-order lines it moved (`pre`)."""
+    ref = _text(f, "ref")
+    if reason not in INCOMING_REASONS:
+        raise MalformedEvent(f"unknown incoming reason {reason!r}")
+    raw = _json_list(f, "in")
+    if len(raw) != 6:
+        raise MalformedEvent(
+            f"field 'in' is not [sku, location, qty, expected_at, status, received_qty]: {raw!r}"
+        )
+    sku, loc = _str(raw[0], "incoming sku"), _str(raw[1], "incoming location")
+    qty, exp = _int(raw[2], "incoming qty"), _int(raw[3], "incoming expected_at")
+    status, received = raw[4], _int(raw[5], "incoming received_qty")
+    if status not in INCOMING_STATUSES:
+        raise MalformedEvent(f"unknown incoming status {status!r}")
+    if qty < 0 or received < 0:
+        raise MalformedEvent(f"a negative incoming quantity: {raw!r}")
+    if len(rows) != 1 or rows[0][:2] != (sku, loc):
+        raise MalformedEvent(f"an incoming event has exactly one row, of {sku}@{loc}")
+    moved = []
+    if b"pre" in f:
+        for p in _json_list(f, "pre"):
+            if not isinstance(p, list) or len(p) != 7:
+                raise MalformedEvent(
+                    "a pre-order change is not [order, token, seq, location, qty, expected_at,"
+                    f" state]: {p!r}"
+                )
+            if p[6] not in PREORDER_MOVES:
+                raise MalformedEvent(f"unknown pre-order state {p[6]!r}")
+            moved.append(
+                (
+                    sku,
+                    _seq(p[2]),
+                    _str(p[0], "pre-order order"),
+                    _str(p[1], "pre-order token"),
+                    _str(p[3], "pre-order location"),
+                    _int(p[4], "pre-order qty"),
+                    _int(p[5], "pre-order expected_at"),
+                    str(p[6]),
+                    None,
+                    ts,
+                    None,
+                    None,
+                )
+            )
+    return (ref, sku, loc, qty, exp, status, received, rows[0][7], ts), tuple(moved)
+
+
+def _seq(value: Any) -> int:
+    seq = _int(value, "pre-order seq")
+    if seq < 1:
+        raise MalformedEvent(f"a pre-order seq is not positive: {value!r}")
+    return seq
+
+
+def _part_preorders(f: Mapping[bytes, bytes], part: Any, ts: int) -> tuple[PreorderRow, ...]:
+    """A part event's pre-order lines (`pre`), with the part's status (`awaiting` while
+    active)."""
+    order, exp, _, st, fp, tok, _ = part
+    status = "awaiting" if st == "active" else st
+    reserved = ts if st == "active" else None
+    out = []
+    for p in _json_list(f, "pre"):
+        if not isinstance(p, list) or len(p) != 5:
+            raise MalformedEvent(
+                f"a pre-order line is not [sku, location, qty, seq, expected_at]: {p!r}"
+            )
+        out.append(
+            (
+                _str(p[0], "pre-order sku"),
+                _seq(p[3]),
+                order,
+                tok,
+                _str(p[1], "pre-order location"),
+                _int(p[2], "pre-order qty"),
+                _int(p[4], "pre-order expected_at"),
+                status,
+                reserved,
+                ts,
+                fp,
+                exp,
+            )
+        )
+    return tuple(out)
+
+
+def _preorder_limit(f: Mapping[bytes, bytes], ts: int, rows: list[Any]) -> PreorderLimitRow:
+    """A 'policy' event's pre-order limit (`pl`), at the version of its (sku, location)'s row."""
+    raw = _json_list(f, "pl")
+    if len(raw) != 3:
+        raise MalformedEvent(f"field 'pl' is not [sku, location, preorder_limit]: {raw!r}")
+    sku, loc = _str(raw[0], "pre-order limit sku"), _str(raw[1], "pre-order limit location")
+    limit = _int(raw[2], "preorder_limit")
+    if limit < 0:
+        raise MalformedEvent(f"a negative pre-order limit: {raw!r}")
+    row = next((r for r in rows if r[:2] == (sku, loc)), None)
+    if row is None:
+        raise MalformedEvent(f"no row of {sku}@{loc} for its pre-order limit")
+    return (sku, loc, limit, row[7], ts)
+
+
 class _Unusual(Exception):
     """The fast path met something it does not decide on; the checked path will."""
 
@@ -235,6 +379,18 @@ def _fast_int(v: Any) -> int:
     if type(v) is not int:
         raise _Unusual
     return v
+
+
+def _fast_seq(v: Any) -> int:
+    if type(v) is not int or v < 1:
+        raise _Unusual
+    return v
+
+
+def _fast_move(v: Any) -> str:
+    if v not in PREORDER_MOVES:
+        raise _Unusual
+    return str(v)
 
 
 def _parse_fast(entry: Entry) -> Event:
@@ -322,8 +478,87 @@ def _parse_fast(entry: Entry) -> Event:
             ],
             int(f[b"cat"]) if b"cat" in f else ts,
         )
+    incoming = None
+    preorders: tuple[PreorderRow, ...] = ()
+    if type_ == "incoming":
+        if b"ref" not in f or reason not in INCOMING_REASONS or len(rows) != 1:
+            raise _Unusual
+        sku, loc, qty, exp, st, got = orjson.loads(f[b"in"])
+        if st not in INCOMING_STATUSES or rows[0][:2] != (sku, loc):
+            raise _Unusual
+        if _fast_int(qty) < 0 or _fast_int(got) < 0:
+            raise _Unusual
+        incoming = (ref, sku, loc, qty, _fast_int(exp), st, got, rows[0][7], ts)
+        if b"pre" in f:
+            preorders = tuple(
+                (
+                    sku,
+                    _fast_seq(seq),
+                    _fast_str(order),
+                    _fast_str(tok),
+                    _fast_str(ploc),
+                    _fast_int(pqty),
+                    _fast_int(pexp),
+                    _fast_move(state),
+                    None,
+                    ts,
+                    None,
+                    None,
+                )
+                for order, tok, seq, ploc, pqty, pexp, state in orjson.loads(f[b"pre"])
+            )
+    elif b"in" in f:
+        raise _Unusual
+    elif b"pre" in f:
+        if part is None:
+            raise _Unusual
+        order, exp, _, st, fp, tok, _ = part
+        status = "awaiting" if st == "active" else st
+        reserved = ts if st == "active" else None
+        preorders = tuple(
+            (
+                _fast_str(sku),
+                _fast_seq(seq),
+                order,
+                tok,
+                _fast_str(ploc),
+                _fast_int(pqty),
+                _fast_int(pexp),
+                status,
+                reserved,
+                ts,
+                fp,
+                exp,
+            )
+            for sku, ploc, pqty, seq, pexp in orjson.loads(f[b"pre"])
+        )
+    preorder_limit = None
+    if b"pl" in f or (type_ == "policy" and reason == "preorder_limit"):
+        if type_ != "policy":
+            raise _Unusual
+        sku, loc, n = orjson.loads(f[b"pl"])
+        if _fast_int(n) < 0:
+            raise _Unusual
+        row = next(r for r in rows if r[:2] == (sku, loc))
+        preorder_limit = (sku, loc, n, row[7], ts)
     return Event(
-        entry, type_, op, ts, ref, reason, rows, idem, part, transfer, bdl, None, limit, counted
+        entry,
+        type_,
+        op,
+        ts,
+        ref,
+        reason,
+        rows,
+        idem,
+        part,
+        transfer,
+        bdl,
+        None,
+        limit,
+        counted,
+        incoming,
+        preorders,
+        preorder_limit,
     )
 
 
@@ -419,8 +654,39 @@ def _parse_checked(entry: Entry) -> Event:
             entries.append((_str(raw[0], "count sku"), _int(raw[1], "qty"), _int(raw[2], "gen")))
         cat = _int(_text(f, "cat"), "cat") if b"cat" in f else ts
         counted = (_str(_text(f, "cu"), "cu"), entries, cat)
+    incoming = None
+    preorders: tuple[PreorderRow, ...] = ()
+    if type_ == "incoming":
+        incoming, preorders = _incoming_change(f, ts, reason, rows)
+    elif b"in" in f:
+        raise MalformedEvent(f"an incoming record on a {type_!r} event")
+    elif b"pre" in f:
+        if part is None:
+            raise MalformedEvent("pre-order lines without a reservation part")
+        preorders = _part_preorders(f, part, ts)
+    preorder_limit = None
+    if b"pl" in f or (type_ == "policy" and reason == "preorder_limit"):
+        if type_ != "policy":
+            raise MalformedEvent(f"a pre-order limit on a {type_!r} event")
+        preorder_limit = _preorder_limit(f, ts, rows)
     return Event(
-        entry, type_, op, ts, ref, reason, rows, idem, part, transfer, bdl, None, limit, counted
+        entry,
+        type_,
+        op,
+        ts,
+        ref,
+        reason,
+        rows,
+        idem,
+        part,
+        transfer,
+        bdl,
+        None,
+        limit,
+        counted,
+        incoming,
+        preorders,
+        preorder_limit,
     )
 
 
@@ -501,7 +767,36 @@ def build(events: Iterable[Event], retention_ms: int) -> Batch:
                 b.limits[ev.limit[0]] = ev.limit
         if ev.counted is not None and ev.part is not None:
             _add_counted(b, ev)
+        if ev.incoming is not None:
+            cur_in = b.incoming.get(ev.incoming[0])
+            if cur_in is None or cur_in[7] < ev.incoming[7]:
+                b.incoming[ev.incoming[0]] = ev.incoming
+        if ev.preorder_limit is not None:
+            key_pl = ev.preorder_limit[:2]
+            cur_pl = b.preorder_limits.get(key_pl)
+            if cur_pl is None or cur_pl[3] < ev.preorder_limit[3]:
+                b.preorder_limits[key_pl] = ev.preorder_limit
+        for pre in ev.preorders:
+            _add_preorder(b, pre)
     return b
+
+
+def _add_preorder(b: Batch, row: PreorderRow) -> None:
+    """A higher status rank replaces (with its time); what is unknown yet is filled."""
+    key = (row[0], row[1])
+    cur = b.preorders.get(key)
+    if cur is None:
+        b.preorders[key] = row
+        return
+    up = PREORDER_RANK[row[7]] > PREORDER_RANK[cur[7]]
+    b.preorders[key] = (
+        *cur[:7],
+        row[7] if up else cur[7],
+        cur[8] if cur[8] is not None else row[8],
+        row[9] if up else cur[9],
+        cur[10] if cur[10] is not None else row[10],
+        cur[11] if cur[11] is not None else row[11],
+    )
 
 
 def _bundles_of_components(bdl: str | None) -> dict[str, str]:

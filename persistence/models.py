@@ -284,6 +284,82 @@ class CustomerCount(Base):
     status: Mapped[str] = mapped_column(String(16))
 
 
+class IncomingStock(Base):
+    """An incoming record (a purchase order, a production run): `qty` units of `sku`
+    expected at `location` on `expected_at`, `open` until `received` (`received_qty`
+    booked on hand) or `cancelled`. `version` is the SKU's version in the event that
+    wrote the row: the highest wins, so changes applied out of order never go back.
+    """
+
+    __tablename__ = "incoming_stock"
+    __table_args__ = (Index("ix_incoming_stock_sku", "sku"),)
+
+    ref: Mapped[str] = mapped_column(Id, primary_key=True)
+    sku: Mapped[str] = mapped_column(Id)
+    location: Mapped[str] = mapped_column(Id)
+    qty: Mapped[int] = mapped_column(Qty)
+    expected_at: Mapped[datetime] = _ts()
+    status: Mapped[str] = mapped_column(String(16))  # open | received | cancelled
+    received_qty: Mapped[int] = mapped_column(Qty)
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = _ts()
+
+
+class PreorderPolicy(Base):
+    """The units of one (sku, location) reservations may take from its incoming stock
+    (`p:<loc>` of the SKU's stock hash); 0 = none. The highest `version` (the SKU's, in
+    the event's row) wins."""
+
+    __tablename__ = "preorder_policies"
+
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    location: Mapped[str] = mapped_column(Id, primary_key=True)
+    preorder_limit: Mapped[int] = mapped_column(Qty)
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = _ts()
+
+
+# The statuses of a pre-order line still in its SKU's book (its order is active).
+PREORDER_OPEN = ("awaiting", "locked", "uncovered")
+
+
+class Preorder(Base):
+    """A pre-order line: `qty` units of a reservation part covered by incoming stock due
+    at `expected_at`, numbered `seq` in its SKU's book (`Keys.preorders`).
+
+    `status` moves up by rank only: `awaiting` (0); `locked` (converted into an ordinary
+    lock when the stock was received) or `uncovered` (its incoming stock was cancelled or
+    came short) (1); the part's final status `released`, `cancelled`, `expired` or
+    `shipped` (2). `updated_at` is when the current status was set. `part_fingerprint`
+    and `expires_at` are the part's (NULL until its reservation's events arrive): a part
+    may hold pre-order lines only, so warmup and the archive rebuild it from here.
+    """
+
+    __tablename__ = "preorders"
+    __table_args__ = (
+        Index("ix_preorders_order_id", "order_id"),
+        Index(
+            "ix_preorders_open",
+            "sku",
+            postgresql_where=text("status IN ('awaiting', 'locked', 'uncovered')"),
+            sqlite_where=text("status IN ('awaiting', 'locked', 'uncovered')"),
+        ),
+    )
+
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    order_id: Mapped[str] = mapped_column(Id)
+    token: Mapped[str] = mapped_column(String(32))
+    location: Mapped[str] = mapped_column(Id)
+    qty: Mapped[int] = mapped_column(Qty)
+    expected_at: Mapped[datetime] = _ts()
+    status: Mapped[str] = mapped_column(String(16))
+    reserved_at: Mapped[datetime | None] = _ts(nullable=True)
+    updated_at: Mapped[datetime] = _ts()
+    part_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[datetime | None] = _ts(nullable=True)
+
+
 class Transfer(Base):
     __tablename__ = "transfers"
 

@@ -87,9 +87,21 @@ def _sorted(rows: dict[Any, Any]) -> list[Any]:
     return [rows[k] for k in sorted(rows)]
 
 
+# Every line of an order, the pre-order lines too (a part may hold nothing else): a
+# pre-order line still in its SKU's book counts as `active`, and a final one was settled
+# when its status was set.
+_ORDER_LINES = """(
+  SELECT order_id, token, status, expires_at, reserved_at, settled_at FROM reservation_lines
+  UNION ALL
+  SELECT order_id, token,
+    CASE WHEN status IN ('awaiting', 'locked', 'uncovered') THEN 'active' ELSE status END,
+    expires_at, reserved_at,
+    CASE WHEN status IN ('awaiting', 'locked', 'uncovered') THEN NULL ELSE updated_at END
+  FROM preorders
+)"""
 # What an order's lines say of it (status, latest attempt, expiry, last change), for the
 # orders a batch touched; SQLite's form (PostgreSQL's, `_PG_RECOMPUTE`, aggregates once).
-_SQLITE_RECOMPUTE = """
+_SQLITE_RECOMPUTE = f"""
 UPDATE reservations SET
   status = (SELECT CASE
       WHEN sum(CASE WHEN l.status = 'active' THEN 1 ELSE 0 END) > 0 THEN 'active'
@@ -97,17 +109,17 @@ UPDATE reservations SET
       WHEN sum(CASE WHEN l.status = 'cancelled' THEN 1 ELSE 0 END) > 0 THEN 'cancelled'
       WHEN sum(CASE WHEN l.status = 'expired' THEN 1 ELSE 0 END) > 0 THEN 'expired'
       ELSE 'released' END
-    FROM reservation_lines l WHERE l.order_id = reservations.order_id),
-  token = COALESCE((SELECT l.token FROM reservation_lines l
+    FROM {_ORDER_LINES} l WHERE l.order_id = reservations.order_id),
+  token = COALESCE((SELECT l.token FROM {_ORDER_LINES} l
       WHERE l.order_id = reservations.order_id
       ORDER BY CASE WHEN l.status = 'released' THEN 1 ELSE 0 END,
                l.reserved_at DESC NULLS LAST, l.token DESC
       LIMIT 1), token),
-  expires_at = COALESCE((SELECT max(l.expires_at) FROM reservation_lines l
+  expires_at = COALESCE((SELECT max(l.expires_at) FROM {_ORDER_LINES} l
       WHERE l.order_id = reservations.order_id AND l.status <> 'released'), expires_at),
   updated_at = COALESCE((SELECT max(COALESCE(l.settled_at, l.reserved_at))
-      FROM reservation_lines l WHERE l.order_id = reservations.order_id), updated_at)
-WHERE order_id {match}
+      FROM {_ORDER_LINES} l WHERE l.order_id = reservations.order_id), updated_at)
+WHERE order_id {{match}}
 """
 
 _TRANSFER_RANK = "(CASE {0}.status WHEN 'requested' THEN 0 WHEN 'in_transit' THEN 1 ELSE 2 END)"
@@ -135,6 +147,30 @@ WHERE customer_limits.version < excluded.version
 _COUNT_UPDATE = """
   status = CASE WHEN customer_counts.status = 'held' THEN excluded.status
                 ELSE customer_counts.status END
+"""
+_INCOMING_UPDATE = """
+  sku = excluded.sku, location = excluded.location, qty = excluded.qty,
+  expected_at = excluded.expected_at, status = excluded.status,
+  received_qty = excluded.received_qty, version = excluded.version,
+  updated_at = excluded.updated_at
+WHERE incoming_stock.version < excluded.version
+"""
+_PREORDER_LIMIT_UPDATE = """
+  preorder_limit = excluded.preorder_limit, version = excluded.version,
+  updated_at = excluded.updated_at
+WHERE preorder_policies.version < excluded.version
+"""
+_PREORDER_RANK = (
+    "(CASE {0}.status WHEN 'awaiting' THEN 0 WHEN 'locked' THEN 1 WHEN 'uncovered' THEN 1"
+    " ELSE 2 END)"
+)
+_PREORDER_UP = f"{_PREORDER_RANK.format('excluded')} > {_PREORDER_RANK.format('preorders')}"
+_PREORDER_UPDATE = f"""
+  status = CASE WHEN {_PREORDER_UP} THEN excluded.status ELSE preorders.status END,
+  updated_at = CASE WHEN {_PREORDER_UP} THEN excluded.updated_at ELSE preorders.updated_at END,
+  reserved_at = COALESCE(preorders.reserved_at, excluded.reserved_at),
+  part_fingerprint = COALESCE(preorders.part_fingerprint, excluded.part_fingerprint),
+  expires_at = COALESCE(preorders.expires_at, excluded.expires_at)
 """
 _LEVEL_UPDATE = """
   on_hand = excluded.on_hand, locked = excluded.locked,
@@ -227,10 +263,35 @@ FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bi
             %s::bigint[], %s::text[]) AS u(o, tok, sku, cu, qty, gen, t, st)
 ON CONFLICT (order_id, token, sku) DO UPDATE SET {_COUNT_UPDATE}
 """
+_PG_INCOMING = f"""
+INSERT INTO incoming_stock (ref, sku, location, qty, expected_at, status, received_qty,
+                            version, updated_at)
+SELECT ref, sku, loc, qty, {_ts("e")}, st, got, v, {_ts("t")}
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[],
+            %s::bigint[], %s::bigint[], %s::bigint[]) AS u(ref, sku, loc, qty, e, st, got, v, t)
+ON CONFLICT (ref) DO UPDATE SET {_INCOMING_UPDATE}
+"""
+_PG_PREORDER_LIMITS = f"""
+INSERT INTO preorder_policies (sku, location, preorder_limit, version, updated_at)
+SELECT sku, loc, n, v, {_ts("t")}
+FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])
+  AS u(sku, loc, n, v, t)
+ON CONFLICT (sku, location) DO UPDATE SET {_PREORDER_LIMIT_UPDATE}
+"""
+_PG_PREORDERS = f"""
+INSERT INTO preorders (sku, seq, order_id, token, location, qty, expected_at, status,
+                       reserved_at, updated_at, part_fingerprint, expires_at)
+SELECT sku, seq, o, tok, loc, qty, {_ts("x")}, st, {_ts("r")}, {_ts("t")}, fp, {_ts("e")}
+FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[],
+            %s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::bigint[])
+  AS u(sku, seq, o, tok, loc, qty, x, st, r, t, fp, e)
+ON CONFLICT (sku, seq) DO UPDATE SET {_PREORDER_UPDATE}
+"""
 # `_SQLITE_RECOMPUTE` in one pass over the batch's lines (an aggregate per order instead of a
 # subquery per column), and the first transaction to write a finished status
 # (`Reservation.finished_xid`). An order without lines is `released`, as above.
-_PG_RECOMPUTE = """
+_PG_RECOMPUTE = (
+    """
 UPDATE reservations r SET
   status = a.status,
   token = COALESCE(a.token, r.token),
@@ -250,11 +311,14 @@ FROM (
     max(l.expires_at) FILTER (WHERE l.status <> 'released') AS expires_at,
     max(COALESCE(l.settled_at, l.reserved_at)) AS updated_at
   FROM unnest(%s::text[]) AS o(order_id)
-  LEFT JOIN reservation_lines l ON l.order_id = o.order_id
+  LEFT JOIN """
+    + _ORDER_LINES
+    + """ l ON l.order_id = o.order_id
   GROUP BY o.order_id
 ) a
 WHERE r.order_id = a.order_id
 """
+)
 _MARKS = "INSERT INTO ledger_marks (marks) VALUES ({})"
 
 
@@ -352,12 +416,18 @@ class PgSink:
             conn.execute(_PG_LINES, _columns(_sorted(b.lines), "tttitittiiit"))
         if b.bundles:
             conn.execute(_PG_BUNDLES, _columns(_sorted(b.bundles), "ttii"))
+        if b.preorders:
+            conn.execute(_PG_PREORDERS, _columns(_sorted(b.preorders), "titttiitiiti"))
         if b.orders:
             conn.execute(_PG_RECOMPUTE, [_text_array(sorted(b.orders))])
         if b.limits:
             conn.execute(_PG_LIMITS, _columns(_sorted(b.limits), "tiiiii"))
         if b.counts:
             conn.execute(_PG_COUNTS, _columns(_sorted(b.counts), "ttttiiit"))
+        if b.incoming:
+            conn.execute(_PG_INCOMING, _columns(_sorted(b.incoming), "tttiitiii"))
+        if b.preorder_limits:
+            conn.execute(_PG_PREORDER_LIMITS, _columns(_sorted(b.preorder_limits), "ttiii"))
         if b.levels:
             conn.execute(_PG_LEVELS, _columns(_sorted(b.levels), "ttiiiii"))
         if b.marks:
@@ -439,6 +509,24 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (order_id, token, sku) DO UPDATE SET {_COUNT_UPDATE}
 """
 
+_SQLITE_INCOMING = f"""
+INSERT INTO incoming_stock (ref, sku, location, qty, expected_at, status, received_qty,
+                            version, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (ref) DO UPDATE SET {_INCOMING_UPDATE}
+"""
+_SQLITE_PREORDER_LIMITS = f"""
+INSERT INTO preorder_policies (sku, location, preorder_limit, version, updated_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (sku, location) DO UPDATE SET {_PREORDER_LIMIT_UPDATE}
+"""
+_SQLITE_PREORDERS = f"""
+INSERT INTO preorders (sku, seq, order_id, token, location, qty, expected_at, status,
+                       reserved_at, updated_at, part_fingerprint, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (sku, seq) DO UPDATE SET {_PREORDER_UPDATE}
+"""
+
 
 def _sqlite_fork(exc: sqlite3.IntegrityError) -> bool:
     """SQLite names the columns, not the index: `UNIQUE constraint failed: movements.sku,
@@ -503,9 +591,21 @@ class SqliteSink:
                 [(*r[:8], t(r[8]), t(r[9]), t(r[10]), r[11]) for r in _sorted(b.lines)],
             ),
             (_SQLITE_BUNDLES, [(*r[:3], t(r[3])) for r in _sorted(b.bundles)]),
+            (
+                _SQLITE_PREORDERS,
+                [
+                    (*r[:6], t(r[6]), r[7], t(r[8]), t(r[9]), r[10], t(r[11]))
+                    for r in _sorted(b.preorders)
+                ],
+            ),
             (_SQLITE_RECOMPUTE.format(match=match), [tuple(orders)] if orders else []),
             (_SQLITE_LIMITS, [(*r[:5], t(r[5])) for r in _sorted(b.limits)]),
             (_SQLITE_COUNTS, [(*r[:6], t(r[6]), r[7]) for r in _sorted(b.counts)]),
+            (
+                _SQLITE_INCOMING,
+                [(*r[:4], t(r[4]), r[5], r[6], r[7], t(r[8])) for r in _sorted(b.incoming)],
+            ),
+            (_SQLITE_PREORDER_LIMITS, [(*r[:4], t(r[4])) for r in _sorted(b.preorder_limits)]),
             (_MARKS.format("?"), [(marks_json(b.marks),)] if b.marks else []),
         ]
 
