@@ -62,29 +62,29 @@ def test_killed_run_leaves_no_server_and_the_next_run_removes_its_files() -> Non
         "print(c.workdir, *(p.pid for p in c.procs.values()), flush=True)\n"
         "sys.stdin.read()\n"
     )
-    child = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes its pipes
         [sys.executable, "-c", script],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert child.stdout is not None
-        workdir, *pids = child.stdout.readline().split()
-        assert len(pids) == 3 and all(alive(int(p)) for p in pids)
+    ) as child:
+        try:
+            assert child.stdout is not None
+            workdir, *pids = child.stdout.readline().split()
+            assert len(pids) == 3 and all(alive(int(p)) for p in pids)
 
-        child.send_signal(signal.SIGKILL)  # no finally, no atexit: only the kernel can help
-        child.wait()
+            child.send_signal(signal.SIGKILL)  # no finally, no atexit: only the kernel helps
+            child.wait()
 
-        assert wait_until_gone([int(p) for p in pids]) == []
-        assert Path(workdir).exists()
-        LocalServers().stop()  # any later helper sweeps what the dead one left
-        assert not Path(workdir).exists()
-    finally:
-        child.kill()
-        child.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+            assert wait_until_gone([int(p) for p in pids]) == []
+            assert Path(workdir).exists()
+            LocalServers().stop()  # any later helper sweeps what the dead one left
+            assert not Path(workdir).exists()
+        finally:
+            child.kill()
+            child.wait()
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def test_cluster_setting_from_the_environment_selects_the_cluster_clients(
