@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inventory_cache.engine import StockEngine, parse_stock
+from inventory_cache.incoming import BOOK_STATES
 from inventory_cache.webhooks import WebhookSender
 from persistence.models import Alert, Policy
 
@@ -115,7 +116,7 @@ def uncovered_by_location(book: dict[bytes, bytes]) -> dict[str, dict[str, Any]]
     entries = sorted((int(f), raw) for f, raw in book.items() if f != b"#")
     for _, raw in entries:
         order, _token, loc, qty, _exp, state = orjson.loads(raw)
-        if state == "u":
+        if BOOK_STATES[state] == "uncovered":
             seen = out.setdefault(loc, {"orders": [], "units": 0})
             if order not in seen["orders"]:
                 seen["orders"].append(order)

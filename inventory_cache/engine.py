@@ -37,7 +37,7 @@ from inventory_cache.errors import (
     ValidationError,
     raise_for_reply,
 )
-from inventory_cache.incoming import IncomingStock, available_to_promise
+from inventory_cache.incoming import BOOK_STATES, IncomingStock, available_to_promise
 from inventory_cache.keys import Keys
 from inventory_cache.models import (
     Availability,
@@ -187,9 +187,6 @@ def _lines(raw: Any) -> list[ReservedLine]:
     if not isinstance(raw, list):
         return []
     return [ReservedLine(sku=s, qty=int(q), location=loc) for s, loc, q in raw]
-
-
-PREORDER_STATES = {"a": "awaiting", "l": "locked", "u": "uncovered"}
 
 
 def _pre_lines(
@@ -1300,7 +1297,7 @@ class StockEngine:
             if isinstance(raw, BaseException):
                 raise raw
             if raw is not None:
-                states[key] = PREORDER_STATES[orjson.loads(raw)[5]]
+                states[key] = BOOK_STATES[orjson.loads(raw)[5]]
         return states
 
     @staticmethod
@@ -1362,8 +1359,7 @@ class StockEngine:
             if not exc.extra.get("preorders"):
                 raise
             body = exc.extra["body"]
-        parts = await self._read_parts(order_id, body)
-        self._refuse_unconverted(order_id, parts, await self._preorder_states(parts))
+        await self._refuse_unconverted(order_id, await self._read_parts(order_id, body))
         return await self.run("order_decide", keys, [action, now, vouch, "1"])
 
     async def _decide_finished(
@@ -1392,7 +1388,7 @@ class StockEngine:
         stale = now - int(info["at"]) >= self.settings.attempt_lease_seconds * 1000
         if placed or (stale and action != "ship"):
             if action == "ship":  # the index may not be marked `pre` yet
-                self._refuse_unconverted(order_id, parts, await self._preorder_states(parts))
+                await self._refuse_unconverted(order_id, parts)
             try:
                 return await self._decide(order_id, action, now, vouch=info["tok"])
             except InvalidState as exc:
@@ -1492,16 +1488,14 @@ class StockEngine:
     async def ship(self, order_id: str) -> Reservation:
         return await self._settle(order_id, "ship")
 
-    @staticmethod
-    def _refuse_unconverted(
-        order_id: str,
-        parts: Mapping[int, dict[str, Any] | None],
-        states: Mapping[tuple[str, int], str],
+    async def _refuse_unconverted(
+        self, order_id: str, parts: Mapping[int, dict[str, Any] | None]
     ) -> None:
         """Refuse to ship an order while a pre-order line awaits its incoming stock or has
         lost it. Checked before the order index decides (a decided index is never undone);
         a converted line stays converted until its order settles, so the answer cannot
         turn between this check and the ship."""
+        states = await self._preorder_states(parts)
         for p in parts.values():
             for sku, _, _, seq, _ in (p or {}).get("pre") or []:
                 state = states.get((sku, int(seq)), "uncovered")

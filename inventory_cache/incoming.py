@@ -24,6 +24,11 @@ from inventory_cache.models import Incoming, Level, PreorderChange
 if TYPE_CHECKING:
     from inventory_cache.engine import StockEngine
 
+# A pre-order line's state in its SKU's book (`Keys.preorders`), as its status reads in
+# answers and in the ledger's `preorders`; and back.
+BOOK_STATES = {"a": "awaiting", "l": "locked", "u": "uncovered"}
+BOOK_STATE_OF = {status: state for state, status in BOOK_STATES.items()}
+
 
 def utc_date(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()

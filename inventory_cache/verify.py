@@ -46,6 +46,7 @@ import sqlalchemy as sa
 
 from inventory_cache import behind
 from inventory_cache.engine import parse_stock, wall_clock_ms
+from inventory_cache.incoming import BOOK_STATE_OF
 from inventory_cache.keys import Keys
 from inventory_cache.lag import GROUP
 from inventory_cache.settings import Settings
@@ -592,7 +593,7 @@ def _preorders(redis: Any, keys: Keys, conn: sa.Connection) -> list[Difference]:
         .where(p.status.in_(PREORDER_OPEN), r.status == "active")
     )
     for row in conn.execute(q):
-        state = row.status[0]  # awaiting, locked, uncovered: a, l, u
+        state = BOOK_STATE_OF[row.status]
         at = datetime_to_ms(row.expected_at)
         theirs_book[(row.sku, row.seq)] = (
             row.order_id,

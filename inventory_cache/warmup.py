@@ -66,6 +66,7 @@ from inventory_cache import behind
 from inventory_cache.apikeys import rebuild_mirror
 from inventory_cache.engine import wall_clock_ms
 from inventory_cache.errors import raise_for_reply
+from inventory_cache.incoming import BOOK_STATE_OF
 from inventory_cache.keys import Keys
 from inventory_cache.lag import GROUP
 from inventory_cache.redis_policy import require_safe_policy
@@ -470,8 +471,9 @@ def _restore_order(
     order = head.order_id
     # One part per group: the lines (pre-order lines too) of the latest attempt that
     # reserved there.
+    every = [*rows, *pre_rows]
     parts: dict[int, list[Any]] = defaultdict(list)
-    for row in [*rows, *pre_rows]:
+    for row in every:
         parts[keys.group_of(row.sku)].append(row)
     for g, lines in parts.items():
         tokens = {x.token for x in lines}
@@ -483,7 +485,6 @@ def _restore_order(
     body: dict[str, Any] = {
         "groups": {str(g): sorted({x.sku for x in ls}) for g, ls in sorted(parts.items())}
     }
-    every = [*rows, *pre_rows]
     customers = {counted[(order, x.token)][0] for x in every if (order, x.token) in counted}
     if customers:
         body["cu"] = customers.pop()
@@ -578,7 +579,7 @@ def _restore_preorders(conn: sa.Connection, keys: Keys, run: _Runner, pre_parts:
     )
     awaiting: dict[tuple[str, str], int] = defaultdict(int)
     for row in _stream(conn, q):
-        state = PREORDER_STATE[row.status]
+        state = BOOK_STATE_OF[row.status]
         entry = [row.order_id, row.token, row.location, row.qty]
         entry += [datetime_to_ms(row.expected_at), state]
         books[row.sku][str(row.seq)] = orjson.dumps(entry).decode()
@@ -587,20 +588,18 @@ def _restore_preorders(conn: sa.Connection, keys: Keys, run: _Runner, pre_parts:
     for (sku, loc), units in awaiting.items():
         fields[sku][f"q:{loc}"] = str(units)
     skus = sorted(fields.keys() | books.keys() | pre_parts.keys())
-    # The version each SKU's stock hash was restored at (`_restore_stock`): read whole
-    # rather than with an IN list as long as the catalogue.
-    wanted = set(skus)
+    # The version each SKU's stock hash was restored at (`_restore_stock`), for the SKUs
+    # with pre-order state only: chosen in PostgreSQL, not by reading the catalogue's.
     s = StockLevel
-    versions = (
-        {
-            sku: version
-            for sku, version in _stream(
-                conn, sa.select(s.sku, sa.func.max(s.version)).group_by(s.sku)
-            )
-            if sku in wanted
-        }
-        if wanted
-        else {}
+    with_state = sa.union(
+        sa.select(pol.sku).where(pol.preorder_limit > 0), sa.select(i.sku), sa.select(p.sku)
+    ).subquery()
+    versions = dict(
+        conn.execute(
+            sa.select(s.sku, sa.func.max(s.version))
+            .where(s.sku.in_(sa.select(with_state.c.sku)))
+            .group_by(s.sku)
+        ).all()
     )
     for sku in skus:
         parts = pre_parts.get(sku, [])
@@ -623,10 +622,6 @@ def _restore_preorders(conn: sa.Connection, keys: Keys, run: _Runner, pre_parts:
             pipe.set(keys.incoming_index(ref), sku, nx=True)
         pipe.execute()
     run.report.incoming_records += len(index)
-
-
-# A pre-order line's status in `preorders` -> its state in the book.
-PREORDER_STATE = {"awaiting": "a", "locked": "l", "uncovered": "u"}
 
 
 def _restore_transfers(
