@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench_all.py --write
 
 1. Starts, on loopback ports, the service (`inventory_cache.api.main:app_from_env`), the
-   PostgreSQL baseline (`inventory_cache.baseline.app:create_app_from_env`) and the
+   PostgreSQL baseline (`scripts/baseline/`, `baseline.app:create_app_from_env`) and the
    hand-rolled one-EVALSHA app (`scripts/evalsha_app.py`) with the same uvicorn command
    line (workers, uvloop, httptools, no access log), on scratch databases and prefixes;
    the service also runs its write-behind worker, so it pays for its ledger as the
@@ -710,11 +710,13 @@ def main(argv: list[str] | None = None) -> int:
                 out / "ours.log",
             ),
             process(
-                uvicorn_cmd(
-                    "inventory_cache.baseline.app:create_app_from_env",
-                    base_port,
-                    args.server_workers,
-                ),
+                [
+                    *uvicorn_cmd(
+                        "baseline.app:create_app_from_env", base_port, args.server_workers
+                    ),
+                    "--app-dir",
+                    str(SCRIPTS),
+                ],
                 env,
                 out / "baseline.log",
             ),

@@ -2,7 +2,7 @@
 """Reservations/s through StockEngine on one Redis vs a 3-master Redis Cluster, no HTTP.
 
 Starts both on loopback ports of this machine (a plain `redis-server`, and 3 masters
-without replicas joined by `redis-cli --cluster create`, from `tests/cluster.py`), seeds
+without replicas joined by `redis-cli --cluster create`, from `scripts/local_cluster.py`), seeds
 each, then drives them in alternating rounds from the *same* client processes: each
 process runs `--concurrency` asyncio tasks reserving in a closed loop, through the
 service's own client factory (`connection.make_async_redis`, so the cluster side uses
@@ -39,11 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import latency_summary, markdown_table
+from local_cluster import LocalCluster, LocalServers
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # tests.cluster starts the servers
-
-from tests.cluster import LocalCluster, LocalServers  # noqa: E402
 
 LOCATION = "north"
 HOT_SKU = "HOT-1"

@@ -76,7 +76,7 @@ async def _open(job: Job) -> tuple[Any, Any]:
         client = aredis.Redis.from_url(job.redis_url)
         settings = Settings(redis_url=job.redis_url, redis_prefix=job.prefix)
         return StockEngine(client, settings), client.aclose
-    from inventory_cache.baseline import PgStockEngine
+    from baseline import PgStockEngine
 
     pg = await PgStockEngine.connect(
         job.dsn, pool_size=job.pg_pool, synchronous_commit=job.side == "pg"
@@ -171,7 +171,7 @@ async def _drop_prefix(redis_url: str, prefix: str) -> None:
 
 async def _seed_pg(dsn: str, scenario: str, skus: int) -> None:
     """Bulk-load the stock rows directly: seeding is not what is measured."""
-    from inventory_cache.baseline import create_schema
+    from baseline import create_schema
 
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await create_schema(conn)

@@ -30,19 +30,14 @@ import json
 import multiprocessing
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import benchlib
 import gen_sales_history
+import numpy as np
 
 from inventory_cache import forecast as F
 

@@ -35,12 +35,9 @@ import bench_all
 import loadgen
 import redis
 from benchlib import drop_database, recreate_database, require_loopback
+from local_cluster import LocalServers
 
 from inventory_cache.keys import Keys
-
-ROOT = bench_all.ROOT
-sys.path.insert(0, str(ROOT))
-from tests.cluster import LocalServers  # noqa: E402  (starts the private redis-server)
 
 # The README's sizing formula, bytes per unit (Redis memory section).
 FORMULA = {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Bytes of Redis memory per unit of the service's state, measured on a private Redis.
 
-Starts its own `redis-server` on a free loopback port (tests/cluster.py), runs the real
+Starts its own `redis-server` on a free loopback port (scripts/local_cluster.py), runs the real
 scripts through `StockEngine` with the production key layout (prefix `inv`, 256 slot
 groups), and reads `used_memory` (INFO memory) before and after each phase:
 
@@ -28,21 +28,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
+from local_cluster import LocalServers
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # tests.cluster starts the server
-
-from inventory_cache.connection import make_async_redis  # noqa: E402
-from inventory_cache.engine import StockEngine, wall_clock_ms  # noqa: E402
-from inventory_cache.models import LineRequest  # noqa: E402
-from inventory_cache.settings import Settings  # noqa: E402
-from tests.cluster import LocalServers  # noqa: E402
+from inventory_cache.connection import make_async_redis
+from inventory_cache.engine import StockEngine, wall_clock_ms
+from inventory_cache.models import LineRequest
+from inventory_cache.settings import Settings
 
 CHUNK = 2000
 # A stored Idempotency-Key answer of a one-line reservation, as the API stores it.

@@ -18,8 +18,9 @@ from inventory_cache.models import LineRequest
 from inventory_cache.webhooks import WebhookSender, verify
 from persistence.db import make_engine, session_factory
 from persistence.models import Alert, Policy
-from tests.conftest import ManualClock, make_settings
-from tests.doubles import Receiver
+from tests.support.clock import ManualClock
+from tests.support.doubles import Receiver
+from tests.support.services import make_settings
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from sqlalchemy.orm import sessionmaker
 
 from inventory_cache.alerts import AlertMonitor
 from inventory_cache.models import LineRequest
-from tests.api_support import Api
+from tests.support.api import Api
 
 
 async def test_put_policy_stores_it_and_holds_back_its_safety_stock(api: Api) -> None:

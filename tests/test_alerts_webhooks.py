@@ -9,7 +9,7 @@ import pytest
 
 from inventory_cache.errors import ValidationError
 from inventory_cache.webhooks import WebhookSender, check_url, verify
-from tests.doubles import Receiver
+from tests.support.doubles import Receiver
 
 SECRET = "s3cret"
 

@@ -22,8 +22,8 @@ from inventory_cache.feed import FeedEvent
 from inventory_cache.subscriptions import BackInStock
 from inventory_cache.verify import Difference, compare
 from persistence.models import Policy
-from tests.api_support import Api, assert_problem
-from tests.conftest import REDIS_URL
+from tests.support.api import Api, assert_problem
+from tests.support.services import REDIS_URL
 
 JSON = {"content-type": "application/json"}
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.api_support import Api, Database, let_the_window_pass
-from tests.conftest import skus_in_distinct_groups
-from tests.pg import drain_into_ledger
+from tests.support.api import Api, Database, let_the_window_pass
+from tests.support.postgres import drain_into_ledger
+from tests.support.redis_state import skus_in_distinct_groups
 
 
 async def inbound(api: Api, sku: str, location: str, qty: int) -> None:

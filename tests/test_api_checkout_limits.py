@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from inventory_cache.api.deps import Services
-from tests.api_support import Api
+from tests.support.api import Api
 
 
 async def key_id(api: Api, scope: str) -> str:

@@ -8,7 +8,7 @@ import re
 import httpx
 
 from inventory_cache.api.main import create_app
-from tests.conftest import make_settings
+from tests.support.services import make_settings
 
 
 def client() -> httpx.AsyncClient:

@@ -15,8 +15,9 @@ from inventory_cache.api.problems import POSTGRES_AWAY
 from inventory_cache.apikeys import StoredKey, hash_key, mirror_keys
 from inventory_cache.engine import StockEngine
 from persistence.db import make_engine
-from tests.api_support import Api, Database, assert_problem, free_port
-from tests.conftest import make_settings
+from tests.support.api import Api, Database, assert_problem
+from tests.support.ports import free_port
+from tests.support.services import make_settings
 
 
 def write_routes() -> list[tuple[str, str]]:

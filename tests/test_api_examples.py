@@ -7,7 +7,7 @@ from typing import Any
 
 from inventory_cache.api.main import create_app
 from inventory_cache.demo import CATALOGUE, KITS, LOCATIONS
-from tests.conftest import make_settings
+from tests.support.services import make_settings
 
 SCHEMA: dict[str, Any] = create_app(make_settings("unused")).openapi()
 DEMO_SKUS = {item.sku for item in CATALOGUE} | set(KITS)

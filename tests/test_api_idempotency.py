@@ -9,7 +9,7 @@ import pytest
 
 from inventory_cache.api.idempotency import request_fingerprint
 from inventory_cache.apikeys import create_key
-from tests.api_support import Api
+from tests.support.api import Api
 
 ORDER = {"order_id": "o1", "lines": [{"sku": "A", "qty": 2}]}
 

@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from persistence.models import Policy, Subscription
-from tests.api_support import Api, Database, serving
-from tests.conftest import REDIS_URL, need_redis
+from tests.support.api import Api, Database, serving
+from tests.support.services import REDIS_URL, need_redis
 
 SKU, LOCATION = "fz-sku", "north"
 VALID = re.compile(r"[A-Za-z0-9._:-]{1,64}")

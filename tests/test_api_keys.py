@@ -34,10 +34,10 @@ from inventory_cache.apikeys import (
 from inventory_cache.engine import StockEngine
 from inventory_cache.keys import Keys
 from persistence.db import make_engine
-from tests import api_support
-from tests.api_support import CLI, Api, Database
-from tests.conftest import make_settings
-from tests.pg import fresh_database
+from tests.support import api as api_support
+from tests.support.api import CLI, Api, Database
+from tests.support.postgres import fresh_database
+from tests.support.services import make_settings
 
 
 @pytest.fixture

@@ -8,10 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests import api_support
-from tests.api_support import Api
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
+from tests.support.api import Api
 
 
 async def reserve(api: Api, order_id: str, qty: int, **extra: Any) -> Any:

@@ -20,8 +20,8 @@ from inventory_cache.api.nearcache import NearCache, Tracker
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import NotReady
 from inventory_cache.models import Availability, Component
-from tests.api_support import Database
-from tests.conftest import REDIS_URL, make_settings
+from tests.support.api import Database
+from tests.support.services import REDIS_URL, make_settings
 
 
 class Clock:

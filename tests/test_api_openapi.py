@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from inventory_cache.api.main import create_app
-from tests.conftest import make_settings
+from tests.support.services import make_settings
 
 SCHEMA: dict[str, Any] = create_app(make_settings("unused")).openapi()
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests import api_support
-from tests.api_support import Api, assert_problem
-
-api, api_database = api_support.api, api_support.api_database  # the fixtures
+from tests.support.api import Api, assert_problem
 
 PO = {"ref": "po-1", "sku": "phone-a", "location": "north", "qty": 5, "expected_at": "2027-01-15"}
 

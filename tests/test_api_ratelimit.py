@@ -13,9 +13,11 @@ import redis.asyncio as aredis
 from inventory_cache.api.main import create_app
 from inventory_cache.api.ratelimit import RateLimiter
 from inventory_cache.engine import StockEngine
-from tests import api_support
-from tests.api_support import Api, Database, free_port, serving
-from tests.conftest import ManualClock, make_settings
+from tests.support import api as api_support
+from tests.support.api import Api, Database, serving
+from tests.support.clock import ManualClock
+from tests.support.ports import free_port
+from tests.support.services import make_settings
 
 LIMIT = {"rate_limit_per_second": 5, "rate_limit_burst": 5}
 

@@ -14,7 +14,7 @@ from sqlalchemy import insert
 
 from inventory_cache.lag import GROUP
 from persistence.models import Movement
-from tests.api_support import Api
+from tests.support.api import Api
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -32,8 +32,8 @@ from schemathesis.specs.openapi.checks import (
 
 from inventory_cache.api.main import create_app
 from inventory_cache.engine import StockEngine
-from tests.api_support import Database, server_env, uvicorn_server
-from tests.conftest import REDIS_URL, make_settings, need_redis
+from tests.support.api import Database, server_env, uvicorn_server
+from tests.support.services import REDIS_URL, make_settings, need_redis
 
 pytestmark = pytest.mark.slow
 

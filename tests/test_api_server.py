@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import text
 
 from inventory_cache.engine import StockEngine
-from tests.api_support import Database, checkout_burst, server_env, uvicorn_server
-from tests.conftest import make_settings
-from tests.pg import drain_into_ledger
+from tests.support.api import Database, checkout_burst, server_env, uvicorn_server
+from tests.support.postgres import drain_into_ledger
+from tests.support.services import make_settings
 
 
 async def test_smoke_through_uvicorn(real_redis: Any, prefix: str, api_database: Database) -> None:

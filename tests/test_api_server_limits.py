@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.api_support import Database, server_env, uvicorn_server
+from tests.support.api import Database, server_env, uvicorn_server
 
 LIMITS = {
     "INVENTORY_MAX_HEADER_BYTES": "8192",

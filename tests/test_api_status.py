@@ -14,7 +14,7 @@ import pytest
 from inventory_cache import lag
 from inventory_cache.api.ledger import Ledger
 from inventory_cache.engine import StockEngine
-from tests.api_support import Database, serving
+from tests.support.api import Database, serving
 
 
 async def test_probes_and_scrapes_cost_no_store_call_per_request(

@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from inventory_cache.models import ReservedLine
-from tests import api_support
-from tests.api_support import Api, let_the_window_pass, order_keys
-from tests.conftest import skus_in_distinct_groups
-from tests.pg import drain_into_ledger
+from tests.support import api as api_support
+from tests.support.api import Api, let_the_window_pass, order_keys
+from tests.support.postgres import drain_into_ledger
+from tests.support.redis_state import skus_in_distinct_groups
 
 
 def answer(r: httpx.Response) -> tuple[int, Any, str | None]:

@@ -18,7 +18,7 @@ from inventory_cache.engine import StockEngine
 from inventory_cache.errors import NotFound, ValidationError
 from persistence.db import make_engine
 from persistence.models import Barcode, Sku
-from tests.pg import fresh_database
+from tests.support.postgres import fresh_database
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,23 @@
 
 Each test runs on a fresh database: no oversell under concurrent buyers, all-or-nothing
 orders, the cancel / ship / expiry states, idempotent retries, and the HTTP routes'
-shapes and status codes, which must match the service's for the load generator.
+shapes and status codes, which must match the service's for the load generator. The
+baseline lives with the benchmarks (scripts/baseline/): the service's wheel leaves it out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import zipfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from baseline import PgStockEngine, create_schema
+from baseline.app import BaselineSettings, create_app
 
-from inventory_cache.baseline import PgStockEngine, create_schema
-from inventory_cache.baseline.app import BaselineSettings, create_app
 from inventory_cache.errors import (
     IdempotencyMismatch,
     InsufficientStock,
@@ -23,8 +26,8 @@ from inventory_cache.errors import (
     NotFound,
 )
 from inventory_cache.models import LineRequest, ReservedLine
-from tests.conftest import ManualClock
-from tests.pg import empty_database
+from tests.support.clock import ManualClock
+from tests.support.postgres import empty_database
 
 
 @pytest.fixture
@@ -238,3 +241,10 @@ async def test_http_reads_and_bad_input(client: httpx.AsyncClient) -> None:
     assert (zero.status_code, zero.json()["code"]) == (422, "validation_error")
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
     assert (await client.get("/v1/ping")).status_code == 200
+
+
+def test_the_wheel_leaves_the_baseline_out(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert any(n.startswith("inventory_cache/") for n in names)
+    assert not [n for n in names if "baseline" in n]

@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError, DataError, NoScriptError, Response
 
 from inventory_cache.batcher import Batcher, Command, pack
 from inventory_cache.scripts import load_scripts
-from tests.conftest import REDIS_URL
+from tests.support.services import REDIS_URL
 
 SCRIPT = load_scripts()["check_ready"]
 

@@ -21,6 +21,7 @@ import pytest
 import redis
 import redis.asyncio as aredis
 import sqlalchemy as sa
+from local_cluster import LocalServers, die_with_parent
 from prometheus_client import REGISTRY
 
 from inventory_cache import behind
@@ -34,10 +35,11 @@ from inventory_cache.warmup import warmup
 from inventory_cache.worker import FORK, Worker, WorkerConfig
 from persistence.db import make_engine, migrate
 from persistence.sink import make_sink
-from tests import api_support
-from tests.cluster import LocalServers, die_with_parent
-from tests.conftest import REDIS_URL, ManualClock, make_settings, skus_in_distinct_groups
-from tests.pg import drain_into_ledger, fresh_database, need_postgres
+from tests.support import api as api_support
+from tests.support.clock import ManualClock
+from tests.support.postgres import drain_into_ledger, fresh_database, need_postgres
+from tests.support.redis_state import skus_in_distinct_groups
+from tests.support.services import REDIS_URL, make_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

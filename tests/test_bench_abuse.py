@@ -7,8 +7,8 @@ import json
 import bench_abuse
 import pytest
 
-from tests.conftest import PG_URL, REDIS_URL, need_redis
-from tests.pg import need_postgres
+from tests.support.postgres import need_postgres
+from tests.support.services import PG_URL, REDIS_URL, need_redis
 
 
 def test_a_tiny_run_reports_every_phase(capsys: pytest.CaptureFixture[str]) -> None:

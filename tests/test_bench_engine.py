@@ -8,7 +8,7 @@ from typing import Any
 import bench_engine
 import pytest
 
-from tests.conftest import REDIS_URL
+from tests.support.services import REDIS_URL
 
 
 def test_a_tiny_run_reports_both_sides_of_every_row(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import bench_engine_vs_pg
 
-from tests.conftest import PG_URL, REDIS_URL, need_redis
-from tests.pg import need_postgres
+from tests.support.postgres import need_postgres
+from tests.support.services import PG_URL, REDIS_URL, need_redis
 
 
 def test_a_tiny_run_reports_every_side_of_both_scenarios() -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import psycopg
 
 from persistence.db import libpq_url
-from tests.conftest import PG_URL
-from tests.pg import fresh_database, need_postgres
+from tests.support.postgres import fresh_database, need_postgres
+from tests.support.services import PG_URL
 
 
 def test_the_generated_history_is_consistent_sales_never_exceed_stock() -> None:

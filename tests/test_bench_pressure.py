@@ -8,8 +8,8 @@ from typing import Any
 import bench_pressure
 import pytest
 
-from tests.conftest import REDIS_URL, need_redis
-from tests.pg import need_postgres
+from tests.support.postgres import need_postgres
+from tests.support.services import REDIS_URL, need_redis
 
 
 @pytest.mark.parametrize("scenario", ["feed-resume", "large-orders"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api_support import CLI
+from tests.support.api import CLI
 
 DEPLOYMENT_COMMANDS = ["serve", "worker", "scheduler", "verify", "warmup", "reconcile"]
 

@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from local_cluster import LocalCluster, Node
 from redis.crc import key_slot
 
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InsufficientStock, NotFound, RedisFull
 from inventory_cache.models import LineRequest, ReservedLine
-from tests.cluster import LocalCluster, Node
 
 pytestmark = [pytest.mark.cluster, pytest.mark.parametrize("backend", ["cluster"], indirect=True)]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from local_cluster import LocalCluster
 from redis.crc import key_slot
 
 from inventory_cache.engine import StockEngine
 from inventory_cache.models import LineRequest
-from tests.cluster import LocalCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.parametrize("backend", ["cluster"], indirect=True)]
 

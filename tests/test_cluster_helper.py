@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio.cluster
 import redis.cluster
+from local_cluster import ClusterStartError, LocalCluster, LocalServers, port_free
 
 from inventory_cache.connection import make_async_redis, make_sync_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.settings import Settings
-from tests.cluster import ClusterStartError, LocalCluster, LocalServers, port_free
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,14 +57,14 @@ def test_cluster_that_cannot_form_stops_its_servers_and_removes_its_files() -> N
 
 def test_killed_run_leaves_no_server_and_the_next_run_removes_its_files() -> None:
     script = (
-        "import sys; from tests.cluster import LocalCluster\n"
+        "import sys; from local_cluster import LocalCluster\n"
         "c = LocalCluster(replicas=0); c.start()\n"
         "print(c.workdir, *(p.pid for p in c.procs.values()), flush=True)\n"
         "sys.stdin.read()\n"
     )
     with subprocess.Popen(  # leaving the block closes its pipes
         [sys.executable, "-c", script],
-        cwd=ROOT,
+        cwd=ROOT / "scripts",
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from local_cluster import LocalCluster, Node
 from redis.crc import key_slot
 from redis.exceptions import ClusterError, TryAgainError
 
@@ -33,9 +34,8 @@ from inventory_cache.verify import verify
 from inventory_cache.worker import Worker
 from persistence.db import make_engine
 from persistence.sink import make_sink
-from tests.cluster import LocalCluster, Node
-from tests.conftest import make_settings
-from tests.pg import fresh_database
+from tests.support.postgres import fresh_database
+from tests.support.services import make_settings
 
 pytestmark = [pytest.mark.cluster, pytest.mark.parametrize("backend", ["cluster"], indirect=True)]
 

@@ -14,8 +14,8 @@ import pytest
 from wms_simulator import WmsSimulator, serve
 
 from inventory_cache.models import LineRequest
-from tests.api_support import Api, Database, serving
-from tests.conftest import ManualClock
+from tests.support.api import Api, Database, serving
+from tests.support.clock import ManualClock
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = {

@@ -30,8 +30,8 @@ import redis
 import redis.asyncio as aredis
 
 from inventory_cache.engine import StockEngine
-from tests.api_support import CLI, Database, server_env, uvicorn_server
-from tests.conftest import REDIS_URL, REQUIRE, make_settings, need_redis
+from tests.support.api import CLI, Database, server_env, uvicorn_server
+from tests.support.services import REDIS_URL, REQUIRE, make_settings, need_redis
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY, generate_latest
 
 import inventory_cache.worker  # noqa: F401  (registers the worker's metrics)
-from tests.api_support import Api
+from tests.support.api import Api
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -24,7 +24,8 @@ from inventory_cache.models import (
     ReservedBundle,
     ReservedLine,
 )
-from tests.conftest import ManualClock, skus_in_distinct_groups
+from tests.support.clock import ManualClock
+from tests.support.redis_state import skus_in_distinct_groups
 
 
 @pytest.fixture

@@ -31,8 +31,9 @@ import redis.asyncio as aredis
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InsufficientStock, InvalidState, NotFound
 from inventory_cache.models import LineRequest, Reservation, ReservedLine
-from tests.conftest import REDIS_URL, ManualClock, make_settings, skus_in_distinct_groups
-from tests.redis_state import snapshot_prefix
+from tests.support.clock import ManualClock
+from tests.support.redis_state import skus_in_distinct_groups, snapshot_prefix
+from tests.support.services import REDIS_URL, make_settings
 
 pytestmark = pytest.mark.slow
 

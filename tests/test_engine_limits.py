@@ -23,7 +23,9 @@ from inventory_cache.errors import (
 )
 from inventory_cache.feed import FeedEvent
 from inventory_cache.models import Component, CustomerLimit, LineRequest
-from tests.conftest import ManualClock, make_settings, skus_in_distinct_groups
+from tests.support.clock import ManualClock
+from tests.support.redis_state import skus_in_distinct_groups
+from tests.support.services import make_settings
 
 
 @pytest.fixture(params=["one script", "script per group"])

@@ -59,8 +59,9 @@ from inventory_cache.models import (
     StockView,
     Transfer,
 )
-from tests.conftest import REDIS_URL, ManualClock, make_settings, need_redis
-from tests.redis_state import scan_keys, snapshot, snapshot_prefix
+from tests.support.clock import ManualClock
+from tests.support.redis_state import scan_keys, snapshot, snapshot_prefix
+from tests.support.services import REDIS_URL, make_settings, need_redis
 
 pytestmark = pytest.mark.slow
 

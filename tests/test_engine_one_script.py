@@ -13,8 +13,7 @@ import pytest
 from inventory_cache.engine import StockEngine, _is_cluster
 from inventory_cache.errors import InsufficientStock, LimitExceeded, NotFound
 from inventory_cache.models import LineRequest
-from tests.conftest import skus_in_distinct_groups
-from tests.redis_state import snapshot_prefix
+from tests.support.redis_state import skus_in_distinct_groups, snapshot_prefix
 
 MULTI_SCRIPT = ["index_open", "reserve", "reserve", "reserve", "index_commit"]
 # Event fields that name the order or its attempt, or carry levels and versions.

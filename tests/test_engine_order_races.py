@@ -26,8 +26,8 @@ from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InvalidState, NotFound
 from inventory_cache.models import LineRequest, Reservation
 from inventory_cache.verify import compare
-from tests.conftest import REDIS_URL, make_settings, need_redis
-from tests.pg import drain_into_ledger
+from tests.support.postgres import drain_into_ledger
+from tests.support.services import REDIS_URL, make_settings, need_redis
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,9 @@ import pytest
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InsufficientStock, InvalidState, NotFound
 from inventory_cache.models import LineRequest, ReservedLine
-from tests.conftest import ManualClock, make_settings, skus_in_distinct_groups
+from tests.support.clock import ManualClock
+from tests.support.redis_state import skus_in_distinct_groups
+from tests.support.services import make_settings
 
 DAY = 86_400_000
 T1 = 1_800_000_000_000  # 2027-01-15T08:00:00Z

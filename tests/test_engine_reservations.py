@@ -7,7 +7,8 @@ import pytest
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InsufficientStock, InvalidState, NotFound
 from inventory_cache.models import LineRequest, ReservedLine
-from tests.conftest import ManualClock, skus_in_distinct_groups
+from tests.support.clock import ManualClock
+from tests.support.redis_state import skus_in_distinct_groups
 
 
 async def test_line_without_location_prefers_one_location_covering_it(engine: StockEngine) -> None:

@@ -15,7 +15,8 @@ import pytest
 
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InvalidState
-from tests.conftest import ManualClock, make_settings
+from tests.support.clock import ManualClock
+from tests.support.services import make_settings
 
 # Redis expires keys on its own clock: the engine's clock starts a retention window ago,
 # less this margin, so an index that expired with the window would be gone after it.

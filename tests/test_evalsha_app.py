@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL, need_redis
+from tests.support.services import REDIS_URL, need_redis
 
 
 @pytest.fixture

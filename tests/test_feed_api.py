@@ -17,8 +17,9 @@ import uvicorn
 from inventory_cache.api.routes.events import EventStream, Feed, _messages
 from inventory_cache.engine import StockEngine
 from inventory_cache.feed import FeedHub, Filter
-from tests.api_support import Database, free_port, start_api
-from tests.feed_support import WAIT_S, Server, listening
+from tests.support.api import Database, start_api
+from tests.support.feed import WAIT_S, Server, listening
+from tests.support.ports import free_port
 
 
 @pytest.fixture
@@ -165,7 +166,7 @@ async def test_refusals_are_problems(
 async def test_a_client_that_stops_reading_is_closed_and_unsubscribed(
     real_redis: Any, prefix: str
 ) -> None:
-    from tests.conftest import make_settings
+    from tests.support.services import make_settings
 
     engine = StockEngine(real_redis, make_settings(prefix))
     await engine.mark_ready()

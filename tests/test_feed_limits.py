@@ -17,8 +17,9 @@ from inventory_cache.api.routes.events import Feed
 from inventory_cache.apikeys import create_key, revoke
 from inventory_cache.engine import StockEngine
 from inventory_cache.feed import FeedEvent, FeedHub, Filter, Position, follow, read_range
-from tests.api_support import Database, free_port, start_api
-from tests.feed_support import Server, SseClient, listening
+from tests.support.api import Database, start_api
+from tests.support.feed import Server, SseClient, listening
+from tests.support.ports import free_port
 
 
 @pytest.fixture
@@ -203,7 +204,7 @@ async def test_a_resume_holds_at_most_its_budget_of_entries_whatever_the_range(
 
 @pytest.fixture
 async def engine_on_real_redis(real_redis: Any, prefix: str) -> StockEngine:
-    from tests.conftest import make_settings
+    from tests.support.services import make_settings
 
     eng = StockEngine(real_redis, make_settings(prefix))
     await eng.mark_ready()

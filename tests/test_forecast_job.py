@@ -24,9 +24,9 @@ from inventory_cache.lease import Lease
 from inventory_cache.scheduler import Scheduler
 from persistence.db import make_engine, session_factory
 from persistence.models import Forecast, ForecastRun, Movement
-from tests.api_support import CLI
-from tests.conftest import make_settings
-from tests.pg import admin_execute, fresh_database
+from tests.support.api import CLI
+from tests.support.postgres import admin_execute, fresh_database
+from tests.support.services import make_settings
 
 NOW = datetime(2027, 3, 1, 3, 0, tzinfo=UTC)  # half an hour after the default 02:30 slot
 DAYS = 140

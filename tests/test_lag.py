@@ -7,7 +7,8 @@ from typing import Any
 
 from inventory_cache import lag
 from inventory_cache.engine import StockEngine
-from tests.conftest import ManualClock, make_settings
+from tests.support.clock import ManualClock
+from tests.support.services import make_settings
 
 
 async def test_lag_counts_pending_and_undelivered_entries_and_the_oldest_age(

@@ -18,14 +18,10 @@ from inventory_cache.warmup import warmup
 from persistence.db import make_engine
 from persistence.models import CustomerCount
 from persistence.models import CustomerLimit as LimitRow
-from tests.conftest import (
-    REDIS_URL,
-    ManualClock,
-    make_settings,
-    skus_in_distinct_groups,
-)
-from tests.pg import drain_into_ledger
-from tests.redis_state import flush_prefix
+from tests.support.clock import ManualClock
+from tests.support.postgres import drain_into_ledger
+from tests.support.redis_state import flush_prefix, skus_in_distinct_groups
+from tests.support.services import REDIS_URL, make_settings
 
 
 async def test_warmup_after_losing_redis_restores_limits_and_what_customers_hold(

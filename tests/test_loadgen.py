@@ -19,10 +19,10 @@ from typing import Any
 import loadgen
 import pytest
 import uvicorn
+from baseline.app import BaselineSettings, create_app
 from fastapi import FastAPI, Request
 
-from inventory_cache.baseline.app import BaselineSettings, create_app
-from tests.pg import empty_database
+from tests.support.postgres import empty_database
 
 
 @contextmanager

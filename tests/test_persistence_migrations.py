@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from persistence.db import alembic_config, database_url, make_engine, migrate
 from persistence.models import Base
-from tests.pg import fresh_database
+from tests.support.postgres import fresh_database
 
 CONTRACT_TABLES = {
     "locations",

@@ -17,7 +17,7 @@ from persistence.db import make_engine, migrate
 from persistence.ledger import Entry, MalformedEvent, build, parse
 from persistence.models import Base
 from persistence.sink import RejectedBatch, Sink, datetime_to_ms, make_sink
-from tests.pg import fresh_database
+from tests.support.postgres import fresh_database
 
 T0 = 1_800_000_000_000
 RETENTION_MS = 7 * 86_400_000

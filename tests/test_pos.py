@@ -24,8 +24,8 @@ from inventory_cache.models import LineRequest
 from inventory_cache.pos import apply_batch, waves
 from persistence.db import make_engine
 from persistence.models import Movement, StockLevel
-from tests.conftest import make_settings
-from tests.pg import drain_into_ledger, fresh_database
+from tests.support.postgres import drain_into_ledger, fresh_database
+from tests.support.services import make_settings
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.api_support import Api
+from tests.support.api import Api
 
 
 async def inbound(api: Api, sku: str, location: str, qty: int) -> None:

@@ -32,9 +32,9 @@ from inventory_cache.apikeys import create_key
 from inventory_cache.keys import Keys
 from inventory_cache.verify import backlog
 from persistence.db import make_engine, migrate
-from tests.api_support import CLI, server_env, uvicorn_server
-from tests.conftest import REDIS_URL, need_redis
-from tests.private_pg import PrivatePostgres, private_postgres
+from tests.support.api import CLI, server_env, uvicorn_server
+from tests.support.postgres import PrivatePostgres, private_postgres
+from tests.support.services import REDIS_URL, need_redis
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,10 @@ from inventory_cache.verify import verify
 from inventory_cache.warmup import warmup
 from persistence.db import make_engine
 from persistence.ledger import Entry, _parse_checked, _parse_fast
-from tests.conftest import REDIS_URL, ManualClock, make_settings, skus_in_distinct_groups
-from tests.pg import drain_into_ledger
-from tests.redis_state import flush_prefix, snapshot_prefix
+from tests.support.clock import ManualClock
+from tests.support.postgres import drain_into_ledger
+from tests.support.redis_state import flush_prefix, skus_in_distinct_groups, snapshot_prefix
+from tests.support.services import REDIS_URL, make_settings
 
 DAY = 86_400_000
 T1 = 1_800_000_000_000 + 5 * DAY

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from persistence.db import make_engine, migrate
 from persistence.ledger import Entry, MalformedEvent, _parse_checked, _parse_fast, build, parse
 from persistence.sink import Sink, datetime_to_ms, make_sink
-from tests import preorder_events as pe
-from tests.conftest import make_settings
-from tests.pg import fresh_database
+from tests.support import preorder_events as pe
+from tests.support.postgres import fresh_database
+from tests.support.services import make_settings
 
 T0 = 1_800_000_000_000
 E1, E2 = T0 + 86_400_000, T0 + 2 * 86_400_000

@@ -4,7 +4,7 @@ index and each part's pre-order lines are exactly what the scripts had written, 
 Redis holds at a newer version is kept, `verify` names each field that differs, and the
 archive answers a finished order's pre-order lines.
 
-The ledger is built from stream entries as the scripts write them (tests/preorder_events),
+The ledger is built from stream entries as the scripts write them (tests/support/preorder_events),
 applied through the sink: a story of one SKU whose versions and levels follow each other,
 so that verify's other comparisons (levels, ledger sums and chain) agree too."""
 
@@ -28,9 +28,9 @@ from inventory_cache.warmup import warmup
 from persistence.db import make_engine, migrate
 from persistence.ledger import Entry, build, parse
 from persistence.sink import make_sink
-from tests import preorder_events as pe
-from tests.conftest import make_settings
-from tests.redis_state import flush_prefix
+from tests.support import preorder_events as pe
+from tests.support.redis_state import flush_prefix
+from tests.support.services import make_settings
 
 T0 = 1_800_000_000_000
 DAY = 86_400_000

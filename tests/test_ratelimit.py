@@ -12,8 +12,9 @@ import redis.asyncio as aredis
 from inventory_cache.api.problems import RateLimited
 from inventory_cache.api.ratelimit import RateLimiter
 from inventory_cache.engine import StockEngine
-from tests.api_support import free_port
-from tests.conftest import ManualClock, make_settings
+from tests.support.clock import ManualClock
+from tests.support.ports import free_port
+from tests.support.services import make_settings
 
 # 5 requests per second, bursts of 5.
 T, TOLERANCE = 200.0, 800.0

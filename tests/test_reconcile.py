@@ -12,8 +12,8 @@ from inventory_cache.engine import StockEngine
 from inventory_cache.models import LineRequest
 from inventory_cache.reconcile import Diff, reconcile
 from inventory_cache.wms import HttpJsonWms, WmsSnapshot
-from tests.conftest import ManualClock
-from tests.doubles import SimSource
+from tests.support.clock import ManualClock
+from tests.support.doubles import SimSource
 
 SKUS = [f"P{i:03d}" for i in range(100)]
 # sku -> silent change in the WMS: damage nobody reported (-), units found (+).

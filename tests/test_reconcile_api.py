@@ -10,7 +10,7 @@ import httpx
 import pytest
 from wms_simulator import HttpSink, WmsSimulator, serve
 
-from tests.api_support import Api, Database, serving
+from tests.support.api import Api, Database, serving
 
 
 @pytest.fixture

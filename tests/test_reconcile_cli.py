@@ -15,9 +15,9 @@ from wms_simulator import WmsSimulator
 
 from inventory_cache.cli import app
 from inventory_cache.engine import StockEngine
-from tests.api_support import CLI, server_env
-from tests.conftest import make_settings
-from tests.pg import fresh_database
+from tests.support.api import CLI, server_env
+from tests.support.postgres import fresh_database
+from tests.support.services import make_settings
 
 
 @pytest.fixture

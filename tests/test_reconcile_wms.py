@@ -19,7 +19,7 @@ from inventory_cache.wms import (
     parse_json_snapshot,
     wms_from_settings,
 )
-from tests.conftest import ManualClock
+from tests.support.clock import ManualClock
 
 
 async def test_csv_export_of_the_simulator_reads_back_as_its_snapshot(tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ from sqlalchemy import text
 from inventory_cache.connection import make_async_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.redis_policy import EvictionPolicyRefused
-from tests.api_support import CLI, Database, server_env, serving, uvicorn_server
-from tests.conftest import make_settings
-from tests.pg import drain_into_ledger
+from tests.support.api import CLI, Database, server_env, serving, uvicorn_server
+from tests.support.postgres import drain_into_ledger
+from tests.support.services import make_settings
 
 pytestmark = pytest.mark.slow
 

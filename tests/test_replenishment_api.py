@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert
 
 from persistence.models import Movement, Policy, StockLevel
-from tests.api_support import Api
+from tests.support.api import Api
 
 
 async def test_replenishment_suggests_from_recent_sales(api: Api) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from inventory_cache.replenishment import replenishment, suggest_from_forecast
 from persistence.db import make_engine, session_factory
 from persistence.models import Forecast, Policy, StockLevel, Transfer
-from tests.api_support import Api
+from tests.support.api import Api
 
 NOW = datetime(2027, 3, 3, 9, tzinfo=UTC)
 WEEK = [2.0, 2.0, 2.0, 2.0, 2.0, 4.0, 4.0]  # 18 a week

@@ -15,8 +15,8 @@ from inventory_cache import reports
 from inventory_cache.demand import load_panel
 from persistence.db import make_engine, session_factory
 from persistence.models import Forecast, Movement, StockLevel
-from tests.api_support import Api
-from tests.pg import fresh_database
+from tests.support.api import Api
+from tests.support.postgres import fresh_database
 
 NOW = datetime(2027, 3, 1, 12, tzinfo=UTC)  # a Monday; the 7-day window is Feb 22-28
 _ids = count(1)

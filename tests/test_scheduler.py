@@ -21,9 +21,10 @@ from inventory_cache.reconcile import load_run
 from inventory_cache.scheduler import Scheduler, due_slot
 from persistence.db import make_engine, session_factory
 from persistence.models import ReconcileRun
-from tests.conftest import ManualClock, make_settings
-from tests.doubles import SimSource
-from tests.redis_state import stream_events
+from tests.support.clock import ManualClock
+from tests.support.doubles import SimSource
+from tests.support.redis_state import stream_events
+from tests.support.services import make_settings
 
 
 @pytest.fixture

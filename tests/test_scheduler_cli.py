@@ -10,9 +10,9 @@ from typing import Any
 from inventory_cache.engine import StockEngine
 from inventory_cache.lease import Lease
 from inventory_cache.models import LineRequest
-from tests.api_support import CLI, server_env
-from tests.conftest import make_settings
-from tests.pg import fresh_database
+from tests.support.api import CLI, server_env
+from tests.support.postgres import fresh_database
+from tests.support.services import make_settings
 
 
 async def test_scheduler_process_expires_reservations_and_stops_cleanly(

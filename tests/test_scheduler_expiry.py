@@ -9,8 +9,9 @@ from typing import Any
 from inventory_cache.engine import StockEngine
 from inventory_cache.models import LineRequest
 from inventory_cache.scheduler import sweep_expired
-from tests.conftest import ManualClock, make_settings
-from tests.redis_state import stream_events
+from tests.support.clock import ManualClock
+from tests.support.redis_state import stream_events
+from tests.support.services import make_settings
 
 SKUS = [f"sku-{i}" for i in range(10)]
 

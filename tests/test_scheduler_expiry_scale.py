@@ -22,7 +22,8 @@ import redis.asyncio as aredis
 from inventory_cache.engine import StockEngine
 from inventory_cache.models import LineRequest
 from inventory_cache.scheduler import sweep_expired
-from tests.conftest import REDIS_URL, ManualClock, make_settings, need_redis
+from tests.support.clock import ManualClock
+from tests.support.services import REDIS_URL, make_settings, need_redis
 
 pytestmark = pytest.mark.slow
 

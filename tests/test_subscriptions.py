@@ -18,8 +18,9 @@ from inventory_cache.subscriptions import BackInStock, create_subscription
 from inventory_cache.webhooks import WebhookSender
 from persistence.db import make_engine, session_factory
 from persistence.models import Subscription
-from tests.conftest import ManualClock, make_settings
-from tests.doubles import Receiver
+from tests.support.clock import ManualClock
+from tests.support.doubles import Receiver
+from tests.support.services import make_settings
 
 
 @pytest.fixture

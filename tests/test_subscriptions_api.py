@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 from inventory_cache.subscriptions import BackInStock
-from tests.api_support import Api
+from tests.support.api import Api
 
 
 @pytest.fixture

@@ -26,8 +26,9 @@ from inventory_cache.warmup import warmup
 from inventory_cache.worker import Worker, WorkerConfig
 from persistence.db import make_engine, migrate
 from persistence.sink import make_sink
-from tests.conftest import REDIS_URL, ManualClock, make_settings
-from tests.redis_state import flush_prefix
+from tests.support.clock import ManualClock
+from tests.support.redis_state import flush_prefix
+from tests.support.services import REDIS_URL, make_settings
 
 
 def drain(client: Any, url: str, settings: Settings) -> None:

@@ -12,9 +12,10 @@ from inventory_cache.models import Bundle, Component, LineRequest
 from inventory_cache.verify import Difference, verify
 from inventory_cache.warmup import warmup
 from persistence.db import make_engine
-from tests.conftest import REDIS_URL, ManualClock, make_settings, skus_in_distinct_groups
-from tests.pg import drain_into_ledger
-from tests.redis_state import flush_prefix
+from tests.support.clock import ManualClock
+from tests.support.postgres import drain_into_ledger
+from tests.support.redis_state import flush_prefix, skus_in_distinct_groups
+from tests.support.services import REDIS_URL, make_settings
 
 
 async def test_warmup_after_losing_redis_restores_bundles_and_verify_agrees(

@@ -24,9 +24,10 @@ from inventory_cache.worker import GROUP, Worker, WorkerConfig
 from persistence.db import make_engine
 from persistence.ledger import Entry, _parse_checked, _parse_fast
 from persistence.sink import Sink, make_sink
-from tests.conftest import REDIS_URL, ManualClock, make_settings, need_redis
-from tests.pg import fresh_database
-from tests.redis_state import flush_prefix
+from tests.support.clock import ManualClock
+from tests.support.postgres import fresh_database
+from tests.support.redis_state import flush_prefix
+from tests.support.services import REDIS_URL, make_settings, need_redis
 
 
 @dataclass

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from local_cluster import LocalCluster
 
 from inventory_cache.connection import make_sync_redis
 from inventory_cache.engine import StockEngine
@@ -18,9 +19,9 @@ from inventory_cache.warmup import warmup
 from inventory_cache.worker import Worker, WorkerConfig
 from persistence.db import make_engine
 from persistence.sink import make_sink
-from tests.cluster import LocalCluster
-from tests.conftest import ManualClock, make_settings
-from tests.pg import fresh_database
+from tests.support.clock import ManualClock
+from tests.support.postgres import fresh_database
+from tests.support.services import make_settings
 
 pytestmark = pytest.mark.cluster
 

@@ -32,9 +32,10 @@ from inventory_cache.verify import backlog, verify
 from inventory_cache.worker import GROUP
 from persistence.db import make_engine
 from persistence.ledger import Entry, build, parse
-from tests.conftest import REDIS_URL, ManualClock, make_settings, need_redis
-from tests.pg import admin_execute, fresh_database
-from tests.redis_state import flush_prefix
+from tests.support.clock import ManualClock
+from tests.support.postgres import admin_execute, fresh_database
+from tests.support.redis_state import flush_prefix
+from tests.support.services import REDIS_URL, make_settings, need_redis
 
 pytestmark = pytest.mark.slow
 

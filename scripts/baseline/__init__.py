@@ -7,7 +7,7 @@ one transaction per operation, behind the same HTTP routes. It exists so that
 PostgreSQL?" with figures measured side by side; it is not part of the service.
 """
 
-from inventory_cache.baseline.engine import PgStockEngine
-from inventory_cache.baseline.schema import create_schema, drop_schema
+from baseline.engine import PgStockEngine
+from baseline.schema import create_schema, drop_schema
 
 __all__ = ["PgStockEngine", "create_schema", "drop_schema"]

@@ -11,7 +11,8 @@ ends the servers it started, by pid, and removes the directory; the servers also
 SIGKILL from the kernel if the Python process that started them dies (PR_SET_PDEATHSIG),
 so not even a killed test run leaves a cluster running; the directory it leaves is removed
 by the next `LocalServers` created on the machine. `LocalServers`, its base, starts plain
-servers the same way (the cluster benchmark's single-Redis side).
+servers the same way (the cluster benchmark's single-Redis side). The tests get both as
+fixtures (tests/support/redis_servers.py); scripts import this module as a sibling.
 
 Ports come from 7100-7199 (and their bus ports, +10000), chosen free at start; several
 test runs on one machine each get their own cluster.
@@ -22,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import os
 import random
 import shutil
 import signal
@@ -30,12 +30,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
 from inventory_cache.connection import make_async_redis
@@ -393,24 +391,3 @@ class LocalCluster(LocalServers):
                     return
                 time.sleep(0.05)
         raise ClusterStartError(f"replica {replica.port} was not promoted")
-
-
-def need_redis_server() -> None:
-    """Skip without redis-server and redis-cli, or fail under INVENTORY_REQUIRE_SERVICES=1."""
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        if os.environ.get("INVENTORY_REQUIRE_SERVICES") == "1":
-            pytest.fail("redis-server and redis-cli are required: tests start their own")
-        pytest.skip("redis-server / redis-cli not installed")
-
-
-@pytest.fixture(scope="session")
-def local_cluster() -> Iterator[LocalCluster]:
-    """One cluster per test session (per xdist worker); stopped (servers and files) however
-    it ends."""
-    need_redis_server()
-    cluster = LocalCluster()
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()

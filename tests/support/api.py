@@ -1,16 +1,15 @@
-"""Fixtures of the HTTP API tests: the app on real Redis and PostgreSQL, one key per
-scope, and a real uvicorn server in a subprocess. A plugin (conftest's `pytest_plugins`):
+"""The HTTP API under test: the app on real Redis and PostgreSQL, one key per scope, and
+a real uvicorn server in a subprocess. A fixture plugin (conftest's `pytest_plugins`):
 `api_database` and `api` need no import.
 
-Each test gets its own Redis key prefix (conftest); each test module its own migrated
-PostgreSQL database (tests/pg.py), dropped afterwards.
+Each test gets its own Redis key prefix (tests/support/backends.py); each test module its
+own migrated PostgreSQL database (tests/support/postgres.py), dropped afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,8 +32,9 @@ from inventory_cache.apikeys import SCOPES, create_key
 from inventory_cache.engine import Clock, StockEngine, wall_clock_ms
 from persistence.db import make_engine
 from persistence.models import LedgerMark
-from tests.conftest import REDIS_URL, make_settings
-from tests.pg import fresh_database
+from tests.support.ports import free_port
+from tests.support.postgres import fresh_database
+from tests.support.services import REDIS_URL, make_settings
 
 CLI = str(Path(sys.executable).parent / "inventory-cache")
 
@@ -115,13 +115,6 @@ def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert (body["status"], body["code"]) == (status, code)
     assert body["type"] == f"urn:inventory-cache:problem:{code}"
     return body
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def server_env(prefix: str, database_url: str, **extra: str) -> dict[str, str]:

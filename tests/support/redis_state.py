@@ -1,4 +1,5 @@
-"""Reading what a test's key prefix holds in Redis, to compare before and after."""
+"""Reading what a test's key prefix holds in Redis, to compare before and after; and
+choosing SKUs by where their keys live."""
 
 from __future__ import annotations
 
@@ -55,3 +56,14 @@ def flush_prefix(client: Any, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     for i in range(0, len(keys), 1000):
         client.unlink(*keys[i : i + 1000])
+
+
+def skus_in_distinct_groups(engine: StockEngine, n: int) -> list[str]:
+    """n SKUs whose stock lives in n different slot groups, by ascending group."""
+    seen: dict[int, str] = {}
+    i = 0
+    while len(seen) < n:
+        sku = f"sku-{i}"
+        seen.setdefault(engine.keys.group_of(sku), sku)
+        i += 1
+    return [seen[g] for g in sorted(seen)]

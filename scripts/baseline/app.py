@@ -9,7 +9,7 @@ no more framework cost than a lean service would. It checks no API key (a bearer
 is accepted and ignored), which if anything flatters the baseline.
 
 Run it with uvicorn's factory mode:
-`uvicorn --factory inventory_cache.baseline.app:create_app_from_env`, configured by
+`uvicorn --app-dir scripts --factory baseline.app:create_app_from_env`, configured by
 `INVENTORY_BASELINE_*` variables (see `BaselineSettings`).
 """
 
@@ -26,8 +26,8 @@ from fastapi.responses import Response
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from inventory_cache.baseline.engine import PgStockEngine
-from inventory_cache.baseline.schema import create_schema
+from baseline.engine import PgStockEngine
+from baseline.schema import create_schema
 from inventory_cache.errors import InventoryError, ValidationError
 from inventory_cache.models import Availability, Level, LineRequest, Reservation
 
