@@ -49,7 +49,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ def start_server(redis_url: str, prefix: str, db_url: str, port: int, log: Any) 
 
 
 # ---------------------------------------------------------------------------- attacks
-Attack = Callable[[asyncio.Event], Awaitable[None]]
+Attack = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 class Attacks:

@@ -164,7 +164,7 @@ def pooled(
     return {"mase": mase, "wins": wins, "simulation": simulation}
 
 
-def _timed_job(url: str, now: Any, history_days: int) -> tuple[dict[str, Any], float, float]:
+def _timed_job(url: str, now: Any, history_days: int) -> tuple[dict[str, Any] | None, float, float]:
     """One forecast run (in a child process): its summary, seconds and peak RSS in MB."""
     from inventory_cache.forecast_job import run_forecast
     from persistence.db import make_engine, session_factory

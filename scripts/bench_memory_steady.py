@@ -52,7 +52,8 @@ FORMULA = {
 def sampler(url: str, every: float, stop: threading.Event, out: list[dict[str, Any]]) -> None:
     """used_memory, and what the event streams take of it (they keep an hour of entries
     for the feed and the behind check, so they grow for the first hour by design)."""
-    client = redis.Redis.from_url(url)
+    # Any: redis-py types each reply as `Awaitable[T] | T`.
+    client: Any = redis.Redis.from_url(url)
     streams = [Keys().events(g) for g in Keys().all_groups()]
     started = time.monotonic()
     while not stop.is_set():
@@ -78,7 +79,7 @@ def sampler(url: str, every: float, stop: threading.Event, out: list[dict[str, A
     client.close()
 
 
-def breakdown(client: redis.Redis) -> dict[str, dict[str, int]]:
+def breakdown(client: Any) -> dict[str, dict[str, int]]:
     """Keys and bytes (MEMORY USAGE) by kind, the part of the name after the slot group's
     hash tag (`s`, `r`, `o`, `ev`...), and the entries the streams hold: where the memory
     is, if it does not level off."""
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop.set()
                 thread.join()
                 time.sleep(3)  # the worker's last batch, then the final reading
-                final = redis.Redis.from_url(redis_url)
+                final: Any = redis.Redis.from_url(redis_url)
                 used_end = int(final.info("memory")["used_memory"])
                 by_kind = breakdown(final)
                 final.close()

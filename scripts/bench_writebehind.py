@@ -148,7 +148,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "INVENTORY_SLOT_GROUPS": str(args.groups),
         "INVENTORY_DATABASE_URL": url,
     }
-    client = redis.Redis.from_url(args.redis_url)
+    client: Any = redis.Redis.from_url(args.redis_url)  # redis-py: replies `Awaitable[T] | T`
     aclient = aredis.Redis.from_url(args.redis_url)
     procs: list[subprocess.Popen[bytes]] = []
     try:

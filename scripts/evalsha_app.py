@@ -49,7 +49,8 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def create_app(redis_url: str, prefix: str) -> FastAPI:
-    client: aioredis.Redis = aioredis.Redis.from_url(redis_url, max_connections=64)
+    # Any: redis-py types each reply as `Awaitable[T] | T`, sync and asyncio alike.
+    client: Any = aioredis.Redis.from_url(redis_url, max_connections=64)
     sha: list[str] = []
 
     def key(sku: str, location: str = LOCATION) -> str:

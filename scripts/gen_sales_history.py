@@ -126,7 +126,7 @@ def generate(
         close[:, d] = on_hand
         need = np.flatnonzero(on_hand + on_order <= reorder)
         late = rng.random(need.size) < 1 / 12
-        for i, is_late in zip(need, late, strict=True):
+        for i, is_late in zip(need.tolist(), late.tolist(), strict=True):
             qty = int(up_to[i] - on_hand[i] - on_order[i])
             when = d + int(lead[i]) + (int(rng.integers(7, 22)) if is_late else 0)
             pipeline.setdefault(when, {})
@@ -147,7 +147,7 @@ def ledger_copy(sc: Scenario) -> tuple[io.StringIO, list[tuple[str, str, int, in
         on_hand = int(sc.opening[i])
         v = version.get(sku, 0)
         events: list[tuple[int, str, int, int]] = [(-1, "inbound", on_hand, 0)]
-        for d in np.flatnonzero(sc.received[i] | sc.sold[i] | sc.returned[i]):
+        for d in np.flatnonzero(sc.received[i] | sc.sold[i] | sc.returned[i]).tolist():
             if sc.received[i, d]:
                 events.append((int(d), "inbound", int(sc.received[i, d]), 7))
             if sc.sold[i, d]:

@@ -167,7 +167,7 @@ async def test_a_bundle_order_past_the_window_is_answered_from_postgresql_with_i
             "sku": "kit",
             "qty": 2,
             "components": sorted(
-                [{"sku": a, "qty": 2}, {"sku": c, "qty": 6}], key=lambda x: x["sku"]
+                [{"sku": a, "qty": 2}, {"sku": c, "qty": 6}], key=lambda x: str(x["sku"])
             ),
         }
     ]

@@ -13,11 +13,10 @@ import redis.asyncio as aredis
 from inventory_cache.api.main import create_app
 from inventory_cache.api.ratelimit import RateLimiter
 from inventory_cache.engine import StockEngine
-from tests.support import api as api_support
 from tests.support.api import Api, Database, serving
 from tests.support.clock import ManualClock
 from tests.support.ports import free_port
-from tests.support.services import make_settings
+from tests.support.services import REDIS_URL, make_settings
 
 LIMIT = {"rate_limit_per_second": 5, "rate_limit_burst": 5}
 
@@ -79,7 +78,7 @@ async def test_the_limit_holds_across_api_processes(
     real_redis: Any, prefix: str, api_database: Database, clock: ManualClock
 ) -> None:
     """Two apps, each with its own Redis connection, share one allowance per key."""
-    other_client = aredis.Redis.from_url(api_support.REDIS_URL)
+    other_client = aredis.Redis.from_url(REDIS_URL)
     try:
         async with (
             serving(real_redis, prefix, api_database, clock=clock, **LIMIT) as a,

@@ -115,7 +115,7 @@ def test_every_answer_is_documented_and_none_is_a_server_error(
         phases=[Phase.generate],  # no shrinking: a failure is reported as found
         suppress_health_check=list(HealthCheck),
     )
-    def fuzz(case: schemathesis.Case) -> None:
+    def fuzz(case: schemathesis.Case[Any]) -> None:
         case.call_and_validate(checks=CHECKS)
 
     fuzz()

@@ -47,7 +47,7 @@ def test_pack_writes_the_bytes_redis_py_writes() -> None:
 
 
 @pytest.mark.parametrize("arg", [True, None, bytearray(b"x")])
-def test_pack_refuses_what_redis_py_refuses(arg: object) -> None:
+def test_pack_refuses_what_redis_py_refuses(arg: Any) -> None:
     conn = Connection()
     with pytest.raises(DataError):
         conn.pack_commands([("SET", "k", arg)])

@@ -116,7 +116,7 @@ class Service:
     def __init__(self, url: str, database_url: str, prefix: str, clock: ManualClock) -> None:
         self.settings: Settings = make_settings(prefix, redis_url=url)
         self.keys = Keys(prefix, self.settings.slot_groups)
-        self.client = redis.Redis.from_url(url)
+        self.client: Any = redis.Redis.from_url(url)  # replies typed `Awaitable[T] | T`
         self.aclient = aredis.Redis.from_url(url)
         self.engine = StockEngine(self.aclient, self.settings, clock=clock)
         self.db = make_engine(database_url)
@@ -377,7 +377,7 @@ async def test_an_event_reusing_a_version_the_ledger_holds_is_dead_lettered_not_
             await _fork_scenario(url, prefix, clock, sync_redis)
 
 
-async def _fork_scenario(url: str, prefix: str, clock: ManualClock, client: redis.Redis) -> None:
+async def _fork_scenario(url: str, prefix: str, clock: ManualClock, client: Any) -> None:
     svc = Service(REDIS_URL, url, prefix, clock)
     try:
         sku, other = skus_in_distinct_groups(svc.engine, 2)
@@ -418,7 +418,7 @@ def forks_counted() -> float:
 
 
 async def test_readyz_names_a_group_behind_the_ledger_and_only_that_group_refuses(
-    api: api_support.Api, api_database: api_support.Database, sync_redis: redis.Redis
+    api: api_support.Api, api_database: api_support.Database, sync_redis: Any
 ) -> None:
     eng = api.engine
     sku, other = skus_in_distinct_groups(eng, 2)
@@ -453,7 +453,7 @@ async def test_readyz_names_a_group_behind_the_ledger_and_only_that_group_refuse
 
 
 async def test_the_worker_finds_a_group_behind_before_it_reads_and_reports_it_once(
-    prefix: str, clock: ManualClock, sync_redis: redis.Redis
+    prefix: str, clock: ManualClock, sync_redis: Any
 ) -> None:
     need_postgres()
     with fresh_database() as url:

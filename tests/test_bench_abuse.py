@@ -12,7 +12,8 @@ from tests.support.services import PG_URL, REDIS_URL, need_redis
 
 
 def test_a_tiny_run_reports_every_phase(capsys: pytest.CaptureFixture[str]) -> None:
-    need_redis(), need_postgres()
+    need_redis()
+    need_postgres()
     argv = ["--redis-url", REDIS_URL, "--admin-dsn", PG_URL, "--seconds", "0.5"]
     argv += ["--settle", "0.5", "--big-header-clients", "1", "--big-header-mb", "0.1"]
     argv += ["--stalled-headers", "3", "--stalled-bodies", "3", "--scrape-clients", "2"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import bench_all
 
 DOC = """# Benchmarks
@@ -41,8 +43,10 @@ def test_missing_sections_are_appended_after_the_others() -> None:
     )
 
 
-def report(rps: float, p99: float, load: tuple[float, float], sold: float | None = None) -> dict:
-    rep: dict = {
+def report(
+    rps: float, p99: float, load: tuple[float, float], sold: float | None = None
+) -> dict[str, Any]:
+    rep: dict[str, Any] = {
         "requests_per_s": rps,
         "ops_per_s": rps,
         "latency_ms": {"p50": p99 / 2, "p95": p99, "p99": p99},

@@ -121,7 +121,8 @@ def _get(url: str) -> str:
     while True:
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
-                return resp.read().decode()
+                body: bytes = resp.read()
+                return body.decode()
         except OSError:
             if time.monotonic() > deadline:
                 raise

@@ -105,10 +105,10 @@ async def test_cluster_setting_from_the_environment_selects_the_cluster_clients(
         await engine.mark_ready()
         assert await engine.check_ready() is True
         # Every master holds some groups' markers, and the blocking client reads them all.
-        nodes = {sync.get_node_from_key(k).name for k in ready}  # type: ignore[no-untyped-call]
+        nodes = {sync.get_node_from_key(k).name for k in ready}
         assert len(nodes) == 3
         assert all(sync.exists(k) for k in ready)
     finally:
         sync.delete(*ready)
-        sync.close()  # type: ignore[no-untyped-call]
+        sync.close()
         await client.aclose()

@@ -60,7 +60,8 @@ async def race(
 ) -> tuple[Reservation | BaseException, list[Reservation | BaseException]]:
     async def settle(delay: float) -> Reservation:
         await asyncio.sleep(delay)
-        return await getattr(warehouse, action)(order_id)
+        settled: Reservation = await getattr(warehouse, action)(order_id)
+        return settled
 
     results = await asyncio.gather(
         checkout.reserve(order_id=order_id, lines=lines),

@@ -22,12 +22,13 @@ from inventory_cache.feed import (
     Gap,
     KeepAlive,
     Position,
+    Tick,
     follow,
     read_range,
 )
 from inventory_cache.models import LineRequest
 
-Stream = AsyncIterator[FeedEvent | KeepAlive | Gap]
+Stream = AsyncIterator[FeedEvent | KeepAlive | Gap | Tick]
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_a_regular_weekly_seller_gets_a_seasonal_model_and_an_intermittent_one_c
     # the weekly shape survives into the forecast: day 6 of the pattern (x2.0) over day 7 (x0.3)
     week = fitted.forecast[:20, :7].mean(axis=0)
     pattern_day = (np.arange(7) + DAYS) % 7
-    assert week[list(pattern_day).index(5)] > 4 * week[list(pattern_day).index(6)]
+    assert week[pattern_day.tolist().index(5)] > 4 * week[pattern_day.tolist().index(6)]
     # an intermittent forecast is the mean rate, not a zero
     assert fitted.forecast[20:].mean() == pytest.approx(0.08 * 2.0, rel=0.35)
     assert np.all(np.isfinite(fitted.rmse)) and np.all(fitted.mase > 0)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -144,7 +144,7 @@ def test_the_run_row_is_a_mutex_that_a_failed_or_stale_run_gives_up(
         assert start_run(s, run_id="n1", owner="a", now=NOW) is True
         assert start_run(s, run_id="n1", owner="b", now=NOW + timedelta(minutes=1)) is False
         assert start_run(s, run_id="n1", owner="b", now=NOW + STALE_AFTER * 2) is True
-        s.execute(ForecastRun.__table__.update().values(status="failed"))
+        s.execute(update(ForecastRun).values(status="failed"))
         s.commit()
         assert start_run(s, run_id="n1", owner="c", now=NOW + STALE_AFTER * 2) is True
         assert s.scalar(select(ForecastRun.owner)) == "c"

@@ -246,7 +246,7 @@ async def _outage_scenario(pg: PrivatePostgres, prefix: str, tmp_path: Path) -> 
         worker.terminate()
         worker.wait(30)
 
-    by_status = Counter()
+    by_status: Counter[tuple[str, int]] = Counter()
     for (phase, _url, key, status), n in load.answers.items():
         if key != "revokee":
             by_status[(phase, status)] += n

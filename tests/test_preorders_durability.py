@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-import redis
 import redis.asyncio as aredis
 
 from inventory_cache.archive import OrderArchive
@@ -34,7 +33,7 @@ RESTORED = re.compile(rb":\{\d+\}:(s|pq|nc|ni|r):")
 
 @pytest.mark.parametrize("one_script", [True, False], ids=["one script", "script per group"])
 async def test_preorders_come_back_after_a_flush_as_they_were(
-    pg: tuple[str, redis.Redis], prefix: str, clock: ManualClock, one_script: bool
+    pg: tuple[str, Any], prefix: str, clock: ManualClock, one_script: bool
 ) -> None:
     url, client = pg
     settings = make_settings(prefix)
@@ -120,7 +119,7 @@ async def feature_keys(
 
 
 async def test_restored_pre_orders_convert_on_receipt_and_their_orders_ship(
-    pg: tuple[str, redis.Redis], prefix: str, clock: ManualClock
+    pg: tuple[str, Any], prefix: str, clock: ManualClock
 ) -> None:
     url, client = pg
     settings = make_settings(prefix)

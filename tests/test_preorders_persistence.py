@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 
 from persistence.db import make_engine, migrate
@@ -365,7 +364,7 @@ def test_malformed_incoming_and_preorder_fields_are_refused_and_named(
 
 
 def test_the_worker_dead_letters_a_malformed_incoming_entry_and_writes_the_rest(
-    pg: tuple[str, redis.Redis], prefix: str
+    pg: tuple[str, Any], prefix: str
 ) -> None:
     from inventory_cache.keys import Keys
     from inventory_cache.worker import Worker, WorkerConfig

@@ -17,7 +17,6 @@ from typing import Any
 import fakeredis
 import orjson
 import pytest
-import redis
 import sqlalchemy as sa
 
 from inventory_cache.archive import OrderArchive
@@ -170,7 +169,7 @@ def j(value: Any) -> str:
 
 
 @pytest.fixture
-def restored(pg: tuple[str, redis.Redis], prefix: str) -> tuple[str, redis.Redis, Keys, Any]:
+def restored(pg: tuple[str, Any], prefix: str) -> tuple[str, Any, Keys, Any]:
     url, client = pg
     settings = make_settings(prefix)
     keys = Keys(prefix, settings.slot_groups)
@@ -221,7 +220,7 @@ PART_O3 = {
 
 
 def test_warmup_restores_the_preorder_state_exactly(
-    restored: tuple[str, redis.Redis, Keys, Any],
+    restored: tuple[str, Any, Keys, Any],
 ) -> None:
     _, client, keys, report = restored
     assert (report.preorder_books, report.incoming_records, report.kept) == (3, 6, 2)
@@ -297,7 +296,7 @@ def test_the_embedded_demo_restores_the_preorder_state_from_sqlite(
 
 
 def test_a_sku_redis_holds_at_a_newer_version_is_kept_whole(
-    restored: tuple[str, redis.Redis, Keys, Any],
+    restored: tuple[str, Any, Keys, Any],
 ) -> None:
     _, client, keys, _ = restored
     assert text(client.hgetall(keys.stock("C"))) == {
@@ -311,7 +310,7 @@ def test_a_sku_redis_holds_at_a_newer_version_is_kept_whole(
     assert text(client.hgetall(keys.preorders("C"))) == {"#": "7"}
 
 
-def test_warmup_again_changes_nothing(restored: tuple[str, redis.Redis, Keys, Any]) -> None:
+def test_warmup_again_changes_nothing(restored: tuple[str, Any, Keys, Any]) -> None:
     url, client, keys, _ = restored
     before = {
         k: text(client.hgetall(k))
@@ -325,7 +324,7 @@ def test_warmup_again_changes_nothing(restored: tuple[str, redis.Redis, Keys, An
 
 
 def test_verify_is_clean_then_names_each_preorder_field_that_differs(
-    restored: tuple[str, redis.Redis, Keys, Any],
+    restored: tuple[str, Any, Keys, Any],
 ) -> None:
     url, client, keys, _ = restored
     settings = make_settings(keys.prefix)
@@ -374,7 +373,7 @@ def test_verify_is_clean_then_names_each_preorder_field_that_differs(
 
 
 def test_verify_names_a_part_whose_preorder_lines_differ(
-    restored: tuple[str, redis.Redis, Keys, Any],
+    restored: tuple[str, Any, Keys, Any],
 ) -> None:
     url, client, keys, _ = restored
     g = keys.group_of("A")
@@ -399,7 +398,7 @@ def test_verify_names_a_part_whose_preorder_lines_differ(
 
 
 async def test_the_archive_answers_a_finished_orders_preorder_lines_after_its_lines(
-    pg: tuple[str, redis.Redis], prefix: str
+    pg: tuple[str, Any], prefix: str
 ) -> None:
     url, _ = pg
     keys = Keys(prefix, 16)
@@ -471,9 +470,7 @@ async def test_the_archive_answers_a_finished_orders_preorder_lines_after_its_li
     )
 
 
-def test_healing_a_group_clears_its_books_and_closed_records(
-    sync_redis: redis.Redis, prefix: str
-) -> None:
+def test_healing_a_group_clears_its_books_and_closed_records(sync_redis: Any, prefix: str) -> None:
     """A behind group is rebuilt whole from PostgreSQL: no stale book may survive."""
     from inventory_cache import behind
 

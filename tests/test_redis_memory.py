@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import redis
 from sqlalchemy import text
 
 from inventory_cache.connection import make_async_redis
@@ -41,7 +40,7 @@ def _mark_ready(url: str, prefix: str) -> None:
 
 
 def test_a_full_redis_answers_every_refused_write_with_503_and_keeps_reading(
-    private_redis: tuple[str, redis.Redis], api_database: Database, prefix: str
+    private_redis: tuple[str, Any], api_database: Database, prefix: str
 ) -> None:
     url, admin = private_redis
     _mark_ready(url, prefix)
@@ -136,7 +135,7 @@ def test_a_full_redis_answers_every_refused_write_with_503_and_keeps_reading(
 
 @pytest.mark.parametrize("policy", ["volatile-lru", "allkeys-lru"])
 def test_a_redis_that_may_evict_is_refused_at_start_up_naming_the_setting(
-    private_redis: tuple[str, redis.Redis], api_database: Database, prefix: str, policy: str
+    private_redis: tuple[str, Any], api_database: Database, prefix: str, policy: str
 ) -> None:
     url, admin = private_redis
     admin.config_set("maxmemory-policy", policy)
@@ -154,7 +153,7 @@ def test_a_redis_that_may_evict_is_refused_at_start_up_naming_the_setting(
 
 
 async def test_an_app_refuses_to_start_and_readyz_refuses_once_redis_may_evict(
-    private_redis: tuple[str, redis.Redis], api_database: Database, prefix: str
+    private_redis: tuple[str, Any], api_database: Database, prefix: str
 ) -> None:
     url, admin = private_redis
     client: Any = make_async_redis(make_settings(prefix, redis_url=url))

@@ -78,7 +78,7 @@ async def test_two_schedulers_expire_each_reservation_and_run_each_slot_once(
     at_3am = datetime(2030, 1, 1, 3, 0, 5, tzinfo=UTC)
 
     held = await asyncio.gather(a.heartbeat(), b.heartbeat())
-    swept = await asyncio.gather(a.sweep(), b.sweep())
+    swept = list(await asyncio.gather(a.sweep(), b.sweep()))
     runs = await asyncio.gather(a.reconcile_if_due(at_3am), b.reconcile_if_due(at_3am))
 
     assert sorted(held) == [False, True]

@@ -13,7 +13,6 @@ from typing import Any
 
 import fakeredis
 import pytest
-import redis
 import redis.asyncio as aredis
 import sqlalchemy as sa
 
@@ -57,7 +56,7 @@ async def seed(eng: StockEngine) -> None:
 
 
 async def test_after_a_flush_writes_are_refused_until_warmup_restores_everything(
-    pg: tuple[str, redis.Redis], prefix: str, clock: ManualClock
+    pg: tuple[str, Any], prefix: str, clock: ManualClock
 ) -> None:
     url, client = pg
     settings = make_settings(prefix)
@@ -107,7 +106,7 @@ async def test_after_a_flush_writes_are_refused_until_warmup_restores_everything
 
 
 async def test_warmup_keeps_what_redis_holds_and_skips_a_warm_redis(
-    pg: tuple[str, redis.Redis], prefix: str, clock: ManualClock
+    pg: tuple[str, Any], prefix: str, clock: ManualClock
 ) -> None:
     url, client = pg
     settings = make_settings(prefix)
@@ -129,7 +128,7 @@ async def test_warmup_keeps_what_redis_holds_and_skips_a_warm_redis(
 
 
 async def test_verify_names_every_difference_and_the_command_exits_1(
-    pg: tuple[str, redis.Redis], prefix: str, clock: ManualClock
+    pg: tuple[str, Any], prefix: str, clock: ManualClock
 ) -> None:
     url, client = pg
     settings = make_settings(prefix)

@@ -33,7 +33,7 @@ from tests.support.services import REDIS_URL, make_settings, need_redis
 @dataclass
 class Env:
     eng: StockEngine
-    client: redis.Redis
+    client: Any  # redis-py types a reply as `Awaitable[T] | T`
     db: sa.Engine
     sink: Sink
     settings: Settings

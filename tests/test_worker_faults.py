@@ -78,7 +78,7 @@ LOCATIONS = ["north", "south", "east"]
 class Stack:
     url: str
     settings: Settings
-    client: redis.Redis
+    client: Any  # redis-py types a reply as `Awaitable[T] | T`
     eng: StockEngine
     clock: ManualClock
     tmp: Path
