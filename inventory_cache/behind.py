@@ -42,7 +42,7 @@ import orjson
 import sqlalchemy as sa
 
 from inventory_cache.keys import Keys
-from persistence.events import StreamId, text
+from persistence.events import StreamId, op_of, text
 from persistence.ledger import marks_json
 from persistence.models import LedgerMark
 
@@ -144,7 +144,7 @@ def judge(
         if _healed(healed, mark):
             continue
         if _listed(found):
-            op = found[0][1].get(b"op", b"").decode()
+            op = op_of(found[0][1])
             if op != mark.op:
                 behind[g] = (
                     f"entry {mark.entry_id} is {op!r} in Redis but {mark.op!r} in the ledger"

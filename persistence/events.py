@@ -673,6 +673,11 @@ def parse_checked(entry: Entry) -> Event:
     )
 
 
+def op_of(raw: Mapping[bytes, bytes]) -> str:
+    """An entry's operation id (`op`), '' when it has none."""
+    return raw.get(b"op", b"").decode()
+
+
 def fields_text(raw: Mapping[bytes, bytes]) -> dict[str, str]:
     """An entry's fields as text, for readers that show them rather than apply them."""
     return {k.decode(): v.decode() for k, v in raw.items()}
