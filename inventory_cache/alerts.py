@@ -14,7 +14,7 @@ changes is one alert, and each new crossing is a new row.
 Why follow the event streams instead of polling levels: every change's row carries the
 levels after it, so each crossing is seen even when the level goes down and back up
 between two ticks. The monitor keeps, per slot group, the id of the last event it
-evaluated (`<prefix>:{g}:cur:alerts`), written after the alerts are committed; a crash in
+evaluated (`Keys.alerts_cursor`), written after the alerts are committed; a crash in
 between re-reads some events, which is harmless because evaluation compares with the
 active alerts. When there is no cursor yet, or the stream was trimmed past it (the
 worker keeps the last hour, so only after the monitor was down that long), the group is
@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from inventory_cache.engine import StockEngine, parse_stock
 from inventory_cache.incoming import BOOK_STATES
 from inventory_cache.webhooks import WebhookSender
+from persistence.events import StreamId, available, read_rows
 from persistence.models import Alert, Policy
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Observation:
 
     @property
     def available(self) -> int:
-        return max(0, self.on_hand - self.locked - self.safety_stock)
+        return available(self.on_hand, self.locked, self.safety_stock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,12 +232,6 @@ def list_alerts(
     return list(session.scalars(q))
 
 
-def _sid(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
 class AlertMonitor:
     """Follows the event streams and turns crossings into alerts (and webhooks)."""
 
@@ -254,7 +249,7 @@ class AlertMonitor:
         self.webhook_url = webhook_url
 
     def cursor_key(self, g: int) -> str:
-        return f"{self.engine.keys.tag(g)}:cur:alerts"
+        return self.engine.keys.alerts_cursor(g)
 
     async def tick(self) -> list[AlertChange]:
         """Evaluate every change since the last tick; returns the alerts raised and cleared."""
@@ -276,9 +271,11 @@ class AlertMonitor:
             head = last[0][0].decode() if last else "0-0"
             if cursor is None:
                 resync[g] = head
-            elif first and _sid(first[0][0]) > _sid(cursor) and cursor != b"0-0":
+            elif (
+                first and StreamId.parse(first[0][0]) > StreamId.parse(cursor) and cursor != b"0-0"
+            ):
                 resync[g] = head  # trimmed past our cursor: entries may be lost
-            elif last and _sid(last[0][0]) > _sid(cursor):
+            elif last and StreamId.parse(last[0][0]) > StreamId.parse(cursor):
                 follow[g] = cursor.decode()
         observations = await self._current_levels(resync) if resync else []
         positions = dict(resync)
@@ -330,11 +327,14 @@ class AlertMonitor:
             for raw_id, fields in page:
                 position = raw_id.decode()
                 ts = int(fields.get(b"ts", b"0"))
-                for row in orjson.loads(fields.get(b"rows", b"[]")):
-                    sku, loc, _, _, o, lk, s = row[:7]
-                    out.append(Observation(sku, loc, int(o), int(lk), int(s), ts))
+                for row in read_rows(fields.get(b"rows")):
+                    out.append(
+                        Observation(
+                            row.sku, row.location, row.on_hand, row.locked, row.safety_stock, ts
+                        )
+                    )
                     if b"pre" in fields:
-                        touched[(sku, loc)] = out[-1]
+                        touched[(row.sku, row.location)] = out[-1]
             if len(page) < PAGE:
                 break
         return out + await self._with_uncovered(touched), position
@@ -364,11 +364,10 @@ class AlertMonitor:
     async def _current_levels(self, groups: dict[int, str]) -> list[Observation]:
         """The levels of every SKU in `groups` now: one SCAN pass, HGETALLs pipelined."""
         eng = self.engine
-        pattern = f"{eng.settings.redis_prefix}:{{*}}:s:*"
         skus = []
-        async for raw in eng.client.scan_iter(match=pattern, count=1000):
-            sku = (raw.decode() if isinstance(raw, bytes) else str(raw)).split(":s:", 1)[1]
-            if eng.keys.group_of(sku) in groups:
+        async for raw in eng.client.scan_iter(match=eng.keys.scan_pattern("s"), count=1000):
+            sku = eng.keys.stock_sku(raw)
+            if sku is not None and eng.keys.group_of(sku) in groups:
                 skus.append(sku)
         now = eng.now()
         out: list[Observation] = []

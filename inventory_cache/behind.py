@@ -33,7 +33,6 @@ seconds. The happy path pays one small insert per batch.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import orjson
 import sqlalchemy as sa
 
 from inventory_cache.keys import Keys
+from persistence.events import StreamId, op_of, text
 from persistence.ledger import marks_json
 from persistence.models import LedgerMark
 
@@ -62,13 +62,7 @@ class Mark:
 
     @property
     def entry_id(self) -> str:
-        return f"{self.ms}-{self.seq}"
-
-
-def parse_id(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
+        return str(StreamId(self.ms, self.seq))
 
 
 def _merge(rows: Sequence[str]) -> dict[int, Mark]:
@@ -126,7 +120,7 @@ def probe_streams(pipe: Any, keys: Keys, groups: Sequence[int]) -> None:
 
 
 def _healed(reply: Any, mark: Mark) -> bool:
-    return isinstance(reply, bytes | str) and parse_id(reply) >= (mark.ms, mark.seq)
+    return isinstance(reply, bytes | str) and StreamId.parse(reply) >= (mark.ms, mark.seq)
 
 
 def _listed(reply: Any) -> bool:
@@ -150,7 +144,7 @@ def judge(
         if _healed(healed, mark):
             continue
         if _listed(found):
-            op = found[0][1].get(b"op", b"").decode()
+            op = op_of(found[0][1])
             if op != mark.op:
                 behind[g] = (
                     f"entry {mark.entry_id} is {op!r} in Redis but {mark.op!r} in the ledger"
@@ -160,14 +154,13 @@ def judge(
         if isinstance(info, BaseException) or not isinstance(info, dict):
             behind[g] = f"Redis has no event stream; the ledger committed up to {mark.entry_id}"
             continue
-        last = parse_id(info["last-generated-id"])
+        last = StreamId.parse(info["last-generated-id"])
         first = info.get("first-entry")
         if last < want:
             behind[g] = (
-                f"Redis's events end at {last[0]}-{last[1]}; the ledger committed "
-                f"{mark.entry_id} ({mark.op})"
+                f"Redis's events end at {last}; the ledger committed {mark.entry_id} ({mark.op})"
             )
-        elif (first and parse_id(first[0]) <= want) or mark.ms > now_ms - RECENT_MS:
+        elif (first and StreamId.parse(first[0]) <= want) or mark.ms > now_ms - RECENT_MS:
             behind[g] = f"entry {mark.entry_id} ({mark.op}) committed by the ledger is lost"
     return behind
 
@@ -271,35 +264,6 @@ async def check_async(redis: Any, engine: sa.Engine | None, keys: Keys) -> dict[
 
 
 # ---------------------------------------------------------------------------- healing
-def unwritten(redis: Any, keys: Keys, groups: Sequence[int], group_name: str) -> dict[int, int]:
-    """Entries of each group's stream that the ledger group has not acknowledged yet
-    (pending + unread); groups with none are left out."""
-    pipe = redis.pipeline(transaction=False)
-    for g in groups:
-        pipe.xinfo_groups(keys.events(g))
-        pipe.xlen(keys.events(g))
-    replies = pipe.execute(raise_on_error=False)
-    out: dict[int, int] = {}
-    for i, g in enumerate(groups):
-        infos, length = replies[2 * i], replies[2 * i + 1]
-        if isinstance(length, BaseException) or not length:
-            continue
-        ours = [] if isinstance(infos, BaseException) else infos
-        ours = [x for x in ours if _text(x["name"]) == group_name]
-        if not ours:
-            out[g] = int(length)
-            continue
-        lag = ours[0].get("lag")
-        left = int(ours[0]["pending"]) + (int(lag) if lag is not None else int(length))
-        if left:
-            out[g] = left
-    return out
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 # The kinds of key of a group that warmup rebuilds from PostgreSQL (keys.py).
 STATE_KINDS = ("s", "b", "r", "t", "op", "o", "ti", "cl", "cc", "pq", "nc")
 
@@ -314,12 +278,10 @@ def clear_state(redis: Any, keys: Keys, groups: Sequence[int]) -> int:
     wanted = set(groups)
     if not wanted:
         return 0
-    pattern = re.compile(
-        rf"^{re.escape(keys.prefix)}:\{{(\d+)\}}:({'|'.join(STATE_KINDS)}):(.*)$", re.DOTALL
-    )
+    pattern = keys.key_pattern(*STATE_KINDS)
     names: list[Any] = [keys.expiry(g) for g in sorted(wanted)]
-    for raw in redis.scan_iter(match=f"{keys.prefix}:{{*}}:*", count=1000):
-        m = pattern.match(_text(raw))
+    for raw in redis.scan_iter(match=keys.scan_pattern(), count=1000):
+        m = pattern.match(text(raw))
         if m is None or int(m[1]) not in wanted:
             continue
         names.append(raw)

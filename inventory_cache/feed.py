@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 
 from inventory_cache.errors import ValidationError
 from inventory_cache.keys import Keys
+from persistence.events import StreamId, fields_text, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -96,31 +97,23 @@ class Position(NamedTuple):
         """Everything in every stream up to and including millisecond `ms`."""
         return cls(ms, ALL_GROUPS, MAX_SEQ)
 
-    def first_after(self, group: int) -> tuple[int, int]:
+    def first_after(self, group: int) -> StreamId:
         """The smallest stream id of `group` whose entry lies after this position."""
         if group < self.group:
-            return (self.ms + 1, 0)
+            return StreamId(self.ms + 1, 0)
         if group == self.group:
-            return (self.ms, self.seq + 1) if self.seq < MAX_SEQ else (self.ms + 1, 0)
-        return (self.ms, 0)
+            return (
+                StreamId(self.ms, self.seq + 1) if self.seq < MAX_SEQ else StreamId(self.ms + 1, 0)
+            )
+        return StreamId(self.ms, 0)
 
-    def last_within(self, group: int) -> tuple[int, int] | None:
+    def last_within(self, group: int) -> StreamId | None:
         """The largest stream id of `group` whose entry lies at or before this position."""
         if group < self.group:
-            return (self.ms, MAX_SEQ)
+            return StreamId(self.ms, MAX_SEQ)
         if group == self.group:
-            return (self.ms, self.seq)
-        return (self.ms - 1, MAX_SEQ) if self.ms > 0 else None
-
-
-def _sid(ms_seq: tuple[int, int]) -> str:
-    return f"{ms_seq[0]}-{ms_seq[1]}"
-
-
-def _split_id(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq)
+            return StreamId(self.ms, self.seq)
+        return StreamId(self.ms - 1, MAX_SEQ) if self.ms > 0 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,22 +172,20 @@ class FeedEvent:
 
     @classmethod
     def from_entry(cls, group: int, entry_id: bytes | str, raw: Mapping[bytes, bytes]) -> FeedEvent:
-        ms, seq = _split_id(entry_id)
-        f = {k.decode(): v.decode() for k, v in raw.items()}
-        rows_raw = orjson.loads(f.get("rows", "[]"))
+        ms, seq = StreamId.parse(entry_id)
+        f = fields_text(raw)
         rows = [
             {
-                "sku": r[0],
-                "location": r[1],
-                "delta_on_hand": int(r[2]),
-                "delta_locked": int(r[3]),
-                "on_hand": int(r[4]),
-                "locked": int(r[5]),
-                "safety_stock": int(r[6]),
-                "available": max(0, int(r[4]) - int(r[5]) - int(r[6])),
+                "sku": r.sku,
+                "location": r.location,
+                "delta_on_hand": r.d_on_hand,
+                "delta_locked": r.d_locked,
+                "on_hand": r.on_hand,
+                "locked": r.locked,
+                "safety_stock": r.safety_stock,
+                "available": r.available,
             }
-            # cjson encodes an empty array as {}.
-            for r in (rows_raw if isinstance(rows_raw, list) else [])
+            for r in read_rows(f.get("rows"))
         ]
         pos = Position(ms, group, seq)
         body: dict[str, Any] = {
@@ -335,7 +326,7 @@ async def read_range(
       holds the loop for more than a slice, and with `pace` (the hub's budget) it waits
       there for as long as the process's catch-up entries per second require.
     """
-    bounds: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
+    bounds: dict[int, tuple[StreamId, StreamId]] = {}
     for g in keys.all_groups():
         lo, hi = after.first_after(g), upto.last_within(g)
         if hi is not None and lo <= hi:
@@ -354,16 +345,15 @@ async def read_range(
                 pipe = client.pipeline(transaction=False)
                 for g, count in zip(groups, counts, strict=True):
                     lo, hi = bounds[g]
-                    pipe.xrange(keys.events(g), _sid(lo), _sid(hi), count=count)
+                    pipe.xrange(keys.events(g), str(lo), str(hi), count=count)
                 replies = await pipe.execute()
             for g, count, entries in zip(groups, counts, replies, strict=True):
                 for entry_id, raw in entries:
-                    ms, seq = _split_id(entry_id)
+                    ms, seq = StreamId.parse(entry_id)
                     buffers[g].append((Position(ms, g, seq), entry_id, raw))
                 more[g] = len(entries) == count
                 if entries:
-                    last = _split_id(entries[-1][0])
-                    bounds[g] = ((last[0], last[1] + 1), bounds[g][1])
+                    bounds[g] = (StreamId.parse(entries[-1][0]).next(), bounds[g][1])
             groups = [g for g in groups if not buffers[g] and more[g]]
 
     await fetch(sorted(bounds))
@@ -450,10 +440,9 @@ async def trimmed_after(client: Any, keys: Keys, after: Position) -> tuple[int, 
             continue  # no stream yet, or nothing ever removed from it
         first = info.get("first-entry")
         if first:
-            oldest = _split_id(first[0])
+            oldest = StreamId.parse(first[0])
         else:  # emptied: everything up to the last id is gone
-            ms, seq = _split_id(info["last-generated-id"])
-            oldest = (ms, seq + 1)
+            oldest = StreamId.parse(info["last-generated-id"]).next()
         if after.first_after(g) < oldest:
             out.append(g)
     return tuple(out)
@@ -495,7 +484,7 @@ class FeedHub:
         self.released = Position(0, 0, 0)
         self._subs: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
-        self._read_ids: dict[int, tuple[int, int]] = {}
+        self._read_ids: dict[int, StreamId] = {}
         self._pending: list[tuple[Position, FeedEvent]] = []
         self._cluster = _is_cluster(client)
         self._clock_offset_ms = 0.0  # server clock minus ours, from the last TIME
@@ -529,7 +518,7 @@ class FeedHub:
             return  # another subscriber started it while we asked the time
         self._clock_offset_ms = now - (sent + time.time()) * 500
         self.released = Position.end_of(now - 1)
-        self._read_ids = {g: (now - 1, MAX_SEQ) for g in self.keys.all_groups()}
+        self._read_ids = {g: StreamId(now - 1, MAX_SEQ) for g in self.keys.all_groups()}
         self._pending = []
         self._task = asyncio.create_task(self._run(), name="feed-hub")
 
@@ -583,7 +572,7 @@ class FeedHub:
                     heapq.heappush(self._pending, (ev.position, ev))
             if entries:
                 got += len(entries)
-                self._read_ids[g] = _split_id(entries[-1][0])
+                self._read_ids[g] = StreamId.parse(entries[-1][0])
             if len(entries) >= self.page:
                 ms, seq = self._read_ids[g]
                 bound = min(bound, Position(ms, g, seq))
@@ -608,10 +597,10 @@ class FeedHub:
             groups = list(self._read_ids)
             pipe = self.client.pipeline(transaction=False)
             for g in groups:
-                pipe.xread({self.keys.events(g): _sid(self._read_ids[g])}, count=self.page)
+                pipe.xread({self.keys.events(g): str(self._read_ids[g])}, count=self.page)
             replies = await pipe.execute()
             return now, [(g, r[0][1]) for g, r in zip(groups, replies, strict=True) if r]
-        streams = {self.keys.events(g): _sid(i) for g, i in self._read_ids.items()}
+        streams = {self.keys.events(g): str(i) for g, i in self._read_ids.items()}
         pipe = self.client.pipeline(transaction=False)
         pipe.time()
         pipe.xread(streams, count=self.page, block=self.block_ms if block else None)

@@ -9,8 +9,16 @@ See ARCHITECTURE.md for what each key holds.
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
+
+
+@lru_cache(maxsize=64)
+def _group_key_pattern(prefix: str, kinds: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(k) for k in kinds)
+    return re.compile(rf"^{re.escape(prefix)}:\{{(\d+)\}}:({alternatives}):(.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +34,29 @@ class Keys:
 
     def all_groups(self) -> range:
         return range(self.groups)
+
+    # finding keys (SCAN, client-side tracking) and reading them back
+    def tagged_prefix(self) -> str:
+        """What every key of a slot group starts with, whatever the group."""
+        return f"{self.prefix}:{{"
+
+    def scan_pattern(self, kind: str | None = None) -> str:
+        """SCAN `MATCH` pattern of the `<kind>` keys of every group (`s` stock hashes, `r`
+        parts...), or of every key of every group without a kind."""
+        if kind is None:
+            return f"{self.prefix}:{{*}}:*"
+        return f"{self.prefix}:{{*}}:{kind}:*"
+
+    def key_pattern(self, *kinds: str) -> re.Pattern[str]:
+        """Matches a `<prefix>:{<g>}:<kind>:<id>` key of one of `kinds`: (group, kind, id).
+        The pattern is exact where `scan_pattern` is a glob (a SKU may hold `:s:`)."""
+        return _group_key_pattern(self.prefix, kinds)
+
+    def stock_sku(self, key: bytes | str) -> str | None:
+        """The SKU of a stock hash's key (`stock`); None for any other key."""
+        name = key.decode() if isinstance(key, bytes) else key
+        m = self.key_pattern("s").match(name)
+        return None if m is None else m[3]
 
     # per group
     def ready(self, group: int) -> str:
@@ -45,6 +76,14 @@ class Keys:
 
     def expiry(self, group: int) -> str:
         return f"{self.tag(group)}:exp"
+
+    def stock_prefix(self, group: int) -> str:
+        """What the stock hashes of a group start with (the near-cache tracks them)."""
+        return f"{self.tag(group)}:s:"
+
+    def alerts_cursor(self, group: int) -> str:
+        """The id of the last event of the group's stream the alert monitor evaluated."""
+        return f"{self.tag(group)}:cur:alerts"
 
     # per SKU (in the SKU's group)
     def stock(self, sku: str) -> str:
@@ -73,6 +112,17 @@ class Keys:
         the SKU's group; the SKU's length makes (sku, customer) unambiguous although both
         may hold `:`."""
         return f"{self.tag(self.group_of(sku))}:cc:{len(sku)}:{sku}:{customer_id}"
+
+    def customer_count_of(self, key: str) -> tuple[str, str] | None:
+        """(sku, customer) of a `customer_count` key; None for any other key."""
+        m = self.key_pattern("cc").match(key)
+        if m is None:
+            return None
+        length, sep, rest = m[3].partition(":")
+        if not sep or not length.isdigit():
+            return None
+        n = int(length)
+        return rest[:n], rest[n + 1 :]
 
     def preorders(self, sku: str) -> str:
         """The pre-order book of a SKU (hash, in the SKU's group): `#` the last sequence
@@ -137,6 +187,22 @@ class Keys:
 
     def dead_letters(self) -> str:
         return f"{self.prefix}:dead"
+
+    def worker_health(self, consumer: str) -> str:
+        """The health record of one write-behind worker (JSON, expiring)."""
+        return f"{self.prefix}:worker:{consumer}"
+
+    # leases (`lease.py`): hash tag `{lease}`, so a lease, its fence and its claims share a slot
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}:{{lease}}:{name}"
+
+    def lease_fence(self, name: str) -> str:
+        """The lease's fencing token counter."""
+        return f"{self.lease(name)}:fence"
+
+    def lease_run(self, name: str, run: str) -> str:
+        """The claim of one run of a scheduled job under the lease."""
+        return f"{self.lease(name)}:run:{run}"
 
     def http_idempotency(self, api_key_id: str, key_digest: str) -> str:
         """An HTTP `Idempotency-Key` record of one API key; plain commands, any slot."""

@@ -5,61 +5,34 @@ delivered but pending (`XINFO GROUPS` `pending`) plus entries not delivered yet 
 and its age is that of the oldest of them (the first pending id from `XPENDING`, or the
 first id after `last-delivered-id`). Measured this way the figure rises while PostgreSQL
 is down, whoever runs the worker and whether it runs at all: it does not depend on the
-worker reporting itself. The API (`api/status.py`) and the worker (`Worker.inspect`)
-export it under one name: `inventory_worker_lag_entries` and `inventory_worker_lag_seconds`.
-A stream without the group (no worker has started yet) counts as no lag.
+worker reporting itself. The API (`api/status.py`, with `measure`) and the worker
+(`Worker.inspect`, with the same computation on its own pipeline) export it under one
+name: `inventory_worker_lag_entries` and `inventory_worker_lag_seconds`. A stream without
+the group (no worker has started yet) counts as no lag.
+
+`backlog` and `unwritten` count the same entries the cautious way, for the tools that
+wait until nothing is left (`verify`, `warmup`): a stream without the group counts whole.
+The arithmetic of both lives with the rest of the stream contract (`persistence.events`);
+this module asks Redis for its inputs.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
+from inventory_cache.keys import Keys
+from persistence.events import Lag, group_info, lag_reads, stream_backlog, stream_lag, total_lag
+
 if TYPE_CHECKING:
     from inventory_cache.engine import StockEngine
 
+__all__ = ["GROUP", "Lag", "backlog", "measure", "unwritten"]
+
 GROUP = "ledger"
-
-
-@dataclass(frozen=True, slots=True)
-class Lag:
-    entries: int
-    seconds: float
-
-
-def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def id_ms(entry_id: str) -> int:
-    return int(entry_id.split("-", 1)[0])
-
-
-def group_fields(groups: Any, name: str) -> dict[str, Any] | None:
-    """One group's `XINFO GROUPS` entry, whether the reply is parsed (a list of maps) or
-    raw (flat name/value lists, RESP2); None when the stream has no such group."""
-    for info in groups or []:
-        pairs = info.items() if isinstance(info, dict) else zip(info[::2], info[1::2], strict=True)
-        fields = {text(k): v for k, v in pairs}
-        if text(fields.get("name", "")) == name:
-            return fields
-    return None
-
-
-def entries_of(fields: dict[str, Any], *, undelivered_seen: bool) -> int:
-    """Pending plus undelivered; `lag` is unknown (nil) after deletions in the stream,
-    then the undelivered count as one if an entry follows the last delivered id."""
-    lag = fields.get("lag")
-    return int(fields["pending"]) + (int(lag) if lag is not None else int(undelivered_seen))
-
-
-def _first_pending(reply: Any) -> str | None:
-    """The oldest pending id of an `XPENDING` summary, parsed (a map) or raw (a list)."""
-    first = reply.get("min") if isinstance(reply, dict) else reply[1]
-    return None if first is None else text(first)
 
 
 async def measure(engine: StockEngine, group: str = GROUP) -> Lag:
@@ -69,34 +42,51 @@ async def measure(engine: StockEngine, group: str = GROUP) -> Lag:
     infos = await engine.batcher.many([(None, ("XINFO", "GROUPS", s)) for s in streams])
     found: list[dict[str, Any]] = []
     asks: list[tuple[None, tuple[Any, ...]]] = []
-    where: list[tuple[int, str]] = []  # (index in found, "pending" or "next") per ask
+    where: list[tuple[int, str]] = []  # (index in found, command) per ask
     for stream, reply in zip(streams, infos, strict=True):
         if isinstance(reply, ResponseError):  # no such stream yet: nothing to lag behind
             continue
         if isinstance(reply, BaseException):
             raise reply
-        fields = group_fields(reply, group)
-        if fields is None:
+        info = group_info(reply, group)
+        if info is None:
             continue
-        found.append(fields)
-        if int(fields["pending"]):
-            asks.append((None, ("XPENDING", stream, group)))
-            where.append((len(found) - 1, "pending"))
-        if fields.get("lag") != 0:
-            last = text(fields["last-delivered-id"])
-            asks.append((None, ("XRANGE", stream, "(" + last, "+", "COUNT", 1)))
-            where.append((len(found) - 1, "next"))
+        for command in lag_reads(stream, info, group):
+            asks.append((None, command))
+            where.append((len(found), command[0]))
+        found.append(info)
     now_ms = int(time.time() * 1000)
     answers = await engine.batcher.many(asks) if asks else []
-    oldest = now_ms
-    undelivered: set[int] = set()
+    replies: list[dict[str, Any]] = [{} for _ in found]
     for (i, kind), reply in zip(where, answers, strict=True):
         if isinstance(reply, BaseException):
             raise reply
-        if kind == "pending" and (first := _first_pending(reply)) is not None:
-            oldest = min(oldest, id_ms(first))
-        elif kind == "next" and reply:
-            undelivered.add(i)
-            oldest = min(oldest, id_ms(text(reply[0][0])))
-    total = sum(entries_of(f, undelivered_seen=i in undelivered) for i, f in enumerate(found))
-    return Lag(total, max(0.0, (now_ms - oldest) / 1000) if total else 0.0)
+        replies[i][kind] = reply
+    return total_lag(
+        (
+            stream_lag(info, got.get("XPENDING"), got.get("XRANGE"))
+            for info, got in zip(found, replies, strict=True)
+        ),
+        now_ms,
+    )
+
+
+def unwritten(redis: Any, keys: Keys, groups: Sequence[int], group: str = GROUP) -> dict[int, int]:
+    """Entries of each slot group's stream that the ledger group has not acknowledged yet
+    (pending + unread; a stream it has not read yet counts whole); groups with none are
+    left out. Sync client: `verify`, `warmup`."""
+    pipe = redis.pipeline(transaction=False)
+    for g in groups:
+        pipe.xinfo_groups(keys.events(g))
+        pipe.xlen(keys.events(g))
+    replies = pipe.execute(raise_on_error=False)
+    out: dict[int, int] = {}
+    for i, g in enumerate(groups):
+        if left := stream_backlog(replies[2 * i], replies[2 * i + 1], group):
+            out[g] = left
+    return out
+
+
+def backlog(redis: Any, keys: Keys, group: str = GROUP) -> int:
+    """Entries of every stream that the ledger group has not acknowledged (`unwritten`)."""
+    return sum(unwritten(redis, keys, list(keys.all_groups()), group).values())

@@ -9,9 +9,9 @@ thing that must never happen twice, starting a scheduled job run, is claimed wit
 idempotent anyway (the expiry sweep: the order index arbitrates each reservation) only
 uses the lease to avoid doing it N times over.
 
-Keys (hash tag `{lease}` so that a lease, its fence and its claims share one slot):
-`<prefix>:{lease}:<name>` the lease, `<prefix>:{lease}:<name>:fence` the token counter,
-`<prefix>:{lease}:<name>:run:<run>` the claim of one job run.
+Keys (`Keys.lease`, hash tag `{lease}` so that a lease, its fence and its claims share one
+slot): `<prefix>:{lease}:<name>` the lease, `<prefix>:{lease}:<name>:fence` the token
+counter, `<prefix>:{lease}:<name>:run:<run>` the claim of one job run.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from inventory_cache.batcher import Batcher
+from inventory_cache.keys import Keys
 from inventory_cache.scripts import Script, scripts_for
 
 
@@ -47,8 +48,10 @@ class Lease:
     ) -> None:
         self.owner = owner or default_owner()
         self.ttl_ms = ttl_ms
-        self.key = f"{prefix}:{{lease}}:{name}"
-        self.fence_key = f"{self.key}:fence"
+        self._keys = Keys(prefix)
+        self.name = name
+        self.key = self._keys.lease(name)
+        self.fence_key = self._keys.lease_fence(name)
         self.token: int | None = None
         self._scripts = scripts or scripts_for(client)
         self._batcher = Batcher(client, 1)
@@ -106,7 +109,7 @@ class Lease:
             return False
         reply = await self._run(
             "lease_claim",
-            [self.key, f"{self.key}:run:{run}"],
+            [self.key, self._keys.lease_run(self.name, run)],
             [self.owner, self.token, retention_ms],
         )
         if reply.get("why") == "lost":

@@ -43,6 +43,7 @@ from inventory_cache import validation as v
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InventoryError
 from inventory_cache.wms import WmsSnapshot, WmsSource
+from persistence.events import Row, StreamId, fields_text, read_rows
 from persistence.models import ReconcileDiff, ReconcileRun
 
 Kind = Literal["oversell_risk", "undersell"]
@@ -103,11 +104,6 @@ def new_run_id(now_ms: int) -> str:
     return f"r{stamp}-{secrets.token_hex(3)}"
 
 
-def _stream_id(raw: str) -> tuple[int, int]:
-    ms, _, seq = raw.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def classify(ours: dict[Key, int], wms: WmsSnapshot) -> tuple[int, list[Diff]]:
     """Compare at the snapshot's locations; returns (pairs checked, diffs sorted by key)."""
     locations = {loc for _, loc in wms.on_hand}
@@ -123,29 +119,29 @@ def classify(ours: dict[Key, int], wms: WmsSnapshot) -> tuple[int, list[Diff]]:
 
 async def our_skus(engine: StockEngine) -> set[str]:
     """Every SKU with a stock hash in Redis (SCAN; on a cluster, every primary)."""
-    pattern = f"{engine.settings.redis_prefix}:{{*}}:s:*"
     out = set()
-    async for raw in engine.client.scan_iter(match=pattern, count=1000):
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        out.add(key.split(":s:", 1)[1])
+    async for raw in engine.client.scan_iter(match=engine.keys.scan_pattern("s"), count=1000):
+        sku = engine.keys.stock_sku(raw)
+        if sku is not None:
+            out.add(sku)
     return out
 
 
 async def _read_group(
     engine: StockEngine, g: int, skus: Sequence[str]
-) -> tuple[dict[str, tuple[int, int]], dict[Key, int]]:
+) -> tuple[dict[str, StreamId], dict[Key, int]]:
     """Read `skus` of group g in chunks: (stream position per SKU, on_hand per key)."""
     calls: list[tuple[str, Sequence[str], Sequence[Any]]] = []
     chunks = [skus[i : i + READ_CHUNK] for i in range(0, len(skus), READ_CHUNK)]
     for chunk in chunks:
         keys = [engine.keys.ready(g), engine.keys.events(g)]
         calls.append(("reconcile_read", keys + [engine.keys.stock(s) for s in chunk], []))
-    position: dict[str, tuple[int, int]] = {}
+    position: dict[str, StreamId] = {}
     values: dict[Key, int] = {}
     for chunk, reply in zip(chunks, await engine.run_many(calls), strict=True):
         if isinstance(reply, BaseException):
             raise reply
-        last = _stream_id(reply["last"])
+        last = StreamId.parse(reply["last"])
         stocks = reply["stocks"] if isinstance(reply["stocks"], list) else []
         for sku, flat in zip(chunk, stocks, strict=True):
             position[sku] = last
@@ -157,23 +153,21 @@ async def _read_group(
 
 async def _recent_events(
     engine: StockEngine, g: int, cutoff_ms: int
-) -> list[tuple[tuple[int, int], int, str, list[Any]]]:
+) -> list[tuple[StreamId, int, str, list[Row]]]:
     """The group's events newest first, down to the first one stamped at or before cutoff."""
     out = []
     end = "+"
     while True:
         page = await engine.client.xrevrange(engine.keys.events(g), end, "-", count=STREAM_PAGE)
         for raw_id, fields in page:
-            f = {k.decode(): val.decode() for k, val in fields.items()}
+            f = fields_text(fields)
             ts = int(f.get("ts", "0"))
-            rows = orjson.loads(f["rows"]) if "rows" in f else []
-            out.append((_stream_id(raw_id.decode()), ts, f.get("ref", ""), rows))
+            out.append((StreamId.parse(raw_id), ts, f.get("ref", ""), read_rows(f.get("rows"))))
             if ts <= cutoff_ms:
                 return out
         if len(page) < STREAM_PAGE:
             return out
-        ms, seq = _stream_id(page[-1][0].decode())
-        end = f"({ms}-{seq}"
+        end = f"({StreamId.parse(page[-1][0])}"
 
 
 async def ours_at(
@@ -197,7 +191,7 @@ async def ours_at(
         position, values = await _read_group(engine, g, group_skus)
         for id_, ts, ref, rows in await _recent_events(engine, g, cutoff):
             for row in rows:
-                sku, loc, d_on_hand = row[0], row[1], int(row[2])
+                sku, loc, d_on_hand = row.sku, row.location, row.d_on_hand
                 if d_on_hand == 0 or sku not in position:
                     continue
                 read = id_ <= position[sku]

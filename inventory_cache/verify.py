@@ -34,7 +34,6 @@ the whole keyspace of the prefix is walked: run it off-peak on large catalogues.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -48,8 +47,9 @@ from inventory_cache import behind
 from inventory_cache.engine import parse_stock, wall_clock_ms
 from inventory_cache.incoming import BOOK_STATE_OF
 from inventory_cache.keys import Keys
-from inventory_cache.lag import GROUP
+from inventory_cache.lag import backlog
 from inventory_cache.settings import Settings
+from persistence.events import text
 from persistence.models import (
     PREORDER_OPEN,
     BundleDefinition,
@@ -85,37 +85,6 @@ class Difference:
         return f"{self.kind} {self.key}: redis={self.redis} postgres={self.postgres}"
 
 
-def backlog(redis: Any, keys: Keys, group: str = GROUP) -> int:
-    """Entries of the streams that the ledger group has not acknowledged (pending + unread)."""
-    pipe = redis.pipeline(transaction=False)
-    streams = [keys.events(g) for g in keys.all_groups()]
-    for stream in streams:
-        pipe.xinfo_groups(stream)
-        pipe.xlen(stream)
-    replies = pipe.execute(raise_on_error=False)
-    total = 0
-    for i in range(len(streams)):
-        groups, length = replies[2 * i], replies[2 * i + 1]
-        if isinstance(length, Exception) or not length:
-            continue
-        ours = (
-            []
-            if isinstance(groups, Exception)
-            else [g for g in groups if _text(g["name"]) == group]
-        )
-        if not ours:
-            total += int(length)
-            continue
-        g = ours[0]
-        lag = g.get("lag")
-        total += int(g["pending"]) + (int(lag) if lag is not None else int(length))
-    return total
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def wait_caught_up(redis: Any, keys: Keys, wait_s: float) -> int:
     """Wait until the ledger group has nothing left; returns what is left at the end."""
     deadline = time.monotonic() + wait_s
@@ -128,7 +97,7 @@ def wait_caught_up(redis: Any, keys: Keys, wait_s: float) -> int:
 
 def _scan(redis: Any, keys: Keys, kind: str) -> Iterator[tuple[int, str, dict[bytes, bytes]]]:
     """(group, id, hash) of every `<prefix>:{g}:<kind>:<id>` hash, fetched in pipelines."""
-    pattern = re.compile(rf"^{re.escape(keys.prefix)}:\{{(\d+)\}}:{kind}:(.+)$", re.DOTALL)
+    pattern = keys.key_pattern(kind)
     names: list[tuple[int, str, bytes]] = []
 
     def fetch() -> Iterator[tuple[int, str, dict[bytes, bytes]]]:
@@ -139,11 +108,11 @@ def _scan(redis: Any, keys: Keys, kind: str) -> Iterator[tuple[int, str, dict[by
             if value:
                 yield g, ident, value
 
-    for raw in redis.scan_iter(match=f"{keys.prefix}:{{*}}:{kind}:*", count=CHUNK):
-        m = pattern.match(_text(raw))
+    for raw in redis.scan_iter(match=keys.scan_pattern(kind), count=CHUNK):
+        m = pattern.match(text(raw))
         if m is None:
             continue
-        names.append((int(m[1]), m[2], raw))
+        names.append((int(m[1]), m[3], raw))
         if len(names) >= CHUNK:
             yield from fetch()
             names = []
@@ -479,14 +448,12 @@ def _counts(
     redis: Any, keys: Keys, limited: dict[str, tuple[int, int, int, int]], now: int
 ) -> dict[tuple[str, str], int]:
     """Units each customer holds of each limited SKU in Redis (customerLimit.lua's rules)."""
-    pattern = re.compile(rf"^{re.escape(keys.prefix)}:\{{\d+\}}:cc:(\d+):(.*)$", re.DOTALL)
     names: list[tuple[str, str, bytes]] = []
-    for raw in redis.scan_iter(match=f"{keys.prefix}:{{*}}:cc:*", count=CHUNK):
-        m = pattern.match(_text(raw))
-        if m is None:
+    for raw in redis.scan_iter(match=keys.scan_pattern("cc"), count=CHUNK):
+        found = keys.customer_count_of(text(raw))
+        if found is None:
             continue
-        n = int(m[1])
-        sku, customer = m[2][:n], m[2][n + 1 :]
+        sku, customer = found
         if sku in limited:
             names.append((sku, customer, raw))
     out: dict[tuple[str, str], int] = {}
@@ -497,7 +464,7 @@ def _counts(
             pipe.zrange(raw, 0, -1, withscores=True)
         for (sku, customer, _), members in zip(chunk, pipe.execute(), strict=True):
             _, window, _, gen = limited[sku]
-            scores = {_text(m): s for m, s in members}
+            scores = {text(m): s for m, s in members}
             if scores.get("@") != -gen:
                 continue
             units = sum(

@@ -68,7 +68,7 @@ from inventory_cache.engine import wall_clock_ms
 from inventory_cache.errors import raise_for_reply
 from inventory_cache.incoming import BOOK_STATE_OF
 from inventory_cache.keys import Keys
-from inventory_cache.lag import GROUP
+from inventory_cache.lag import unwritten
 from inventory_cache.redis_policy import require_safe_policy
 from inventory_cache.scripts import Script, scripts_for
 from inventory_cache.settings import Settings
@@ -171,7 +171,7 @@ class WarmupBlocked(RuntimeError):
 
 def _wait_written(redis: Any, keys: Keys, groups: Sequence[int], wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
-    while left := behind.unwritten(redis, keys, groups, GROUP):
+    while left := unwritten(redis, keys, groups):
         if time.monotonic() >= deadline:
             detail = ", ".join(f"group {g}: {n}" for g, n in sorted(left.items()))
             raise WarmupBlocked(

@@ -70,9 +70,21 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from inventory_cache import behind
 from inventory_cache.keys import Keys
-from inventory_cache.lag import GROUP, entries_of
+from inventory_cache.lag import GROUP
 from inventory_cache.settings import Settings
-from persistence.ledger import Entry, Event, MalformedEvent, build, parse
+from persistence.events import (
+    Entry,
+    Event,
+    MalformedEvent,
+    StreamId,
+    first_pending,
+    lag_reads,
+    parse,
+    stream_lag,
+    text,
+    total_lag,
+)
+from persistence.ledger import build
 from persistence.sink import RejectedBatch, Sink, TransientError, VersionFork
 
 log = logging.getLogger(__name__)
@@ -99,11 +111,6 @@ FLUSH_SECONDS = Histogram(
     "inventory_worker_flush_seconds",
     "Time to write and commit one batch",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
-EVENT_LAG = Histogram(
-    "inventory_worker_event_lag_seconds",
-    "From the event's stream entry to its commit in PostgreSQL",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 EVENTS = Counter("inventory_worker_events", "Events committed to the ledger")
 DEAD_LETTERS = Counter("inventory_worker_dead_letters", "Entries moved to the dead-letter stream")
@@ -137,20 +144,6 @@ class WorkerConfig:
 
 class StopRequested(Exception):
     """Raised inside a retry loop when a stop was asked for and the batch cannot finish."""
-
-
-def _next_id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0) + 1
-
-
-def _parse_id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Worker:
@@ -316,13 +309,13 @@ class Worker:
         out: list[Entry] = []
         gone: list[tuple[str, str]] = []
         for raw_stream, items in reply or []:
-            stream = _text(raw_stream)
+            stream = text(raw_stream)
             group = self.streams[stream]
             for raw_id, fields in items:
                 if fields:
-                    out.append(Entry(group, _text(raw_id), fields))
+                    out.append(Entry(group, text(raw_id), fields))
                 else:
-                    gone.append((stream, _text(raw_id)))
+                    gone.append((stream, text(raw_id)))
         return out, gone
 
     def _xreadgroup(self, starts: dict[str, str], count: int, block: int | None) -> Any:
@@ -357,7 +350,7 @@ class Worker:
         while starts:
             reply = self._xreadgroup(starts, count, None)
             starts = {
-                _text(stream): _text(items[-1][0]) for stream, items in reply if len(items) >= count
+                text(stream): text(items[-1][0]) for stream, items in reply if len(items) >= count
             }
             entries, gone = self._entries(reply)
             self._ack_ids(gone)
@@ -394,7 +387,7 @@ class Worker:
                     if "NOGROUP" in str(res):
                         continue
                     raise res
-                cursor, items = _text(res[0]), res[1]
+                cursor, items = text(res[0]), res[1]
                 found, _ = self._entries([(stream, items)])
                 entries.extend(found)
                 if cursor != "0-0":
@@ -506,9 +499,6 @@ class Worker:
         FLUSH_SECONDS.observe(elapsed)
         BATCH_SIZE.observe(len(chunk))
         EVENTS.inc(len(chunk))
-        now_ms = time.time() * 1000
-        for ev in chunk:
-            EVENT_LAG.observe(max(0.0, (now_ms - _parse_id(ev.entry.id)[0]) / 1000))
         if self.after_commit is not None:
             self.after_commit([ev.entry for ev in chunk])
         return []
@@ -595,7 +585,8 @@ class Worker:
 
     # ------------------------------------------------------------------ lag, trim, health
     def inspect(self, *, trim: bool) -> None:
-        """Measure lag on every stream; with `trim`, trim what every group acknowledged."""
+        """Measure lag on every stream (`persistence.events`, as the API does); with `trim`,
+        trim what every consumer group acknowledged."""
         names = list(self.streams)
         pipe = self.redis.pipeline(transaction=False)
         for stream in names:
@@ -608,51 +599,47 @@ class Worker:
             if isinstance(groups, Exception):
                 continue
             for g in groups:
-                name, last = _text(g["name"]), _text(g["last-delivered-id"])
-                if int(g["pending"]):
-                    pipe.xpending(stream, name)
-                    asked.append((stream, name, "pending"))
-                if name == self.config.group_name and g.get("lag") != 0:
-                    pipe.xrange(stream, min="(" + last, count=1)
-                    asked.append((stream, name, "next"))
-        answers = dict(zip(asked, pipe.execute(raise_on_error=False), strict=True))
-        lag_entries, oldest = 0, now_ms
-        bounds: dict[str, tuple[int, int]] = {}
+                name = text(g["name"])
+                for command in lag_reads(stream, g, name):
+                    # Another group's oldest pending entry bounds the trim; its lag is not ours.
+                    if name == self.config.group_name or command[0] == "XPENDING":
+                        pipe.execute_command(*command)
+                        asked.append((stream, name, command[0]))
+        answers = {
+            ask: None if isinstance(reply, Exception) else reply
+            for ask, reply in zip(asked, pipe.execute(raise_on_error=False), strict=True)
+        }
+        parts: list[tuple[int, int | None]] = []
+        bounds: dict[str, StreamId] = {}
         for stream, groups in zip(names, infos, strict=True):
             if isinstance(groups, Exception):
                 continue
             for g in groups:
-                name, last = _text(g["name"]), _text(g["last-delivered-id"])
-                bound = _next_id(last)
-                pending = answers.get((stream, name, "pending"))
-                if isinstance(pending, dict) and pending.get("min"):
-                    bound = min(bound, _parse_id(_text(pending["min"])))
+                name = text(g["name"])
+                pending = answers.get((stream, name, "XPENDING"))
+                bound = StreamId.parse(g["last-delivered-id"]).next()
+                if (first := first_pending(pending)) is not None:
+                    bound = min(bound, first)
                 bounds[stream] = min(bounds.get(stream, bound), bound)
-                if name != self.config.group_name:
-                    continue
-                if isinstance(pending, dict) and pending.get("min"):
-                    oldest = min(oldest, _parse_id(_text(pending["min"]))[0])
-                nxt = answers.get((stream, name, "next"))
-                unread = False
-                if isinstance(nxt, list) and nxt:
-                    unread = True
-                    oldest = min(oldest, _parse_id(_text(nxt[0][0]))[0])
-                lag_entries += entries_of(g, undelivered_seen=unread)
-        self.lag_entries = lag_entries
-        self.lag_seconds = max(0.0, (now_ms - oldest) / 1000)
-        LAG_ENTRIES.set(lag_entries)
-        LAG_SECONDS.set(self.lag_seconds)
+                if name == self.config.group_name:
+                    following = answers.get((stream, name, "XRANGE"))
+                    parts.append(stream_lag(g, pending, following))
+        lag = total_lag(parts, now_ms)
+        self.lag_entries = lag.entries
+        self.lag_seconds = lag.seconds
+        LAG_ENTRIES.set(lag.entries)
+        LAG_SECONDS.set(lag.seconds)
         if trim:
             self._trim(bounds, now_ms)
         self._health()
 
-    def _trim(self, bounds: dict[str, tuple[int, int]], now_ms: int) -> None:
-        keep = (now_ms - self.config.keep_ms, 0)
+    def _trim(self, bounds: dict[str, StreamId], now_ms: int) -> None:
+        keep = StreamId(now_ms - self.config.keep_ms, 0)
         pipe = self.redis.pipeline(transaction=False)
         for stream, bound in bounds.items():
-            ms, seq = min(bound, keep)
-            if ms > 0:
-                pipe.xtrim(stream, minid=f"{ms}-{seq}", approximate=False)
+            oldest = min(bound, keep)
+            if oldest.ms > 0:
+                pipe.xtrim(stream, minid=str(oldest), approximate=False)
         pipe.execute(raise_on_error=False)
 
     def _redis_ms(self) -> int:
@@ -662,7 +649,7 @@ class Worker:
         return int(sec) * 1000 + int(usec) // 1000
 
     def health_key(self) -> str:
-        return f"{self.settings.redis_prefix}:worker:{self.config.consumer}"
+        return self.keys.worker_health(self.config.consumer)
 
     def _health(self) -> None:
         record = {

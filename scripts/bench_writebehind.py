@@ -42,9 +42,9 @@ import redis.asyncio as aredis
 from benchlib import drop_database, markdown_table, recreate_database, require_loopback
 
 from inventory_cache.engine import StockEngine
+from inventory_cache.lag import backlog
 from inventory_cache.models import LineRequest
 from inventory_cache.settings import Settings
-from inventory_cache.verify import backlog
 from persistence.db import make_engine, migrate
 
 BIN = Path(sys.executable).parent

@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from persistence.db import make_engine, migrate
-from persistence.ledger import Entry, MalformedEvent, build, parse
+from persistence.events import Entry, MalformedEvent, parse
+from persistence.ledger import build
 from persistence.models import Base
 from persistence.sink import RejectedBatch, Sink, datetime_to_ms, make_sink
 from tests.support.postgres import fresh_database

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from inventory_cache.apikeys import create_key
 from inventory_cache.keys import Keys
-from inventory_cache.verify import backlog
+from inventory_cache.lag import backlog
 from persistence.db import make_engine, migrate
 from tests.support.api import CLI, server_env, uvicorn_server
 from tests.support.postgres import PrivatePostgres, private_postgres

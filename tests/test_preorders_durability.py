@@ -19,7 +19,7 @@ from inventory_cache.models import LineRequest
 from inventory_cache.verify import verify
 from inventory_cache.warmup import warmup
 from persistence.db import make_engine
-from persistence.ledger import Entry, _parse_checked, _parse_fast
+from persistence.events import Entry, parse_checked, parse_fast
 from tests.support.clock import ManualClock
 from tests.support.postgres import drain_into_ledger
 from tests.support.redis_state import flush_prefix, skus_in_distinct_groups, snapshot_prefix
@@ -62,7 +62,7 @@ async def test_preorders_come_back_after_a_flush_as_they_were(
         for g in eng.keys.all_groups()
         for i, f in client.xrange(eng.keys.events(g))
     ]
-    assert [_parse_fast(e) for e in entries] == [_parse_checked(e) for e in entries]
+    assert [parse_fast(e) for e in entries] == [parse_checked(e) for e in entries]
     before = await snapshot_prefix(aclient, prefix)
     drain_into_ledger(settings, url)
     engine = make_engine(url)

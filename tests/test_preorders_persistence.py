@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from persistence.db import make_engine, migrate
-from persistence.ledger import Entry, MalformedEvent, _parse_checked, _parse_fast, build, parse
+from persistence.events import Entry, MalformedEvent, parse, parse_checked, parse_fast
+from persistence.ledger import build
 from persistence.sink import Sink, datetime_to_ms, make_sink
 from tests.support import preorder_events as pe
 from tests.support.postgres import fresh_database
@@ -311,8 +312,8 @@ GOOD = [
 
 def test_both_parsers_read_the_new_fields_alike() -> None:
     entries = [entry(f) for f in GOOD]
-    fast = [_parse_fast(e) for e in entries]
-    assert fast == [_parse_checked(e) for e in entries]
+    fast = [parse_fast(e) for e in entries]
+    assert fast == [parse_checked(e) for e in entries]
     assert fast[1].incoming == ("po1", "A", "north", 10, E2, "open", 0, 3, T0 + 3)
     assert fast[1].preorders == (
         ("A", 2, "o2", "k2", "north", 4, E1, "uncovered", None, T0 + 3, None, None),

@@ -25,7 +25,8 @@ from inventory_cache.models import ReservedLine
 from inventory_cache.verify import Difference, verify
 from inventory_cache.warmup import warmup
 from persistence.db import make_engine, migrate
-from persistence.ledger import Entry, build, parse
+from persistence.events import Entry, parse
+from persistence.ledger import build
 from persistence.sink import make_sink
 from tests.support import preorder_events as pe
 from tests.support.redis_state import flush_prefix

@@ -22,7 +22,7 @@ from inventory_cache.models import LineRequest
 from inventory_cache.settings import Settings
 from inventory_cache.worker import GROUP, Worker, WorkerConfig
 from persistence.db import make_engine
-from persistence.ledger import Entry, _parse_checked, _parse_fast
+from persistence.events import Entry, parse_checked, parse_fast
 from persistence.sink import Sink, make_sink
 from tests.support.clock import ManualClock
 from tests.support.postgres import fresh_database
@@ -271,4 +271,4 @@ async def test_the_fast_parser_reads_every_script_event_as_the_checked_one(env: 
         for i, f in env.client.xrange(eng.keys.events(g))
     ]
     assert len(entries) == 13  # the first reservation and its cancel span two groups
-    assert [_parse_fast(e) for e in entries] == [_parse_checked(e) for e in entries]
+    assert [parse_fast(e) for e in entries] == [parse_checked(e) for e in entries]

@@ -26,12 +26,14 @@ import sqlalchemy as sa
 
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InsufficientStock, InvalidState, NotFound
+from inventory_cache.lag import backlog
 from inventory_cache.models import LineRequest
 from inventory_cache.settings import Settings
-from inventory_cache.verify import backlog, verify
+from inventory_cache.verify import verify
 from inventory_cache.worker import GROUP
 from persistence.db import make_engine
-from persistence.ledger import Entry, build, parse
+from persistence.events import Entry, parse
+from persistence.ledger import build
 from tests.support.clock import ManualClock
 from tests.support.postgres import admin_execute, fresh_database
 from tests.support.redis_state import flush_prefix

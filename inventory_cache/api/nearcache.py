@@ -219,8 +219,7 @@ class Tracker:
         self._keys = keys
         self._clock = clock
         self._interval = max(cache.staleness_s / 4, 0.005)
-        self._stock_tag_end = b"}:s:"
-        self._prefix = f"{keys.prefix}:{{".encode()
+        self._prefix = keys.tagged_prefix().encode()
         self.client_id: int | None = None  # of the connection receiving invalidations
 
     def prefixes(self) -> list[str]:
@@ -228,7 +227,7 @@ class Tracker:
         group: nothing else is watched."""
         out = []
         for g in self._keys.all_groups():
-            out += [f"{self._keys.tag(g)}:s:", self._keys.ready(g)]
+            out += [self._keys.stock_prefix(g), self._keys.ready(g)]
         return out
 
     async def run(self) -> None:
@@ -296,8 +295,8 @@ class Tracker:
         for key in keys:
             if not key.startswith(self._prefix):
                 continue
-            _, sep, sku = key.partition(self._stock_tag_end)
-            if sep:
-                self._cache.invalidate(sku.decode())
+            sku = self._keys.stock_sku(key)
+            if sku is not None:
+                self._cache.invalidate(sku)
             else:  # a readiness marker changed: warmup or a flush
                 self._cache.invalidate_all()

@@ -42,6 +42,7 @@ from inventory_cache.models import (
     ReservedLine,
     StockView,
 )
+from persistence.events import available
 
 T = TypeVar("T")
 Conn = AsyncConnection[Any]
@@ -108,7 +109,7 @@ def _plain_dsn(dsn: str) -> str:
 
 
 def _level(sku: str, loc: str, on_hand: int, locked: int, safety: int) -> Level:
-    return Level(sku, loc, on_hand, locked, safety, max(0, on_hand - locked - safety))
+    return Level(sku, loc, on_hand, locked, safety, available(on_hand, locked, safety))
 
 
 class PgStockEngine:
@@ -254,7 +255,7 @@ class PgStockEngine:
         )
         now = await levels.fetchone()
         assert now is not None
-        return Level(sku, location, now[0], now[1], now[2], max(0, now[0] - now[1] - now[2]), True)
+        return Level(sku, location, now[0], now[1], now[2], available(*now), True)
 
     # ------------------------------------------------------------------ reservations
     async def reserve(
