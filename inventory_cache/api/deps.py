@@ -26,9 +26,9 @@ from starlette.types import Scope
 
 from inventory_cache.api.idempotency import IdempotencyStore
 from inventory_cache.api.inflight import LineQueue, LinesInFlight
-from inventory_cache.api.ledger import Ledger
 from inventory_cache.api.metrics import Metrics
 from inventory_cache.api.nearcache import NearCache
+from inventory_cache.api.postgres import Postgres
 from inventory_cache.api.problems import Forbidden, Unauthorized
 from inventory_cache.api.ratelimit import RateLimiter
 from inventory_cache.api.status import StatusMonitor
@@ -45,7 +45,7 @@ class Services:
     near_cache: NearCache
     idempotency: IdempotencyStore
     metrics: Metrics
-    ledger: Ledger
+    postgres: Postgres
     status: StatusMonitor
     limiter: RateLimiter | None = None  # None: INVENTORY_RATE_LIMIT_PER_SECOND is 0
     lines_in_flight: LinesInFlight = field(default_factory=LinesInFlight)

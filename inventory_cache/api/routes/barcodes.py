@@ -35,7 +35,7 @@ def get_barcodes(request: Request) -> BarcodeStore:
     services = get_services(request)
     store: BarcodeStore | None = getattr(request.app.state, "barcodes", None)
     if store is None or store.client is not services.engine.client:
-        store = BarcodeStore(services.engine.client, services.engine.keys, services.ledger.db)
+        store = BarcodeStore(services.engine.client, services.engine.keys, services.postgres.engine)
         request.app.state.barcodes = store
     return store
 
