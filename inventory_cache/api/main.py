@@ -25,6 +25,7 @@ from inventory_cache.api.deps import Services
 from inventory_cache.api.gateway import Gateway
 from inventory_cache.api.idempotency import IdempotencyStore
 from inventory_cache.api.inflight import LineQueue
+from inventory_cache.api.livefeed import Feed
 from inventory_cache.api.metrics import Metrics
 from inventory_cache.api.nearcache import NearCache, Tracker
 from inventory_cache.api.postgres import Postgres
@@ -52,6 +53,7 @@ from inventory_cache.api.routes import (
 from inventory_cache.api.status import StatusMonitor, groups_behind
 from inventory_cache.apikeys import Authenticator, KeyDirectory
 from inventory_cache.archive import OrderArchive
+from inventory_cache.barcodes import BarcodeStore
 from inventory_cache.connection import make_async_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.redis_policy import EvictionPolicyRefused, policy_refusal
@@ -160,6 +162,8 @@ def create_app(
                 status=status,
                 limiter=RateLimiter.from_settings(eng, settings),
                 line_queue=LineQueue(settings.max_lines_in_flight),
+                barcodes=BarcodeStore(eng.client, eng.keys, db),
+                feed=Feed.from_settings(eng, settings),
             )
             # A Redis that came back behind the ledger must not serve a single request of
             # the groups concerned: check once before the first one, and whenever the

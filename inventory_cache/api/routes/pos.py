@@ -16,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from inventory_cache import pos
-from inventory_cache.api.deps import ServicesDep, WarehouseKey
+from inventory_cache.api.deps import BarcodesDep, ServicesDep, WarehouseKey
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.routes.barcodes import BarcodesDep
 from inventory_cache.api.schemas import Ident
 
 router = APIRouter(prefix="/v1/pos", tags=["pos"])

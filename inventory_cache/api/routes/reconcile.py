@@ -29,7 +29,6 @@ from inventory_cache.wms import WmsError, WmsNotConfigured, wms_from_settings
 
 router = APIRouter(prefix="/v1/reconcile", tags=["reconcile"])
 log = logging.getLogger(__name__)
-_background: set[asyncio.Task[Any]] = set()  # runs of `wait=false`, kept until done
 
 
 class WmsMissing(InvalidState):
@@ -172,8 +171,8 @@ async def start_run(
     run = run_recorded(services.engine, source, sessions, mode=mode, run_id=run_id, begun=True)
     if not wait:
         task = asyncio.create_task(_quietly(run))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        services.reconcile_runs.add(task)
+        task.add_done_callback(services.reconcile_runs.discard)
         return json_response({"run_id": run_id, "status": "running"}, 202)
     try:
         await run
