@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from inventory_cache.alerts import list_alerts
-from inventory_cache.api.schemas import iso_datetime
+from inventory_cache.api.schemas.common import iso_datetime
 
 
 def alerts(

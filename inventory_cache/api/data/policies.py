@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from inventory_cache.api.schemas import iso_datetime
+from inventory_cache.api.schemas.common import iso_datetime
 from persistence.models import Policy
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from inventory_cache.api.schemas import iso_datetime
+from inventory_cache.api.schemas.common import iso_datetime
 from inventory_cache.reconcile import list_runs, load_run
 
 

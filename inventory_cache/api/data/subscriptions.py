@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from inventory_cache.api.schemas import iso_datetime
+from inventory_cache.api.schemas.common import iso_datetime
 from inventory_cache.subscriptions import create_subscription, visible_to
 from persistence.models import Subscription
 

@@ -3,54 +3,19 @@ scheduler raised them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 from inventory_cache.api.data import alerts as data
 from inventory_cache.api.deps import ReadKey, ServicesDep
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import Ident
+from inventory_cache.api.schemas.alerts import AlertsOut
+from inventory_cache.api.schemas.common import Ident
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
-
-
-class AlertOut(BaseModel):
-    id: int
-    sku: str
-    location: str
-    kind: Literal["low_stock", "oversold", "uncovered"]
-    active: bool
-    raised_at: str
-    cleared_at: str | None = None  # omitted while active
-    details: dict[str, Any]
-
-
-class AlertsOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "items": [
-                        {
-                            "id": 1,
-                            "sku": "phone-a",
-                            "location": "north",
-                            "kind": "low_stock",
-                            "active": True,
-                            "raised_at": "2026-11-28T02:01:17.758Z",
-                            "details": {"available": 8, "reorder_point": 8},
-                        }
-                    ]
-                }
-            ]
-        }
-    )
-
-    items: list[AlertOut]
 
 
 @router.get(

@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 from inventory_cache.api.deps import BarcodesDep, ReadKey, WarehouseKey
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import Ident, StrictBody
+from inventory_cache.api.schemas.barcodes import BarcodeIn, BarcodeOut
 from inventory_cache.barcodes import BarcodeMapping
 
 router = APIRouter(prefix="/v1/barcodes", tags=["barcodes"])
@@ -28,21 +27,6 @@ Code = Annotated[
         examples=["4006381333931"],
     ),
 ]
-
-
-class BarcodeIn(StrictBody):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"sku": "phone-a"}]})
-
-    sku: Ident
-
-
-class BarcodeOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"barcode": "04006381333931", "sku": "phone-a"}]}
-    )
-
-    barcode: str
-    sku: str
 
 
 def _out(mapping: BarcodeMapping) -> dict[str, str]:

@@ -16,15 +16,9 @@ from inventory_cache.api.data import movements as data
 from inventory_cache.api.deps import ReadKey, ServicesDep, WarehouseKey
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import (
-    AdjustmentIn,
-    Ident,
-    InboundIn,
-    LevelOut,
-    MovementsOut,
-    ReturnIn,
-    iso_datetime,
-)
+from inventory_cache.api.schemas.common import Ident, iso_datetime
+from inventory_cache.api.schemas.movements import AdjustmentIn, InboundIn, MovementsOut, ReturnIn
+from inventory_cache.api.schemas.stock import LevelOut
 
 router = APIRouter(prefix="/v1", tags=["movements"])
 

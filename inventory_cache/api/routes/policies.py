@@ -18,7 +18,6 @@ from typing import Annotated
 
 from anyio import to_thread
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import sessionmaker
 from starlette.responses import Response
 
@@ -27,81 +26,12 @@ from inventory_cache.api.data import policies as data
 from inventory_cache.api.deps import AdminKey, ReadKey, ServicesDep
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import IDENT_PATTERN, Count, LevelOut, StrictBody
+from inventory_cache.api.schemas.common import IDENT_PATTERN
+from inventory_cache.api.schemas.policies import PolicyIn, PolicyOut
+from inventory_cache.api.schemas.stock import LevelOut
 from inventory_cache.errors import NotFound
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
-
-Days = Annotated[int, Field(strict=True, ge=0, le=365)]
-
-
-class PolicyIn(StrictBody):
-    """A field left out is 0 (PUT replaces the whole policy)."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "safety_stock": 2,
-                    "reorder_point": 10,
-                    "reorder_qty": 40,
-                    "lead_time_days": 7,
-                    "preorder_limit": 20,
-                }
-            ]
-        }
-    )
-
-    safety_stock: Count = 0
-    reorder_point: Count = 0
-    reorder_qty: Count = 0
-    lead_time_days: Days = 0
-    # Forecast-driven replenishment: the chance of not running out during a lead time,
-    # and the level an order brings the position up to (0: the reorder point plus the
-    # forecast over the cover days).
-    service_level: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
-    order_up_to: Count = 0
-    # Units reservations may take from the location's incoming stock (pre-orders).
-    preorder_limit: Count = 0
-
-
-class PolicyOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "sku": "phone-a",
-                    "location": "north",
-                    "safety_stock": 2,
-                    "reorder_point": 8,
-                    "reorder_qty": 20,
-                    "lead_time_days": 5,
-                    "preorder_limit": 20,
-                    "updated_at": "2026-11-28T02:01:17.747Z",
-                    "levels": {
-                        "sku": "phone-a",
-                        "location": "north",
-                        "on_hand": 10,
-                        "locked": 0,
-                        "safety_stock": 2,
-                        "available": 8,
-                    },
-                }
-            ]
-        }
-    )
-
-    sku: str
-    location: str
-    safety_stock: int
-    reorder_point: int
-    reorder_qty: int
-    lead_time_days: int
-    service_level: float
-    order_up_to: int
-    preorder_limit: int
-    updated_at: str
-    levels: LevelOut | None = None
 
 
 SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN)]

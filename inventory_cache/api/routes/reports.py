@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 from inventory_cache import reports
@@ -21,7 +20,8 @@ from inventory_cache.api.data.reports import Rows, report
 from inventory_cache.api.deps import ReadKey, ServicesDep
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import Ident, iso_datetime
+from inventory_cache.api.schemas.common import Ident, iso_datetime
+from inventory_cache.api.schemas.reports import ReportOut
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -48,24 +48,6 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
         }
     }
 }
-
-
-class ReportOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "as_of": "2026-11-28T00:00:00Z",
-                    "items": [
-                        {"sku": "phone-a", "location": "north", "period": "2026-11-27", "units": 3}
-                    ],
-                }
-            ]
-        }
-    )
-
-    as_of: str
-    items: list[dict[str, Any]]
 
 
 def _now(until: date | None) -> datetime:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from inventory_cache.api.data import subscriptions as data
 from inventory_cache.api.deps import CheckoutKey, ServicesDep, owner_filter
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import IDENT_PATTERN, Ident, StrictBody
+from inventory_cache.api.schemas.common import IDENT_PATTERN
+from inventory_cache.api.schemas.subscriptions import SubscriptionIn, SubscriptionOut
 from inventory_cache.errors import NotFound
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
@@ -21,46 +21,6 @@ SubscriptionId = Annotated[
     str,
     Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["sub-3f9c0e1a"]),
 ]
-
-
-class SubscriptionIn(StrictBody):
-    """Exactly one of `webhook_url` (its host must be on the service's allowlist) and
-    `subscriber_id` (passed on to the shop's own notification webhook)."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "oneOf": [{"required": ["webhook_url"]}, {"required": ["subscriber_id"]}],
-            "examples": [{"sku": "phone-a", "subscriber_id": "customer-42"}],
-        }
-    )
-
-    sku: Ident
-    webhook_url: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
-    subscriber_id: Ident | None = None
-
-
-class SubscriptionOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "sub-3f9c2a7d1e8b4c60a1d2e3f405162738",
-                    "sku": "earbuds-d",
-                    "status": "pending",
-                    "created_at": "2026-11-28T02:01:18.000Z",
-                    "subscriber_id": "customer-42",
-                }
-            ]
-        }
-    )
-
-    id: str = Field(description="Random: not derived from other subscriptions' ids.")
-    sku: str
-    status: Literal["pending", "notified"]
-    webhook_url: str | None = None
-    subscriber_id: str | None = None
-    created_at: str
-    notified_at: str | None = None
 
 
 @router.post(
