@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from inventory_cache import lag
-from inventory_cache.api.ledger import Ledger
+from inventory_cache.api.postgres import Postgres
 from inventory_cache.engine import StockEngine
 from tests.support.api import Database, serving
 
@@ -31,7 +31,7 @@ async def test_probes_and_scrapes_cost_no_store_call_per_request(
 
     monkeypatch.setattr(StockEngine, "check_ready", counted("check_ready", StockEngine.check_ready))
     monkeypatch.setattr(lag, "measure", counted("lag", lag.measure))
-    monkeypatch.setattr(Ledger, "ping", counted("ping", Ledger.ping))
+    monkeypatch.setattr(Postgres, "ping", counted("ping", Postgres.ping))
     async with serving(real_redis, prefix, api_database, status_refresh_seconds=0.5) as api:
 
         async def client() -> list[int]:

@@ -14,7 +14,8 @@ import httpx
 import pytest
 import uvicorn
 
-from inventory_cache.api.routes.events import EventStream, Feed, _messages
+from inventory_cache.api.livefeed import Feed
+from inventory_cache.api.routes.events import EventStream, _messages
 from inventory_cache.engine import StockEngine
 from inventory_cache.feed import FeedHub, Filter
 from tests.support.api import Database, start_api
@@ -35,7 +36,9 @@ async def server(real_redis: Any, prefix: str, api_database: Database) -> AsyncI
         await asyncio.sleep(0.01)
     else:
         pytest.fail("uvicorn did not start")
-    app.state.feed = Feed(FeedHub(engine.client, engine.keys, block_ms=200), keepalive_seconds=30)
+    app.state.services.feed = Feed(
+        FeedHub(engine.client, engine.keys, block_ms=200), keepalive_seconds=30
+    )
     try:
         yield Server(f"http://127.0.0.1:{port}", engine, api_database.keys)
     finally:

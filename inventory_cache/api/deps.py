@@ -15,6 +15,7 @@ shares lives in one `Services` object on `app.state`, built by the app's lifespa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
@@ -26,13 +27,15 @@ from starlette.types import Scope
 
 from inventory_cache.api.idempotency import IdempotencyStore
 from inventory_cache.api.inflight import LineQueue, LinesInFlight
-from inventory_cache.api.ledger import Ledger
+from inventory_cache.api.livefeed import Feed
 from inventory_cache.api.metrics import Metrics
 from inventory_cache.api.nearcache import NearCache
+from inventory_cache.api.postgres import Postgres
 from inventory_cache.api.problems import Forbidden, Unauthorized
 from inventory_cache.api.ratelimit import RateLimiter
 from inventory_cache.api.status import StatusMonitor
 from inventory_cache.apikeys import Authenticator, Principal
+from inventory_cache.barcodes import BarcodeStore
 from inventory_cache.engine import StockEngine
 from inventory_cache.settings import Settings
 
@@ -45,11 +48,15 @@ class Services:
     near_cache: NearCache
     idempotency: IdempotencyStore
     metrics: Metrics
-    ledger: Ledger
+    postgres: Postgres
     status: StatusMonitor
+    barcodes: BarcodeStore
+    feed: Feed
     limiter: RateLimiter | None = None  # None: INVENTORY_RATE_LIMIT_PER_SECOND is 0
     lines_in_flight: LinesInFlight = field(default_factory=LinesInFlight)
     line_queue: LineQueue = field(default_factory=lambda: LineQueue(0))
+    # Reconciliations run with `wait=false`: kept until done, or the loop may drop them.
+    reconcile_runs: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def get_services(request: Request) -> Services:
@@ -66,8 +73,18 @@ async def _engine(request: Request) -> StockEngine:
     return get_services(request).engine
 
 
+async def _barcodes(request: Request) -> BarcodeStore:
+    return get_services(request).barcodes
+
+
+async def _feed(request: Request) -> Feed:
+    return get_services(request).feed
+
+
 ServicesDep = Annotated[Services, Depends(_services)]
 EngineDep = Annotated[StockEngine, Depends(_engine)]
+BarcodesDep = Annotated[BarcodeStore, Depends(_barcodes)]
+FeedDep = Annotated[Feed, Depends(_feed)]
 
 
 # Where the ASGI layer leaves the caller it authenticated (a request with an

@@ -25,9 +25,10 @@ from inventory_cache.api.deps import Services
 from inventory_cache.api.gateway import Gateway
 from inventory_cache.api.idempotency import IdempotencyStore
 from inventory_cache.api.inflight import LineQueue
-from inventory_cache.api.ledger import Ledger
+from inventory_cache.api.livefeed import Feed
 from inventory_cache.api.metrics import Metrics
 from inventory_cache.api.nearcache import NearCache, Tracker
+from inventory_cache.api.postgres import Postgres
 from inventory_cache.api.ratelimit import RateLimiter
 from inventory_cache.api.routes import (
     alerts,
@@ -52,6 +53,7 @@ from inventory_cache.api.routes import (
 from inventory_cache.api.status import StatusMonitor, groups_behind
 from inventory_cache.apikeys import Authenticator, KeyDirectory
 from inventory_cache.archive import OrderArchive
+from inventory_cache.barcodes import BarcodeStore
 from inventory_cache.connection import make_async_redis
 from inventory_cache.engine import StockEngine
 from inventory_cache.redis_policy import EvictionPolicyRefused, policy_refusal
@@ -123,7 +125,7 @@ def create_app(
 
                 db = make_engine(database_url(settings.database_url), pool_size=5, max_overflow=5)
                 stack.callback(db.dispose)
-            ledger = Ledger(db)
+            postgres = Postgres(db)
             if eng.archive is None:
                 eng.archive = OrderArchive(db, eng.keys)
                 eng.archive.start()
@@ -141,9 +143,9 @@ def create_app(
                 tracker = Tracker(near_cache, settings.redis_url, eng.keys)
                 task = asyncio.create_task(tracker.run(), name="near-cache-tracker")
                 stack.push_async_callback(_cancel, task)
-            directory = KeyDirectory(eng.batcher.command, eng.keys, ledger.find_key)
+            directory = KeyDirectory(eng.batcher.command, eng.keys, postgres.find_key)
             auth = Authenticator(directory.find, cache_seconds=settings.api_key_cache_seconds)
-            status = StatusMonitor(eng, ledger, auth, refresh_s=settings.status_refresh_seconds)
+            status = StatusMonitor(eng, postgres, auth, refresh_s=settings.status_refresh_seconds)
             stack.push_async_callback(status.close)
             monitor = asyncio.create_task(status.run(), name="status-monitor")
             stack.push_async_callback(_cancel, monitor)
@@ -156,15 +158,17 @@ def create_app(
                     eng, settings.idempotency_key_ttl_seconds, settings.finished_retention_seconds
                 ),
                 metrics=metrics,
-                ledger=ledger,
+                postgres=postgres,
                 status=status,
                 limiter=RateLimiter.from_settings(eng, settings),
                 line_queue=LineQueue(settings.max_lines_in_flight),
+                barcodes=BarcodeStore(eng.client, eng.keys, db),
+                feed=Feed.from_settings(eng, settings),
             )
             # A Redis that came back behind the ledger must not serve a single request of
             # the groups concerned: check once before the first one, and whenever the
             # server lost its scripts (restarted, or another one after a failover).
-            await groups_behind(eng, ledger)
+            await groups_behind(eng, postgres)
             eng.batcher.on_new_server = behind.guard(eng.client, db, eng.keys)
             yield
 

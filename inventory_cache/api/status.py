@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from anyio import to_thread
 
 from inventory_cache import behind, lag
-from inventory_cache.api.ledger import Ledger
+from inventory_cache.api.postgres import Postgres
 from inventory_cache.apikeys import Authenticator, record_last_used
 from inventory_cache.engine import StockEngine
 from inventory_cache.redis_policy import policy_refusal
@@ -45,12 +45,12 @@ class Snapshot:
     policy_refusal: str | None  # Redis may evict our keys: why it must not be used
 
 
-async def groups_behind(engine: StockEngine, ledger: Ledger) -> dict[int, str]:
+async def groups_behind(engine: StockEngine, postgres: Postgres) -> dict[int, str]:
     """The slot groups behind the ledger: those marked so, plus those a comparison of Redis
     with PostgreSQL's newest committed entries finds now (and marks, so their scripts refuse
     at once). Without PostgreSQL only the marks count."""
     try:
-        return await behind.check_async(engine.client, ledger.db, engine.keys)
+        return await behind.check_async(engine.client, postgres.engine, engine.keys)
     except Exception as exc:
         log.warning("readiness: slot groups behind the ledger not checked: %r", exc)
         return {}
@@ -69,13 +69,13 @@ class StatusMonitor:
     def __init__(
         self,
         engine: StockEngine,
-        ledger: Ledger,
+        postgres: Postgres,
         auth: Authenticator,
         *,
         refresh_s: float,
     ) -> None:
         self._engine = engine
-        self._ledger = ledger
+        self._postgres = postgres
         self._auth = auth
         self._refresh_s = refresh_s
         self._snapshot: Snapshot | None = None
@@ -101,7 +101,7 @@ class StatusMonitor:
             redis_ready(self._engine),
             self.postgres_up(),
             self._lag(),
-            groups_behind(self._engine, self._ledger),
+            groups_behind(self._engine, self._postgres),
             self._policy(),
         )
         self._snapshot = Snapshot(ready, postgres, measured, time.monotonic(), late, refused)
@@ -112,7 +112,7 @@ class StatusMonitor:
         """PostgreSQL answers a query within `POSTGRES_TIMEOUT_S`. A ping still stuck in
         its thread (an unanswered connect) is waited for, not doubled."""
         if self._ping is None or self._ping.done():
-            self._ping = asyncio.ensure_future(self._ledger.ping())
+            self._ping = asyncio.ensure_future(self._postgres.ping())
         try:
             return await asyncio.wait_for(asyncio.shield(self._ping), POSTGRES_TIMEOUT_S)
         except TimeoutError:
@@ -143,7 +143,7 @@ class StatusMonitor:
             self._auth.give_back_used(used)
             return
         try:
-            await to_thread.run_sync(record_last_used, self._ledger.db, used)
+            await to_thread.run_sync(record_last_used, self._postgres.engine, used)
         except Exception as exc:
             log.warning("last_used_at not written (kept for the next round): %r", exc)
             self._auth.give_back_used(used)

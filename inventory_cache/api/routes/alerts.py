@@ -3,76 +3,19 @@ scheduler raised them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from anyio import to_thread
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from inventory_cache.alerts import list_alerts
+from inventory_cache.api.data import alerts as data
 from inventory_cache.api.deps import ReadKey, ServicesDep
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import Ident, iso_datetime
+from inventory_cache.api.schemas.alerts import AlertsOut
+from inventory_cache.api.schemas.common import Ident
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
-
-
-class AlertOut(BaseModel):
-    id: int
-    sku: str
-    location: str
-    kind: Literal["low_stock", "oversold", "uncovered"]
-    active: bool
-    raised_at: str
-    cleared_at: str | None = None  # omitted while active
-    details: dict[str, Any]
-
-
-class AlertsOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "items": [
-                        {
-                            "id": 1,
-                            "sku": "phone-a",
-                            "location": "north",
-                            "kind": "low_stock",
-                            "active": True,
-                            "raised_at": "2026-11-28T02:01:17.758Z",
-                            "details": {"available": 8, "reorder_point": 8},
-                        }
-                    ]
-                }
-            ]
-        }
-    )
-
-    items: list[AlertOut]
-
-
-def _alerts(db: Engine, **filters: Any) -> list[dict[str, Any]]:
-    with Session(db) as s:
-        out = []
-        for a in list_alerts(s, **filters):
-            row: dict[str, Any] = {
-                "id": a.id,
-                "sku": a.sku,
-                "location": a.location,
-                "kind": a.kind,
-                "active": a.active,
-                "raised_at": iso_datetime(a.raised_at),
-                "details": a.details or {},
-            }
-            if a.cleared_at is not None:
-                row["cleared_at"] = iso_datetime(a.cleared_at)
-            out.append(row)
-        return out
 
 
 @router.get(
@@ -93,14 +36,7 @@ async def alerts(
     """`low_stock`: available <= the policy's reorder_point; `oversold`: locked > on_hand;
     `uncovered`: pre-orders there lost their incoming stock (`details` names the orders).
     One alert per crossing of the threshold; `cleared_at` is set when the level recovers."""
-    items = await to_thread.run_sync(
-        lambda: _alerts(
-            services.ledger.db,
-            active_only=active,
-            sku=sku,
-            location=location,
-            kind=kind,
-            limit=limit,
-        )
+    items = await services.postgres.run(
+        data.alerts, active_only=active, sku=sku, location=location, kind=kind, limit=limit
     )
     return json_response({"items": items})

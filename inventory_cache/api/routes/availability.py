@@ -11,7 +11,8 @@ from inventory_cache import validation as v
 from inventory_cache.api.deps import AvailabilityReader, check_availability_reader
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_bytes
-from inventory_cache.api.schemas import IDENT_PATTERN, AvailabilityBatchOut, AvailabilityOut, Ident
+from inventory_cache.api.schemas.availability import AvailabilityBatchOut, AvailabilityOut
+from inventory_cache.api.schemas.common import IDENT_PATTERN, Ident
 from inventory_cache.errors import ValidationError
 from inventory_cache.validation import IDENT
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from inventory_cache.api.deps import ReadKey, WarehouseKey, get_services
+from inventory_cache.api.deps import BarcodesDep, ReadKey, WarehouseKey
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import Ident, StrictBody
-from inventory_cache.barcodes import BarcodeMapping, BarcodeStore
+from inventory_cache.api.schemas.barcodes import BarcodeIn, BarcodeOut
+from inventory_cache.barcodes import BarcodeMapping
 
 router = APIRouter(prefix="/v1/barcodes", tags=["barcodes"])
 
@@ -28,34 +27,6 @@ Code = Annotated[
         examples=["4006381333931"],
     ),
 ]
-
-
-def get_barcodes(request: Request) -> BarcodeStore:
-    """One store per app, built on first use from the app's Redis client and database."""
-    services = get_services(request)
-    store: BarcodeStore | None = getattr(request.app.state, "barcodes", None)
-    if store is None or store.client is not services.engine.client:
-        store = BarcodeStore(services.engine.client, services.engine.keys, services.ledger.db)
-        request.app.state.barcodes = store
-    return store
-
-
-BarcodesDep = Annotated[BarcodeStore, Depends(get_barcodes)]
-
-
-class BarcodeIn(StrictBody):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"sku": "phone-a"}]})
-
-    sku: Ident
-
-
-class BarcodeOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"barcode": "04006381333931", "sku": "phone-a"}]}
-    )
-
-    barcode: str
-    sku: str
 
 
 def _out(mapping: BarcodeMapping) -> dict[str, str]:

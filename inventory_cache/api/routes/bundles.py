@@ -12,14 +12,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from inventory_cache import validation as v
 from inventory_cache.api.deps import AdminKey, ReadKey, ServicesDep
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import IDENT_PATTERN, ComponentOut, Ident, Qty, StrictBody
+from inventory_cache.api.schemas.bundles import BundleIn, BundleOut
+from inventory_cache.api.schemas.common import IDENT_PATTERN
 from inventory_cache.models import Bundle, Component
 
 router = APIRouter(prefix="/v1/bundles", tags=["bundles"])
@@ -27,54 +26,6 @@ router = APIRouter(prefix="/v1/bundles", tags=["bundles"])
 SkuPath = Annotated[
     str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["phone-kit"])
 ]
-
-
-class ComponentIn(StrictBody):
-    sku: Ident
-    qty: Qty
-
-
-class BundleIn(StrictBody):
-    """PUT replaces the whole definition. Components: 1 to 20, each listed once, none a
-    bundle itself nor the bundle."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "components": [
-                        {"sku": "phone-a", "qty": 1},
-                        {"sku": "case-b", "qty": 1},
-                        {"sku": "charger-c", "qty": 1},
-                    ]
-                }
-            ]
-        }
-    )
-
-    components: list[ComponentIn] = Field(min_length=1, max_length=v.MAX_COMPONENTS)
-
-
-class BundleOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "sku": "phone-kit",
-                    "components": [
-                        {"sku": "case-b", "qty": 1},
-                        {"sku": "charger-c", "qty": 1},
-                        {"sku": "phone-a", "qty": 1},
-                    ],
-                    "version": 1,
-                }
-            ]
-        }
-    )
-
-    sku: str
-    components: list[ComponentOut]
-    version: int = Field(description="Counts the definition's changes, deletes included.")
 
 
 def _out(b: Bundle) -> dict[str, object]:

@@ -12,7 +12,7 @@ its kind (`order_id`, `lines`, `status`, `expires_at`; `transfer_id`, `from_loca
   written and at least the last hour; if what a client missed is older and was trimmed,
   it first gets `event: reset` (`{"reason": "history_trimmed"}`): reload the state.
 - A comment line with an `id:` is sent at once on connecting and after every
-  `KEEPALIVE_SECONDS` of silence: proxies keep the connection open, and the client's
+  `KEEPALIVE_SECONDS` (`livefeed.py`) of silence: proxies keep the connection open, and the client's
   resume point moves past changes its filter skipped.
 - A client that stops reading is disconnected once one write has waited
   `SEND_TIMEOUT_SECONDS`; until then it only costs its own bounded queue (`feed.py`).
@@ -30,23 +30,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from inventory_cache import validation as v
-from inventory_cache.api.deps import ReadKey, get_services
-from inventory_cache.api.problems import RateLimited, problem_responses
+from inventory_cache.api.deps import FeedDep, ReadKey, get_services
+from inventory_cache.api.livefeed import Feed
+from inventory_cache.api.problems import problem_responses
 from inventory_cache.errors import ValidationError
 from inventory_cache.feed import (
     FeedEvent,
-    FeedHub,
     Filter,
     Gap,
     KeepAlive,
@@ -59,64 +57,8 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
-KEEPALIVE_SECONDS = 15.0
-SEND_TIMEOUT_SECONDS = 30.0
 RETRY_MS = 2000  # the reconnection delay suggested to EventSource clients
 MAX_FILTER_VALUES = 200
-FULL_RETRY_AFTER_S = 5  # Retry-After of a 429 when the feed is full
-KEY_CHECK_SECONDS = 0.5  # how often a stream re-checks its key (through the key cache)
-
-
-@dataclass
-class Feed:
-    """The app's hub, the HTTP side's timings and the open streams (one per app, built on
-    first use)."""
-
-    hub: FeedHub
-    keepalive_seconds: float = KEEPALIVE_SECONDS
-    send_timeout_seconds: float = SEND_TIMEOUT_SECONDS
-    max_clients: int = 500
-    max_clients_per_key: int = 20
-    key_check_seconds: float = KEY_CHECK_SECONDS
-    clients: Counter[str] = field(default_factory=Counter)
-
-    def admit(self, key_id: str) -> Callable[[], None]:
-        """Count a new stream of `key_id`, or 429; returns the call that uncounts it."""
-        if self.clients.total() >= self.max_clients:
-            raise RateLimited(FULL_RETRY_AFTER_S, "this server's live feed is full")
-        if self.clients[key_id] >= self.max_clients_per_key:
-            raise RateLimited(FULL_RETRY_AFTER_S, "this API key has its most live feeds open")
-        self.clients[key_id] += 1
-        done = False
-
-        def release() -> None:
-            nonlocal done
-            if not done:
-                done = True
-                self.clients[key_id] -= 1
-                if not self.clients[key_id]:
-                    del self.clients[key_id]
-
-        return release
-
-
-def get_feed(request: Request) -> Feed:
-    services = get_services(request)
-    feed: Feed | None = getattr(request.app.state, "feed", None)
-    if feed is None or feed.hub.client is not services.engine.client:
-        cfg = services.settings
-        feed = Feed(
-            FeedHub(
-                services.engine.client,
-                services.engine.keys,
-                catchup_per_second=cfg.feed_catchup_per_second,
-            ),
-            max_clients=cfg.feed_max_clients,
-            max_clients_per_key=cfg.feed_max_clients_per_key,
-        )
-        request.app.state.feed = feed
-    return feed
-
 
 # One reservation on the demo, as the stream shows it.
 SSE_EXAMPLE = (
@@ -268,7 +210,7 @@ def _idents(values: list[str] | None, field: str) -> frozenset[str]:
 )
 async def events(
     request: Request,
-    feed: Annotated[Feed, Depends(get_feed)],
+    feed: FeedDep,
     principal: ReadKey,
     sku: Annotated[list[str] | None, Query(description="keep only these SKUs")] = None,
     location: Annotated[list[str] | None, Query(description="keep only these locations")] = None,

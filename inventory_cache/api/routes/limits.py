@@ -12,15 +12,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
 from starlette.responses import Response
 
-from inventory_cache import validation as v
 from inventory_cache.api.deps import AdminKey, EngineDep, ReadKey
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import IDENT_PATTERN, Ident, Qty, StrictBody
+from inventory_cache.api.schemas.common import IDENT_PATTERN, Ident
+from inventory_cache.api.schemas.limits import LimitIn, LimitOut
 from inventory_cache.models import CustomerLimit
 
 router = APIRouter(prefix="/v1/limits", tags=["limits"])
@@ -28,45 +26,6 @@ router = APIRouter(prefix="/v1/limits", tags=["limits"])
 SkuPath = Annotated[
     str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, examples=["phone-a"])
 ]
-Window = Annotated[int, Field(strict=True, ge=1, le=v.MAX_LIMIT_WINDOW_SECONDS)]
-
-
-class LimitIn(StrictBody):
-    """`window_seconds` left out: the limit holds over the SKU's lifetime."""
-
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"per_customer": 2, "window_seconds": 86400}]}
-    )
-
-    per_customer: Qty
-    window_seconds: Window | SkipJsonSchema[None] = None
-
-
-class LimitOut(BaseModel):
-    """`window_seconds` is absent for a lifetime limit; with `?customer_id=`, `held` is what
-    that customer holds against the limit now and `allowed` what they may still take."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"sku": "phone-a", "per_customer": 2, "window_seconds": 86400},
-                {
-                    "sku": "phone-a",
-                    "per_customer": 2,
-                    "customer_id": "c-1",
-                    "held": 1,
-                    "allowed": 1,
-                },
-            ]
-        }
-    )
-
-    sku: str
-    per_customer: int
-    window_seconds: int | SkipJsonSchema[None] = None
-    customer_id: str | SkipJsonSchema[None] = None
-    held: int | SkipJsonSchema[None] = None
-    allowed: int | SkipJsonSchema[None] = None
 
 
 def _out(limit: CustomerLimit) -> dict[str, object]:

@@ -12,18 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from inventory_cache.api.data import movements as data
 from inventory_cache.api.deps import ReadKey, ServicesDep, WarehouseKey
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import (
-    AdjustmentIn,
-    Ident,
-    InboundIn,
-    LevelOut,
-    MovementsOut,
-    ReturnIn,
-    iso_datetime,
-)
+from inventory_cache.api.schemas.common import Ident, iso_datetime
+from inventory_cache.api.schemas.movements import AdjustmentIn, InboundIn, MovementsOut, ReturnIn
+from inventory_cache.api.schemas.stock import LevelOut
 
 router = APIRouter(prefix="/v1", tags=["movements"])
 
@@ -115,7 +110,9 @@ async def movements(
 ) -> Response:
     """Read from PostgreSQL: it shows what the write-behind worker has recorded so far.
     A component row of bundle lines names the bundles (`bundle`, comma-separated)."""
-    rows = await services.ledger.movements(sku=sku, location=location, limit=limit, before=before)
+    rows = await services.postgres.run(
+        data.movements, sku=sku, location=location, limit=limit, before=before
+    )
     for row in rows:
         row["created_at"] = iso_datetime(row["created_at"])
         if row["bundle"] is None:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from inventory_cache.api.deps import ServicesDep
 from inventory_cache.api.problems import POSTGRES_AWAY, problem, problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import Readiness, Status
+from inventory_cache.api.schemas.ops import Readiness, Status
 
 router = APIRouter(tags=["ops"])
 # Matched first, as the hot routes are: the load tests' ceiling then measures the HTTP

@@ -13,148 +13,25 @@ alerts now rather than at the SKU's next movement.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
 
 from anyio import to_thread
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 from starlette.responses import Response
 
 from inventory_cache.alerts import AlertMonitor, Observation
+from inventory_cache.api.data import policies as data
 from inventory_cache.api.deps import AdminKey, ReadKey, ServicesDep
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import IDENT_PATTERN, Count, LevelOut, StrictBody, iso_datetime
+from inventory_cache.api.schemas.common import IDENT_PATTERN
+from inventory_cache.api.schemas.policies import PolicyIn, PolicyOut
+from inventory_cache.api.schemas.stock import LevelOut
 from inventory_cache.errors import NotFound
-from persistence.models import Policy
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
-
-Days = Annotated[int, Field(strict=True, ge=0, le=365)]
-
-
-class PolicyIn(StrictBody):
-    """A field left out is 0 (PUT replaces the whole policy)."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "safety_stock": 2,
-                    "reorder_point": 10,
-                    "reorder_qty": 40,
-                    "lead_time_days": 7,
-                    "preorder_limit": 20,
-                }
-            ]
-        }
-    )
-
-    safety_stock: Count = 0
-    reorder_point: Count = 0
-    reorder_qty: Count = 0
-    lead_time_days: Days = 0
-    # Forecast-driven replenishment: the chance of not running out during a lead time,
-    # and the level an order brings the position up to (0: the reorder point plus the
-    # forecast over the cover days).
-    service_level: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
-    order_up_to: Count = 0
-    # Units reservations may take from the location's incoming stock (pre-orders).
-    preorder_limit: Count = 0
-
-
-class PolicyOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "sku": "phone-a",
-                    "location": "north",
-                    "safety_stock": 2,
-                    "reorder_point": 8,
-                    "reorder_qty": 20,
-                    "lead_time_days": 5,
-                    "preorder_limit": 20,
-                    "updated_at": "2026-11-28T02:01:17.747Z",
-                    "levels": {
-                        "sku": "phone-a",
-                        "location": "north",
-                        "on_hand": 10,
-                        "locked": 0,
-                        "safety_stock": 2,
-                        "available": 8,
-                    },
-                }
-            ]
-        }
-    )
-
-    sku: str
-    location: str
-    safety_stock: int
-    reorder_point: int
-    reorder_qty: int
-    lead_time_days: int
-    service_level: float
-    order_up_to: int
-    preorder_limit: int
-    updated_at: str
-    levels: LevelOut | None = None
-
-
-def _as_dict(p: Policy) -> dict[str, object]:
-    return {
-        "sku": p.sku,
-        "location": p.location,
-        "safety_stock": p.safety_stock,
-        "reorder_point": p.reorder_point,
-        "reorder_qty": p.reorder_qty,
-        "lead_time_days": p.lead_time_days,
-        "service_level": p.service_level,
-        "order_up_to": p.order_up_to,
-        "updated_at": iso_datetime(p.updated_at),
-    }
-
-
-def _lock(db: Engine, sku: str, location: str) -> Session:
-    """A transaction holding the pair's policy row locked (created if new), so that PUTs of
-    one pair run one at a time across every API process, Redis write included: two at once
-    on a new pair both inserted (a 500 for one), and two with different values could
-    reach Redis and PostgreSQL in opposite orders (a policy that is not the safety stock)."""
-    s = Session(db, expire_on_commit=False)
-    try:
-        insert = (sqlite if db.dialect.name == "sqlite" else postgresql).insert
-        s.execute(insert(Policy).values(sku=sku, location=location).on_conflict_do_nothing())
-        s.get(Policy, (sku, location), with_for_update=True, populate_existing=True)
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
-def _store(s: Session, sku: str, location: str, body: PolicyIn) -> dict[str, object]:
-    with s:
-        p = s.get(Policy, (sku, location))
-        assert p is not None  # inserted or locked by `_lock`
-        p.safety_stock = body.safety_stock
-        p.reorder_point = body.reorder_point
-        p.reorder_qty = body.reorder_qty
-        p.lead_time_days = body.lead_time_days
-        p.service_level = body.service_level
-        p.order_up_to = body.order_up_to
-        p.updated_at = datetime.now(UTC)
-        s.commit()
-        return _as_dict(p)
-
-
-def _load(db: Engine, sku: str, location: str) -> dict[str, object] | None:
-    with Session(db) as s:
-        p = s.get(Policy, (sku, location))
-        return None if p is None else _as_dict(p)
 
 
 SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
@@ -171,8 +48,8 @@ async def put_policy(
     sku: SkuPath, location: LocationPath, body: PolicyIn, services: ServicesDep, _: AdminKey
 ) -> Response:
     """Stores the policy and applies its safety stock; answers it with the new levels."""
-    db = services.ledger.db
-    session = await to_thread.run_sync(_lock, db, sku, location)
+    db = services.postgres.engine
+    session = await to_thread.run_sync(data.lock, db, sku, location)
     try:
         level = await services.engine.set_safety_stock(
             sku=sku, location=location, safety_stock=body.safety_stock
@@ -183,7 +60,20 @@ async def put_policy(
     except BaseException:
         await to_thread.run_sync(session.close)  # rolls back: nothing stored
         raise
-    stored = await to_thread.run_sync(_store, session, sku, location, body)
+    stored = await to_thread.run_sync(
+        partial(
+            data.store,
+            session,
+            sku,
+            location,
+            safety_stock=body.safety_stock,
+            reorder_point=body.reorder_point,
+            reorder_qty=body.reorder_qty,
+            lead_time_days=body.lead_time_days,
+            service_level=body.service_level,
+            order_up_to=body.order_up_to,
+        )
+    )
     monitor = AlertMonitor(services.engine, sessionmaker(db, expire_on_commit=False))
     await monitor.evaluate(
         [
@@ -211,7 +101,7 @@ async def put_policy(
 async def get_policy(
     sku: SkuPath, location: LocationPath, services: ServicesDep, _: ReadKey
 ) -> Response:
-    stored = await to_thread.run_sync(_load, services.ledger.db, sku, location)
+    stored = await services.postgres.run(data.load, sku, location)
     if stored is None:
         raise NotFound(f"no policy for {sku} at {location}")
     limit = await services.engine.preorder_limit(sku=sku, location=location)

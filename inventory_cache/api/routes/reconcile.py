@@ -11,26 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from anyio import to_thread
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 from starlette.responses import Response
 
+from inventory_cache.api.data import reconcile as data
 from inventory_cache.api.deps import AdminKey, ServicesDep
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import IDENT_PATTERN, StrictBody, iso_datetime
+from inventory_cache.api.schemas.common import IDENT_PATTERN
+from inventory_cache.api.schemas.reconcile import ReconcileIn, RunOut, RunsOut
 from inventory_cache.errors import InvalidState, NotFound, NotReady
-from inventory_cache.reconcile import begin_run, list_runs, load_run, new_run_id, run_recorded
+from inventory_cache.reconcile import begin_run, new_run_id, run_recorded
 from inventory_cache.wms import WmsError, WmsNotConfigured, wms_from_settings
 
 router = APIRouter(prefix="/v1/reconcile", tags=["reconcile"])
 log = logging.getLogger(__name__)
-_background: set[asyncio.Task[Any]] = set()  # runs of `wait=false`, kept until done
 
 
 class WmsMissing(InvalidState):
@@ -38,122 +36,6 @@ class WmsMissing(InvalidState):
     succeed until an operator sets a WMS."""
 
     title = "No WMS configured"
-
-
-class ReconcileIn(StrictBody):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"mode": "report"}]})
-
-    mode: Literal["report", "correct"] | None = None  # default INVENTORY_RECONCILE_MODE
-
-
-class DiffOut(BaseModel):
-    sku: str
-    location: str
-    ours: int
-    wms: int
-    diff: int
-    kind: Literal["oversell_risk", "undersell"]
-
-
-class RunOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "run_id": "r20261128T015027-555aa5",
-                    "status": "done",
-                    "mode": "report",
-                    "source": "csv:.demo/wms.csv",
-                    "started_at": "2026-11-28T01:50:27.000Z",
-                    "finished_at": "2026-11-28T01:50:27.725Z",
-                    "summary": {
-                        "snapshot_at": 1795830581133,
-                        "checked": 7,
-                        "diffs": 1,
-                        "oversell_risk": 1,
-                        "undersell": 0,
-                        "corrected": 0,
-                        "failures": [],
-                    },
-                    "diffs": [
-                        {
-                            "sku": "charger-c",
-                            "location": "south",
-                            "ours": 25,
-                            "wms": 24,
-                            "diff": 1,
-                            "kind": "oversell_risk",
-                        }
-                    ],
-                }
-            ]
-        }
-    )
-
-    run_id: str
-    status: Literal["running", "done", "failed"]
-    mode: Literal["report", "correct"]
-    source: str
-    started_at: str
-    finished_at: str | None = None
-    summary: dict[str, Any] | None = None
-    diffs: list[DiffOut]
-
-
-class RunSummaryOut(BaseModel):
-    run_id: str
-    status: Literal["running", "done", "failed"]
-    mode: Literal["report", "correct"]
-    source: str
-    started_at: str
-    finished_at: str | None = None
-    summary: dict[str, Any] | None = None
-
-
-class RunsOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "items": [
-                        {
-                            "run_id": "r20261128T030000-1a2b3c",
-                            "status": "done",
-                            "mode": "report",
-                            "source": "csv:/exports/wms.csv",
-                            "started_at": "2026-11-28T03:00:00.120Z",
-                            "finished_at": "2026-11-28T03:00:01.480Z",
-                            "summary": {"checked": 600, "diffs": 2, "corrected": 0},
-                        }
-                    ]
-                }
-            ]
-        }
-    )
-
-    items: list[RunSummaryOut]
-
-
-def _dates(run: dict[str, Any]) -> dict[str, Any]:
-    run["started_at"] = iso_datetime(run["started_at"])
-    if run["finished_at"] is None:
-        del run["finished_at"]
-    else:
-        run["finished_at"] = iso_datetime(run["finished_at"])
-    if run["summary"] is None:
-        del run["summary"]
-    return run
-
-
-def _list(db: Engine, limit: int) -> list[dict[str, Any]]:
-    with Session(db) as s:
-        return [_dates(run) for run in list_runs(s, limit=limit)]
-
-
-def _load(db: Engine, run_id: str) -> dict[str, Any] | None:
-    with Session(db) as s:
-        run = load_run(s, run_id)
-    return None if run is None else _dates(run)
 
 
 @router.post(
@@ -189,21 +71,20 @@ async def start_run(
     except WmsNotConfigured as exc:
         raise WmsMissing(str(exc)) from None
     mode = (body.mode if body else None) or cfg.reconcile_mode
-    db = services.ledger.db
-    sessions = sessionmaker(db, expire_on_commit=False)
+    sessions = sessionmaker(services.postgres.engine, expire_on_commit=False)
     run_id = new_run_id(services.engine.now())
     await begin_run(sessions, run_id=run_id, mode=mode, source=source)
     run = run_recorded(services.engine, source, sessions, mode=mode, run_id=run_id, begun=True)
     if not wait:
         task = asyncio.create_task(_quietly(run))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        services.reconcile_runs.add(task)
+        task.add_done_callback(services.reconcile_runs.discard)
         return json_response({"run_id": run_id, "status": "running"}, 202)
     try:
         await run
     except WmsError as exc:
         raise NotReady(f"WMS: {exc}") from None
-    return json_response(await to_thread.run_sync(_load, db, run_id), 201)
+    return json_response(await services.postgres.run(data.run, run_id), 201)
 
 
 async def _quietly(run: Any) -> None:
@@ -224,7 +105,7 @@ async def runs(
     _: AdminKey,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> Response:
-    items = await to_thread.run_sync(_list, services.ledger.db, limit)
+    items = await services.postgres.run(data.runs, limit)
     return json_response({"items": items})
 
 
@@ -239,7 +120,7 @@ async def get_run(
     services: ServicesDep,
     _: AdminKey,
 ) -> Response:
-    run = await to_thread.run_sync(_load, services.ledger.db, run_id)
+    run = await services.postgres.run(data.run, run_id)
     if run is None:
         raise NotFound(f"no reconciliation run {run_id}")
     return json_response(run)

@@ -3,58 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from anyio import to_thread
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from inventory_cache.api.data import replenishment as data
 from inventory_cache.api.deps import ReadKey, ServicesDep
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import Ident, iso_datetime
-from inventory_cache.replenishment import Suggestion
-from inventory_cache.replenishment import replenishment as compute
+from inventory_cache.api.schemas.common import Ident, iso_datetime
+from inventory_cache.api.schemas.replenishment import ReplenishmentOut
 
 router = APIRouter(prefix="/v1", tags=["replenishment"])
-
-
-class ReplenishmentOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "as_of": "2026-11-28T02:01:30.303Z",
-                    "window_days": 28,
-                    "cover_days": 14,
-                    "items": [
-                        {
-                            "sku": "phone-a",
-                            "location": "store-1",
-                            "sold": 2,
-                            "window_days": 28,
-                            "avg_daily_sales": 0.071,
-                            "lead_time_days": 0,
-                            "safety_stock": 0,
-                            "reorder_point": 0,
-                            "on_hand": 0,
-                            "locked": 0,
-                            "in_transit": 0,
-                            "position": 0,
-                            "suggested_qty": 1,
-                        }
-                    ],
-                }
-            ]
-        }
-    )
-
-    as_of: str
-    window_days: int
-    cover_days: int
-    items: list[Suggestion]
 
 
 @router.get(
@@ -90,21 +51,16 @@ async def replenishment(
     cover = cfg.replenishment_cover_days if cover_days is None else cover_days
     now = datetime.now(UTC)
 
-    def run() -> list[dict[str, Any]]:
-        with Session(services.ledger.db) as s:
-            rows = compute(
-                s,
-                now=now,
-                window_days=window,
-                cover_days=cover,
-                sku=sku,
-                location=location,
-                include_all=all,
-                use_forecasts=method == "auto",
-            )
-            return [r.as_dict() for r in rows]
-
-    items = await to_thread.run_sync(run)
+    items = await services.postgres.run(
+        data.suggestions,
+        now=now,
+        window_days=window,
+        cover_days=cover,
+        sku=sku,
+        location=location,
+        include_all=all,
+        use_forecasts=method == "auto",
+    )
     return json_response(
         {"as_of": iso_datetime(now), "window_days": window, "cover_days": cover, "items": items}
     )

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from anyio import to_thread
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from inventory_cache import reports
+from inventory_cache.api.data.reports import Rows, report
 from inventory_cache.api.deps import ReadKey, ServicesDep
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import Ident, iso_datetime
+from inventory_cache.api.schemas.common import Ident, iso_datetime
+from inventory_cache.api.schemas.reports import ReportOut
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -52,24 +50,6 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-class ReportOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "as_of": "2026-11-28T00:00:00Z",
-                    "items": [
-                        {"sku": "phone-a", "location": "north", "period": "2026-11-27", "units": 3}
-                    ],
-                }
-            ]
-        }
-    )
-
-    as_of: str
-    items: list[dict[str, Any]]
-
-
 def _now(until: date | None) -> datetime:
     if until is None:
         return datetime.now(UTC)
@@ -88,19 +68,9 @@ def _cell(v: Any) -> Any:
     return "" if v is None else v
 
 
-async def _answer(
-    services: Any,
-    request: Request,
-    fmt: Format | None,
-    now: datetime,
-    build: Callable[[Session], list[dict[str, Any]]],
-    **params: Any,
+def _answer(
+    request: Request, fmt: Format | None, now: datetime, rows: Rows, **params: Any
 ) -> Response:
-    def run() -> list[dict[str, Any]]:
-        with Session(services.ledger.db) as s:
-            return build(s)
-
-    rows = await to_thread.run_sync(run)
     if _wants_csv(request, fmt):
         buf = io.StringIO()
         if rows:
@@ -138,15 +108,11 @@ async def sales(
     start, end = reports.window(now, days)
     if group == "week" and start.weekday() != 0:
         start -= timedelta(days=start.weekday())  # whole weeks only
-    return await _answer(
-        services,
-        request,
-        format,
-        now,
-        lambda s: reports.sales(s, start=start, end=end, grain=group, sku=sku, location=location),
-        since=start.isoformat(),
-        until=end.isoformat(),
-        group=group,
+    rows = await services.postgres.run(
+        report, reports.sales, start=start, end=end, grain=group, sku=sku, location=location
+    )
+    return _answer(
+        request, format, now, rows, since=start.isoformat(), until=end.isoformat(), group=group
     )
 
 
@@ -168,16 +134,10 @@ async def days_of_cover(
 ) -> Response:
     """Expected demand: the stored forecast's daily mean, else sales over `window_days`."""
     now = _now(until)
-    return await _answer(
-        services,
-        request,
-        format,
-        now,
-        lambda s: reports.days_of_cover(
-            s, now=now, window_days=window_days, sku=sku, location=location
-        ),
-        window_days=window_days,
+    rows = await services.postgres.run(
+        report, reports.days_of_cover, now=now, window_days=window_days, sku=sku, location=location
     )
+    return _answer(request, format, now, rows, window_days=window_days)
 
 
 @router.get(
@@ -198,14 +158,10 @@ async def turnover(
 ) -> Response:
     """Average on_hand is the mean of the days' closing on_hand over the window."""
     now = _now(until)
-    return await _answer(
-        services,
-        request,
-        format,
-        now,
-        lambda s: reports.turnover(s, now=now, days=days, sku=sku, location=location),
-        days=days,
+    rows = await services.postgres.run(
+        report, reports.turnover, now=now, days=days, sku=sku, location=location
     )
+    return _answer(request, format, now, rows, days=days)
 
 
 @router.get(
@@ -226,14 +182,10 @@ async def dead_stock(
 ) -> Response:
     """`last_sale_at` is null (and `days_since_sale` too) when it never sold."""
     now = _now(until)
-    return await _answer(
-        services,
-        request,
-        format,
-        now,
-        lambda s: reports.dead_stock(s, now=now, days=days, sku=sku, location=location),
-        days=days,
+    rows = await services.postgres.run(
+        report, reports.dead_stock, now=now, days=days, sku=sku, location=location
     )
+    return _answer(request, format, now, rows, days=days)
 
 
 @router.get(
@@ -255,14 +207,10 @@ async def stockouts(
     """Lost units = mean daily demand of the days in stock x days out of stock, less what
     those days still sold."""
     now = _now(until)
-    return await _answer(
-        services,
-        request,
-        format,
-        now,
-        lambda s: reports.stockouts(s, now=now, days=days, sku=sku, location=location),
-        days=days,
+    rows = await services.postgres.run(
+        report, reports.stockouts, now=now, days=days, sku=sku, location=location
     )
+    return _answer(request, format, now, rows, days=days)
 
 
 @router.get(
@@ -279,10 +227,6 @@ async def forecast_accuracy(
     format: FormatQ = None,
 ) -> Response:
     """MASE below 1 beats the weekly naive forecast; empty until a forecast run."""
-    return await _answer(
-        services,
-        request,
-        format,
-        datetime.now(UTC),
-        lambda s: reports.forecast_accuracy(s, sku=sku),
-    )
+    now = datetime.now(UTC)
+    rows = await services.postgres.run(report, reports.forecast_accuracy, sku=sku)
+    return _answer(request, format, now, rows)

@@ -24,7 +24,8 @@ from inventory_cache.api.deps import (
 from inventory_cache.api.openapi import json_body
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import IDENT_PATTERN, ReservationIn, ReservationOut
+from inventory_cache.api.schemas.common import IDENT_PATTERN
+from inventory_cache.api.schemas.reservations import ReservationIn, ReservationOut
 from inventory_cache.errors import InsufficientStock, InventoryError, LimitExceeded
 from inventory_cache.models import LineRequest
 

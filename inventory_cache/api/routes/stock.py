@@ -9,7 +9,7 @@ from inventory_cache.api.deps import EngineDep, ReadKey
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
 from inventory_cache.api.routes.availability import SkuPath
-from inventory_cache.api.schemas import StockOut
+from inventory_cache.api.schemas.stock import StockOut
 
 router = APIRouter(prefix="/v1/stock", tags=["stock"])
 

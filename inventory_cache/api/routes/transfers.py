@@ -14,7 +14,8 @@ from starlette.responses import Response
 from inventory_cache.api.deps import ServicesDep, WarehouseKey
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
-from inventory_cache.api.schemas import IDENT_PATTERN, TransferIn, TransferOut
+from inventory_cache.api.schemas.common import IDENT_PATTERN
+from inventory_cache.api.schemas.transfers import TransferIn, TransferOut
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 
