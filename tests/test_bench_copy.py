@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import bench_copy
 
-from tests.conftest import PG_URL
-from tests.pg import need_postgres
+from tests.support.postgres import need_postgres
+from tests.support.services import PG_URL
 
 
 def test_a_tiny_run_writes_every_row_of_every_way_and_reports_its_rate() -> None:
