@@ -119,11 +119,11 @@ async def feature_keys(
 
 
 async def test_restored_pre_orders_convert_on_receipt_and_their_orders_ship(
-    pg: tuple[str, Any], prefix: str, clock: ManualClock
+    pg: tuple[str, Any], real_redis: Any, prefix: str, clock: ManualClock
 ) -> None:
     url, client = pg
     settings = make_settings(prefix)
-    eng = StockEngine(aredis.Redis.from_url(REDIS_URL), settings, clock=clock)
+    eng = StockEngine(real_redis, settings, clock=clock)
     await eng.mark_ready()
     a, b = skus_in_distinct_groups(eng, 2)
     await eng.inbound(ref="start", sku=a, location="north", qty=1)
