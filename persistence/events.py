@@ -90,8 +90,8 @@ class Entry:
 
     @property
     def position(self) -> str:
-        """The entry as the change feed names it: `<ms>-<group>-<seq>` (split as text: the
-        worker names every entry it writes)."""
+        """The entry as the change feed names it: `<ms>-<group>-<seq>`. Split as text, not
+        parsed: the ledger merge names every entry it writes this way."""
         ms, _, seq = self.id.partition("-")
         return f"{ms}-{self.group}-{seq}"
 
