@@ -6,9 +6,9 @@ and its age is that of the oldest of them (the first pending id from `XPENDING`,
 first id after `last-delivered-id`). Measured this way the figure rises while PostgreSQL
 is down, whoever runs the worker and whether it runs at all: it does not depend on the
 worker reporting itself. The API (`api/status.py`, with `measure`) and the worker
-(`Worker.inspect`, with the same computation on its own pipeline) export it under one
-name: `inventory_worker_lag_entries` and `inventory_worker_lag_seconds`. A stream without
-the group (no worker has started yet) counts as no lag.
+(`Worker.inspect`, with the same computation on its own pipeline) export it as one pair of
+gauges (`LagGauges`): `inventory_worker_lag_entries` and `inventory_worker_lag_seconds`.
+A stream without the group (no worker has started yet) counts as no lag.
 
 `backlog` and `unwritten` count the same entries the cautious way, for the tools that
 wait until nothing is left (`verify`, `warmup`): a stream without the group counts whole.
@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 from redis.exceptions import ResponseError
 
 from inventory_cache.keys import Keys
@@ -30,9 +31,30 @@ from persistence.events import Lag, group_info, lag_reads, stream_backlog, strea
 if TYPE_CHECKING:
     from inventory_cache.engine import StockEngine
 
-__all__ = ["GROUP", "Lag", "backlog", "measure", "unwritten"]
+__all__ = ["GROUP", "Lag", "LagGauges", "backlog", "measure", "unwritten"]
 
 GROUP = "ledger"
+
+
+class LagGauges:
+    """The lag's two gauges, defined once: the worker exports them in its process's
+    registry, each API app in its own, under the same names."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.entries = Gauge(
+            "inventory_worker_lag_entries",
+            "Stream entries not yet acknowledged by the ledger group (pending + undelivered).",
+            registry=registry,
+        )
+        self.seconds = Gauge(
+            "inventory_worker_lag_seconds",
+            "Age of the oldest stream entry not yet acknowledged by the ledger group.",
+            registry=registry,
+        )
+
+    def set(self, lag: Lag) -> None:
+        self.entries.set(lag.entries)
+        self.seconds.set(lag.seconds)
 
 
 async def measure(engine: StockEngine, group: str = GROUP) -> Lag:

@@ -63,14 +63,14 @@ from queue import SimpleQueue
 from types import FrameType
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from inventory_cache import behind
 from inventory_cache.keys import Keys
-from inventory_cache.lag import GROUP
+from inventory_cache.lag import GROUP, LagGauges
 from inventory_cache.settings import Settings
 from persistence.events import (
     Entry,
@@ -94,14 +94,7 @@ __all__ = ["FORK", "GROUP", "Worker", "WorkerConfig", "run_worker"]
 FORK = "version fork"  # how a dead letter's error starts when it forked a version
 
 # The API exports the same two figures under the same names (lag.py).
-LAG_ENTRIES = Gauge(
-    "inventory_worker_lag_entries",
-    "Stream entries not yet acknowledged by the ledger group (pending + undelivered)",
-)
-LAG_SECONDS = Gauge(
-    "inventory_worker_lag_seconds",
-    "Age of the oldest stream entry not yet acknowledged by the ledger group",
-)
+LAG = LagGauges()
 BATCH_SIZE = Histogram(
     "inventory_worker_batch_size",
     "Events per committed batch",
@@ -627,8 +620,7 @@ class Worker:
         lag = total_lag(parts, now_ms)
         self.lag_entries = lag.entries
         self.lag_seconds = lag.seconds
-        LAG_ENTRIES.set(lag.entries)
-        LAG_SECONDS.set(lag.seconds)
+        LAG.set(lag)
         if trim:
             self._trim(bounds, now_ms)
         self._health()

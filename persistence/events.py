@@ -50,6 +50,11 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+# Builds a NamedTuple (`StreamId`, `Row`) on the worker's path without the Python call of
+# its generated constructor.
+_new_tuple = tuple.__new__
+
+
 class StreamId(NamedTuple):
     """A stream entry id `<ms>-<seq>`: ordered as Redis orders entries."""
 
@@ -59,8 +64,8 @@ class StreamId(NamedTuple):
     @classmethod
     def parse(cls, raw: bytes | str) -> StreamId:
         """`<ms>-<seq>`, or `<ms>` alone (Redis reads it as `<ms>-0`)."""
-        ms, _, seq = text(raw).partition("-")
-        return cls(int(ms), int(seq or 0))
+        ms, _, seq = (raw.decode() if isinstance(raw, bytes) else raw).partition("-")
+        return _new_tuple(cls, (int(ms), int(seq or 0)))
 
     def next(self) -> StreamId:
         """The smallest id after this one."""
@@ -85,9 +90,10 @@ class Entry:
 
     @property
     def position(self) -> str:
-        """The entry as the change feed names it: `<ms>-<group>-<seq>`."""
-        sid = StreamId.parse(self.id)
-        return f"{sid.ms}-{self.group}-{sid.seq}"
+        """The entry as the change feed names it: `<ms>-<group>-<seq>`. Split as text, not
+        parsed: the ledger merge names every entry it writes this way."""
+        ms, _, seq = self.id.partition("-")
+        return f"{ms}-{self.group}-{seq}"
 
 
 class Row(NamedTuple):
@@ -387,15 +393,18 @@ def parse_fast(entry: Entry) -> Event:
     rows = []
     for sku, loc, doh, dl, oh, lk, ss, ver in orjson.loads(f[b"rows"]):
         rows.append(
-            Row(
-                _fast_str(sku),
-                _fast_str(loc),
-                _fast_int(doh),
-                _fast_int(dl),
-                _fast_int(oh),
-                _fast_int(lk),
-                _fast_int(ss),
-                _fast_int(ver),
+            _new_tuple(
+                Row,
+                (
+                    _fast_str(sku),
+                    _fast_str(loc),
+                    _fast_int(doh),
+                    _fast_int(dl),
+                    _fast_int(oh),
+                    _fast_int(lk),
+                    _fast_int(ss),
+                    _fast_int(ver),
+                ),
             )
         )
     if not rows and type_ != "limit":

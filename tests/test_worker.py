@@ -17,6 +17,7 @@ import redis.asyncio as aredis
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
+from inventory_cache import lag
 from inventory_cache.engine import StockEngine
 from inventory_cache.models import LineRequest
 from inventory_cache.settings import Settings
@@ -248,6 +249,20 @@ async def test_the_health_record_and_metrics_report_progress(env: Env) -> None:
     assert 0 < env.client.ttl(w.health_key()) <= 60
     assert REGISTRY.get_sample_value("inventory_worker_events_total") == before + 4
     assert REGISTRY.get_sample_value("inventory_worker_lag_entries") == 0
+
+
+async def test_the_worker_and_the_api_measure_one_lag(env: Env) -> None:
+    await three_ops(env.eng)
+    w = env.worker("w-lag")
+    w.ensure_groups()
+    assert env.read_as("dead") == 4  # pending with a consumer that died
+    await env.eng.inbound(ref="r-late", sku="A", location="north", qty=1)  # undelivered
+
+    w.inspect(trim=False)
+    measured = await lag.measure(env.eng)
+
+    assert w.lag_entries == measured.entries == 5
+    assert abs(w.lag_seconds - measured.seconds) < 1
 
 
 async def test_the_fast_parser_reads_every_script_event_as_the_checked_one(env: Env) -> None:

@@ -22,6 +22,7 @@ from inventory_cache.api.nearcache import NearCache
 from inventory_cache.api.status import Snapshot
 from inventory_cache.archive import OrderArchive
 from inventory_cache.engine import StockEngine
+from inventory_cache.lag import LagGauges
 
 T = TypeVar("T")
 
@@ -57,17 +58,8 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        # The names the worker exports too (worker.py): one figure, whoever reports it.
-        self.lag_entries = Gauge(
-            "inventory_worker_lag_entries",
-            "Stream entries not yet acknowledged by the ledger group (pending + undelivered).",
-            registry=self.registry,
-        )
-        self.lag_seconds = Gauge(
-            "inventory_worker_lag_seconds",
-            "Age of the oldest stream entry not yet acknowledged by the ledger group.",
-            registry=self.registry,
-        )
+        # The gauges the worker exports too (worker.py): one figure, whoever reports it.
+        self.lag = LagGauges(self.registry)
         self.postgres_up = Gauge(
             "inventory_postgres_up",
             "1 when PostgreSQL answered the last check, 0 while it is away (degraded).",
@@ -112,8 +104,7 @@ class Metrics:
         self.postgres_up.set(int(status.postgres_up))
         self.redis_ready.set(int(status.redis_ready))
         if status.lag is not None:  # unmeasured (Redis away): the last figure stays
-            self.lag_entries.set(status.lag.entries)
-            self.lag_seconds.set(status.lag.seconds)
+            self.lag.set(status.lag)
         return generate_latest(self.registry)
 
 
