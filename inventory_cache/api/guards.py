@@ -20,6 +20,7 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from inventory_cache.api.bearer import authorization_of
 from inventory_cache.api.problems import UNAVAILABLE, problem, problem_from
 from inventory_cache.errors import InventoryError
 
@@ -118,13 +119,8 @@ async def _malformed(scope: Scope, reason: str) -> Response:
     """422 for a body that is not UTF-8 JSON, once the caller's key is known good."""
     from inventory_cache.api.deps import authenticate  # deps → idempotency → guards
 
-    headers = dict(scope["headers"])
-    authorization = headers.get(b"authorization")
     try:
-        await authenticate(
-            scope["app"].state.services,
-            None if authorization is None else authorization.decode("latin-1"),
-        )
+        await authenticate(scope["app"].state.services, authorization_of(scope), scope)
     except InventoryError as exc:
         return problem_from(exc)
     except UNAVAILABLE:

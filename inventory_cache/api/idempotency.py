@@ -124,14 +124,6 @@ class IdempotencyStore:
         await self._engine.batcher.command("DEL", key)
 
 
-def bearer(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return None
-
-
 def invalid_key() -> Response:
     detail = f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} visible ASCII characters"
     extra: dict[str, object] = {"field": "Idempotency-Key"}

@@ -78,7 +78,9 @@ class StatusOut(BaseModel):
     summary="The calling API key: its name and scopes",
 )
 async def me(request: Request) -> Response:
-    principal = await authenticate(get_services(request), request.headers.get("authorization"))
+    principal = await authenticate(
+        get_services(request), request.headers.get("authorization"), request.scope
+    )
     scopes = SCOPES if "admin" in principal.scopes else sorted(principal.scopes)
     return json_response(
         {"name": principal.name, "scopes": list(scopes), "admin": "admin" in principal.scopes}
