@@ -34,7 +34,12 @@ from inventory_cache.api.idempotency import (
     valid_key,
 )
 from inventory_cache.api.metrics import Metrics
-from inventory_cache.api.problems import UNAVAILABLE, problem, problem_from, unavailable_detail
+from inventory_cache.api.problems import (
+    UNAVAILABLE,
+    Unavailable,
+    problem_from,
+    unavailable_detail,
+)
 from inventory_cache.errors import RedisFull
 
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -98,8 +103,7 @@ class Gateway:
             key = "" if principal is None else store.key(principal.key_id, idem)
             record = None if principal is None else await store.begin(key, fp)
         except UNAVAILABLE as exc:
-            detail = unavailable_detail(exc)
-            await problem(503, "not_ready", "Service not ready", detail)(scope, receive, send)
+            await problem_from(Unavailable(unavailable_detail(exc)))(scope, receive, send)
             return
         except RedisFull as exc:
             await problem_from(exc)(scope, receive, send)
