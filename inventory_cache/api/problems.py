@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -32,6 +31,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from inventory_cache.api.schemas.problem import Problem
 from inventory_cache.errors import (
     IdempotencyMismatch,
     InvalidState,
@@ -107,18 +107,6 @@ _CODE_OF_STATUS = {
     429: ("rate_limited", "Too many requests"),
     503: ("not_ready", "Service not ready"),
 }
-
-
-class Problem(BaseModel):
-    """An error (RFC 9457). Some codes add members: `lines`, `errors`, `field`, `status`..."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str = Field(examples=["urn:inventory-cache:problem:not_found"])
-    title: str
-    status: int
-    detail: str
-    code: str = Field(examples=["not_found"])
 
 
 def problem_body(
