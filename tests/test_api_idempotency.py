@@ -59,6 +59,51 @@ async def test_a_request_with_a_key_looks_its_api_key_up_once(
     assert retry.headers["idempotent-replayed"] == "true" and len(looked_up) == 2
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "extra", "status"),
+    [
+        ("POST", "/v1/reservations", ORDER, {"Idempotency-Key": "once-1"}, 201),
+        ("POST", "/v1/reservations/o9/cancel", None, {"Idempotency-Key": "once-2"}, 404),
+        ("POST", "/v1/reservations", b"{broken", {"Idempotency-Key": "once-3"}, 422),
+        ("POST", "/v1/reservations", ORDER, {}, 201),
+        ("PUT", "/v1/limits/A", {"per_customer": 2}, {}, 200),
+    ],
+)
+async def test_every_request_looks_its_api_key_up_once(
+    api: Api,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    path: str,
+    body: Any,
+    extra: dict[str, str],
+    status: int,
+) -> None:
+    """Whatever asks who the caller is (the ASGI layer for `Idempotency-Key` or a body it
+    refuses, the route's dependency), the key is looked up once per request."""
+    await api.engine.inbound(ref="po", sku="A", location="north", qty=10)
+    auth = api.app.state.services.auth
+    looked_up: list[str] = []
+    original = auth.authenticate
+
+    async def counted(token: str) -> Any:
+        looked_up.append(token)
+        return await original(token)
+
+    monkeypatch.setattr(auth, "authenticate", counted)
+    headers = {**api.auth("admin"), "Content-Type": "application/json", **extra}
+    content = body if isinstance(body, bytes) else None
+    answer = await api.client.request(
+        method,
+        path,
+        headers=headers,
+        content=content,
+        json=None if content is not None or body is None else body,
+    )
+
+    assert answer.status_code == status, answer.text
+    assert looked_up == [api.keys["admin"]]
+
+
 async def test_the_same_key_for_another_request_is_a_mismatch(api: Api) -> None:
     await api.engine.inbound(ref="po", sku="A", location="north", qty=10)
     headers = keyed(api, "admin", "k-1")

@@ -25,6 +25,7 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.types import Scope
 
+from inventory_cache.api.bearer import caller
 from inventory_cache.api.idempotency import IdempotencyStore
 from inventory_cache.api.inflight import LineQueue, LinesInFlight
 from inventory_cache.api.livefeed import Feed
@@ -87,26 +88,13 @@ BarcodesDep = Annotated[BarcodeStore, Depends(_barcodes)]
 FeedDep = Annotated[Feed, Depends(_feed)]
 
 
-# Where the ASGI layer leaves the caller it authenticated (a request with an
-# `Idempotency-Key`, `gateway.py`): the route's dependency takes it from the scope.
-AUTHENTICATED = "inventory_cache.authenticated"
-
-
-async def authenticate(
-    services: Services, authorization: str | None, scope: Scope | None = None
-) -> Principal:
+async def authenticate(services: Services, authorization: str | None, scope: Scope) -> Principal:
     """The caller of an `Authorization: Bearer <key>` header, or 401; 429 when the key is
     over its rate limit (`ratelimit.py`; no Redis call when the limit is off). The key is
-    looked up once per request: with `scope`, a lookup the ASGI layer made is reused."""
+    looked up once per request, whoever asks first (`bearer.caller`)."""
     if authorization is None:
         raise Unauthorized("send an API key: Authorization: Bearer <key>")
-    if scope is not None and AUTHENTICATED in scope:
-        principal: Principal | None = scope[AUTHENTICATED]
-    else:
-        scheme, _, token = authorization.partition(" ")
-        principal = (
-            await services.auth.authenticate(token.strip()) if scheme.lower() == "bearer" else None
-        )
+    principal = await caller(services.auth, scope, authorization)
     if principal is None:
         raise Unauthorized("unknown or revoked API key")
     if services.limiter is not None:
@@ -134,17 +122,21 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     return check
 
 
-async def check_availability_reader(services: Services, authorization: str | None) -> None:
+async def check_availability_reader(
+    services: Services, authorization: str | None, scope: Scope
+) -> None:
     """`read`, unless INVENTORY_PUBLIC_READS lets anyone read availability."""
     if authorization is None and services.settings.public_reads:
         return
-    principal = await authenticate(services, authorization)
+    principal = await authenticate(services, authorization, scope)
     if not principal.allows("read"):
         raise Forbidden("this API key lacks the scope 'read'", scope="read")
 
 
 async def _availability_reader(request: Request) -> None:
-    await check_availability_reader(get_services(request), request.headers.get("authorization"))
+    await check_availability_reader(
+        get_services(request), request.headers.get("authorization"), request.scope
+    )
 
 
 def owner_filter(principal: Principal) -> str | None:

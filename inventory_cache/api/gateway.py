@@ -11,9 +11,9 @@ On a POST, PUT or PATCH the checks run in the order they always did: 413 for a d
 or counted size over the limit, 415 for a `Content-Encoding` or a content type that is
 not JSON, 422 for a body that is not UTF-8 JSON (401 first for a caller without a valid
 key, `guards.py`), then, on a POST, `Idempotency-Key` (`idempotency.py`). The caller an
-`Idempotency-Key` request was authenticated as is left in the scope for the route's
-dependency (`deps.authenticate`), which does not look the key up again. Every problem
-body is rendered by `problems.py`.
+`Idempotency-Key` request was authenticated as is left in the scope (`bearer.caller`), so
+the route's dependency does not look the key up again. Every problem body is rendered by
+`problems.py`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inventory_cache.api.deps import AUTHENTICATED
+from inventory_cache.api.bearer import authorization_of, caller
 from inventory_cache.api.guards import GuardedBody, guard_body, replay_body
 from inventory_cache.api.idempotency import (
     IdempotencyStore,
     answer_from,
-    bearer,
     invalid_key,
     read_body,
     request_fingerprint,
@@ -35,7 +34,12 @@ from inventory_cache.api.idempotency import (
     valid_key,
 )
 from inventory_cache.api.metrics import Metrics
-from inventory_cache.api.problems import UNAVAILABLE, problem, problem_from, unavailable_detail
+from inventory_cache.api.problems import (
+    UNAVAILABLE,
+    Unavailable,
+    problem_from,
+    unavailable_detail,
+)
 from inventory_cache.errors import RedisFull
 
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -93,17 +97,13 @@ class Gateway:
             body, receive = guarded.body, replay_body(guarded.body, receive)
         services = scope["app"].state.services
         store: IdempotencyStore = services.idempotency
-        token = bearer(scope)
         fp = request_fingerprint(scope["method"], scope["path"], scope["query_string"], body)
         try:
-            principal = await services.auth.authenticate(token) if token else None
-            if token:
-                scope[AUTHENTICATED] = principal
+            principal = await caller(services.auth, scope, authorization_of(scope))
             key = "" if principal is None else store.key(principal.key_id, idem)
             record = None if principal is None else await store.begin(key, fp)
         except UNAVAILABLE as exc:
-            detail = unavailable_detail(exc)
-            await problem(503, "not_ready", "Service not ready", detail)(scope, receive, send)
+            await problem_from(Unavailable(unavailable_detail(exc)))(scope, receive, send)
             return
         except RedisFull as exc:
             await problem_from(exc)(scope, receive, send)

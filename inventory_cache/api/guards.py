@@ -20,8 +20,15 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from inventory_cache.api.problems import UNAVAILABLE, problem, problem_from
-from inventory_cache.errors import InventoryError
+from inventory_cache.api.bearer import authorization_of
+from inventory_cache.api.problems import (
+    UNAVAILABLE,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+    problem_from,
+)
+from inventory_cache.errors import InventoryError, ValidationError
 
 IDEMPOTENCY_HEADER = b"idempotency-key"
 
@@ -69,9 +76,7 @@ async def guard_body(scope: Scope, receive: Receive, send: Send, limit: int) -> 
         return GuardedBody(None, idem)
     if encoding not in (b"", b"identity"):
         detail = "send the body uncompressed (no Content-Encoding)"
-        await problem(415, "unsupported_media_type", "Unsupported media type", detail)(
-            scope, receive, send
-        )
+        await problem_from(UnsupportedMediaType(detail))(scope, receive, send)
         return None
     if length is not None and not is_json(content_type):
         await _not_json()(scope, receive, send)
@@ -106,34 +111,28 @@ async def guard_body(scope: Scope, receive: Receive, send: Send, limit: int) -> 
 
 def _too_large(limit: int) -> Response:
     detail = f"the body exceeds {limit} bytes"
-    return problem(413, "payload_too_large", "Payload too large", detail)
+    return problem_from(PayloadTooLarge(detail))
 
 
 def _not_json() -> Response:
     detail = "send the body as application/json"
-    return problem(415, "unsupported_media_type", "Unsupported media type", detail)
+    return problem_from(UnsupportedMediaType(detail))
 
 
 async def _malformed(scope: Scope, reason: str) -> Response:
     """422 for a body that is not UTF-8 JSON, once the caller's key is known good."""
     from inventory_cache.api.deps import authenticate  # deps → idempotency → guards
 
-    headers = dict(scope["headers"])
-    authorization = headers.get(b"authorization")
     try:
-        await authenticate(
-            scope["app"].state.services,
-            None if authorization is None else authorization.decode("latin-1"),
-        )
+        await authenticate(scope["app"].state.services, authorization_of(scope), scope)
     except InventoryError as exc:
         return problem_from(exc)
     except UNAVAILABLE:
         detail = "a backing store is unreachable: retry shortly"
-        return problem(503, "not_ready", "Service not ready", detail)
+        return problem_from(Unavailable(detail))
     detail = f"body: send JSON in UTF-8 without a byte order mark ({reason})"
     errors = [{"field": "body", "message": detail, "type": "json_invalid"}]
-    extra = {"field": "body", "errors": errors}
-    return problem(422, "validation_error", "Invalid request", detail, extra)
+    return problem_from(ValidationError(detail, field="body", errors=errors))
 
 
 def replay_body(body: bytes, receive: Receive) -> Receive:

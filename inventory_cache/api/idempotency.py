@@ -36,10 +36,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inventory_cache.api.guards import replay_body
-from inventory_cache.api.problems import problem
+from inventory_cache.api.problems import IdempotencyKeyReused, RequestInProgress, problem_from
 from inventory_cache.archive import OrderArchive
 from inventory_cache.engine import StockEngine
-from inventory_cache.errors import RedisFull
+from inventory_cache.errors import RedisFull, ValidationError
 
 PENDING_SECONDS = 60
 MAX_KEY_LENGTH = 255
@@ -124,18 +124,9 @@ class IdempotencyStore:
         await self._engine.batcher.command("DEL", key)
 
 
-def bearer(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return None
-
-
 def invalid_key() -> Response:
     detail = f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} visible ASCII characters"
-    extra: dict[str, object] = {"field": "Idempotency-Key"}
-    return problem(422, "validation_error", "Invalid request", detail, extra)
+    return problem_from(ValidationError(detail, field="Idempotency-Key"))
 
 
 async def run_and_store(
@@ -198,10 +189,10 @@ def answer_from(record: bytes, fp: str) -> ASGIApp:
     parts = head.split(b" ")
     if parts[0].decode() != fp:
         detail = "this Idempotency-Key was used with another request"
-        return problem(409, "idempotency_mismatch", "Idempotency key reused", detail)
+        return problem_from(IdempotencyKeyReused(detail))
     if parts[1] == _PENDING:
         detail = "a request with this Idempotency-Key is still running: retry shortly"
-        return problem(409, "invalid_state", "Request in progress", detail)
+        return problem_from(RequestInProgress(detail))
     return _replay(int(parts[1]), parts[2], body)
 
 

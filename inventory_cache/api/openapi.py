@@ -17,7 +17,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from inventory_cache.api.idempotency import MAX_KEY_LENGTH
-from inventory_cache.api.problems import DESCRIPTIONS, PROBLEM_JSON, Problem, example
+from inventory_cache.api.problems import DESCRIPTIONS, PROBLEM_JSON, example
+from inventory_cache.api.schemas.problem import Problem
 
 IDEMPOTENCY_PARAMETER = {
     "name": "Idempotency-Key",

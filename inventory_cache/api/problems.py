@@ -2,12 +2,17 @@
 
 The engine's typed errors carry their own code, status and title (`errors.py`); the
 errors only the HTTP layer can meet (a missing key, a body too large, an unknown route...)
-are added here as the same kind of typed error, so one handler renders them all. The
-body is `{"type", "title", "status", "detail", "code", ...extra}`; `type` is a URN naming
-the code, so clients can switch on either. The list of codes is closed and has none for
-a 405, so a method the path does not serve answers status 405 (with its `Allow` header)
-and code `not_found`, the nearest: that operation does not exist. An unexpected failure
-answers 500 `internal_error` without details.
+are added here as the same kind of typed error, so one renderer, `problem_from`, makes
+every problem answer: the exception handlers' and the ASGI layer's (body guard,
+`Idempotency-Key`, 503 for an unreachable store) alike. Only Starlette's own errors (404,
+405: a status, no typed error) and the 500 are rendered here from their status, and the
+connection-level 431 (`server.py`, no ASGI there) writes `problem_body` itself.
+
+The body is `{"type", "title", "status", "detail", "code", ...extra}`; `type` is a URN
+naming the code, so clients can switch on either. The list of codes is closed and has
+none for a 405, so a method the path does not serve answers status 405 (with its `Allow`
+header) and code `not_found`, the nearest: that operation does not exist. An unexpected
+failure answers 500 `internal_error` without details.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -27,7 +31,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from inventory_cache.errors import InventoryError
+from inventory_cache.api.schemas.problem import Problem
+from inventory_cache.errors import (
+    IdempotencyMismatch,
+    InvalidState,
+    InventoryError,
+    NotReady,
+    ValidationError,
+)
 
 PROBLEM_JSON = "application/problem+json"
 # A backing store that cannot be reached: 503 `not_ready`, never a 500.
@@ -69,6 +80,20 @@ class UnsupportedMediaType(InventoryError):
     code, status, title = "unsupported_media_type", 415, "Unsupported media type"
 
 
+class Unavailable(NotReady):
+    """A backing store could not be answered or reached: retry shortly."""
+
+    title = "Service not ready"
+
+
+class IdempotencyKeyReused(IdempotencyMismatch):
+    title = "Idempotency key reused"
+
+
+class RequestInProgress(InvalidState):
+    title = "Request in progress"
+
+
 # Codes of the errors Starlette raises itself (routing, body parsing).
 _CODE_OF_STATUS = {
     400: ("validation_error", "Invalid request"),
@@ -82,18 +107,6 @@ _CODE_OF_STATUS = {
     429: ("rate_limited", "Too many requests"),
     503: ("not_ready", "Service not ready"),
 }
-
-
-class Problem(BaseModel):
-    """An error (RFC 9457). Some codes add members: `lines`, `errors`, `field`, `status`..."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str = Field(examples=["urn:inventory-cache:problem:not_found"])
-    title: str
-    status: int
-    detail: str
-    code: str = Field(examples=["not_found"])
 
 
 def problem_body(
@@ -111,7 +124,7 @@ def problem_body(
     return orjson.dumps(body)
 
 
-def problem(
+def _problem(
     status: int,
     code: str,
     title: str,
@@ -136,8 +149,12 @@ def problem_from(exc: InventoryError) -> Response:
         headers = {"Retry-After": str(exc.retry_after_s)}
     if status >= 500 and status != 503:
         log.error("internal error: %s", exc.detail)
-        return problem(500, "internal_error", "Internal error", "an internal error occurred")
-    return problem(status, exc.code, exc.title, exc.detail, exc.extra, headers)
+        return _internal_error()
+    return _problem(status, exc.code, exc.title, exc.detail, exc.extra, headers)
+
+
+def _internal_error() -> Response:
+    return _problem(500, "internal_error", "Internal error", "an internal error occurred")
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -168,15 +185,14 @@ async def _on_validation_error(_: Request, exc: Exception) -> Response:
     ]
     first = errors[0] if errors else {"field": "", "message": "invalid request"}
     detail = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
-    extra = {"field": first["field"], "errors": errors}
-    return problem(422, "validation_error", "Invalid request", detail, extra)
+    return problem_from(ValidationError(detail, field=first["field"], errors=errors))
 
 
 async def _on_http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code, title = _CODE_OF_STATUS.get(exc.status_code, ("http_error", "HTTP error"))
     status = 422 if exc.status_code == 400 else exc.status_code
-    return problem(status, code, title, str(exc.detail), headers=exc.headers)
+    return _problem(status, code, title, str(exc.detail), headers=exc.headers)
 
 
 async def _on_unavailable(_: Request, exc: Exception) -> Response:
@@ -184,7 +200,7 @@ async def _on_unavailable(_: Request, exc: Exception) -> Response:
     the routes that read PostgreSQL (movements, policies, alerts, subscriptions,
     replenishment, reconcile) can meet its outage; the detail names it."""
     log.warning("backing store unavailable: %r", exc)
-    return problem(503, "not_ready", "Service not ready", unavailable_detail(exc))
+    return problem_from(Unavailable(unavailable_detail(exc)))
 
 
 def unavailable_detail(exc: BaseException) -> str:
@@ -196,7 +212,7 @@ def unavailable_detail(exc: BaseException) -> str:
 
 async def _on_unexpected(_: Request, exc: Exception) -> Response:
     """Starlette still logs the exception; the client learns nothing internal."""
-    return problem(500, "internal_error", "Internal error", "an internal error occurred")
+    return _internal_error()
 
 
 def install(app: FastAPI) -> None:

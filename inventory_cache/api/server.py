@@ -51,6 +51,8 @@ class Limits:
 
 @lru_cache(maxsize=1)
 def _configured() -> Limits:
+    """Read once per process: uvicorn builds a protocol per connection, outside the app,
+    so the app's lifespan (`main.py`) cannot hand it these."""
     return Limits.of(get_settings())
 
 

@@ -16,59 +16,17 @@ import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ResponseError
 from starlette.responses import Response
 
 from inventory_cache.api.deps import ReadKey, ServicesDep, authenticate, get_services
 from inventory_cache.api.problems import problem_responses
 from inventory_cache.api.responses import json_response
+from inventory_cache.api.schemas.console import MeOut, StatusOut
 from inventory_cache.apikeys import SCOPES
 from inventory_cache.engine import StockEngine
 
 router = APIRouter(prefix="/v1", tags=["console"])
-
-
-class MeOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"name": "store-12 tills", "scopes": ["read", "warehouse"], "admin": False}
-            ]
-        }
-    )
-
-    name: str
-    scopes: list[str] = Field(description="what the key may do; `admin` implies every scope")
-    admin: bool
-
-
-class StatusOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "redis": "ready",
-                    "postgres": "up",
-                    "worker_lag_events": 0,
-                    "expiry_sweep_delay_seconds": 0.0,
-                    "events_total": 1843,
-                    "now_ms": 1800000000000,
-                }
-            ]
-        }
-    )
-
-    redis: str = Field(description="ready, not_loaded (run warmup) or down")
-    postgres: str = Field(description="up or down")
-    worker_lag_events: int | None = Field(
-        description="events in Redis not yet written to PostgreSQL (null: Redis down)"
-    )
-    expiry_sweep_delay_seconds: float | None = Field(
-        description="how long the oldest reservation past its TTL has waited for the sweep"
-    )
-    events_total: int | None = Field(description="stock changes ever appended to the streams")
-    now_ms: int
 
 
 @router.get(
@@ -78,7 +36,9 @@ class StatusOut(BaseModel):
     summary="The calling API key: its name and scopes",
 )
 async def me(request: Request) -> Response:
-    principal = await authenticate(get_services(request), request.headers.get("authorization"))
+    principal = await authenticate(
+        get_services(request), request.headers.get("authorization"), request.scope
+    )
     scopes = SCOPES if "admin" in principal.scopes else sorted(principal.scopes)
     return json_response(
         {"name": principal.name, "scopes": list(scopes), "admin": "admin" in principal.scopes}

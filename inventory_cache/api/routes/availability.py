@@ -50,7 +50,7 @@ async def availability(request: Request) -> Response:
     checks live stock. Needs the `read` scope unless INVENTORY_PUBLIC_READS is set.
     """
     services = request.app.state.services
-    await check_availability_reader(services, request.headers.get("authorization"))
+    await check_availability_reader(services, request.headers.get("authorization"), request.scope)
     sku: str = request.path_params["sku"]
     if not IDENT.match(sku):
         raise ValidationError("sku must be 1-64 characters of [A-Za-z0-9._:-]", field="sku")

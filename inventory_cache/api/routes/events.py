@@ -39,6 +39,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from inventory_cache import validation as v
+from inventory_cache.api.bearer import bearer_token
 from inventory_cache.api.deps import FeedDep, ReadKey, get_services
 from inventory_cache.api.livefeed import Feed
 from inventory_cache.api.problems import problem_responses
@@ -223,10 +224,10 @@ async def events(
     resume = last_event_id_header or last_event_id
     after = Position.parse(resume) if resume else None
     auth = get_services(request).auth
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    token = bearer_token(request.headers.get("authorization"))
 
     async def key_valid() -> bool:
-        return await auth.authenticate(token) is not None
+        return token is not None and await auth.authenticate(token) is not None
 
     release = feed.admit(principal.key_id)
     return EventStream(

@@ -10,7 +10,12 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from inventory_cache.api.deps import ServicesDep
-from inventory_cache.api.problems import POSTGRES_AWAY, problem, problem_responses
+from inventory_cache.api.problems import (
+    POSTGRES_AWAY,
+    Unavailable,
+    problem_from,
+    problem_responses,
+)
 from inventory_cache.api.responses import json_response
 from inventory_cache.api.schemas.ops import Readiness, Status
 
@@ -51,17 +56,17 @@ async def readyz(services: ServicesDep) -> Response:
     status = await services.status.current()
     extra: dict[str, object] = {"redis": status.redis_ready, "postgres": status.postgres_up}
     if status.policy_refusal:
-        return problem(503, "not_ready", "Service not ready", status.policy_refusal, extra)
+        return problem_from(Unavailable(status.policy_refusal, **extra))
     if not status.redis_ready:
         detail = "Redis unreachable or the stock cache not loaded (run warmup)"
-        return problem(503, "not_ready", "Service not ready", detail, extra)
+        return problem_from(Unavailable(detail, **extra))
     if status.behind:
         detail = (
             f"{len(status.behind)} slot group(s) behind the ledger, refusing their reads "
             "and writes (run warmup)"
         )
         extra["behind"] = {str(g): reason for g, reason in sorted(status.behind.items())}
-        return problem(503, "not_ready", "Service not ready", detail, extra)
+        return problem_from(Unavailable(detail, **extra))
     if not status.postgres_up:
         return json_response({"status": "degraded", **extra, "detail": POSTGRES_AWAY})
     return json_response({"status": "ready"})
