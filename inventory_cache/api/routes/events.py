@@ -12,10 +12,11 @@ its kind (`order_id`, `lines`, `status`, `expires_at`; `transfer_id`, `from_loca
   written and at least the last hour; if what a client missed is older and was trimmed,
   it first gets `event: reset` (`{"reason": "history_trimmed"}`): reload the state.
 - A comment line with an `id:` is sent at once on connecting and after every
-  `KEEPALIVE_SECONDS` (`livefeed.py`) of silence: proxies keep the connection open, and the client's
+  `KEEPALIVE_SECONDS` of silence: proxies keep the connection open, and the client's
   resume point moves past changes its filter skipped.
 - A client that stops reading is disconnected once one write has waited
   `SEND_TIMEOUT_SECONDS`; until then it only costs its own bounded queue (`feed.py`).
+  (Both in `livefeed.py`, with the caps below.)
 - A resume from far back (even the first entry of streams holding 100k entries) is read
   in pages shared through one gate per process, so it costs bounded memory, Redis
   connections and event-loop time per client whatever its position (`feed.read_range`).

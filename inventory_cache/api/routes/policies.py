@@ -48,8 +48,7 @@ async def put_policy(
     sku: SkuPath, location: LocationPath, body: PolicyIn, services: ServicesDep, _: AdminKey
 ) -> Response:
     """Stores the policy and applies its safety stock; answers it with the new levels."""
-    db = services.postgres.engine
-    session = await to_thread.run_sync(data.lock, db, sku, location)
+    session = await services.postgres.run(data.lock, sku, location)
     try:
         level = await services.engine.set_safety_stock(
             sku=sku, location=location, safety_stock=body.safety_stock
@@ -74,7 +73,8 @@ async def put_policy(
             order_up_to=body.order_up_to,
         )
     )
-    monitor = AlertMonitor(services.engine, sessionmaker(db, expire_on_commit=False))
+    sessions = sessionmaker(services.postgres.engine, expire_on_commit=False)
+    monitor = AlertMonitor(services.engine, sessions)
     await monitor.evaluate(
         [
             Observation(
