@@ -5,9 +5,9 @@ single Redis; on a cluster when the order id and every line share a slot group),
 `reserve()` is one call of `reserve_order-2.lua`: index, every group's part and event, all
 or nothing. Otherwise it opens the order's index (`index_open-2.lua`), sends
 `reserve-4.lua` for every slot group of the lines in one pipeline, and, if any group
-refused, releases what this attempt locked (`release-4.lua`) and drops the index, so the
-caller sees all lines locked or none. Reads (`availability`, `stock`) are plain commands
-with the group's readiness marker in the same round trip.
+refused, releases what this attempt locked (`settle-4.lua`, transition `release`) and
+drops the index, so the caller sees all lines locked or none. Reads (`availability`,
+`stock`) are plain commands with the group's readiness marker in the same round trip.
 """
 
 from __future__ import annotations
@@ -453,8 +453,9 @@ class StockEngine:
             self.now(),
             self._retention_ms,
             self.keys.op_suffix(kind, sku, ref),
+            script,
         ]
-        return _level(await self.run(script, keys, args))
+        return _level(await self.run("movement", keys, args))
 
     async def inbound(self, *, ref: str, sku: str, location: str, qty: int) -> Level:
         v.ident(ref, "ref"), v.ident(sku, "sku"), v.ident(location, "location"), v.qty(qty)
@@ -860,7 +861,7 @@ class StockEngine:
         keys += [self.keys.preorders(s) for s in skus]
         if customer:
             keys += [self.keys.customer_count(s, customer) for s in skus]
-        return script, keys, list(args)
+        return "settle", keys, [*args, script]
 
     def _reserve_line_keys(self, skus: Sequence[str], customer: str | None) -> list[str]:
         """A part's line keys as the reserve scripts read them: each line's stock, then
@@ -1711,9 +1712,9 @@ class StockEngine:
         now = self.now()
         try:
             reply = await self.run(
-                f"transfer_{step}",
+                "transfer_step",
                 self._transfer_keys(sku, transfer_id),
-                [transfer_id, now, self._finished_ms],
+                [transfer_id, now, self._finished_ms, step],
             )
         except InvalidState as exc:
             # `status` in a problem is the HTTP status: the transfer's goes apart.

@@ -12,8 +12,11 @@ would leave the writes before it applied. `no-writes` scripts (readiness, reconc
 reads) keep running when memory is full. `allow-oom` is kept for scripts whose writes touch
 a fixed handful of small keys whatever the load (the rate limiter, the scheduler's lease),
 so that a full Redis does not also stop rate limiting or flip the scheduler's leadership,
-and for the two that undo a refused reservation attempt (`release`, `index_drop`): they
-free what the attempt took, and refusing them would leave its locks held until its TTL.
+and for those that undo a refused reservation attempt (`settle` with the transition
+`release`, `index_drop`): they free what the attempt took, and refusing them would leave
+its locks held until its TTL. `settle`'s other transitions (cancel, ship, expire) share its
+flag: each only rolls forward what the order index decided first (`order_decide`, refused
+on a full Redis before it runs), and completing it frees locks rather than taking memory.
 
 fakeredis (the embedded demo) does not parse shebangs (its Lua sees `#` as a syntax error),
 so for a fakeredis client `scripts_for` replaces the shebang line by an empty one (line

@@ -2,7 +2,7 @@
 --[[
   Decides the fate of a whole order on its index record: the single arbiter when a ship
   races an expiry or a cancel, whatever groups the order's parts live in. The caller
-  then applies the decision to every part (cancel-4, ship-4, expire-4).
+  then applies the decision to every part (settle-4: cancel, ship, expire).
 
   An order whose reservation attempt has not committed (`ph` = 'p', see index_open-2) is
   not decided unless ARGV[3] names its attempt token: the caller vouches that it saw

@@ -37,7 +37,7 @@ def test_every_script_declares_its_keys_and_argv_and_uses_no_other_keys() -> Non
 
 
 def test_includes_are_inlined_once() -> None:
-    source = load_scripts()["cancel"].source
+    source = load_scripts()["settle"].source
     assert "@include" not in source
     assert source.count("local function settle_part") == 1
     assert source.count("local function reply") == 1
@@ -107,9 +107,9 @@ def test_bad_file_name_is_an_error(tmp_path: Path) -> None:
 def test_key_count_is_checked_against_the_file_name() -> None:
     scripts = load_scripts()
     with pytest.raises(ValueError, match="takes 4 keys"):
-        scripts["inbound"].check_keys(["a", "b", "c"])
+        scripts["movement"].check_keys(["a", "b", "c"])
     with pytest.raises(ValueError, match="takes 4 keys"):
-        scripts["inbound"].check_keys(["a", "b", "c", "d", "e"])
+        scripts["movement"].check_keys(["a", "b", "c", "d", "e"])
     scripts["reserve"].check_keys(["a", "b", "c", "d", "e", "f"])
 
 

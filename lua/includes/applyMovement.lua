@@ -8,13 +8,20 @@
       a[6] delta (integer, may be 0), a[7] set_on_hand ('' = use delta),
       a[8] expected current on_hand ('' = no check), a[9] fingerprint,
       a[10] now (ms), a[11] retention of the op record (ms), a[12] idempotency suffix
-    kind: event type
-    floor: 'zero' refuses a decrease that ends below 0 (an increase is always taken, even
-      while POS sales keep on_hand negative), 'none' records any change (goods already left)
+    kind: event type, one of FLOORS
+    floor: FLOORS[kind]
   Output: JSON levels of (sku, location) after the change, `replayed` on a retry.
   Errors: not_ready, idempotency_mismatch, invalid_state (expected value differs,
     or a decrease would take on_hand below 0 with floor 'zero').
 ]]
+-- The floor of each kind: 'zero' refuses a decrease that ends below 0 (an increase is
+-- always taken, even while POS sales keep on_hand negative), 'none' records any change
+-- (the goods already left).
+local FLOORS = {
+  inbound = 'zero', adjust = 'zero', ['return'] = 'zero',
+  pos_sale = 'none', pos_return = 'zero', pos_count = 'none',
+}
+
 local function apply_movement(ready, stock, opkey, events, a, kind, floor)
   if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
   local sku, loc = a[4], a[5]

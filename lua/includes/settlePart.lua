@@ -121,16 +121,3 @@ local function settle_part(ready, part, expiry, events, stocks, books, counts, a
   return reply({status = spec.status, expires_at = exp, lines = lines, bdl = p[6] or '',
                 pre = p[10] and pre or nil})
 end
-
--- The four settle scripts' call: KEYS[1..4] ready, part, expiry, events, then the stock
--- key of each SKU that ARGV[4] names, its pre-order book and, with a customer, its count
--- (see any of them).
-local function settle_from_keys(action)
-  local stocks, books, counts, skus = {}, {}, {}, cjson.decode(ARGV[4])
-  for i = 1, #skus do
-    stocks[skus[i]] = KEYS[4 + i]
-    books[skus[i]] = KEYS[4 + #skus + i]
-    counts[skus[i]] = KEYS[4 + 2 * #skus + i]
-  end
-  return settle_part(KEYS[1], KEYS[2], KEYS[3], KEYS[4], stocks, books, counts, ARGV, action)
-end
