@@ -1,7 +1,7 @@
 """Incoming stock: units expected at a location on a date, and what product pages and
 pre-orders make of them.
 
-An incoming record lives in its SKU's stock hash (`n:<ref>`, see `preorderBook.lua`) so
+An incoming record lives in its SKU's stock hash (`n:<ref>`, see `lua/includes/incomingAt.lua`) so
 that availability reads it with the levels; a ref finds its SKU through the ref index
 (`Keys.incoming_index`, in the ref's own group). The index is claimed first and never
 moved to another SKU, so one ref names one record; an attempt that dies between the two

@@ -90,7 +90,7 @@ from persistence.sink import datetime_to_ms, ms_to_datetime
 
 CHUNK = 500
 # A windowed count outlives its newest entry by the window plus this margin, as
-# `LIMIT_EXPIRY_MARGIN_MS` in lua/includes/customerLimit.lua.
+# `LIMIT_EXPIRY_MARGIN_MS` in lua/includes/limitTake.lua.
 LIMIT_EXPIRY_MARGIN_MS = 60_000
 
 

@@ -23,11 +23,9 @@
   Errors: not_ready
   Events: one 'expire' entry per part expired, a row per line (see settle-4.lua).
 ]]
---- @include "common"
---- @include "customerLimit"
---- @include "preorderBook"
+--- @include "assertReady"
 --- @include "settlePart"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local parts = cjson.decode(ARGV[3])
 local out, k = {}, 4
 for i = 1, #parts do

@@ -28,8 +28,8 @@
   Errors: not_ready, idempotency_mismatch, invalid_state, validation_error (an unknown kind)
   Events: one entry whose type is the kind, with one row.
 ]]
---- @include "common"
 --- @include "applyMovement"
+--- @include "fail"
 local floor = FLOORS[ARGV[13]]
 if not floor then
   return fail('validation_error', {detail = 'unknown movement kind ' .. tostring(ARGV[13])})

@@ -23,8 +23,11 @@
           `pending` means the attempt is still placing its parts, `preorders` that a ship
           needs ARGV[4] (nothing changed).
 ]]
---- @include "common"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local cur = rcall('HMGET', KEYS[2], 'st', 'tok', 'exp', 'body', 'ph', 'at', 'pre')
 if not cur[1] then return fail('not_found') end
 local target = ({cancel = 'cancelled', ship = 'shipped', expire = 'expired'})[ARGV[1]]

@@ -32,11 +32,9 @@
           `cu` (customer) and `cnt` (JSON [ [sku, qty, limit generation], ...]) when units
           were counted.
 ]]
---- @include "common"
---- @include "customerLimit"
---- @include "preorderBook"
---- @include "planPart"
 --- @include "applyPart"
+--- @include "planPart"
+--- @include "reply"
 local n = (#KEYS - 4) / ((ARGV[10] or '') ~= '' and 4 or 3)
 local stocks, limits, books, counts = {}, {}, {}, {}
 for i = 1, n do

@@ -36,9 +36,7 @@
   Events: one entry whose type is the transition, a row per line; `cu`, `cnt`, `cat`
           (counted at) when the part counted units against a per-customer limit.
 ]]
---- @include "common"
---- @include "customerLimit"
---- @include "preorderBook"
+--- @include "fail"
 --- @include "settlePart"
 local action = ARGV[6]
 if not SETTLE[action] then

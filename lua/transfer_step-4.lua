@@ -17,7 +17,7 @@
   Errors: not_ready, not_found, invalid_state {status}, validation_error (an unknown step)
   Events: one 'transfer_<step>' entry with one row.
 ]]
---- @include "common"
+--- @include "fail"
 --- @include "transferStep"
 if not STEPS[ARGV[4]] then
   return fail('validation_error', {detail = 'unknown transfer step ' .. tostring(ARGV[4])})

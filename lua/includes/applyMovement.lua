@@ -14,6 +14,13 @@
   Errors: not_ready, idempotency_mismatch, invalid_state (expected value differs,
     or a decrease would take on_hand below 0 with floor 'zero').
 ]]
+--- @include "assertReady"
+--- @include "emitEvent"
+--- @include "fail"
+--- @include "levelsReply"
+--- @include "rcall"
+--- @include "readLevel"
+--- @include "reply"
 -- The floor of each kind: 'zero' refuses a decrease that ends below 0 (an increase is
 -- always taken, even while POS sales keep on_hand negative), 'none' records any change
 -- (the goods already left).
@@ -23,7 +30,7 @@ local FLOORS = {
 }
 
 local function apply_movement(ready, stock, opkey, events, a, kind, floor)
-  if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
+  local unready = assert_ready(ready) if unready then return unready end
   local sku, loc = a[4], a[5]
   local prior = rcall('GET', opkey)
   if prior then
@@ -47,8 +54,8 @@ local function apply_movement(ready, stock, opkey, events, a, kind, floor)
   local v = rcall('HINCRBY', stock, 'v', 1)
   local res = levels_reply(sku, loc, no, l, s)
   local rows = cjson.encode({{sku, loc, delta, 0, no, l, s, v}})
-  rcall('XADD', events, '*', 't', kind, 'op', a[1], 'ts', a[10], 'ref', a[2],
-        'reason', a[3], 'rows', rows, 'idem', a[12], 'fp', a[9])
+  emit_event(events, {'t', kind, 'op', a[1], 'ts', a[10], 'ref', a[2],
+        'reason', a[3], 'rows', rows, 'idem', a[12], 'fp', a[9]})
   rcall('SET', opkey, a[9] .. '\n' .. cjson.encode(res), 'PX', a[11])
   return reply(res)
 end
