@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from inventory_cache import script_calls as sc
 from inventory_cache import validation as v
-from inventory_cache.batcher import Batcher, Command
+from inventory_cache.batcher import Batcher
 from inventory_cache.errors import (
     IdempotencyMismatch,
     InsufficientStock,
@@ -35,7 +36,6 @@ from inventory_cache.errors import (
     NotFound,
     NotReady,
     ValidationError,
-    raise_for_reply,
 )
 from inventory_cache.incoming import BOOK_STATES, IncomingStock, available_to_promise
 from inventory_cache.keys import Keys
@@ -52,7 +52,9 @@ from inventory_cache.models import (
     StockView,
     Transfer,
 )
-from inventory_cache.scripts import Script, scripts_for
+from inventory_cache.script_calls import Call, MovementKind, TransferStep, Transition
+from inventory_cache.script_exec import AsyncScripts
+from inventory_cache.scripts import Command, Script, scripts_for
 from inventory_cache.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,7 +64,11 @@ Clock = Callable[[], int]
 # A bundle line of an order: (bundle sku, qty, location, components with per-bundle qty).
 BundleUse = tuple[str, int, str | None, list[Component]]
 
-_ACTION_OF_STATUS = {"cancelled": "cancel", "shipped": "ship", "expired": "expire"}
+_ACTION_OF_STATUS: dict[str, sc.Decision] = {
+    "cancelled": "cancel",
+    "shipped": "ship",
+    "expired": "expire",
+}
 # Parts per `expire_parts-3.lua` call: long enough to pay for the call, short enough not to
 # hold Redis for more than about a millisecond.
 _EXPIRE_CHUNK = 64
@@ -229,6 +235,7 @@ class StockEngine:
         self.keys = Keys(settings.redis_prefix, settings.slot_groups)
         self.scripts = scripts or scripts_for(client)
         self.batcher = Batcher(client, settings.max_inflight_pipelines, settings.pipeline_flush_at)
+        self.executor = AsyncScripts(self.batcher, self.scripts)
         self._cluster = _is_cluster(client)
         # False sends every reservation down the multi-script path (the one an order
         # spanning groups on a cluster takes), so its crash recovery is testable anywhere.
@@ -252,42 +259,21 @@ class StockEngine:
         return f"{self._token_prefix}{next(self._attempts):x}"
 
     # ------------------------------------------------------------------ plumbing
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> dict[str, Any]:
-        """Run one script; its `err` reply raised as the typed error."""
-        raw = await self.batcher.script(self.scripts[name], keys, args)
-        reply: dict[str, Any] = orjson.loads(raw)
-        raise_for_reply(reply)
-        return reply
+    async def run(self, call: Call) -> Any:
+        """Run one script call (`script_calls`); its `err` reply raised as the typed error."""
+        return await self.executor.run(call)
 
-    def _cmd(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Command:
-        script = self.scripts[name]
-        script.check_keys(keys)
-        return (script, (script.sha, len(keys), *keys, *args))
-
-    async def run_many(
-        self, calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]]
-    ) -> list[dict[str, Any] | BaseException]:
-        """Run several scripts in one pipeline; each reply, or the exception it stands for."""
-        raws = await self.batcher.many([self._cmd(n, k, a) for n, k, a in calls])
-        out: list[dict[str, Any] | BaseException] = []
-        for raw in raws:
-            if isinstance(raw, BaseException):
-                out.append(raw)
-                continue
-            reply = orjson.loads(raw)
-            try:
-                raise_for_reply(reply)
-            except InventoryError as exc:
-                out.append(exc)
-            else:
-                out.append(reply)
-        return out
+    async def run_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run several script calls in one pipeline; each reply, or the exception it
+        stands for."""
+        return await self.executor.run_many(calls)
 
     # ------------------------------------------------------------------ readiness
     async def mark_ready(self, groups: Iterable[int] | None = None) -> None:
         now = self.now()
         calls = [
-            ("mark_ready", [self.keys.ready(g)], [now]) for g in groups or self.keys.all_groups()
+            sc.mark_ready(ready=self.keys.ready(g), at=now)
+            for g in groups or self.keys.all_groups()
         ]
         for r in await self.run_many(calls):
             if isinstance(r, BaseException):
@@ -295,9 +281,7 @@ class StockEngine:
 
     async def check_ready(self) -> bool:
         """Runs a real script on every group: a lost script cache or a flushed Redis shows."""
-        calls: list[tuple[str, Sequence[str], Sequence[Any]]] = [
-            ("check_ready", [self.keys.ready(g)], []) for g in self.keys.all_groups()
-        ]
+        calls = [sc.check_ready(ready=self.keys.ready(g)) for g in self.keys.all_groups()]
         results = await self.run_many(calls)
         for r in results:
             if isinstance(r, NotReady):
@@ -319,9 +303,12 @@ class StockEngine:
             would be (nothing is counted).
         """
         reply = await self.run(
-            "rate_limit",
-            [self.keys.rate_limit(api_key_id)],
-            [self.now(), repr(interval_ms), repr(tolerance_ms)],
+            sc.rate_limit(
+                limiter=self.keys.rate_limit(api_key_id),
+                now=self.now(),
+                interval_ms=repr(interval_ms),
+                tolerance_ms=repr(tolerance_ms),
+            )
         )
         return 0 if reply["allowed"] else int(reply["retry_after_ms"])
 
@@ -421,8 +408,8 @@ class StockEngine:
     # ------------------------------------------------------------------ movements
     async def _move(
         self,
-        script: str,
-        kind: str,
+        kind: MovementKind,
+        op_kind: str,
         *,
         ref: str,
         sku: str,
@@ -433,29 +420,29 @@ class StockEngine:
         expected_on_hand: int | None = None,
         body: dict[str, Any],
     ) -> Level:
+        """One `movement-4.lua` call; `op_kind` names its idempotency record (`pos` for
+        the three till events, which share one `event_id` space)."""
         g = self.keys.group_of(sku)
-        keys = [
-            self.keys.ready(g),
-            self.keys.stock(sku),
-            self.keys.op(kind, sku, ref),
-            self.keys.events(g),
-        ]
-        args = [
-            f"{kind}:{ref}",
-            ref,
-            reason,
-            sku,
-            location,
-            delta,
-            "" if set_on_hand is None else set_on_hand,
-            "" if expected_on_hand is None else expected_on_hand,
-            fingerprint(body),
-            self.now(),
-            self._retention_ms,
-            self.keys.op_suffix(kind, sku, ref),
-            script,
-        ]
-        return _level(await self.run("movement", keys, args))
+        call = sc.movement(
+            ready=self.keys.ready(g),
+            stock=self.keys.stock(sku),
+            op=self.keys.op(op_kind, sku, ref),
+            events=self.keys.events(g),
+            op_id=f"{op_kind}:{ref}",
+            ref=ref,
+            reason=reason,
+            sku=sku,
+            location=location,
+            delta=delta,
+            set_on_hand="" if set_on_hand is None else set_on_hand,
+            expected_on_hand="" if expected_on_hand is None else expected_on_hand,
+            fingerprint=fingerprint(body),
+            now=self.now(),
+            retention_ms=self._retention_ms,
+            op_suffix=self.keys.op_suffix(op_kind, sku, ref),
+            kind=kind,
+        )
+        return _level(await self.run(call))
 
     async def inbound(self, *, ref: str, sku: str, location: str, qty: int) -> Level:
         v.ident(ref, "ref"), v.ident(sku, "sku"), v.ident(location, "location"), v.qty(qty)
@@ -581,10 +568,16 @@ class StockEngine:
         v.ident(sku, "sku"), v.ident(location, "location")
         v.on_hand(safety_stock, "safety_stock")
         g = self.keys.group_of(sku)
-        keys = [self.keys.ready(g), self.keys.stock(sku), self.keys.events(g)]
-        return _level(
-            await self.run("set_safety_stock", keys, [sku, location, safety_stock, self.now()])
+        call = sc.set_safety_stock(
+            ready=self.keys.ready(g),
+            stock=self.keys.stock(sku),
+            events=self.keys.events(g),
+            sku=sku,
+            location=location,
+            safety_stock=safety_stock,
+            now=self.now(),
         )
+        return _level(await self.run(call))
 
     async def preorder_limit(self, *, sku: str, location: str) -> int:
         v.ident(sku, "sku"), v.ident(location, "location")
@@ -596,8 +589,17 @@ class StockEngine:
         v.ident(sku, "sku"), v.ident(location, "location")
         v.on_hand(limit, "preorder_limit")
         g = self.keys.group_of(sku)
-        keys = [self.keys.ready(g), self.keys.stock(sku), self.keys.events(g)]
-        return await self.run("set_preorder_limit", keys, [sku, location, limit, self.now()])
+        call = sc.set_preorder_limit(
+            ready=self.keys.ready(g),
+            stock=self.keys.stock(sku),
+            events=self.keys.events(g),
+            sku=sku,
+            location=location,
+            limit=limit,
+            now=self.now(),
+        )
+        reply: dict[str, Any] = await self.run(call)
+        return reply
 
     # ------------------------------------------------------------------ bundles
     async def _definitions(self, skus: Sequence[str]) -> dict[str, list[Component]]:
@@ -612,14 +614,17 @@ class StockEngine:
                 found[sku] = components
         return found
 
-    def _bundle_keys(self, sku: str) -> list[str]:
+    def _bundle_set(self, sku: str, components: bytes | str) -> Call:
         g = self.keys.group_of(sku)
-        return [
-            self.keys.ready(g),
-            self.keys.bundle(sku),
-            self.keys.events(g),
-            self.keys.stock(sku),
-        ]
+        return sc.bundle_set(
+            ready=self.keys.ready(g),
+            bundle=self.keys.bundle(sku),
+            events=self.keys.events(g),
+            stock=self.keys.stock(sku),
+            sku=sku,
+            components=components,
+            now=self.now(),
+        )
 
     async def put_bundle(self, sku: str, components: Sequence[Component]) -> Bundle:
         """Define or change a bundle (`bundle_set-4.lua`).
@@ -667,9 +672,7 @@ class StockEngine:
                 field="components",
             )
         canon = sorted((c.sku, c.qty) for c in components)
-        reply = await self.run(
-            "bundle_set", self._bundle_keys(sku), [sku, orjson.dumps(canon), self.now()]
-        )
+        reply = await self.run(self._bundle_set(sku, orjson.dumps(canon)))
         return Bundle(sku, [Component(s, q) for s, q in canon], int(reply["version"]))
 
     async def get_bundle(self, sku: str) -> Bundle:
@@ -695,7 +698,7 @@ class StockEngine:
         """Remove a bundle; open reservations keep what they locked (see `put_bundle`)."""
         v.ident(sku, "sku")
         try:
-            await self.run("bundle_set", self._bundle_keys(sku), [sku, "", self.now()])
+            await self.run(self._bundle_set(sku, ""))
         except NotFound:
             raise NotFound(f"no bundle {sku}") from None
 
@@ -778,8 +781,17 @@ class StockEngine:
 
     async def _set_limit(self, sku: str, per_customer: int, window: int) -> dict[str, Any]:
         g = self.keys.group_of(sku)
-        keys = [self.keys.ready(g), self.keys.limit(sku), self.keys.events(g)]
-        return await self.run("set_limit", keys, [sku, per_customer, window, self.now()])
+        call = sc.set_limit(
+            ready=self.keys.ready(g),
+            limit=self.keys.limit(sku),
+            events=self.keys.events(g),
+            sku=sku,
+            per_customer=per_customer,
+            window_seconds=window,
+            now=self.now(),
+        )
+        reply: dict[str, Any] = await self.run(call)
+        return reply
 
     async def get_limit(self, sku: str) -> CustomerLimit:
         v.ident(sku, "sku")
@@ -840,28 +852,36 @@ class StockEngine:
             v.qty(ln.qty)
         return merged
 
-    def _part_call(
+    def _settle_call(
         self,
-        script: str,
+        transition: Transition,
         g: int,
         order_id: str,
         skus: Sequence[str],
-        args: Sequence[Any],
+        now: int,
+        token: str,
         customer: str | None = None,
-    ) -> tuple[str, list[str], list[Any]]:
-        """A settle script's call; with the order's customer, that customer's count of
-        every SKU too, so units counted against a per-customer limit can go back."""
-        keys = [
-            self.keys.ready(g),
-            self.keys.part(g, order_id),
-            self.keys.expiry(g),
-            self.keys.events(g),
-        ]
-        keys += [self.keys.stock(s) for s in skus]
-        keys += [self.keys.preorders(s) for s in skus]
+    ) -> Call:
+        """`settle-4.lua`'s call for the order's part in group g; with the order's
+        customer, that customer's count of every SKU too, so units counted against a
+        per-customer limit can go back."""
+        sku_keys = [self.keys.stock(s) for s in skus]
+        sku_keys += [self.keys.preorders(s) for s in skus]
         if customer:
-            keys += [self.keys.customer_count(s, customer) for s in skus]
-        return "settle", keys, [*args, script]
+            sku_keys += [self.keys.customer_count(s, customer) for s in skus]
+        return sc.settle(
+            ready=self.keys.ready(g),
+            part=self.keys.part(g, order_id),
+            expiry=self.keys.expiry(g),
+            events=self.keys.events(g),
+            sku_keys=sku_keys,
+            order_id=order_id,
+            now=now,
+            retention_ms=self._finished_ms,
+            skus=orjson.dumps(skus),
+            token=token,
+            transition=transition,
+        )
 
     def _reserve_line_keys(self, skus: Sequence[str], customer: str | None) -> list[str]:
         """A part's line keys as the reserve scripts read them: each line's stock, then
@@ -875,23 +895,35 @@ class StockEngine:
             keys += [self.keys.customer_count(s, customer) for s in skus]
         return keys
 
-    def _reserve_call(
+    def _order_index(
         self,
-        g: int,
         order_id: str,
-        skus: Sequence[str],
-        args: Sequence[Any],
-        customer: str | None,
-    ) -> tuple[str, list[str], list[Any]]:
-        """`reserve-4.lua`'s call for one part; the customer id goes last (ARGV[10])."""
-        keys = [
-            self.keys.ready(g),
-            self.keys.part(g, order_id),
-            self.keys.expiry(g),
-            self.keys.events(g),
-        ]
-        keys += self._reserve_line_keys(skus, customer)
-        return "reserve", keys, [*args, customer or ""]
+        token: str,
+        now: int,
+        exp: int,
+        whole_fp: str,
+        body: dict[str, Any],
+        stale_token: str = "",
+    ) -> Call:
+        """`index_open-2.lua`'s call for this attempt; `stale_token` takes over from it."""
+        h = self.keys.group_of(order_id)
+        return sc.index_open(
+            ready=self.keys.ready(h),
+            index=self.keys.order_index(order_id),
+            fingerprint=whole_fp,
+            token=token,
+            now=now,
+            expires_at=exp,
+            body=orjson.dumps(body),
+            retention_ms=self._finished_ms,
+            stale_token=stale_token,
+        )
+
+    def _index_drop(self, order_id: str, token: str) -> Call:
+        h = self.keys.group_of(order_id)
+        return sc.index_drop(
+            ready=self.keys.ready(h), index=self.keys.order_index(order_id), token=token
+        )
 
     async def reserve(
         self,
@@ -920,7 +952,6 @@ class StockEngine:
         now = self.now()
         token = self._attempt_token()
         h = self.keys.group_of(order_id)
-        idx_keys = [self.keys.ready(h), self.keys.order_index(order_id)]
         # Without a customer the fingerprint is the one orders always had.
         whole_fp = fingerprint({"order_id": order_id, "lines": canon, "ttl": ttl, **who})
         if owner is not None:
@@ -972,15 +1003,11 @@ class StockEngine:
                 )
             break
         if not one_script:
-            opened = await self.run(
-                "index_open",
-                idx_keys,
-                [whole_fp, token, now, exp, orjson.dumps(body), self._finished_ms, ""],
-            )
+            opened = await self.run(self._order_index(order_id, token, now, exp, whole_fp, body))
             if opened.get("new") and self.archive is not None:
                 archived = await self.archive.order(order_id)
                 if archived is not None:  # finished, and its keys left Redis after the window
-                    await self.run("index_drop", idx_keys, [token])
+                    await self.run(self._index_drop(order_id, token))
                     if archived.fingerprint != whole_fp:
                         raise IdempotencyMismatch()
                     return archived.reservation
@@ -1000,9 +1027,7 @@ class StockEngine:
             if now - int(opened["at"]) < self.settings.attempt_lease_seconds * 1000:
                 raise InvalidState("a reservation for this order is in progress: retry shortly")
             again = await self.run(
-                "index_open",
-                idx_keys,
-                [whole_fp, token, now, exp, orjson.dumps(body), self._finished_ms, opened["tok"]],
+                self._order_index(order_id, token, now, exp, whole_fp, body, opened["tok"])
             )
             if not again.get("new"):
                 raise InvalidState("a reservation for this order is in progress: retry shortly")
@@ -1077,7 +1102,7 @@ class StockEngine:
             bdl = bundle_lines.get(g)
             if bdl:
                 part["bundles"] = bdl
-            spec = orjson.dumps([[ln.sku, ln.qty, ln.location or ""] for ln in ls])
+            spec = orjson.dumps([[ln.sku, ln.location or "", ln.qty] for ln in ls])
             specs.append(
                 (
                     g,
@@ -1107,29 +1132,35 @@ class StockEngine:
         after `index_open-2.lua`; with `find_bundles` (lines as the client sent them), or
         the definitions of the bundles among them (`bundles`), nothing written."""
         h = self.keys.group_of(order_id)
-        keys = [self.keys.ready(h), self.keys.order_index(order_id)]
-        args: list[Any] = [
-            order_id,
-            token,
-            now,
-            exp,
-            whole_fp,
-            orjson.dumps(body),
-            self._finished_ms,
-            customer or "",
-            "1" if find_bundles else "",
-        ]
+        part_keys: list[str] = []
+        part_args: list[Any] = []
         for g, part_fp, skus, spec, bdl in parts:
-            keys += [
+            part_keys += [
                 self.keys.ready(g),
                 self.keys.part(g, order_id),
                 self.keys.expiry(g),
                 self.keys.events(g),
             ]
-            keys += self._reserve_line_keys(skus, customer)
-            args += [part_fp, len(skus), spec, bdl]
-        args.append(self._priority)
-        return await self.run("reserve_order", keys, args)
+            part_keys += self._reserve_line_keys(skus, customer)
+            part_args += [part_fp, len(skus), spec, bdl]
+        call = sc.reserve_order(
+            ready=self.keys.ready(h),
+            index=self.keys.order_index(order_id),
+            part_keys=part_keys,
+            order_id=order_id,
+            token=token,
+            now=now,
+            expires_at=exp,
+            order_fingerprint=whole_fp,
+            body=orjson.dumps(body),
+            retention_ms=self._finished_ms,
+            customer_id=customer or "",
+            find_bundles=find_bundles,
+            parts=part_args,
+            priority=self._priority,
+        )
+        reply: dict[str, Any] = await self.run(call)
+        return reply
 
     async def _reserve_parts(
         self,
@@ -1146,12 +1177,22 @@ class StockEngine:
     ) -> Reservation:
         groups = [g for g, _, _, _, _ in parts]
         calls = [
-            self._reserve_call(
-                g,
-                order_id,
-                skus,
-                [order_id, token, part_fp, now, exp, self._priority, spec, whole_fp, bdl],
-                customer,
+            sc.reserve(
+                ready=self.keys.ready(g),
+                part=self.keys.part(g, order_id),
+                expiry=self.keys.expiry(g),
+                events=self.keys.events(g),
+                line_keys=self._reserve_line_keys(skus, customer),
+                order_id=order_id,
+                token=token,
+                part_fingerprint=part_fp,
+                now=now,
+                expires_at=exp,
+                priority=self._priority,
+                lines=spec,
+                order_fingerprint=whole_fp,
+                bundle_lines=bdl,
+                customer_id=customer or "",
             )
             for g, part_fp, skus, spec, bdl in parts
         ]
@@ -1196,10 +1237,14 @@ class StockEngine:
         dead and compensated or taken over meanwhile undoes what it still holds.
         """
         h = self.keys.group_of(order_id)
-        idx_keys = [self.keys.ready(h), self.keys.order_index(order_id)]
+        commit = sc.index_commit(
+            ready=self.keys.ready(h),
+            index=self.keys.order_index(order_id),
+            token=token,
+            preorders=any(p.get("pre") for p in held.values()),
+        )
         try:
-            pre = "1" if any(p.get("pre") for p in held.values()) else ""
-            done = await self.run("index_commit", idx_keys, [token, pre])
+            done = await self.run(commit)
         except (NotFound, InvalidState):
             await self._compensate(order_id, token, held, by_group, takeover, customer)
             raise InvalidState(
@@ -1232,18 +1277,13 @@ class StockEngine:
         """Undo what this attempt locked (and counted), then drop the index it opened."""
         now = self.now()
         calls = [
-            self._part_call(
+            self._settle_call(
                 "release",
                 g,
                 order_id,
                 sorted({ln.sku for ln in by_group[g]}),
-                [
-                    order_id,
-                    now,
-                    self._finished_ms,
-                    orjson.dumps(sorted({ln.sku for ln in by_group[g]})),
-                    "" if takeover else token,
-                ],
+                now,
+                "" if takeover else token,
                 customer,
             )
             for g, r in held.items()
@@ -1252,8 +1292,7 @@ class StockEngine:
         for r in await self.run_many(calls):
             if isinstance(r, BaseException) and not isinstance(r, NotFound):
                 raise r
-        h = self.keys.group_of(order_id)
-        await self.run("index_drop", [self.keys.ready(h), self.keys.order_index(order_id)], [token])
+        await self.run(self._index_drop(order_id, token))
 
     async def _read_parts(
         self, order_id: str, body: dict[str, Any]
@@ -1349,22 +1388,34 @@ class StockEngine:
         return self._from_parts(order_id, status, exp, parts, replayed, states)
 
     async def _decide(
-        self, order_id: str, action: str, now: int | None = None, vouch: str = ""
+        self, order_id: str, action: sc.Decision, now: int | None = None, vouch: str = ""
     ) -> dict[str, Any]:
         h = self.keys.group_of(order_id)
-        keys = [self.keys.ready(h), self.keys.order_index(order_id)]
-        now = self.now() if now is None else now
+        at = self.now() if now is None else now
+
+        def decide(preorders_seen: bool) -> Call:
+            return sc.order_decide(
+                ready=self.keys.ready(h),
+                index=self.keys.order_index(order_id),
+                action=action,
+                now=at,
+                vouch=vouch,
+                preorders_seen=preorders_seen,
+            )
+
         try:
-            return await self.run("order_decide", keys, [action, now, vouch, ""])
+            decided: dict[str, Any] = await self.run(decide(False))
+            return decided
         except InvalidState as exc:
             if not exc.extra.get("preorders"):
                 raise
             body = exc.extra["body"]
         await self._refuse_unconverted(order_id, await self._read_parts(order_id, body))
-        return await self.run("order_decide", keys, [action, now, vouch, "1"])
+        decided = await self.run(decide(True))
+        return decided
 
     async def _decide_finished(
-        self, order_id: str, action: str, now: int | None = None
+        self, order_id: str, action: sc.Decision, now: int | None = None
     ) -> dict[str, Any]:
         """Decide the order only once its reservation attempt has placed every part.
 
@@ -1413,14 +1464,7 @@ class StockEngine:
         groups = {int(g): skus for g, skus in decision["body"]["groups"].items()}
         customer = decision["body"].get("cu")
         calls = [
-            self._part_call(
-                action,
-                g,
-                order_id,
-                skus,
-                [order_id, now, self._finished_ms, orjson.dumps(skus), ""],
-                customer,
-            )
+            self._settle_call(action, g, order_id, skus, now, "", customer)
             for g, skus in sorted(groups.items())
         ]
         parts: dict[int, dict[str, Any] | None] = {}
@@ -1433,7 +1477,7 @@ class StockEngine:
                 parts[g] = r
         return parts
 
-    async def _settle(self, order_id: str, action: str) -> Reservation:
+    async def _settle(self, order_id: str, action: sc.Decision) -> Reservation:
         v.ident(order_id, "order_id")
         try:
             decision = await self._decide_finished(order_id, action)
@@ -1461,7 +1505,7 @@ class StockEngine:
             bool(decision.get("replayed")),
         )
 
-    async def _settled_before(self, order_id: str, action: str) -> Reservation:
+    async def _settled_before(self, order_id: str, action: sc.Decision) -> Reservation:
         """Cancel or ship of an order that left Redis after the window: the answer it gave
         there, from PostgreSQL (the same action replays; another is `invalid_state`)."""
         archived = await self.archive.order(order_id) if self.archive else None
@@ -1609,12 +1653,11 @@ class StockEngine:
     ) -> int:
         """Expire the given parts, one script call per group and chunk; returns how many
         were expired by this call (a part expired before is not counted again)."""
-        script = self.scripts["expire_parts"]
-        cmds: list[Command] = []
+        calls: list[Call] = []
         for g, parts in sorted(work.items()):
             for start in range(0, len(parts), _EXPIRE_CHUNK):
                 chunk = parts[start : start + _EXPIRE_CHUNK]
-                keys = [self.keys.ready(g), self.keys.expiry(g), self.keys.events(g)]
+                keys: list[str] = []
                 spec: list[list[Any]] = []
                 for order_id, skus, customer in chunk:
                     keys.append(self.keys.part(g, order_id))
@@ -1625,29 +1668,29 @@ class StockEngine:
                         spec.append([order_id, skus, customer])
                     else:
                         spec.append([order_id, skus])
-                args = [now, self._retention_ms, orjson.dumps(spec)]
-                script.check_keys(keys)
-                cmds.append((script, (script.sha, len(keys), *keys, *args)))
+                calls.append(
+                    sc.expire_parts(
+                        ready=self.keys.ready(g),
+                        expiry=self.keys.expiry(g),
+                        events=self.keys.events(g),
+                        part_keys=keys,
+                        now=now,
+                        retention_ms=self._retention_ms,
+                        parts=orjson.dumps(spec),
+                    )
+                )
         expired = 0
-        for raw in await self.batcher.many(cmds):
-            if isinstance(raw, BaseException):
-                raise raw
-            reply = orjson.loads(raw)
-            if isinstance(reply, dict):
-                raise_for_reply(reply)
-                continue
+        for reply in await self.run_many(calls):
+            if isinstance(reply, BaseException):
+                raise reply
             expired += sum(1 for outcome in reply if outcome == "expired")
         return expired
 
     # ------------------------------------------------------------------ transfers
-    def _transfer_keys(self, sku: str, transfer_id: str) -> list[str]:
-        g = self.keys.group_of(sku)
-        return [
-            self.keys.ready(g),
-            self.keys.transfer(sku, transfer_id),
-            self.keys.stock(sku),
-            self.keys.events(g),
-        ]
+    def _transfer_index(self, transfer_id: str) -> tuple[str, str]:
+        """The readiness marker of the transfer id's group and the transfer's index."""
+        h = self.keys.group_of(transfer_id)
+        return self.keys.ready(h), self.keys.transfer_index(transfer_id)
 
     async def request_transfer(
         self, *, transfer_id: str, sku: str, from_location: str, to_location: str, qty: int
@@ -1665,36 +1708,56 @@ class StockEngine:
                 "qty": qty,
             }
         )
-        h = self.keys.group_of(transfer_id)
-        idx_keys = [self.keys.ready(h), self.keys.transfer_index(transfer_id)]
+        ready, index = self._transfer_index(transfer_id)
         token = self._attempt_token()
         now = self.now()
         # No expires_at: the index must not expire while the transfer is open (it may be in
         # transit for longer than the retention window); receive and cancel close it. An
         # attempt that dies between the two calls below leaves an index with no transfer:
         # lookups answer not_found, and a retry with the same body completes it.
-        idx_args = [fp, token, now, "", orjson.dumps({"sku": sku}), self._finished_ms, ""]
-        opened = await self.run("index_open", idx_keys, idx_args)
+        open_index = sc.index_open(
+            ready=ready,
+            index=index,
+            fingerprint=fp,
+            token=token,
+            now=now,
+            expires_at="",
+            body=orjson.dumps({"sku": sku}),
+            retention_ms=self._finished_ms,
+            stale_token="",
+        )
+        drop_index = sc.index_drop(ready=ready, index=index, token=token)
+        opened = await self.run(open_index)
         if opened.get("new") and self.archive is not None:
             archived = await self.archive.transfer(transfer_id)
             if archived is not None:  # finished, and its keys left Redis after the window
-                await self.run("index_drop", idx_keys, [token])
+                await self.run(drop_index)
                 if archived[1] != fp:
                     raise IdempotencyMismatch()
                 return replace(archived[0], replayed=True)
+        g = self.keys.group_of(sku)
+        request = sc.transfer_request(
+            ready=self.keys.ready(g),
+            transfer=self.keys.transfer(sku, transfer_id),
+            stock=self.keys.stock(sku),
+            events=self.keys.events(g),
+            transfer_id=transfer_id,
+            fingerprint=fp,
+            sku=sku,
+            from_location=from_location,
+            to_location=to_location,
+            qty=qty,
+            now=now,
+        )
         try:
-            reply = await self.run(
-                "transfer_request",
-                self._transfer_keys(sku, transfer_id),
-                [transfer_id, fp, sku, from_location, to_location, qty, now],
-            )
+            reply = await self.run(request)
         except InventoryError:
             if opened.get("new"):
-                await self.run("index_drop", idx_keys, [token])
+                await self.run(drop_index)
             raise
         if opened.get("dup"):
             # The first attempt may have failed and dropped the index meanwhile.
-            await self.run("index_open", idx_keys, idx_args)
+            await self.run(open_index)
         return _transfer(reply)
 
     async def _transfer_sku(self, transfer_id: str) -> str:
@@ -1704,18 +1767,25 @@ class StockEngine:
             raise NotFound(f"no transfer {transfer_id}")
         return str(orjson.loads(raw)["sku"])
 
-    async def _transfer_step(self, transfer_id: str, step: str) -> Transfer:
+    async def _transfer_step(self, transfer_id: str, step: TransferStep) -> Transfer:
         try:
             sku = await self._transfer_sku(transfer_id)
         except NotFound:
             return await self._stepped_before(transfer_id, step)
         now = self.now()
+        g = self.keys.group_of(sku)
+        call = sc.transfer_step(
+            ready=self.keys.ready(g),
+            transfer=self.keys.transfer(sku, transfer_id),
+            stock=self.keys.stock(sku),
+            events=self.keys.events(g),
+            transfer_id=transfer_id,
+            now=now,
+            retention_ms=self._finished_ms,
+            step=step,
+        )
         try:
-            reply = await self.run(
-                "transfer_step",
-                self._transfer_keys(sku, transfer_id),
-                [transfer_id, now, self._finished_ms, step],
-            )
+            reply = await self.run(call)
         except InvalidState as exc:
             # `status` in a problem is the HTTP status: the transfer's goes apart.
             status = exc.extra.get("status")
@@ -1726,15 +1796,13 @@ class StockEngine:
         if transfer.status in ("received", "cancelled"):
             # The index lives in the id's group, not the SKU's (another slot), so it is
             # closed by its own call; on a replay too, in case a crash came in between.
-            h = self.keys.group_of(transfer_id)
+            ready, index = self._transfer_index(transfer_id)
             await self.run(
-                "index_close",
-                [self.keys.ready(h), self.keys.transfer_index(transfer_id)],
-                [now + self._finished_ms],
+                sc.index_close(ready=ready, index=index, expires_at=now + self._finished_ms)
             )
         return transfer
 
-    async def _stepped_before(self, transfer_id: str, step: str) -> Transfer:
+    async def _stepped_before(self, transfer_id: str, step: TransferStep) -> Transfer:
         """A step of a transfer that left Redis after the window: the answer
         `transferStep.lua` gave while Redis held it, from PostgreSQL."""
         archived = await self.archive.transfer(transfer_id) if self.archive else None

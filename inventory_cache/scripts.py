@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
@@ -78,8 +78,8 @@ class Script:
     # tail and "#ARGV" for a last one (what `script_calls.py`'s handles are checked against).
     argv: tuple[str, ...] = ()
 
-    def check_keys(self, keys: Iterable[str]) -> None:
-        n = len(list(keys))
+    def check_keys(self, keys: Sequence[str]) -> None:
+        n = len(keys)
         if n < self.numkeys or (n > self.numkeys and not self.variadic):
             raise ValueError(f"{self.name} takes {self.numkeys} keys, got {n}")
 

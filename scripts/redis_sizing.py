@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))  # tests.cluster starts the server
 from inventory_cache.connection import make_async_redis  # noqa: E402
 from inventory_cache.engine import StockEngine, wall_clock_ms  # noqa: E402
 from inventory_cache.models import LineRequest  # noqa: E402
+from inventory_cache.script_calls import restore_stock  # noqa: E402
 from inventory_cache.settings import Settings  # noqa: E402
 from tests.cluster import LocalServers  # noqa: E402
 
@@ -86,7 +87,9 @@ async def measure(url: str, skus: int, n: int, locations: int) -> dict[str, Any]
         levels = orjson.dumps([[loc, "100000", "0", "0"] for loc in locs])
         await _in_chunks(
             [
-                engine.run("restore_stock", [engine.keys.stock(f"SKU-{i:07d}")], [1, levels])
+                engine.run(
+                    restore_stock(stock=engine.keys.stock(f"SKU-{i:07d}"), version=1, levels=levels)
+                )
                 for i in range(skus)
             ]
         )

@@ -182,7 +182,7 @@ async def test_noscript_after_the_reload_is_sent_again_not_reported(
 
     batcher._execute = flushing  # type: ignore[method-assign]
 
-    reply = await batcher.script(SCRIPT, [f"{prefix}:{{1}}:ready"], [])
+    reply = await batcher.submit((SCRIPT, (SCRIPT.sha, 1, f"{prefix}:{{1}}:ready")))
 
     assert refusals == 0
     assert orjson.loads(reply) == {"err": "not_ready"}  # it ran: the marker is absent

@@ -16,7 +16,7 @@ local function plan_limits(lines, limits, counts, customer, now)
       demand[sku] = {at = i, qty = 0}
       order_skus[#order_skus + 1] = sku
     end
-    demand[sku].qty = demand[sku].qty + tonumber(lines[i][2])
+    demand[sku].qty = demand[sku].qty + tonumber(lines[i][3])
   end
   local counting, over = {}, {}
   for _, sku in ipairs(order_skus) do

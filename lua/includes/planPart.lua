@@ -98,7 +98,7 @@ local function plan_part(ready, part, stocks, limits, counts, books, a)
     return take, room
   end
   local function pick(i)
-    local sku, qty, loc = lines[i][1], tonumber(lines[i][2]), lines[i][3]
+    local sku, loc, qty = lines[i][1], lines[i][2], tonumber(lines[i][3])
     local stock = stocks[i]
     local picks = {}
     local function short(available)
@@ -159,10 +159,10 @@ local function plan_part(ready, part, stocks, limits, counts, books, a)
     picks_of[i] = picks
   end
   for i = 1, #lines do
-    if lines[i][3] ~= '' then pick(i) end
+    if lines[i][2] ~= '' then pick(i) end
   end
   for i = 1, #lines do
-    if lines[i][3] == '' then pick(i) end
+    if lines[i][2] == '' then pick(i) end
   end
 
   local plan, short = {}, {}
