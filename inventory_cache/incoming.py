@@ -23,7 +23,7 @@ from inventory_cache.errors import InvalidState, NotFound
 from inventory_cache.models import Incoming, Level, PreorderChange
 
 if TYPE_CHECKING:
-    from inventory_cache.engine import StockEngine
+    from inventory_cache.engine.core import EngineCore
 
 # A pre-order line's state in its SKU's book (`Keys.preorders`), as its status reads in
 # answers and in the ledger's `preorders`; and back.
@@ -99,7 +99,7 @@ class _Keys(TypedDict):
 class IncomingStock:
     """The incoming records' commands, over the engine's script runner."""
 
-    def __init__(self, engine: StockEngine) -> None:
+    def __init__(self, engine: EngineCore) -> None:
         self._engine = engine
 
     def _keys(self, sku: str) -> _Keys:
