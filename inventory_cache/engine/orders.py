@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -93,8 +93,26 @@ def _pre_lines(
     ]
 
 
+class PartKeys(TypedDict):
+    """The keys of an order's part in group g as `reserve`, `reserve_order` (per group)
+    and `settle` take them first, by their handles' names."""
+
+    ready: str
+    part: str
+    expiry: str
+    events: str
+
+
 class Orders(EngineCore):
     """An order as Redis holds it: reading its parts and pre-order states."""
+
+    def _part_keys(self, g: int, order_id: str) -> PartKeys:
+        return {
+            "ready": self.keys.ready(g),
+            "part": self.keys.part(g, order_id),
+            "expiry": self.keys.expiry(g),
+            "events": self.keys.events(g),
+        }
 
     async def _read_parts(
         self, order_id: str, body: dict[str, Any]

@@ -307,12 +307,8 @@ class Reservations(Settlement, Bundles):
         part_keys: list[str] = []
         part_args: list[Any] = []
         for g, part_fp, skus, spec, bdl in parts:
-            part_keys += [
-                self.keys.ready(g),
-                self.keys.part(g, order_id),
-                self.keys.expiry(g),
-                self.keys.events(g),
-            ]
+            k = self._part_keys(g, order_id)  # in reserve-4.lua's KEYS order
+            part_keys += [k["ready"], k["part"], k["expiry"], k["events"]]
             part_keys += self._reserve_line_keys(skus, customer)
             part_args += [part_fp, len(skus), spec, bdl]
         call = sc.reserve_order(
@@ -350,10 +346,7 @@ class Reservations(Settlement, Bundles):
         groups = [g for g, _, _, _, _ in parts]
         calls = [
             sc.reserve(
-                ready=self.keys.ready(g),
-                part=self.keys.part(g, order_id),
-                expiry=self.keys.expiry(g),
-                events=self.keys.events(g),
+                **self._part_keys(g, order_id),
                 line_keys=self._reserve_line_keys(skus, customer),
                 order_id=order_id,
                 token=token,

@@ -44,10 +44,7 @@ class Settlement(Orders):
         if customer:
             sku_keys += [self.keys.customer_count(s, customer) for s in skus]
         return sc.settle(
-            ready=self.keys.ready(g),
-            part=self.keys.part(g, order_id),
-            expiry=self.keys.expiry(g),
-            events=self.keys.events(g),
+            **self._part_keys(g, order_id),
             sku_keys=sku_keys,
             order_id=order_id,
             now=now,
