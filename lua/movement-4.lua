@@ -30,8 +30,7 @@
 ]]
 --- @include "applyMovement"
 --- @include "fail"
-local floor = FLOORS[ARGV[13]]
-if not floor then
+if not FLOORS[ARGV[13]] then
   return fail('validation_error', {detail = 'unknown movement kind ' .. tostring(ARGV[13])})
 end
-return apply_movement(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV, ARGV[13], floor)
+return apply_movement(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV, ARGV[13])

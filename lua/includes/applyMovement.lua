@@ -8,8 +8,7 @@
       a[6] delta (integer, may be 0), a[7] set_on_hand ('' = use delta),
       a[8] expected current on_hand ('' = no check), a[9] fingerprint,
       a[10] now (ms), a[11] retention of the op record (ms), a[12] idempotency suffix
-    kind: event type, one of FLOORS
-    floor: FLOORS[kind]
+    kind: event type, a key of FLOORS (the caller checks it is one)
   Output: JSON levels of (sku, location) after the change, `replayed` on a retry.
   Errors: not_ready, idempotency_mismatch, invalid_state (expected value differs,
     or a decrease would take on_hand below 0 with floor 'zero').
@@ -29,7 +28,7 @@ local FLOORS = {
   pos_sale = 'none', pos_return = 'zero', pos_count = 'none',
 }
 
-local function apply_movement(ready, stock, opkey, events, a, kind, floor)
+local function apply_movement(ready, stock, opkey, events, a, kind)
   local unready = assert_ready(ready) if unready then return unready end
   local sku, loc = a[4], a[5]
   local prior = rcall('GET', opkey)
@@ -47,7 +46,7 @@ local function apply_movement(ready, stock, opkey, events, a, kind, floor)
   local delta = tonumber(a[6])
   if a[7] ~= '' then delta = tonumber(a[7]) - o end
   local no = o + delta
-  if floor == 'zero' and no < 0 and no < o then
+  if FLOORS[kind] == 'zero' and no < 0 and no < o then
     return fail('invalid_state', {detail = 'on_hand would fall below 0', on_hand = o})
   end
   rcall('HSET', stock, 'o:' .. loc, no, 'l:' .. loc, l, 's:' .. loc, s)
