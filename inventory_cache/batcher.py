@@ -47,11 +47,9 @@ from redis.exceptions import (
 )
 
 from inventory_cache.errors import RedisFull
-from inventory_cache.scripts import Script
+from inventory_cache.scripts import Command, noscript_refused
 
 log = logging.getLogger(__name__)
-
-Command = tuple[Script | None, tuple[Any, ...]]
 
 MAX_BATCH = 512
 # How long a call refused by a moving slot or a failover is re-sent before its caller
@@ -102,9 +100,9 @@ class Batcher:
         self._new_server: asyncio.Task[Any] | None = None
         self.oom_refusals = 0  # calls Redis refused for memory over maxmemory
 
-    async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        script.check_keys(keys)
-        return await self._enqueue((script, (script.sha, len(keys), *keys, *args)))
+    def submit(self, cmd: Command) -> asyncio.Future[Any]:
+        """Queue one call (a script's, built by `script_exec`); its result, or the error."""
+        return self._enqueue(cmd)
 
     async def command(self, *args: Any) -> Any:
         return await self._enqueue((None, args))
@@ -155,18 +153,15 @@ class Batcher:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            results = await self._execute([c.cmd for c in batch])
-            retry = [
-                (i, c.cmd)
-                for i, (c, r) in enumerate(zip(batch, results, strict=True))
-                if isinstance(r, NoScriptError) and c.cmd[0] is not None
-            ]
-            if retry:
+            cmds = [c.cmd for c in batch]
+            results = await self._execute(cmds)
+            missing, load = noscript_refused(cmds, results)
+            if missing:
                 await self._server_changed()
-                for script in {cmd[0].name: cmd[0] for _, cmd in retry if cmd[0]}.values():
+                for script in load:
                     await self._client.script_load(script.source)
-                again = await self._execute([cmd for _, cmd in retry])
-                for (i, _), r in zip(retry, again, strict=True):
+                again = await self._execute([cmds[i] for i in missing])
+                for i, r in zip(missing, again, strict=True):
                     results[i] = r
         except Exception as exc:  # connection lost: every caller learns it
             for c in batch:

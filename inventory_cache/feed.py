@@ -33,7 +33,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -632,7 +632,7 @@ async def follow(
     keepalive_seconds: float = 15.0,
     page: int | None = None,
     tick_seconds: float | None = None,
-) -> AsyncIterator[FeedEvent | KeepAlive | Gap | Tick]:
+) -> AsyncGenerator[FeedEvent | KeepAlive | Gap | Tick, None]:
     """The events `flt` wants after `after` (or from now), then live, forever.
 
     Yields a `KeepAlive` first (the reader's starting position), then a `Gap` if the

@@ -1,7 +1,7 @@
 """Incoming stock: units expected at a location on a date, and what product pages and
 pre-orders make of them.
 
-An incoming record lives in its SKU's stock hash (`n:<ref>`, see `preorderBook.lua`) so
+An incoming record lives in its SKU's stock hash (`n:<ref>`, see `lua/includes/incomingAt.lua`) so
 that availability reads it with the levels; a ref finds its SKU through the ref index
 (`Keys.incoming_index`, in the ref's own group). The index is claimed first and never
 moved to another SKU, so one ref names one record; an attempt that dies between the two
@@ -13,16 +13,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 
+from inventory_cache import script_calls as sc
 from inventory_cache import validation as v
 from inventory_cache.errors import InvalidState, NotFound
 from inventory_cache.models import Incoming, Level, PreorderChange
 
 if TYPE_CHECKING:
-    from inventory_cache.engine import StockEngine
+    from inventory_cache.engine.core import EngineCore
 
 # A pre-order line's state in its SKU's book (`Keys.preorders`), as its status reads in
 # answers and in the ledger's `preorders`; and back.
@@ -87,16 +88,31 @@ def _incoming(reply: dict[str, Any]) -> Incoming:
     )
 
 
+class _Keys(TypedDict):
+    ready: str
+    stock: str
+    closed: str
+    book: str
+    events: str
+
+
 class IncomingStock:
     """The incoming records' commands, over the engine's script runner."""
 
-    def __init__(self, engine: StockEngine) -> None:
+    def __init__(self, engine: EngineCore) -> None:
         self._engine = engine
 
-    def _keys(self, sku: str) -> list[str]:
+    def _keys(self, sku: str) -> _Keys:
+        """The keys both incoming scripts take, by their handles' names."""
         k = self._engine.keys
         g = k.group_of(sku)
-        return [k.ready(g), k.stock(sku), k.incoming_closed(sku), k.preorders(sku), k.events(g)]
+        return {
+            "ready": k.ready(g),
+            "stock": k.stock(sku),
+            "closed": k.incoming_closed(sku),
+            "book": k.preorders(sku),
+            "events": k.events(g),
+        }
 
     async def _sku_of(self, ref: str) -> str:
         v.ident(ref, "ref")
@@ -117,11 +133,16 @@ class IncomingStock:
             owner = await batcher.command("GET", index)
             if owner is not None and owner.decode() != sku:
                 raise InvalidState(f"incoming {ref} is for SKU {owner.decode()}", status="open")
-        reply = await self._engine.run(
-            "incoming_set",
-            self._keys(sku),
-            [ref, sku, location, qty, expected_at, self._engine.now()],
+        call = sc.incoming_set(
+            **self._keys(sku),
+            ref=ref,
+            sku=sku,
+            location=location,
+            qty=qty,
+            expected_at=expected_at,
+            now=self._engine.now(),
         )
+        reply = await self._engine.run(call)
         return _incoming(reply)
 
     async def receive(self, ref: str, qty: int | None = None) -> Incoming:
@@ -129,18 +150,28 @@ class IncomingStock:
         if qty is not None:
             v.on_hand(qty, "qty")
         sku = await self._sku_of(ref)
-        reply = await self._engine.run(
-            "incoming_close",
-            self._keys(sku),
-            [ref, sku, "receive", "" if qty is None else qty, self._engine.now()],
+        call = sc.incoming_close(
+            **self._keys(sku),
+            ref=ref,
+            sku=sku,
+            action="receive",
+            received="" if qty is None else qty,
+            now=self._engine.now(),
         )
+        reply = await self._engine.run(call)
         return _incoming(reply)
 
     async def cancel(self, ref: str) -> Incoming:
         sku = await self._sku_of(ref)
-        reply = await self._engine.run(
-            "incoming_close", self._keys(sku), [ref, sku, "cancel", "", self._engine.now()]
+        call = sc.incoming_close(
+            **self._keys(sku),
+            ref=ref,
+            sku=sku,
+            action="cancel",
+            received="",
+            now=self._engine.now(),
         )
+        reply = await self._engine.run(call)
         return _incoming(reply)
 
     async def get(self, ref: str) -> Incoming:

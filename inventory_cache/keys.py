@@ -108,7 +108,7 @@ class Keys:
         return f"{self.tag(self.group_of(sku))}:cl:{sku}"
 
     def customer_count(self, sku: str, customer_id: str) -> str:
-        """What one customer holds of a limited SKU (`lua/includes/customerLimit.lua`), in
+        """What one customer holds of a limited SKU (`lua/includes/limitOf.lua`), in
         the SKU's group; the SKU's length makes (sku, customer) unambiguous although both
         may hold `:`."""
         return f"{self.tag(self.group_of(sku))}:cc:{len(sku)}:{sku}:{customer_id}"

@@ -21,10 +21,10 @@ import secrets
 import socket
 from typing import Any
 
-import orjson
-
+from inventory_cache import script_calls as sc
 from inventory_cache.batcher import Batcher
 from inventory_cache.keys import Keys
+from inventory_cache.script_exec import AsyncScripts
 from inventory_cache.scripts import Script, scripts_for
 
 
@@ -53,13 +53,7 @@ class Lease:
         self.key = self._keys.lease(name)
         self.fence_key = self._keys.lease_fence(name)
         self.token: int | None = None
-        self._scripts = scripts or scripts_for(client)
-        self._batcher = Batcher(client, 1)
-
-    async def _run(self, name: str, keys: list[str], args: list[Any]) -> dict[str, Any]:
-        raw = await self._batcher.script(self._scripts[name], keys, args)
-        reply: dict[str, Any] = orjson.loads(raw)
-        return reply
+        self._scripts = AsyncScripts(Batcher(client, 1), scripts or scripts_for(client))
 
     @property
     def held(self) -> bool:
@@ -71,8 +65,10 @@ class Lease:
         Returns:
             True when this process holds the lease afterwards (`token` is its fence).
         """
-        reply = await self._run(
-            "lease_acquire", [self.key, self.fence_key], [self.owner, self.ttl_ms]
+        reply = await self._scripts.run(
+            sc.lease_acquire(
+                lease=self.key, fence=self.fence_key, owner=self.owner, ttl_ms=self.ttl_ms
+            )
         )
         self.token = int(reply["token"]) if reply["held"] else None
         return self.token is not None
@@ -81,7 +77,9 @@ class Lease:
         """Extend the lease; False (and `token` cleared) when it has passed to another."""
         if self.token is None:
             return False
-        reply = await self._run("lease_renew", [self.key], [self.owner, self.token, self.ttl_ms])
+        reply = await self._scripts.run(
+            sc.lease_renew(lease=self.key, owner=self.owner, token=self.token, ttl_ms=self.ttl_ms)
+        )
         if not reply["held"]:
             self.token = None
         return self.token is not None
@@ -95,7 +93,9 @@ class Lease:
     async def release(self) -> None:
         """Hand the lease on at shutdown, so a standby takes over at its next heartbeat."""
         if self.token is not None:
-            await self._run("lease_release", [self.key], [self.owner, self.token])
+            await self._scripts.run(
+                sc.lease_release(lease=self.key, owner=self.owner, token=self.token)
+            )
             self.token = None
 
     async def claim(self, run: str, *, retention_ms: int) -> bool:
@@ -107,10 +107,14 @@ class Lease:
         """
         if self.token is None:
             return False
-        reply = await self._run(
-            "lease_claim",
-            [self.key, self._keys.lease_run(self.name, run)],
-            [self.owner, self.token, retention_ms],
+        reply = await self._scripts.run(
+            sc.lease_claim(
+                lease=self.key,
+                claim=self._keys.lease_run(self.name, run),
+                owner=self.owner,
+                token=self.token,
+                retention_ms=retention_ms,
+            )
         )
         if reply.get("why") == "lost":
             self.token = None

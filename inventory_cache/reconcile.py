@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from inventory_cache import validation as v
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InventoryError
+from inventory_cache.script_calls import reconcile_read
 from inventory_cache.wms import WmsSnapshot, WmsSource
 from persistence.events import Row, StreamId, fields_text, read_rows
 from persistence.models import ReconcileDiff, ReconcileRun
@@ -131,11 +132,15 @@ async def _read_group(
     engine: StockEngine, g: int, skus: Sequence[str]
 ) -> tuple[dict[str, StreamId], dict[Key, int]]:
     """Read `skus` of group g in chunks: (stream position per SKU, on_hand per key)."""
-    calls: list[tuple[str, Sequence[str], Sequence[Any]]] = []
     chunks = [skus[i : i + READ_CHUNK] for i in range(0, len(skus), READ_CHUNK)]
-    for chunk in chunks:
-        keys = [engine.keys.ready(g), engine.keys.events(g)]
-        calls.append(("reconcile_read", keys + [engine.keys.stock(s) for s in chunk], []))
+    calls = [
+        reconcile_read(
+            ready=engine.keys.ready(g),
+            events=engine.keys.events(g),
+            stocks=[engine.keys.stock(s) for s in chunk],
+        )
+        for chunk in chunks
+    ]
     position: dict[str, StreamId] = {}
     values: dict[Key, int] = {}
     for chunk, reply in zip(chunks, await engine.run_many(calls), strict=True):

@@ -447,7 +447,7 @@ def _limits(redis: Any, keys: Keys, conn: sa.Connection, now: int) -> list[Diffe
 def _counts(
     redis: Any, keys: Keys, limited: dict[str, tuple[int, int, int, int]], now: int
 ) -> dict[tuple[str, str], int]:
-    """Units each customer holds of each limited SKU in Redis (customerLimit.lua's rules)."""
+    """Units each customer holds of each limited SKU in Redis (lua/includes/limitOf.lua's rules)."""
     names: list[tuple[str, str, bytes]] = []
     for raw in redis.scan_iter(match=keys.scan_pattern("cc"), count=CHUNK):
         found = keys.customer_count_of(text(raw))

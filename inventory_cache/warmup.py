@@ -54,23 +54,33 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from redis.exceptions import NoScriptError
 from rich.console import Console
 from rich.progress import Progress
 
 from inventory_cache import behind
 from inventory_cache.apikeys import rebuild_mirror
 from inventory_cache.engine import wall_clock_ms
-from inventory_cache.errors import raise_for_reply
 from inventory_cache.incoming import BOOK_STATE_OF
 from inventory_cache.keys import Keys
 from inventory_cache.lag import unwritten
 from inventory_cache.redis_policy import require_safe_policy
-from inventory_cache.scripts import Script, scripts_for
+from inventory_cache.script_calls import (
+    Call,
+    mark_ready,
+    restore_book,
+    restore_bundle,
+    restore_count,
+    restore_op,
+    restore_part,
+    restore_record,
+    restore_stock,
+)
+from inventory_cache.script_exec import SyncScripts
+from inventory_cache.scripts import scripts_for
 from inventory_cache.settings import Settings
 from persistence.models import (
     PREORDER_OPEN,
@@ -90,7 +100,7 @@ from persistence.sink import datetime_to_ms, ms_to_datetime
 
 CHUNK = 500
 # A windowed count outlives its newest entry by the window plus this margin, as
-# `LIMIT_EXPIRY_MARGIN_MS` in lua/includes/customerLimit.lua.
+# `LIMIT_EXPIRY_MARGIN_MS` in lua/includes/limitTake.lua.
 LIMIT_EXPIRY_MARGIN_MS = 60_000
 
 
@@ -116,22 +126,22 @@ class WarmupReport:
         return dict(self.__dict__)
 
 
-Call = tuple[str, list[str], list[Any]]
-
-
 @dataclass
 class _Runner:
-    """Sends script calls in pipelines of CHUNK, reloading scripts after a NOSCRIPT."""
+    """Sends script calls in pipelines of CHUNK (`SyncScripts`: NOSCRIPT reloads, errors
+    raised), counting the records Redis kept as newer than PostgreSQL's."""
 
-    redis: Any
-    scripts: dict[str, Script]
+    scripts: SyncScripts
     report: WarmupReport
     advance: Callable[[int], None]
     pending: list[Call] = field(default_factory=list)
 
-    def add(self, name: str, keys: list[str], args: list[Any]) -> None:
-        self.scripts[name].check_keys(keys)
-        self.pending.append((name, keys, args))
+    @property
+    def redis(self) -> Any:
+        return self.scripts.redis
+
+    def add(self, call: Call) -> None:
+        self.pending.append(call)
         if len(self.pending) >= CHUNK:
             self.flush()
 
@@ -139,29 +149,10 @@ class _Runner:
         calls, self.pending = self.pending, []
         if not calls:
             return
-        results = self._send(calls)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            for name in {calls[i][0] for i in missing}:
-                self.redis.script_load(self.scripts[name].source)
-            for i, r in zip(missing, self._send([calls[i] for i in missing]), strict=True):
-                results[i] = r
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-            reply = orjson.loads(r)
-            raise_for_reply(reply)
+        for reply in self.scripts.run_many(calls):
             if reply.get("kept"):
                 self.report.kept += 1
         self.advance(len(calls))
-
-    def _send(self, calls: Sequence[Call]) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        for name, keys, args in calls:
-            # The raw command: redis-py's cluster pipeline refuses its `evalsha` method but
-            # routes EVALSHA by the keys it names.
-            pipe.execute_command("EVALSHA", self.scripts[name].sha, len(keys), *keys, *args)
-        return list(pipe.execute(raise_on_error=False))
 
 
 class WarmupBlocked(RuntimeError):
@@ -225,7 +216,7 @@ def warmup(
     now = wall_clock_ms() if now_ms is None else now_ms
     retention = settings.finished_retention_seconds * 1000
     cutoff = ms_to_datetime(now - retention)
-    scripts = scripts_for(redis)
+    scripts = SyncScripts(redis, scripts_for(redis))
     show = sys.stderr.isatty() if progress is None else progress
     with (
         engine.connect() as conn,
@@ -233,7 +224,7 @@ def warmup(
     ):
         total = _count(conn, cutoff)
         task = bar.add_task("warmup", total=total)
-        run = _Runner(redis, scripts, report, lambda n: bar.advance(task, n))
+        run = _Runner(scripts, report, lambda n: bar.advance(task, n))
         _restore_stock(conn, keys, run)
         _restore_bundles(conn, keys, run)
         pre_parts = _restore_reservations(conn, keys, run, cutoff, now, retention)
@@ -245,7 +236,7 @@ def warmup(
     behind.healed(redis, keys, marks, heal)
     report.healed = heal
     for g in keys.all_groups():
-        run.add("mark_ready", [keys.ready(g)], [now])
+        run.add(mark_ready(ready=keys.ready(g), at=now))
     run.flush()
     return report
 
@@ -299,7 +290,11 @@ def _restore_stock(conn: sa.Connection, keys: Keys, run: _Runner) -> None:
     for rows in _by_key(_stream(conn, q), lambda r: r.sku):
         levels = [[r.location, str(r.on_hand), str(r.locked), str(r.safety_stock)] for r in rows]
         version = max(r.version for r in rows)
-        run.add("restore_stock", [keys.stock(rows[0].sku)], [version, orjson.dumps(levels)])
+        run.add(
+            restore_stock(
+                stock=keys.stock(rows[0].sku), version=version, levels=orjson.dumps(levels)
+            )
+        )
         run.report.skus += 1
 
 
@@ -308,7 +303,14 @@ def _restore_bundles(conn: sa.Connection, keys: Keys, run: _Runner) -> None:
     b = BundleDefinition
     for row in _stream(conn, sa.select(b.sku, b.components, b.version)):
         comps = orjson.dumps(row.components).decode() if row.components else ""
-        run.add("restore_bundle", [keys.bundle(row.sku), keys.stock(row.sku)], [row.version, comps])
+        run.add(
+            restore_bundle(
+                bundle=keys.bundle(row.sku),
+                stock=keys.stock(row.sku),
+                version=row.version,
+                components=comps,
+            )
+        )
         run.report.bundles += 1
 
 
@@ -502,9 +504,9 @@ def _restore_order(
         if any(isinstance(x, _PreLine) for ls in parts.values() for x in ls):
             fields["pre"] = "1"  # a ship first checks the pre-order lines were converted
         run.add(
-            "restore_record",
-            [keys.order_index(order)],
-            [orjson.dumps(fields), index_until],
+            restore_record(
+                record=keys.order_index(order), fields=orjson.dumps(fields), expires_at=index_until
+            )
         )
     for g, lines in sorted(parts.items()):
         plain = sorted((x for x in lines if not isinstance(x, _PreLine)), key=lambda x: x.position)
@@ -519,23 +521,23 @@ def _restore_order(
         customer, cnt = counted.get((order, first.token), ("", []))
         in_group = [e for e in cnt if keys.group_of(e[0]) == g]
         run.add(
-            "restore_part",
-            [keys.part(g, order), keys.expiry(g)],
-            [
-                order,
-                first.status,
-                first.part_fingerprint,
-                first.token,
-                datetime_to_ms(first.reserved_at) if first.reserved_at else created,
-                datetime_to_ms(first.expires_at),
-                orjson.dumps([[x.sku, x.location, x.qty] for x in plain]),
-                head.order_fp or "",
-                "" if done is None else done,
-                "" if done is None else done + retention,
-                next((x.bundles for x in plain if x.bundles), ""),
-                customer if in_group else "",
-                orjson.dumps(in_group).decode() if in_group else "",
-            ],
+            restore_part(
+                part=keys.part(g, order),
+                expiry=keys.expiry(g),
+                order_id=order,
+                status=first.status,
+                part_fingerprint=first.part_fingerprint,
+                token=first.token,
+                reserved_at=datetime_to_ms(first.reserved_at) if first.reserved_at else created,
+                expires_at=datetime_to_ms(first.expires_at),
+                lines=orjson.dumps([[x.sku, x.location, x.qty] for x in plain]),
+                order_fingerprint=head.order_fp or "",
+                settled_at="" if done is None else done,
+                settled_until="" if done is None else done + retention,
+                bundle_lines=next((x.bundles for x in plain if x.bundles), ""),
+                customer_id=customer if in_group else "",
+                counted=orjson.dumps(in_group).decode() if in_group else "",
+            )
         )
         run.report.parts += 1
         if pre:
@@ -604,18 +606,23 @@ def _restore_preorders(conn: sa.Connection, keys: Keys, run: _Runner, pre_parts:
     for sku in skus:
         parts = pre_parts.get(sku, [])
         run.add(
-            "restore_book",
-            [keys.stock(sku), keys.preorders(sku), *(key for key, _, _ in parts)],
-            [
-                versions.get(sku, 0),
-                orjson.dumps(fields.get(sku, {})),
-                orjson.dumps(books.get(sku, {})),
-                orjson.dumps([[tok, pre] for _, tok, pre in parts]),
-            ],
+            restore_book(
+                stock=keys.stock(sku),
+                book=keys.preorders(sku),
+                parts=[key for key, _, _ in parts],
+                version=versions.get(sku, 0),
+                stock_fields=orjson.dumps(fields.get(sku, {})),
+                book_fields=orjson.dumps(books.get(sku, {})),
+                part_lines=orjson.dumps([[tok, pre] for _, tok, pre in parts]),
+            )
         )
         run.report.preorder_books += 1
     for sku, records in sorted(closed.items()):
-        run.add("restore_record", [keys.incoming_closed(sku)], [orjson.dumps(records), ""])
+        run.add(
+            restore_record(
+                record=keys.incoming_closed(sku), fields=orjson.dumps(records), expires_at=""
+            )
+        )
     for n in range(0, len(index), CHUNK):
         pipe = run.redis.pipeline(transaction=False)
         for ref, sku in index[n : n + CHUNK]:
@@ -655,7 +662,7 @@ def _restore_transfers(
             "fp": tr.fingerprint,
             "at": str(at),
         }
-        until: int | str = ""
+        until: int | Literal[""] = ""
         if tr.status != "requested":
             record["done"] = str(done)
         if tr.status in ("received", "cancelled"):
@@ -663,9 +670,11 @@ def _restore_transfers(
             if until <= now:
                 continue
         run.add(
-            "restore_record",
-            [keys.transfer(tr.sku, tr.transfer_id)],
-            [orjson.dumps(record), until],
+            restore_record(
+                record=keys.transfer(tr.sku, tr.transfer_id),
+                fields=orjson.dumps(record),
+                expires_at=until,
+            )
         )
         # The index as the engine keeps it: no expiry while the transfer is open, the
         # record's own expiry once it ended.
@@ -676,9 +685,11 @@ def _restore_transfers(
             "body": orjson.dumps({"sku": tr.sku}).decode(),
         }
         run.add(
-            "restore_record",
-            [keys.transfer_index(tr.transfer_id)],
-            [orjson.dumps(index), until],
+            restore_record(
+                record=keys.transfer_index(tr.transfer_id),
+                fields=orjson.dumps(index),
+                expires_at=until,
+            )
         )
         run.report.transfers += 1
 
@@ -692,7 +703,11 @@ def _restore_idempotency(conn: sa.Connection, keys: Keys, run: _Runner, now: int
         # The record's key is the event's `idem`, `Keys.op_suffix(kind, sku, ref)`.
         value = row.fingerprint + "\n" + orjson.dumps(row.result).decode()
         run.add(
-            "restore_op", [keys.op_of(row.sku, row.key)], [value, datetime_to_ms(row.expires_at)]
+            restore_op(
+                op=keys.op_of(row.sku, row.key),
+                value=value,
+                expires_at=datetime_to_ms(row.expires_at),
+            )
         )
         run.report.idempotency_records += 1
 
@@ -710,7 +725,9 @@ def _restore_limits(conn: sa.Connection, keys: Keys, run: _Runner, now: int) -> 
             "gen": str(limit.generation),
             "at": str(datetime_to_ms(limit.updated_at)),
         }
-        run.add("restore_record", [keys.limit(limit.sku)], [orjson.dumps(fields), ""])
+        run.add(
+            restore_record(record=keys.limit(limit.sku), fields=orjson.dumps(fields), expires_at="")
+        )
         run.report.limits += 1
     q = (
         sa.select(c.sku, c.customer_id, c.order_id, c.qty, c.generation, c.counted_at)
@@ -732,13 +749,16 @@ def _restore_limits(conn: sa.Connection, keys: Keys, run: _Runner, now: int) -> 
         ]
         if not entries:
             continue
-        until: int | str = ""
+        until: int | Literal[""] = ""
         if window_ms:
             until = max(e[2] for e in entries) + window_ms + LIMIT_EXPIRY_MARGIN_MS
         run.add(
-            "restore_count",
-            [keys.customer_count(head.sku, head.customer_id)],
-            [head.generation, orjson.dumps(entries), until],
+            restore_count(
+                count=keys.customer_count(head.sku, head.customer_id),
+                generation=head.generation,
+                entries=orjson.dumps(entries),
+                expires_at=until,
+            )
         )
         run.report.customer_counts += 1
 

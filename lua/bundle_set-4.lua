@@ -20,8 +20,12 @@
   Events: one 'bundle' entry (no rows): `bundle` the SKU, `comps` the definition ('' when
           deleted), `v` its version.
 ]]
---- @include "common"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "emitEvent"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local cur = rcall('HMGET', KEYS[2], 'c', 'v')
 local comps, version = cur[1] or '', tonumber(cur[2]) or 0
 if ARGV[2] == '' and comps == '' then return fail('not_found') end
@@ -31,8 +35,8 @@ end
 version = rcall('HINCRBY', KEYS[2], 'v', 1)
 rcall('HSET', KEYS[2], 'c', ARGV[2])
 if ARGV[2] == '' then rcall('HDEL', KEYS[4], 'bdef') else rcall('HSET', KEYS[4], 'bdef', ARGV[2]) end
-rcall('XADD', KEYS[3], '*', 't', 'bundle', 'op', 'bundle:' .. ARGV[1] .. ':' .. version,
+emit_event(KEYS[3], {'t', 'bundle', 'op', 'bundle:' .. ARGV[1] .. ':' .. version,
       'ts', ARGV[3], 'ref', ARGV[1], 'reason', ARGV[2] == '' and 'delete' or 'define',
-      'rows', '[]', 'bundle', ARGV[1], 'comps', ARGV[2], 'v', version)
+      'rows', '[]', 'bundle', ARGV[1], 'comps', ARGV[2], 'v', version})
 if ARGV[2] == '' then return reply({components = {}, version = version}) end
 return reply({components = cjson.decode(ARGV[2]), version = version})

@@ -1,7 +1,7 @@
 #!lua
 --[[
   The expiry sweep's batch: releases the locks of many due reservation parts of one slot
-  group in one call (one `expire-4.lua` each, in effect), so a sweep costs one call per
+  group in one call (one `settle-4.lua` expire each, in effect), so a sweep costs one call per
   group and pass instead of one per part. Each part is settled on its own terms: a part
   refused (not due, no longer active, a key missing) is left as it was and reported; the
   others are expired. Nothing is written for a refused part (every check comes first).
@@ -21,13 +21,11 @@
   Output: JSON [outcome, ...] per part: 'expired', 'replayed' (expired before), or the
           error code the part was refused with ('not_found', 'invalid_state', 'keys')
   Errors: not_ready
-  Events: one 'expire' entry per part expired, a row per line (see expire-4.lua).
+  Events: one 'expire' entry per part expired, a row per line (see settle-4.lua).
 ]]
---- @include "common"
---- @include "customerLimit"
---- @include "preorderBook"
+--- @include "assertReady"
 --- @include "settlePart"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local parts = cjson.decode(ARGV[3])
 local out, k = {}, 4
 for i = 1, #parts do

@@ -3,7 +3,7 @@
   Receives or cancels an incoming record, once. Receiving books the units on hand, then
   turns the awaiting pre-orders of that location into locks in the order they were
   taken, while the available units cover each; either way, pre-orders beyond what is
-  still incoming there lose their cover, the latest first (preorderBook's `rebalance`).
+  still incoming there lose their cover, the latest first (`rebalance`, includes/rebalance.lua).
   Repeating the same close answers the record as it was closed.
 
   Input:
@@ -24,9 +24,14 @@
           d_on_hand the units received, d_locked the units converted; `in` with the
           record's final status; `pre` when pre-orders changed.
 ]]
---- @include "common"
---- @include "preorderBook"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "emitEvent"
+--- @include "fail"
+--- @include "rcall"
+--- @include "readLevel"
+--- @include "rebalance"
+--- @include "reply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local ref, sku, action, now = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local status = action == 'receive' and 'received' or 'cancelled'
 local cur = rcall('HGET', KEYS[2], 'n:' .. ref)
@@ -62,6 +67,6 @@ local event = {'t', 'incoming', 'op', 'incoming:' .. ref .. ':' .. v, 'ts', now,
 if #changes > 0 then
   event[#event + 1] = 'pre'; event[#event + 1] = cjson.encode(changes)
 end
-rcall('XADD', KEYS[5], '*', unpack(event))
+emit_event(KEYS[5], event)
 return reply({ref = ref, sku = sku, location = loc, qty = qty, expected_at = exp,
               status = status, received_qty = got, preorders = changes})

@@ -3,7 +3,7 @@
   Creates or changes an incoming record: stock expected at a location on a date (a
   purchase order, a production run). Setting the values it already has changes nothing
   and emits nothing. A change that leaves fewer units incoming than are pre-ordered there
-  takes the cover from the latest pre-orders (preorderBook's `rebalance`).
+  takes the cover from the latest pre-orders (`rebalance`, includes/rebalance.lua).
 
   Input:
     KEYS[1] readiness marker of the SKU's group
@@ -22,9 +22,14 @@
           of zero deltas, `in` = [sku, location, qty, expected_at, 'open', 0] and, when
           pre-orders lost their cover, `pre`.
 ]]
---- @include "common"
---- @include "preorderBook"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "emitEvent"
+--- @include "fail"
+--- @include "rcall"
+--- @include "readLevel"
+--- @include "rebalance"
+--- @include "reply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local ref, sku, loc, qty, exp = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local closed = rcall('HGET', KEYS[3], ref)
 if closed then
@@ -57,7 +62,7 @@ local event = {'t', 'incoming', 'op', 'incoming:' .. ref .. ':' .. v, 'ts', ARGV
 if #changes > 0 then
   event[#event + 1] = 'pre'; event[#event + 1] = cjson.encode(changes)
 end
-rcall('XADD', KEYS[5], '*', unpack(event))
+emit_event(KEYS[5], event)
 answer.created = not cur
 if #changes > 0 then answer.preorders = changes end
 return reply(answer)

@@ -13,8 +13,10 @@
           there is no record
   Errors: not_ready
 ]]
---- @include "common"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "rcall"
+--- @include "reply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local ttl = rcall('PTTL', KEYS[2])
 if ttl == -2 then return reply({closed = false}) end
 if ttl == -1 then rcall('PEXPIREAT', KEYS[2], ARGV[1]) end

@@ -14,8 +14,11 @@
   Errors: not_ready, not_found (the record was dropped: the attempt was presumed dead and
           compensated), invalid_state {detail} (another attempt took the record over)
 ]]
---- @include "common"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local cur = rcall('HMGET', KEYS[2], 'tok', 'st')
 if not cur[1] then return fail('not_found') end
 if cur[1] ~= ARGV[1] then return fail('invalid_state', {detail = 'taken over by another attempt'}) end

@@ -11,8 +11,10 @@
   Output: JSON {dropped: true|false}
   Errors: not_ready
 ]]
---- @include "common"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "rcall"
+--- @include "reply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local cur = rcall('HMGET', KEYS[2], 'tok', 'ph')
 if cur[1] == ARGV[1] and cur[2] == 'p' then
   rcall('DEL', KEYS[2])

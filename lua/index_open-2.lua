@@ -21,8 +21,11 @@
           {dup: true, tok, at, st, exp, body, pending} describing the existing record
   Errors: not_ready, idempotency_mismatch
 ]]
---- @include "common"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local cur = rcall('HMGET', KEYS[2], 'fp', 'tok', 'at', 'st', 'exp', 'body', 'ph')
 if not cur[1] then
   local fields = {'fp', ARGV[1], 'tok', ARGV[2], 'at', ARGV[3], 'st', 'active', 'body', ARGV[5],

@@ -13,7 +13,8 @@
           (new = it was just taken), or {held: false, owner, token} naming the holder.
   Errors: none
 ]]
---- @include "common"
+--- @include "rcall"
+--- @include "reply"
 local cur = rcall('HMGET', KEYS[1], 'owner', 'token')
 if cur[1] == ARGV[1] then
   rcall('PEXPIRE', KEYS[1], ARGV[2])

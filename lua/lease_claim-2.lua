@@ -13,7 +13,8 @@
           (token: the fencing token the run was claimed under)
   Errors: none
 ]]
---- @include "common"
+--- @include "rcall"
+--- @include "reply"
 local cur = rcall('HMGET', KEYS[1], 'owner', 'token')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return reply({claimed = false, why = 'lost'}) end
 local prev = rcall('GET', KEYS[2])

@@ -9,7 +9,8 @@
   Output: JSON {released: true|false}
   Errors: none
 ]]
---- @include "common"
+--- @include "rcall"
+--- @include "reply"
 local cur = rcall('HMGET', KEYS[1], 'owner', 'token')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return reply({released = false}) end
 rcall('DEL', KEYS[1])

@@ -9,7 +9,8 @@
   Output: JSON {held: true, token} or {held: false}
   Errors: none
 ]]
---- @include "common"
+--- @include "rcall"
+--- @include "reply"
 local cur = rcall('HMGET', KEYS[1], 'owner', 'token')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return reply({held = false}) end
 rcall('PEXPIRE', KEYS[1], ARGV[3])

@@ -7,6 +7,7 @@
     ARGV[1] value to record (the warmup time, ms)
   Output: JSON {ready: true}
 ]]
---- @include "common"
+--- @include "rcall"
+--- @include "reply"
 rcall('SET', KEYS[1], ARGV[1])
 return reply({ready = true})

@@ -2,7 +2,7 @@
 --[[
   Decides the fate of a whole order on its index record: the single arbiter when a ship
   races an expiry or a cancel, whatever groups the order's parts live in. The caller
-  then applies the decision to every part (cancel-4, ship-4, expire-4).
+  then applies the decision to every part (settle-4: cancel, ship, expire).
 
   An order whose reservation attempt has not committed (`ph` = 'p', see index_open-2) is
   not decided unless ARGV[3] names its attempt token: the caller vouches that it saw
@@ -23,8 +23,11 @@
           `pending` means the attempt is still placing its parts, `preorders` that a ship
           needs ARGV[4] (nothing changed).
 ]]
---- @include "common"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local cur = rcall('HMGET', KEYS[2], 'st', 'tok', 'exp', 'body', 'ph', 'at', 'pre')
 if not cur[1] then return fail('not_found') end
 local target = ({cancel = 'cancelled', ship = 'shipped', expire = 'expired'})[ARGV[1]]

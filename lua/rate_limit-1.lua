@@ -15,7 +15,8 @@
           (>= 1) is how long until the same request would be allowed.
   Errors: none
 ]]
---- @include "common"
+--- @include "rcall"
+--- @include "reply"
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local tolerance = tonumber(ARGV[3])

@@ -8,13 +8,15 @@
     KEYS[1] readiness marker of the group
     KEYS[2] event stream of the group
     KEYS[3..] stock hash of each SKU to read (all in this group)
+    ARGV none
   Output: JSON {last: id of the newest event ('0-0' when none),
                 stocks: one array per SKU, in KEYS order, of location, on_hand,
                 location, on_hand, ...}
   Errors: not_ready
 ]]
---- @include "common"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "rcall"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local newest = rcall('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 local last = '0-0'
 if newest[1] then last = newest[1][1] end

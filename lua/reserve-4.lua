@@ -15,7 +15,8 @@
     ARGV[4] now, ms          ARGV[5] expires_at, ms
     ARGV[6] location priority, space separated (tried first, in order, for lines
             that name no location; other locations follow by name)
-    ARGV[7] JSON lines [ [sku, qty, location or ''], ...]; one (sku, location) at most once
+    ARGV[7] JSON lines [ [sku, location or '', qty], ...] (the order of a reply's lines);
+            one (sku, location) at most once
     ARGV[8] fingerprint of the whole order (kept so warmup can rebuild the order index)
     ARGV[9] JSON bundle lines whose components are in this part, [ [bundle sku, qty,
             location or '', [ [component sku, qty per bundle], ...] ], ...] ('' = none);
@@ -32,11 +33,9 @@
           `cu` (customer) and `cnt` (JSON [ [sku, qty, limit generation], ...]) when units
           were counted.
 ]]
---- @include "common"
---- @include "customerLimit"
---- @include "preorderBook"
---- @include "planPart"
 --- @include "applyPart"
+--- @include "planPart"
+--- @include "reply"
 local n = (#KEYS - 4) / ((ARGV[10] or '') ~= '' and 4 or 3)
 local stocks, limits, books, counts = {}, {}, {}, {}
 for i = 1, n do

@@ -43,12 +43,13 @@
   Events: one 'reserve' entry per group whose part this call created (with `cu` and
           `cnt` when it counted units, see reserve-4.lua).
 ]]
---- @include "common"
---- @include "customerLimit"
---- @include "preorderBook"
---- @include "planPart"
 --- @include "applyPart"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "fail"
+--- @include "planPart"
+--- @include "rcall"
+--- @include "reply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local cur = rcall('HMGET', KEYS[2], 'fp', 'tok', 'at', 'st', 'exp', 'body', 'ph')
 if cur[1] then
   if cur[1] ~= ARGV[5] then return fail('idempotency_mismatch') end

@@ -1,6 +1,6 @@
 #!lua
 --[[
-  Warmup: restores the pre-order state of one SKU from PostgreSQL (see preorderBook): the
+  Warmup: restores the pre-order state of one SKU from PostgreSQL (see incomingAt): the
   pre-order fields of its stock hash (`p:<loc>` limits, `q:<loc>` units awaiting incoming
   stock, `n:<ref>` open incoming records) and its pre-order book, but only where Redis
   holds the SKU at the version PostgreSQL has: restore_stock-1.lua, run before, has just
@@ -30,7 +30,9 @@
   Errors: validation_error (version not a number, fields not objects of strings, parts not
           one per part key; nothing written)
 ]]
---- @include "common"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
 local version = tonumber(ARGV[1])
 if not version then return fail('validation_error', {detail = 'version is not a number'}) end
 local function flat(json)

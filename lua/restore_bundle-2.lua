@@ -13,7 +13,9 @@
   Output: JSON {restored: true} or {kept: true, version}
   Errors: validation_error (version not a number, components not an array)
 ]]
---- @include "common"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
 local version = tonumber(ARGV[1])
 if not version then return fail('validation_error', {detail = 'version is not a number'}) end
 if ARGV[2] ~= '' and type(cjson.decode(ARGV[2])) ~= 'table' then

@@ -1,6 +1,6 @@
 #!lua
 --[[
-  Warmup: restores what one customer holds of a limited SKU (see customerLimit) from
+  Warmup: restores what one customer holds of a limited SKU (see limitOf) from
   PostgreSQL, unless Redis already holds that count.
 
   Input:
@@ -11,7 +11,9 @@
   Output: JSON {restored: true} or {kept: true}
   Errors: validation_error (bad generation, entries or expiry)
 ]]
---- @include "common"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
 local gen, entries = tonumber(ARGV[1]), cjson.decode(ARGV[2])
 if not gen or gen < 1 then return fail('validation_error', {detail = 'generation'}) end
 if type(entries) ~= 'table' or #entries == 0 then

@@ -11,7 +11,9 @@
   Output: JSON {restored: true} or {kept: true}
   Errors: validation_error (no newline in the value, or a bad expiry)
 ]]
---- @include "common"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
 if not string.find(ARGV[1], '\n', 1, true) then
   return fail('validation_error', {detail = 'value'})
 end

@@ -21,7 +21,9 @@
   Output: JSON {restored: true} or {kept: true}
   Errors: validation_error (unknown status, bad numbers, lines not an array)
 ]]
---- @include "common"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
 local STATUSES = {active = true, cancelled = true, expired = true, shipped = true}
 if not STATUSES[ARGV[2]] then return fail('validation_error', {detail = 'status'}) end
 if not tonumber(ARGV[5]) or not tonumber(ARGV[6]) then

@@ -10,7 +10,9 @@
   Output: JSON {restored: true} or {kept: true}
   Errors: validation_error (fields not an object of strings, or no fields)
 ]]
---- @include "common"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
 local fields = cjson.decode(ARGV[1])
 if type(fields) ~= 'table' then return fail('validation_error', {detail = 'fields'}) end
 local flat = {}

@@ -11,7 +11,9 @@
   Output: JSON {restored: true} or {kept: true, version}
   Errors: validation_error (a malformed level; nothing written)
 ]]
---- @include "common"
+--- @include "fail"
+--- @include "rcall"
+--- @include "reply"
 local version = tonumber(ARGV[1])
 if not version then return fail('validation_error', {detail = 'version is not a number'}) end
 local levels = cjson.decode(ARGV[2])

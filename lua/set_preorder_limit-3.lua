@@ -15,9 +15,13 @@
   Events: one 'policy' entry (reason preorder_limit) with one row of zero deltas and
           `pl` = [sku, location, limit], when the value changes.
 ]]
---- @include "common"
---- @include "preorderBook"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "emitEvent"
+--- @include "rcall"
+--- @include "readLevel"
+--- @include "reply"
+--- @include "setOrClear"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local sku, loc, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local cur = rcall('HMGET', KEYS[2], 'p:' .. loc, 'q:' .. loc)
 local answer = {sku = sku, location = loc, preorder_limit = limit,
@@ -27,8 +31,8 @@ local o, l, s = read_level(KEYS[2], loc)
 rcall('HSET', KEYS[2], 'o:' .. loc, o, 'l:' .. loc, l, 's:' .. loc, s)
 set_or_clear(KEYS[2], 'p:' .. loc, limit)
 local v = rcall('HINCRBY', KEYS[2], 'v', 1)
-rcall('XADD', KEYS[3], '*', 't', 'policy', 'op', 'policy:' .. sku .. ':' .. loc .. ':' .. v,
+emit_event(KEYS[3], {'t', 'policy', 'op', 'policy:' .. sku .. ':' .. loc .. ':' .. v,
       'ts', ARGV[4], 'ref', sku, 'reason', 'preorder_limit',
       'rows', cjson.encode({{sku, loc, 0, 0, o, l, s, v}}),
-      'pl', cjson.encode({sku, loc, limit}))
+      'pl', cjson.encode({sku, loc, limit})})
 return reply(answer)

@@ -12,8 +12,13 @@
   Errors: not_ready
   Events: one 'policy' entry with one row (deltas 0), when the value changes.
 ]]
---- @include "common"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "emitEvent"
+--- @include "levelsReply"
+--- @include "rcall"
+--- @include "readLevel"
+--- @include "reply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local sku, loc, ss = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local o, l, s = read_level(KEYS[2], loc)
 if rcall('HEXISTS', KEYS[2], 'o:' .. loc) == 1 and s == ss then
@@ -21,7 +26,7 @@ if rcall('HEXISTS', KEYS[2], 'o:' .. loc) == 1 and s == ss then
 end
 local v = rcall('HINCRBY', KEYS[2], 'v', 1)
 rcall('HSET', KEYS[2], 'o:' .. loc, o, 'l:' .. loc, l, 's:' .. loc, ss)
-rcall('XADD', KEYS[3], '*', 't', 'policy', 'op', 'policy:' .. sku .. ':' .. loc .. ':' .. v,
+emit_event(KEYS[3], {'t', 'policy', 'op', 'policy:' .. sku .. ':' .. loc .. ':' .. v,
       'ts', ARGV[4], 'ref', sku, 'reason', 'safety_stock',
-      'rows', cjson.encode({{sku, loc, 0, 0, o, l, ss, v}}))
+      'rows', cjson.encode({{sku, loc, 0, 0, o, l, ss, v}})})
 return reply(levels_reply(sku, loc, o, l, ss))

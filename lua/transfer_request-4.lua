@@ -15,9 +15,15 @@
           insufficient_stock {lines: [{sku, requested, available}]}
   Events: one 'transfer_request' entry with one row.
 ]]
---- @include "common"
---- @include "transferStep"
-if rcall('EXISTS', KEYS[1]) == 0 then return fail('not_ready') end
+--- @include "assertReady"
+--- @include "availableOf"
+--- @include "emitEvent"
+--- @include "fail"
+--- @include "rcall"
+--- @include "readLevel"
+--- @include "reply"
+--- @include "transferReply"
+local unready = assert_ready(KEYS[1]) if unready then return unready end
 local t = rcall('HMGET', KEYS[2], 'tid', 'sku', 'from', 'to', 'qty', 'st', 'fp')
 if t[1] then
   if t[7] ~= ARGV[2] then return fail('idempotency_mismatch') end
@@ -36,10 +42,10 @@ l = l + qty
 rcall('HSET', KEYS[3], 'o:' .. from, o, 'l:' .. from, l, 's:' .. from, s)
 rcall('HSET', KEYS[2], 'tid', ARGV[1], 'sku', sku, 'from', from, 'to', ARGV[5], 'qty', qty,
       'st', 'requested', 'fp', ARGV[2], 'at', ARGV[7])
-rcall('XADD', KEYS[4], '*', 't', 'transfer_request', 'op', 'transfer:' .. ARGV[1] .. ':request',
+emit_event(KEYS[4], {'t', 'transfer_request', 'op', 'transfer:' .. ARGV[1] .. ':request',
       'ts', ARGV[7], 'ref', ARGV[1], 'reason', 'transfer_request',
       'rows', cjson.encode({{sku, from, 0, qty, o, l, s, v}}),
       'tid', ARGV[1], 'sku', sku, 'from', from, 'to', ARGV[5], 'qty', qty, 'st', 'requested',
-      'fp', ARGV[2])
+      'fp', ARGV[2]})
 return reply({transfer_id = ARGV[1], status = 'requested', sku = sku, from_location = from,
               to_location = ARGV[5], qty = qty})

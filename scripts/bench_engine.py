@@ -43,6 +43,7 @@ import redis
 import redis.asyncio as aredis
 from benchlib import latency_summary, markdown_table, require_loopback
 
+from inventory_cache import script_calls
 from inventory_cache.engine import StockEngine
 from inventory_cache.models import LineRequest
 from inventory_cache.settings import Settings
@@ -123,7 +124,7 @@ class Bench:
         self.raw_client = aredis.Redis.from_url(url)
         self.engine = StockEngine(self.engine_client, self.settings)
         self.keys = self.engine.keys
-        self.reserve = self.engine.scripts["reserve"]
+        self.reserve = self.engine.scripts[script_calls.reserve.__name__]
         self.hot = ["HOT"]
         self.spread = [f"S{i}" for i in range(skus)]
         self.rng = random.Random(1)
@@ -193,7 +194,7 @@ class Bench:
                 now,
                 now + 900_000,
                 "north",
-                orjson.dumps([[sku, 1, ""]]),
+                orjson.dumps([[sku, "", 1]]),
                 "fp",
                 "",
                 "",

@@ -37,6 +37,7 @@ from local_cluster import LocalServers
 from inventory_cache.connection import make_async_redis
 from inventory_cache.engine import StockEngine, wall_clock_ms
 from inventory_cache.models import LineRequest
+from inventory_cache.script_calls import restore_stock
 from inventory_cache.settings import Settings
 
 CHUNK = 2000
@@ -81,7 +82,9 @@ async def measure(url: str, skus: int, n: int, locations: int) -> dict[str, Any]
         levels = orjson.dumps([[loc, "100000", "0", "0"] for loc in locs])
         await _in_chunks(
             [
-                engine.run("restore_stock", [engine.keys.stock(f"SKU-{i:07d}")], [1, levels])
+                engine.run(
+                    restore_stock(stock=engine.keys.stock(f"SKU-{i:07d}"), version=1, levels=levels)
+                )
                 for i in range(skus)
             ]
         )

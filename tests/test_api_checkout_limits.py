@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from inventory_cache import script_calls as sc
 from inventory_cache.api.deps import Services
 from tests.support.api import Api
 
@@ -103,9 +104,17 @@ async def test_ship_or_cancel_of_an_order_still_being_reserved_is_409_pending(ap
     h = engine.keys.group_of("o1")
     now = engine.now()
     await engine.run(
-        "index_open",
-        [engine.keys.ready(h), engine.keys.order_index("o1")],
-        ["fp", "attempt-1", now, now + 60_000, orjson.dumps(body), 60_000, ""],
+        sc.index_open(
+            ready=engine.keys.ready(h),
+            index=engine.keys.order_index("o1"),
+            fingerprint="fp",
+            token="attempt-1",
+            now=now,
+            expires_at=now + 60_000,
+            body=orjson.dumps(body),
+            retention_ms=60_000,
+            stale_token="",
+        )
     )
 
     for action, scope in (("ship", "warehouse"), ("cancel", "checkout")):

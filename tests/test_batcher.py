@@ -19,8 +19,8 @@ import redis.asyncio as aredis
 from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError, DataError, NoScriptError, ResponseError
 
-from inventory_cache.batcher import Batcher, Command, pack
-from inventory_cache.scripts import load_scripts
+from inventory_cache.batcher import Batcher, pack
+from inventory_cache.scripts import Command, load_scripts
 from tests.support.services import REDIS_URL
 
 SCRIPT = load_scripts()["check_ready"]
@@ -182,7 +182,7 @@ async def test_noscript_after_the_reload_is_sent_again_not_reported(
 
     batcher._execute = flushing  # type: ignore[method-assign]
 
-    reply = await batcher.script(SCRIPT, [f"{prefix}:{{1}}:ready"], [])
+    reply = await batcher.submit((SCRIPT, (SCRIPT.sha, 1, f"{prefix}:{{1}}:ready")))
 
     assert refusals == 0
     assert orjson.loads(reply) == {"err": "not_ready"}  # it ran: the marker is absent

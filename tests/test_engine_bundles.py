@@ -24,6 +24,7 @@ from inventory_cache.models import (
     ReservedBundle,
     ReservedLine,
 )
+from inventory_cache.script_calls import Call
 from tests.support.clock import ManualClock
 from tests.support.redis_state import skus_in_distinct_groups
 
@@ -290,9 +291,9 @@ async def test_an_order_learns_its_bundles_from_the_reserve_script_itself(
     calls: list[str] = []
     run, many = engine.run, engine.batcher.many
 
-    async def counted_run(name: str, *args: Any, **kw: Any) -> Any:
-        calls.append(name)
-        return await run(name, *args, **kw)
+    async def counted_run(call: Call) -> Any:
+        calls.append(call.script)
+        return await run(call)
 
     async def counted_many(*args: Any, **kw: Any) -> Any:
         calls.append("read")

@@ -31,6 +31,7 @@ import redis.asyncio as aredis
 from inventory_cache.engine import StockEngine
 from inventory_cache.errors import InsufficientStock, InvalidState, NotFound
 from inventory_cache.models import LineRequest, Reservation, ReservedLine
+from inventory_cache.script_calls import Call
 from tests.support.clock import ManualClock
 from tests.support.redis_state import skus_in_distinct_groups, snapshot_prefix
 from tests.support.services import REDIS_URL, make_settings
@@ -280,10 +281,8 @@ def crashing_after_first_part(engine: StockEngine) -> StockEngine:
     crashing = StockEngine(engine.client, engine.settings, clock=engine.now, one_script=False)
     real_run_many = crashing.run_many
 
-    async def run_first_then_crash(
-        calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]],
-    ) -> list[dict[str, Any] | BaseException]:
-        if calls and calls[0][0] == "reserve":
+    async def run_first_then_crash(calls: Sequence[Call]) -> list[Any]:
+        if calls and calls[0].script == "reserve":
             await real_run_many(calls[:1])
             raise Crash
         return await real_run_many(calls)

@@ -13,6 +13,7 @@ import pytest
 from inventory_cache.engine import StockEngine, _is_cluster
 from inventory_cache.errors import InsufficientStock, LimitExceeded, NotFound
 from inventory_cache.models import LineRequest
+from inventory_cache.script_calls import Call
 from tests.support.redis_state import skus_in_distinct_groups, snapshot_prefix
 
 MULTI_SCRIPT = ["index_open", "reserve", "reserve", "reserve", "index_commit"]
@@ -25,14 +26,12 @@ def scripts_sent(engine: StockEngine) -> list[str]:
     sent: list[str] = []
     run, run_many = engine.run, engine.run_many
 
-    async def one(name: str, keys: Sequence[str], args: Sequence[Any]) -> dict[str, Any]:
-        sent.append(name)
-        return await run(name, keys, args)
+    async def one(call: Call) -> Any:
+        sent.append(call.script)
+        return await run(call)
 
-    async def many(
-        calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]],
-    ) -> list[dict[str, Any] | BaseException]:
-        sent.extend(name for name, _, _ in calls)
+    async def many(calls: Sequence[Call]) -> list[Any]:
+        sent.extend(call.script for call in calls)
         return await run_many(calls)
 
     engine.run = one  # type: ignore[method-assign]

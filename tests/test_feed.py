@@ -67,7 +67,7 @@ async def opened(
     try:
         yield stream, first.position
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
 
 
 async def test_reservation_is_seen_with_its_content_after_the_inbound(

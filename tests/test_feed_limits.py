@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -117,11 +117,7 @@ async def test_a_thousand_readers_resuming_from_the_start_use_a_bounded_number_o
     async def reader() -> int:
         nonlocal peak
         got = 0
-        # follow() is an async generator, so it has aclose(); it is typed as an iterator.
-        stream = cast(
-            AsyncGenerator[Any, None],
-            follow(hub, Filter(), Position(0, 0, 0), keepalive_seconds=30),
-        )
+        stream = follow(hub, Filter(), Position(0, 0, 0), keepalive_seconds=30)
         async with contextlib.aclosing(stream):  # the reader leaves
             async for item in stream:
                 peak = max(peak, len(pool._in_use_connections))

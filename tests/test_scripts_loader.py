@@ -38,7 +38,7 @@ def test_every_script_declares_its_keys_and_argv_and_uses_no_other_keys() -> Non
 
 
 def test_includes_are_inlined_once() -> None:
-    source = load_scripts()["cancel"].source
+    source = load_scripts()["settle"].source
     assert "@include" not in source
     assert source.count("local function settle_part") == 1
     assert source.count("local function reply") == 1
@@ -109,9 +109,9 @@ def test_bad_file_name_is_an_error(tmp_path: Path) -> None:
 def test_key_count_is_checked_against_the_file_name() -> None:
     scripts = load_scripts()
     with pytest.raises(ValueError, match="takes 4 keys"):
-        scripts["inbound"].check_keys(["a", "b", "c"])
+        scripts["movement"].check_keys(["a", "b", "c"])
     with pytest.raises(ValueError, match="takes 4 keys"):
-        scripts["inbound"].check_keys(["a", "b", "c", "d", "e"])
+        scripts["movement"].check_keys(["a", "b", "c", "d", "e"])
     scripts["reserve"].check_keys(["a", "b", "c", "d", "e", "f"])
 
 
@@ -123,3 +123,110 @@ def test_wheel_ships_every_script_and_they_load_from_it(tmp_path: Path, wheel: P
         p.name for p in (ROOT / "lua").glob("*.lua")
     )
     assert load_scripts(packaged) == load_scripts(ROOT / "lua")
+
+
+GOOD_HEADER = """#!lua
+--[[
+  Input:
+    KEYS[1] first
+    KEYS[2] second
+    ARGV[1] one     ARGV[2] two
+  Output: JSON {}
+]]
+return 1
+"""
+
+
+def test_a_well_formed_header_loads(tmp_path: Path) -> None:
+    write(tmp_path, {"a-2.lua": GOOD_HEADER})
+    assert load_scripts(tmp_path)["a"].numkeys == 2
+
+
+@pytest.mark.parametrize(
+    ("garbled", "complaint"),
+    [
+        (GOOD_HEADER.replace("    KEYS[2] second\n", ""), "KEYS\\[1\\] to KEYS\\[2\\]"),
+        (GOOD_HEADER.replace("KEYS[2] second", "KEYS[1] second"), "lists KEYS\\[1\\], KEYS\\[1\\]"),
+        (GOOD_HEADER.replace("KEYS[2] second", "KEYS[2] second\n    KEYS[3] third"), "KEYS"),
+        (GOOD_HEADER.replace("KEYS[2] second", "KEYS[2] second\n    KEYS[4..] more"), "KEYS"),
+        (GOOD_HEADER.replace("    ARGV[1] one     ARGV[2] two\n", ""), "ARGV"),
+        (GOOD_HEADER.replace("ARGV[2] two", "ARGV[3] two"), "ARGV\\[1\\], ARGV\\[3\\]"),
+        (GOOD_HEADER.replace("ARGV[2] two", "ARGV[1] two"), "ARGV"),
+        (GOOD_HEADER.replace("  Output: JSON {}\n", ""), "Output"),
+        (GOOD_HEADER.replace("  Input:\n", ""), "Input"),
+        (GOOD_HEADER.replace("--[[", "-- a header").replace("]]", ""), "header"),
+        (
+            GOOD_HEADER.replace(
+                "    ARGV[1] one     ARGV[2] two\n", "    ARGV none\n    ARGV[1] x\n"
+            ),
+            "ARGV none",
+        ),
+    ],
+)
+def test_a_garbled_header_is_an_error(tmp_path: Path, garbled: str, complaint: str) -> None:
+    write(tmp_path, {"a-2.lua": garbled})
+    with pytest.raises(ScriptLoadError, match=complaint):
+        load_scripts(tmp_path)
+
+
+def test_a_variadic_header_and_one_without_argv_load(tmp_path: Path) -> None:
+    text = GOOD_HEADER.replace("KEYS[2] second", "KEYS[2] second\n    KEYS[3..] more")
+    text = text.replace("    ARGV[1] one     ARGV[2] two\n", "    ARGV none\n")
+    write(tmp_path, {"a-2.lua": text})
+    assert load_scripts(tmp_path)["a"].variadic
+
+
+@pytest.mark.parametrize(
+    "include",
+    [
+        "local function one_thing() end\nlocal function another() end\n",
+        "local function other_name() end\n",
+        "-- nothing defined\n",
+    ],
+)
+def test_an_include_holds_one_function_named_for_its_file(tmp_path: Path, include: str) -> None:
+    text = GOOD_HEADER.replace("return 1", '--- @include "oneThing"\nreturn 1')
+    write(tmp_path, {"a-2.lua": text, "includes/oneThing.lua": include})
+    with pytest.raises(ScriptLoadError, match="one_thing"):
+        load_scripts(tmp_path)
+
+
+def _defined(text: str) -> list[str]:
+    return re.findall(r"^local (?:function )?([A-Za-z_]+)", _code(text), re.MULTILINE)
+
+
+def _code(text: str, strings: bool = False) -> str:
+    """Lua without its comments and, unless `strings`, its string literals (what the
+    names used are read from)."""
+    text = re.sub(r"--\[\[.*?\]\]", "", text, flags=re.DOTALL)
+    if not strings:
+        text = re.sub(r"'[^'\n]*'", "''", text)
+    return re.sub(r"--.*", "", text)
+
+
+def test_every_file_includes_exactly_the_shared_functions_it_calls() -> None:
+    """Each include pulls in what it calls itself, so a script names only what it uses:
+    no include is missing (a call of nil at run time) or left over."""
+    root = Path(str(lua_dir()))
+    includes = sorted((root / "includes").glob("*.lua"))
+    owner = {name: f.stem for f in includes for name in _defined(f.read_text())}
+    for f in [*sorted(root.glob("*.lua")), *includes]:
+        text = f.read_text()
+        code = _code(text)
+        used = {
+            inc
+            for name, inc in owner.items()
+            if inc != f.stem and re.search(rf"(?<![\w.]){name}\b", code)
+        }
+        declared = set(re.findall(r'^--- @include "(\w+)"', text, re.MULTILINE))
+        assert declared == used, f"{f.name}: includes {sorted(declared)}, calls {sorted(used)}"
+
+
+def test_readiness_and_events_are_each_written_once() -> None:
+    root = Path(str(lua_dir()))
+    for f in [*root.glob("*.lua"), *(root / "includes").glob("*.lua")]:
+        code = _code(f.read_text(), strings=True)
+        if f.name != "assertReady.lua":
+            assert "fail('not_ready')" not in code or f.name == "check_ready-1.lua", f.name
+        if f.name != "emitEvent.lua":
+            assert "'XADD'" not in code, f.name

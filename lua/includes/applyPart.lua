@@ -1,6 +1,6 @@
 --[[
   Locks a planned part (`plan_part`): raises `locked`, counts the units of limited SKUs
-  against the customer (customerLimit's `limit_take`), records the part, indexes its
+  against the customer (`limit_take`), records the part, indexes its
   expiry and XADDs its 'reserve' event (a row per (sku, location) locked).
 
   Input:
@@ -18,6 +18,10 @@
   Output: {status = 'active', expires_at, lines = { {sku, location, qty}, ... },
            pre = { {sku, location, qty, seq, expected_at}, ... } or nil} (a table)
 ]]
+--- @include "emitEvent"
+--- @include "limitTake"
+--- @include "rcall"
+--- @include "readLevel"
 local function apply_part(part, expiry, events, a, plan, counting)
   local rows, out, pre, versions = {}, {}, {}, {}
   for i = 1, #plan do
@@ -66,7 +70,7 @@ local function apply_part(part, expiry, events, a, plan, counting)
     event[#event + 1] = 'cnt'; event[#event + 1] = cnt_json
   end
   rcall('ZADD', expiry, a[5], a[1])
-  rcall('XADD', events, '*', unpack(event))
+  emit_event(events, event)
   return {status = 'active', expires_at = tonumber(a[5]), lines = out,
           pre = pre_json and pre or nil}
 end

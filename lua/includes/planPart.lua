@@ -1,7 +1,7 @@
 --[[
   Checks the lines of one order that fall in one slot group and plans where to lock them,
   writing nothing (the first half of reserve-4.lua; `apply_part` is the second). The
-  per-customer limits are checked first (see customerLimit): an order over a limit is
+  per-customer limits are checked first (see limitOf): an order over a limit is
   refused whatever the stock.
 
   Input:
@@ -13,7 +13,7 @@
     a: reserve-4.lua's ARGV (order id, attempt token, part fingerprint, now, expires_at,
        location priority, lines JSON, whole order's fingerprint, bundle lines JSON,
        customer id or '')
-    books: pre-order book key of each line's SKU (see preorderBook), in line order
+    books: pre-order book key of each line's SKU (see includes/incomingAt.lua), in line order
   Output: a reply and nil when the call is answered already (a replay of the existing
           part, or an error: not_ready, idempotency_mismatch, validation_error
           {field = customer_id} (a limited SKU and no customer id), limit_exceeded {lines},
@@ -22,46 +22,21 @@
           to count (for `apply_part`): { {sku, qty, gen, count key, window, gone, stale},
           ... } per limited SKU
   A line the available units cannot cover may take the rest from incoming stock, up to
-  the pre-order limit of its location (preorderBook's `preorder_room`): its locked part
+  the pre-order limit of its location (`preorder_room`): its locked part
   and its pre-ordered part are planned apart. A shortage then reports as `available` what
   the line could have had, both kinds together.
 ]]
-local function plan_limits(lines, limits, counts, customer, now)
-  local demand, order_skus = {}, {}
-  for i = 1, #lines do
-    local sku = lines[i][1]
-    if not demand[sku] then
-      demand[sku] = {at = i, qty = 0}
-      order_skus[#order_skus + 1] = sku
-    end
-    demand[sku].qty = demand[sku].qty + tonumber(lines[i][2])
-  end
-  local counting, over = {}, {}
-  for _, sku in ipairs(order_skus) do
-    local d = demand[sku]
-    local per_customer, window, gen = limit_of(limits[d.at])
-    if per_customer > 0 then
-      if customer == '' then
-        return fail('validation_error', {field = 'customer_id',
-          detail = sku .. ' has a per-customer limit: the reservation needs a customer_id'})
-      end
-      local count = counts[d.at]
-      local used, gone, stale = limit_used(count, gen, window, now)
-      if used + d.qty > per_customer then
-        over[#over + 1] = {sku = sku, requested = d.qty,
-                           allowed = math.max(per_customer - used, 0)}
-      else
-        counting[#counting + 1] = {sku = sku, qty = d.qty, gen = gen, count = count,
-                                   window = window, gone = gone, stale = stale}
-      end
-    end
-  end
-  if #over > 0 then return fail('limit_exceeded', {lines = over}) end
-  return nil, counting
-end
-
+--- @include "assertReady"
+--- @include "availableOf"
+--- @include "coveredBy"
+--- @include "fail"
+--- @include "planLimits"
+--- @include "preorderRoom"
+--- @include "rcall"
+--- @include "readLevel"
+--- @include "reply"
 local function plan_part(ready, part, stocks, limits, counts, books, a)
-  if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
+  local unready = assert_ready(ready) if unready then return unready end
   local prior = rcall('HMGET', part, 'fp', 'st', 'exp', 'lines', 'pre')
   if prior[1] then
     if prior[1] ~= a[3] then return fail('idempotency_mismatch') end
@@ -123,7 +98,7 @@ local function plan_part(ready, part, stocks, limits, counts, books, a)
     return take, room
   end
   local function pick(i)
-    local sku, qty, loc = lines[i][1], tonumber(lines[i][2]), lines[i][3]
+    local sku, loc, qty = lines[i][1], lines[i][2], tonumber(lines[i][3])
     local stock = stocks[i]
     local picks = {}
     local function short(available)
@@ -184,10 +159,10 @@ local function plan_part(ready, part, stocks, limits, counts, books, a)
     picks_of[i] = picks
   end
   for i = 1, #lines do
-    if lines[i][3] ~= '' then pick(i) end
+    if lines[i][2] ~= '' then pick(i) end
   end
   for i = 1, #lines do
-    if lines[i][3] == '' then pick(i) end
+    if lines[i][2] == '' then pick(i) end
   end
 
   local plan, short = {}, {}

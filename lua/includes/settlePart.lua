@@ -4,9 +4,9 @@
   Input:
     ready, part, expiry, events: key names; stocks: table sku -> stock key (from KEYS);
     books: table sku -> pre-order book key (from KEYS; needed for the SKUs of the part's
-      pre-order lines, see preorderBook);
+      pre-order lines, see incomingAt);
     counts: table sku -> the part's customer's count of that SKU (from KEYS; needed for
-      the SKUs the part counted against a per-customer limit, see customerLimit)
+      the SKUs the part counted against a per-customer limit, see limitOf)
     a: ARGV of the calling script: a[1] order id, a[2] now (ms),
        a[3] retention of the settled part (ms), a[4] JSON [sku, ...] naming KEYS[5..],
        a[5] attempt token that must own the part ('' = any)
@@ -23,6 +23,14 @@
   ship is refused (invalid_state, nothing written) while a line awaits its incoming
   stock or has lost its cover: those units are not there to ship.
 ]]
+--- @include "assertReady"
+--- @include "emitEvent"
+--- @include "fail"
+--- @include "limitGive"
+--- @include "rcall"
+--- @include "readLevel"
+--- @include "reply"
+--- @include "setOrClear"
 local SETTLE = {
   cancel = {status = 'cancelled', on_hand = 0},
   expire = {status = 'expired', on_hand = 0},
@@ -31,7 +39,7 @@ local SETTLE = {
 }
 
 local function settle_part(ready, part, expiry, events, stocks, books, counts, a, action)
-  if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
+  local unready = assert_ready(ready) if unready then return unready end
   local spec = SETTLE[action]
   local p = rcall('HMGET', part, 'st', 'exp', 'lines', 'tok', 'fp', 'bdl', 'cu', 'cnt', 'at',
                   'pre')
@@ -117,20 +125,7 @@ local function settle_part(ready, part, expiry, events, stocks, books, counts, a
     event[#event + 1] = 'cnt'; event[#event + 1] = p[8]
     event[#event + 1] = 'cat'; event[#event + 1] = p[9]
   end
-  rcall('XADD', events, '*', unpack(event))
+  emit_event(events, event)
   return reply({status = spec.status, expires_at = exp, lines = lines, bdl = p[6] or '',
                 pre = p[10] and pre or nil})
-end
-
--- The four settle scripts' call: KEYS[1..4] ready, part, expiry, events, then the stock
--- key of each SKU that ARGV[4] names, its pre-order book and, with a customer, its count
--- (see any of them).
-local function settle_from_keys(action)
-  local stocks, books, counts, skus = {}, {}, {}, cjson.decode(ARGV[4])
-  for i = 1, #skus do
-    stocks[skus[i]] = KEYS[4 + i]
-    books[skus[i]] = KEYS[4 + #skus + i]
-    counts[skus[i]] = KEYS[4 + 2 * #skus + i]
-  end
-  return settle_part(KEYS[1], KEYS[2], KEYS[3], KEYS[4], stocks, books, counts, ARGV, action)
 end

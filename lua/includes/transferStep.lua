@@ -10,6 +10,13 @@
   Output: JSON {transfer_id, status, sku, from_location, to_location, qty[, replayed]}
   Errors: not_ready, not_found, invalid_state {status}
 ]]
+--- @include "assertReady"
+--- @include "emitEvent"
+--- @include "fail"
+--- @include "rcall"
+--- @include "readLevel"
+--- @include "reply"
+--- @include "transferReply"
 local STEPS = {
   ship = {from = 'requested', to = 'in_transit', after = {in_transit = true, received = true},
           side = 'from', d_on_hand = -1, d_locked = -1},
@@ -19,13 +26,8 @@ local STEPS = {
             side = 'from', d_on_hand = 0, d_locked = -1},
 }
 
-local function transfer_reply(t, st)
-  return {transfer_id = t[1], status = st, sku = t[2], from_location = t[3],
-          to_location = t[4], qty = tonumber(t[5])}
-end
-
 local function transfer_step(ready, transfer, stock, events, a, step)
-  if rcall('EXISTS', ready) == 0 then return fail('not_ready') end
+  local unready = assert_ready(ready) if unready then return unready end
   local spec = STEPS[step]
   local t = rcall('HMGET', transfer, 'tid', 'sku', 'from', 'to', 'qty', 'st', 'fp')
   if not t[1] then return fail('not_found') end
@@ -47,9 +49,9 @@ local function transfer_step(ready, transfer, stock, events, a, step)
   rcall('HSET', transfer, 'st', spec.to, 'done', a[2])
   if spec.to == 'received' or spec.to == 'cancelled' then rcall('PEXPIRE', transfer, a[3]) end
   local rows = {{sku, loc, spec.d_on_hand * qty, spec.d_locked * qty, o, l, s, v}}
-  rcall('XADD', events, '*', 't', 'transfer_' .. step, 'op', 'transfer:' .. t[1] .. ':' .. step,
+  emit_event(events, {'t', 'transfer_' .. step, 'op', 'transfer:' .. t[1] .. ':' .. step,
         'ts', a[2], 'ref', t[1], 'reason', 'transfer_' .. step, 'rows', cjson.encode(rows),
         'tid', t[1], 'sku', sku, 'from', t[3], 'to', t[4], 'qty', t[5], 'st', spec.to,
-        'fp', t[7])
+        'fp', t[7]})
   return reply(transfer_reply(t, spec.to))
 end
