@@ -314,6 +314,17 @@ def _restore_bundles(conn: sa.Connection, keys: Keys, run: _Runner) -> None:
         run.report.bundles += 1
 
 
+# What both the lines and the pre-order lines of an order carry of the order itself.
+_ORDER_COLUMNS = (
+    Reservation.order_id,
+    Reservation.status.label("order_status"),
+    Reservation.fingerprint.label("order_fp"),
+    Reservation.token.label("order_token"),
+    Reservation.expires_at.label("order_exp"),
+    Reservation.created_at,
+)
+
+
 def _restore_reservations(
     conn: sa.Connection, keys: Keys, run: _Runner, cutoff: Any, now: int, retention: int
 ) -> PreParts:
@@ -322,12 +333,7 @@ def _restore_reservations(
     r, ln = Reservation, ReservationLine
     q = (
         sa.select(
-            r.order_id,
-            r.status.label("order_status"),
-            r.fingerprint.label("order_fp"),
-            r.token.label("order_token"),
-            r.expires_at.label("order_exp"),
-            r.created_at,
+            *_ORDER_COLUMNS,
             ln.token,
             ln.sku,
             ln.position,
@@ -389,12 +395,7 @@ def _preorder_lines(conn: sa.Connection, cutoff: Any) -> dict[str, list[_PreLine
     p, r = Preorder, Reservation
     q = (
         sa.select(
-            r.order_id,
-            r.status.label("order_status"),
-            r.fingerprint.label("order_fp"),
-            r.token.label("order_token"),
-            r.expires_at.label("order_exp"),
-            r.created_at,
+            *_ORDER_COLUMNS,
             p.token,
             p.sku,
             p.seq,
