@@ -5,15 +5,13 @@ demo's row-by-row statements): both must end in the same rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import sqlalchemy as sa
 
-from persistence.db import make_engine, migrate
+from persistence.db import make_engine
 from persistence.events import Entry, MalformedEvent, parse
 from persistence.ledger import build
 from persistence.models import Base
@@ -22,25 +20,6 @@ from tests.support.postgres import fresh_database
 
 T0 = 1_800_000_000_000
 RETENTION_MS = 7 * 86_400_000
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sink, sa.Engine]]:
-    if request.param == "sqlite":
-        url = f"sqlite+pysqlite:///{tmp_path / 'ledger.sqlite3'}"
-        migrate(url)
-        cm: Any = None
-    else:
-        cm = fresh_database()
-        url = cm.__enter__()
-    sink, engine = make_sink(url), make_engine(url)
-    try:
-        yield sink, engine
-    finally:
-        sink.close()
-        engine.dispose()
-        if cm is not None:
-            cm.__exit__(None, None, None)
 
 
 _seq = iter(range(1, 1_000_000))
@@ -121,8 +100,8 @@ def times(engine: sa.Engine, table: str, *columns: str) -> list[int]:
     return [datetime_to_ms(v) for v in row]
 
 
-def test_applying_the_same_events_twice_adds_no_row(db: tuple[Sink, sa.Engine]) -> None:
-    sink, engine = db
+def test_applying_the_same_events_twice_adds_no_row(ledger_sink: tuple[Sink, sa.Engine]) -> None:
+    sink, engine = ledger_sink
     events = [movement("r1", "A", "north", 10, 10, 1), movement("r2", "A", "north", 5, 15, 2)]
     apply(sink, *events)
     apply(sink, *events)
@@ -153,8 +132,10 @@ def test_applying_the_same_events_twice_adds_no_row(db: tuple[Sink, sa.Engine]) 
     }
 
 
-def test_an_older_version_never_moves_a_level_backwards(db: tuple[Sink, sa.Engine]) -> None:
-    sink, engine = db
+def test_an_older_version_never_moves_a_level_backwards(
+    ledger_sink: tuple[Sink, sa.Engine],
+) -> None:
+    sink, engine = ledger_sink
     apply(sink, movement("r2", "A", "north", 5, 15, 2))
     apply(sink, movement("r1", "A", "north", 10, 10, 1))
     assert rows(engine, "SELECT on_hand, version FROM stock_levels") == [(15, 2)]
@@ -162,9 +143,9 @@ def test_an_older_version_never_moves_a_level_backwards(db: tuple[Sink, sa.Engin
 
 
 def test_two_picks_of_one_location_in_one_reservation_are_one_ledger_row(
-    db: tuple[Sink, sa.Engine],
+    ledger_sink: tuple[Sink, sa.Engine],
 ) -> None:
-    sink, engine = db
+    sink, engine = ledger_sink
     lines = [["A", "north", 1], ["A", "north", 2]]
     rows_ = [["A", "north", 0, 1, 10, 1, 0, 4], ["A", "north", 0, 2, 10, 3, 0, 4]]
     apply(sink, part("reserve", "o1", "k1", lines, rows_, T0, ofp="ofp1"))
@@ -176,9 +157,9 @@ def test_two_picks_of_one_location_in_one_reservation_are_one_ledger_row(
 
 
 def test_a_cancel_applied_before_its_reserve_still_ends_cancelled(
-    db: tuple[Sink, sa.Engine],
+    ledger_sink: tuple[Sink, sa.Engine],
 ) -> None:
-    sink, engine = db
+    sink, engine = ledger_sink
     lines = [["A", "north", 2]]
     reserve = part("reserve", "o1", "k1", lines, [["A", "north", 0, 2, 10, 2, 0, 1]], T0, ofp="of")
     cancel = part("cancel", "o1", "k1", lines, [["A", "north", 0, -2, 10, 0, 0, 2]], T0 + 5)
@@ -193,9 +174,9 @@ def test_a_cancel_applied_before_its_reserve_still_ends_cancelled(
 
 
 def test_a_compensated_attempt_then_a_retry_leaves_the_retry_active(
-    db: tuple[Sink, sa.Engine],
+    ledger_sink: tuple[Sink, sa.Engine],
 ) -> None:
-    sink, engine = db
+    sink, engine = ledger_sink
     lines = [["A", "north", 1]]
     first = part("reserve", "o1", "k1", lines, [["A", "north", 0, 1, 5, 1, 0, 1]], T0, ofp="of")
     undo = part("release", "o1", "k1", lines, [["A", "north", 0, -1, 5, 0, 0, 2]], T0 + 1)
@@ -210,9 +191,9 @@ def test_a_compensated_attempt_then_a_retry_leaves_the_retry_active(
 
 
 def test_a_transfer_keeps_the_furthest_status_and_its_request_time(
-    db: tuple[Sink, sa.Engine],
+    ledger_sink: tuple[Sink, sa.Engine],
 ) -> None:
-    sink, engine = db
+    sink, engine = ledger_sink
     apply(sink, transfer("ship", "in_transit", 2, T0 + 60_000))
     apply(sink, transfer("request", "requested", 1, T0))
     assert rows(engine, "SELECT status FROM transfers") == [("in_transit",)]
@@ -268,8 +249,8 @@ def limit(n: int, w: int, v: int, gen: int) -> Entry:
     )
 
 
-def test_the_newest_limit_version_wins_in_any_order(db: tuple[Sink, sa.Engine]) -> None:
-    sink, engine = db
+def test_the_newest_limit_version_wins_in_any_order(ledger_sink: tuple[Sink, sa.Engine]) -> None:
+    sink, engine = ledger_sink
     apply(sink, limit(3, 60, 2, 1))
     apply(sink, limit(2, 0, 1, 1), limit(3, 60, 2, 1))
     assert rows(
@@ -282,9 +263,9 @@ def test_the_newest_limit_version_wins_in_any_order(db: tuple[Sink, sa.Engine]) 
 
 
 def test_counted_units_stay_returned_once_given_back_whatever_the_order(
-    db: tuple[Sink, sa.Engine],
+    ledger_sink: tuple[Sink, sa.Engine],
 ) -> None:
-    sink, engine = db
+    sink, engine = ledger_sink
     line, row = [["A", "north", 2]], [["A", "north", 0, 2, 10, 2, 0, 1]]
     counted = {"cu": "c1", "cnt": orjson.dumps([["A", 2, 1]])}
     reserve = part("reserve", "o1", "k1", line, row, T0 + 1, **counted)

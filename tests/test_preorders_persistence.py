@@ -6,45 +6,23 @@ same whether an event arrives twice or out of order, and malformed entries are r
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from persistence.db import make_engine, migrate
+from persistence.db import make_engine
 from persistence.events import Entry, MalformedEvent, parse, parse_checked, parse_fast
 from persistence.ledger import build
 from persistence.sink import Sink, datetime_to_ms, make_sink
 from tests.support import preorder_events as pe
-from tests.support.postgres import fresh_database
 from tests.support.services import make_settings
 
 T0 = 1_800_000_000_000
 E1, E2 = T0 + 86_400_000, T0 + 2 * 86_400_000
 EXP = T0 + 3_600_000
 RETENTION_MS = 7 * 86_400_000
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sink, sa.Engine]]:
-    if request.param == "sqlite":
-        url = f"sqlite+pysqlite:///{tmp_path / 'ledger.sqlite3'}"
-        migrate(url)
-        cm: Any = None
-    else:
-        cm = fresh_database()
-        url = cm.__enter__()
-    sink, engine = make_sink(url), make_engine(url)
-    try:
-        yield sink, engine
-    finally:
-        sink.close()
-        engine.dispose()
-        if cm is not None:
-            cm.__exit__(None, None, None)
 
 
 _seq = itertools.count(1)
@@ -116,9 +94,9 @@ INCOMING = "SELECT ref, sku, location, qty, status, received_qty, version FROM i
 
 
 def test_an_incoming_record_keeps_its_newest_version_in_any_order(
-    db: tuple[Sink, sa.Engine],
+    ledger_sink: tuple[Sink, sa.Engine],
 ) -> None:
-    sink, engine = db
+    sink, engine = ledger_sink
     created, changed = create("po1", 8, E1, 2), change("po1", 10, E2, 3)
     received = receive("po1", 10, E2, 9, 0, 4, [])
     apply(sink, received)
@@ -140,9 +118,9 @@ def test_an_incoming_record_keeps_its_newest_version_in_any_order(
 
 
 def test_a_preorder_limit_keeps_its_newest_version_in_any_order(
-    db: tuple[Sink, sa.Engine],
+    ledger_sink: tuple[Sink, sa.Engine],
 ) -> None:
-    sink, engine = db
+    sink, engine = ledger_sink
     first = pe.preorder_limit("A", "north", 10, pe.row("A", "north", 0, 0, 5, 0, 2), T0 + 2)
     second = pe.preorder_limit("A", "north", 0, pe.row("A", "north", 0, 0, 5, 0, 3), T0 + 3)
     other = pe.preorder_limit("A", "south", 4, pe.row("A", "south", 0, 0, 0, 0, 4), T0 + 4)
@@ -231,9 +209,9 @@ PREORDER_TIMES = (
     ids=["in-order", "receipt-first", "twice"],
 )
 def test_preorder_lines_move_up_by_rank_in_any_order(
-    db: tuple[Sink, sa.Engine], batches: list[list[dict[str, str]]]
+    ledger_sink: tuple[Sink, sa.Engine], batches: list[list[dict[str, str]]]
 ) -> None:
-    sink, engine = db
+    sink, engine = ledger_sink
     for batch in batches:
         apply(sink, *batch)
     assert rows(engine, PREORDERS) == [
@@ -250,9 +228,9 @@ def test_preorder_lines_move_up_by_rank_in_any_order(
 
 
 def test_a_settled_part_gives_its_preorder_lines_their_final_status_for_good(
-    db: tuple[Sink, sa.Engine],
+    ledger_sink: tuple[Sink, sa.Engine],
 ) -> None:
-    sink, engine = db
+    sink, engine = ledger_sink
     apply(sink, CANCEL_O2, SHIP_O1)
     apply(sink, RECEIPT)  # older: cannot take the final status back
     apply(sink, RESERVE_O1, RESERVE_O2)
@@ -277,9 +255,9 @@ def test_a_settled_part_gives_its_preorder_lines_their_final_status_for_good(
 
 
 def test_a_released_attempt_leaves_the_retry_of_preorder_lines_active(
-    db: tuple[Sink, sa.Engine],
+    ledger_sink: tuple[Sink, sa.Engine],
 ) -> None:
-    sink, engine = db
+    sink, engine = ledger_sink
     pre1, pre2 = [["A", "north", 1, 1, E1]], [["A", "north", 1, 2, E1]]
     first = pe.part(
         "reserve", "o1", "k1", [], [pe.row("A", "north", 0, 0, 5, 0, 2)], T0 + 2, EXP, pre=pre1

@@ -37,13 +37,14 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from inventory_cache.connection import make_sync_redis
 from inventory_cache.settings import Settings
 from inventory_cache.worker import Worker
-from persistence.db import libpq_url, migrate, normalize_url
-from persistence.sink import make_sink
+from persistence.db import libpq_url, make_engine, migrate, normalize_url
+from persistence.sink import Sink, make_sink
 from tests.support.ports import free_port
 from tests.support.redis_state import flush_prefix
 from tests.support.services import PG_URL, REDIS_URL, REQUIRE, need_redis
@@ -108,6 +109,22 @@ def pg_url() -> Iterator[str]:
     """The SQLAlchemy URL (`postgresql+psycopg://`) of a fresh migrated database."""
     with fresh_database() as url:
         yield url
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def ledger_sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sink, sa.Engine]]:
+    """A sink and an engine on a fresh migrated ledger, once on PostgreSQL and once on the
+    demo's SQLite: the sinks keep the same merge rules, so their tests run on both."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+pysqlite:///{tmp_path / 'ledger.sqlite3'}"
+            migrate(url)
+        else:
+            url = stack.enter_context(fresh_database())
+        sink, engine = make_sink(url), make_engine(url)
+        stack.callback(engine.dispose)
+        stack.callback(sink.close)
+        yield sink, engine
 
 
 @pytest.fixture
