@@ -1,8 +1,9 @@
 """Per API key, how many reservation lines this process is placing right now.
 
-A 100-line order costs about 80 script calls (one per slot group), so twenty clients
-sending such orders keep the engine's pipelines busy and everyone else's one-line
-checkout waits behind them. The request rate limit (`ratelimit.py`) counts requests, not
+A 100-line order is one script that checks and locks 100 lines on a single Redis (on a
+cluster, about 80 script calls, one per slot group), so twenty clients sending such
+orders keep Redis and the engine's pipelines busy and everyone else's one-line checkout
+waits behind them. The request rate limit (`ratelimit.py`) counts requests, not
 their size; this counts the lines of multi-line orders: a key with
 `INVENTORY_MAX_LINES_IN_FLIGHT_PER_KEY` such lines already in flight gets 429
 `rate_limited` (`Retry-After: 1`) for another multi-line order until some finish. An
