@@ -52,7 +52,13 @@ from typing import Any
 
 import bench_engine_vs_pg
 import loadgen
-from benchlib import drop_database, markdown_table, recreate_database, require_loopback
+from benchlib import (
+    drop_database,
+    group_cpu_seconds,
+    markdown_table,
+    recreate_database,
+    require_loopback,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -209,6 +215,9 @@ class HttpSuite:
         self.args = args
         self.out = out
         self.runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # side -> the process group of its API, when the suite started it: the API's CPU
+        # per request is then recorded beside its rate.
+        self.api_groups: dict[str, int] = {}
 
     @property
     def results(self) -> dict[tuple[str, str], dict[str, Any]]:
@@ -231,8 +240,13 @@ class HttpSuite:
             **kw,
         )
         before = os.getloadavg()[0]
+        group = self.api_groups.get(side)
+        cpu0 = group_cpu_seconds(group) if group else 0.0
         report = loadgen.run(cfg, str(self.out / f"{side}-{name}-{rnd}.png"))
         report["load"] = (before, os.getloadavg()[0])
+        if group and report["requests"]:
+            cpu = group_cpu_seconds(group) - cpu0
+            report["api_cpu_us_per_request"] = round(cpu * 1e6 / report["requests"], 1)
         (self.out / f"{side}-{name}-{rnd}.json").write_text(json.dumps(report, indent=2))
         fs = report.get("flash_sale", {})
         print(

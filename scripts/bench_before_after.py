@@ -77,29 +77,33 @@ def cli(env: dict[str, str], tree: Path, *args: str) -> str:
 
 def start_side(
     stack: ExitStack, tree: Path, env: dict[str, str], port: int, out: Path, side: str
-) -> str:
-    """The side's API (`uvicorn --workers 2`) and write-behind worker; its URL.
+) -> tuple[str, int]:
+    """The side's API (`uvicorn --workers 2`) and write-behind worker; its URL and the
+    API's process group (uvicorn and its workers).
 
     Both start in `tree`: uvicorn puts its app dir (the working directory) before
     `PYTHONPATH`, and `python -c` the working directory, so started from this checkout
     the older side would run this checkout's code against its own schema.
     """
     api = bench_all.uvicorn_cmd("inventory_cache.api.main:app_from_env", port, 2)
-    stack.enter_context(bench_all.process(api, env, out / f"{side}.log", cwd=tree))
+    server = stack.enter_context(bench_all.process(api, env, out / f"{side}.log", cwd=tree))
     worker = [sys.executable, "-c", CLI, "worker"]
     stack.enter_context(bench_all.process(worker, env, out / f"{side}-worker.log", cwd=tree))
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", server.pid
 
 
 def engine_rows(stdout: str) -> dict[str, float]:
-    """`bench_engine.py`'s Markdown table: engine calls/s by (op, SKUs, tasks)."""
+    """`bench_engine.py`'s Markdown table: engine calls/s by (op, SKUs, tasks), and the
+    engine's client CPU per call where the table has it."""
     rows = {}
     for line in stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 4 and re.fullmatch(r"[\d,]+", cells[3]) and cells[2].isdigit():
-            rows[f"engine {cells[0]}, {cells[1]} SKUs, {cells[2]} tasks (calls/s)"] = float(
-                cells[3].replace(",", "")
-            )
+            row = f"engine {cells[0]}, {cells[1]} SKUs, {cells[2]} tasks"
+            rows[f"{row} (calls/s)"] = float(cells[3].replace(",", ""))
+            cpu = re.fullmatch(r"(\d+) / \d+", cells[-1])
+            if len(cells) >= 9 and cpu:
+                rows[f"{row}, client CPU (µs/call, lower is better)"] = float(cpu.group(1))
     return rows
 
 
@@ -208,7 +212,9 @@ def http_rounds(
             cli(env, tree, "migrate")
             cli(env, tree, "warmup")
             key = cli(env, tree, "keys", "create", "--scopes", "read,checkout,warehouse")
-            sides[side] = (start_side(stack, tree, env, bench_all.free_port(), out, side), key)
+            url, group = start_side(stack, tree, env, bench_all.free_port(), out, side)
+            sides[side] = (url, key)
+            suite.api_groups[side] = group
         for url, _ in sides.values():
             bench_all.wait_http(url + "/v1/ping")
         suite.both(sides, args.rounds)
@@ -223,6 +229,11 @@ def http_rounds(
                 "mixed-half": "HTTP mixed at half of peak (req/s)",
             }.get(name, f"HTTP {name} (req/s)")
             figures[side].setdefault(label, []).append((float(value), *rep["load"]))
+            if "api_cpu_us_per_request" in rep:
+                cpu = f"HTTP {name}, API CPU per request (µs, lower is better)"
+                figures[side].setdefault(cpu, []).append(
+                    (float(rep["api_cpu_us_per_request"]), *rep["load"])
+                )
             if name in ("checkout", "mixed-half"):
                 p99 = f"HTTP {name} p99 (ms, lower is better)"
                 figures[side].setdefault(p99, []).append(

@@ -12,6 +12,7 @@ from pathlib import Path
 import bench_all
 import bench_before_after
 import bench_forecast
+import benchlib
 
 ENGINE_OUTPUT = """engine vs raw redis-py, 2026-11-28: redis-py 5.2.1, uvloop, load average 0.4
 
@@ -31,6 +32,37 @@ def test_the_engine_table_is_read_as_calls_per_second_by_op_spread_and_tasks() -
         "engine reserve, hot SKUs, 16 tasks (calls/s)": 19_752.0,
         "engine read, 10000 random SKUs, 64 tasks (calls/s)": 43_655.0,
     }
+
+
+ENGINE_OUTPUT_WITH_CPU = """| op | SKUs | tasks | engine calls/s | raw calls/s | engine/raw \
+| engine p50 / p99 ms | raw p50 / p99 ms | client CPU µs/call engine / raw |
+|---|---|---|---|---|---|---|---|---|
+| read | hot | 16 | 30,100 | 31,000 | 0.97x | 0.5 / 1.1 | 0.5 / 1.0 | 31 / 27 |
+"""
+
+
+def test_the_engine_client_cpu_per_call_is_a_row_where_lower_is_better() -> None:
+    rows = bench_before_after.engine_rows(ENGINE_OUTPUT_WITH_CPU)
+
+    assert rows == {
+        "engine read, hot SKUs, 16 tasks (calls/s)": 30_100.0,
+        "engine read, hot SKUs, 16 tasks, client CPU (µs/call, lower is better)": 31.0,
+    }
+
+
+def test_a_process_group_s_cpu_is_what_its_processes_used(tmp_path: Path) -> None:
+    spin = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    with ExitStack() as stack:
+        proc = stack.enter_context(
+            bench_all.process(["python3", "-c", spin + "\ntime.sleep(30)"], {}, tmp_path / "log")
+        )
+        deadline = time.monotonic() + 10
+        while benchlib.group_cpu_seconds(proc.pid) < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        used = benchlib.group_cpu_seconds(proc.pid)
+
+    assert 0.3 <= used < 1.0
+    assert benchlib.group_cpu_seconds(proc.pid) == 0.0  # the group is gone
 
 
 def test_a_row_more_than_five_percent_slower_is_named_and_lower_latency_counts_as_faster() -> None:
@@ -106,12 +138,14 @@ def test_each_side_runs_the_api_and_the_worker_of_its_own_tree(tmp_path: Path) -
     env = dict(os.environ, PYTHONPATH=str(tree))
 
     with ExitStack() as stack:
-        url = bench_before_after.start_side(
+        url, group = bench_before_after.start_side(
             stack, tree, env, bench_all.free_port(), tmp_path, "before"
         )
         body = _get(url + "/v1/ping")
+        api_cpu = benchlib.group_cpu_seconds(group)
 
     assert body == str(tree / "inventory_cache" / "api" / "main.py")
+    assert api_cpu > 0  # uvicorn's start-up alone costs its group some CPU
     worker_log = (tmp_path / "before-worker.log").read_text()
     assert f"cli of {tree / 'inventory_cache' / 'cli.py'} ['worker']" in worker_log
 
