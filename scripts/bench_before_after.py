@@ -172,6 +172,11 @@ def library_rounds(
             figures[side].setdefault(row, []).append(
                 (float(result["flushed_events_per_s"]), load0, load1)
             )
+            if "worker_cpu_us_per_event" in result:
+                cpu = "write-behind, worker CPU per event (µs, lower is better)"
+                figures[side].setdefault(cpu, []).append(
+                    (float(result["worker_cpu_us_per_event"]), load0, load1)
+                )
             print(
                 f"  r{rnd} {side:6} write-behind {result['flushed_events_per_s']} events/s",
                 file=sys.stderr,

@@ -39,7 +39,13 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from benchlib import drop_database, markdown_table, recreate_database, require_loopback
+from benchlib import (
+    drop_database,
+    markdown_table,
+    process_cpu_seconds,
+    recreate_database,
+    require_loopback,
+)
 
 from inventory_cache.engine import StockEngine
 from inventory_cache.lag import backlog
@@ -123,6 +129,19 @@ def wait_drained(client: Any, settings: Settings, limit: float) -> None:
         raise SystemExit(f"the worker did not catch up within {limit:.0f} s")
 
 
+def wait_flushing(client: Any, settings: Settings, events: int, limit: float) -> int:
+    """Wait for the workers' first commit; the entries then left to flush."""
+    from inventory_cache.keys import Keys
+
+    keys = Keys(settings.redis_prefix, settings.slot_groups)
+    deadline = time.monotonic() + limit
+    while (left := backlog(client, keys)) >= events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if left >= events:
+        raise SystemExit(f"the worker did not commit within {limit:.0f} s")
+    return max(left, 1)
+
+
 def query(url: str, sql: str) -> Any:
     import sqlalchemy as sa
 
@@ -158,7 +177,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         fill_rate = await fill(eng, args.events, args.skus)
         print(f"filled {args.events} events at {fill_rate:.0f} ops/s", file=sys.stderr)
         procs = start_workers(args.workers, env, args.batch_size)
+        # The workers' CPU from their first commit on (start-up excluded): what an event
+        # costs them, which a loaded machine moves far less than the rate.
+        left = wait_flushing(client, settings, args.events, 120)
+        cpu0 = sum(process_cpu_seconds(p.pid) for p in procs)
         wait_drained(client, settings, 600)
+        cpu_per_event = (sum(process_cpu_seconds(p.pid) for p in procs) - cpu0) / left
         print("flushed; offering the steady load", file=sys.stderr)
         n, span = query(
             url,
@@ -185,6 +209,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "slot_groups": args.groups,
             "fill_ops_per_s": round(fill_rate),
             "flushed_events_per_s": round(flushed),
+            "worker_cpu_us_per_event": round(cpu_per_event * 1e6, 1),
             "offered_events_per_s": round(sent / args.duration),
             "lag_rows": int(lag[0]),
             "lag_p50_ms": round(float(lag[1]) * 1000, 1),
@@ -237,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         markdown_table(
             [
                 "flushed events/s",
+                "worker CPU µs/event",
                 "offered events/s",
                 "lag p50 ms",
                 "lag p99 ms",
@@ -248,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 [
                     result["flushed_events_per_s"],
+                    result["worker_cpu_us_per_event"],
                     result["offered_events_per_s"],
                     result["lag_p50_ms"],
                     result["lag_p99_ms"],

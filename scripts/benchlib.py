@@ -74,19 +74,32 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """`/proc/<pid>/stat` after the command name (field 3 onwards); None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _cpu_ticks(fields: list[str]) -> int:
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) one process has used so far; 0 once it is gone."""
+    fields = _stat(pid)
+    return _cpu_ticks(fields) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds (user + system) the live processes of a process group have used: a
     server's own cost, which on a loaded 2-core machine moves far less than its rate."""
     ticks = 0
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                stat = fh.read()
-        except OSError:  # gone meanwhile
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
-            ticks += int(fields[11]) + int(fields[12])
+        fields = _stat(pid) if pid.isdigit() else None
+        if fields and int(fields[2]) == pgid:  # pgrp
+            ticks += _cpu_ticks(fields)
     return ticks / os.sysconf("SC_CLK_TCK")

@@ -60,9 +60,12 @@ def test_a_process_group_s_cpu_is_what_its_processes_used(tmp_path: Path) -> Non
         while benchlib.group_cpu_seconds(proc.pid) < 0.3 and time.monotonic() < deadline:
             time.sleep(0.05)
         used = benchlib.group_cpu_seconds(proc.pid)
+        own = benchlib.process_cpu_seconds(proc.pid)
 
     assert 0.3 <= used < 1.0
+    assert own == used  # the group is that one process
     assert benchlib.group_cpu_seconds(proc.pid) == 0.0  # the group is gone
+    assert benchlib.process_cpu_seconds(proc.pid) == 0.0
 
 
 def test_a_row_more_than_five_percent_slower_is_named_and_lower_latency_counts_as_faster() -> None:
