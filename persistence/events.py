@@ -176,9 +176,13 @@ def _json_list(fields: Mapping[bytes, bytes], name: str) -> list[Any]:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """One parsed entry: the ledger rows and the record it carries, validated."""
+    """One parsed entry: the ledger rows and the record it carries, validated.
+
+    Not frozen, though nothing changes it: a frozen dataclass sets each of its 17 fields
+    through `object.__setattr__`, which was a quarter of the worker's parsing of an event.
+    """
 
     entry: Entry
     type: str

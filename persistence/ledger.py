@@ -115,10 +115,11 @@ def build(events: Iterable[Event], retention_ms: int) -> Batch:
     for ev in events:
         b.events += 1
         sid = ev.entry.position
-        here = (*StreamId.parse(ev.entry.id), ev.op)
+        ms, _, seq = ev.entry.id.partition("-")  # StreamId.parse, inline: once per event
+        at = (int(ms), int(seq or 0))
         mark = marks.get(ev.entry.group)
-        if mark is None or mark[:2] < here[:2]:
-            marks[ev.entry.group] = here
+        if mark is None or (mark[0], mark[1]) < at:
+            marks[ev.entry.group] = (*at, ev.op)
         if ev.bundle is not None:
             cur_def = b.bundles.get(ev.bundle[0])
             if cur_def is None or cur_def[2] < ev.bundle[2]:
