@@ -47,7 +47,6 @@ from persistence.events import (
     LimitRow,
     PreorderLimitRow,
     PreorderRow,
-    StreamId,
     TransferRow,
     available,
 )
