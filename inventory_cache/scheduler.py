@@ -37,6 +37,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.orm import Session, sessionmaker
 
+from inventory_cache import heap
 from inventory_cache.alerts import AlertChange, AlertMonitor
 from inventory_cache.engine import StockEngine
 from inventory_cache.lease import Lease
@@ -312,6 +313,7 @@ def run_scheduler(settings: Settings | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info("scheduler %s started", scheduler.lease.owner)
+        heap.settle()
         try:
             await scheduler.run(stop)
         finally:

@@ -68,7 +68,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from inventory_cache import behind
+from inventory_cache import behind, heap
 from inventory_cache.keys import Keys
 from inventory_cache.lag import GROUP, LagGauges
 from inventory_cache.settings import Settings
@@ -717,6 +717,7 @@ def run_worker(
     database = make_engine(url, pool_size=1, max_overflow=1)
     w = Worker(make_sync_redis(settings), sinks, settings, config, database=database)
     w.install_signal_handlers()
+    heap.settle()
     try:
         w.run()
     finally:

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
 
-from inventory_cache import behind, console
+from inventory_cache import behind, console, heap
 from inventory_cache.api import docs, openapi, problems
 from inventory_cache.api.deps import Services
 from inventory_cache.api.gateway import Gateway
@@ -200,4 +200,8 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 def app_from_env() -> FastAPI:
-    return create_app(get_settings())
+    """The app a server process runs (uvicorn's factory), its collector settled once the
+    app is built (`heap.py`)."""
+    app = create_app(get_settings())
+    heap.settle()
+    return app
