@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     # Lines of multi-line reservations one API process places at once, all keys together
     # (0: no limit); further orders wait their turn (see api/inflight.py).
     max_lines_in_flight: int = Field(default=100, ge=0, le=1_000_000)
+    # An order of more lines is reserved slot group by slot group (a small script each,
+    # the path an order spanning groups takes on a cluster) rather than in one script:
+    # Redis runs one script at a time, and one that checks and locks 100 lines holds
+    # everyone else's calls for about 4 ms.
+    one_script_max_lines: int = Field(default=20, ge=1, le=1_000)
     # Live feed (`GET /v1/events`) streams open at once in one API process, and per API
     # key; beyond either, 429 `rate_limited`.
     feed_max_clients: int = Field(default=500, ge=1, le=100_000)

@@ -176,3 +176,27 @@ async def test_a_one_group_order_is_one_call_on_a_cluster_when_its_id_shares_the
     assert (await engine.stock("X")).locations["north"].locked == 0
     with pytest.raises(NotFound):
         await engine.get_reservation("never")
+
+
+async def test_an_order_over_the_one_script_line_limit_is_reserved_group_by_group(
+    engine: StockEngine,
+) -> None:
+    """Redis runs one script at a time: a script locking many lines would hold every
+    other client's call for milliseconds, so a larger order takes the small-script path."""
+    settings = engine.settings.model_copy(update={"one_script_max_lines": 2})
+    limited = StockEngine(engine.client, settings, clock=engine.now)
+    skus = skus_in_distinct_groups(engine, 3)
+    for sku in skus:
+        await engine.inbound(ref="po", sku=sku, location="north", qty=5)
+    sent = scripts_sent(limited)
+
+    small = await limited.reserve(order_id="two-lines", lines=[LineRequest(s, 1) for s in skus[:2]])
+    at_two = list(sent)
+    large = await limited.reserve(order_id="three-lines", lines=[LineRequest(s, 1) for s in skus])
+
+    assert at_two == (
+        MULTI_SCRIPT[:3] + MULTI_SCRIPT[4:] if _is_cluster(engine.client) else ["reserve_order"]
+    )
+    assert sent[len(at_two) :] == MULTI_SCRIPT
+    assert (small.status, large.status) == ("active", "active")
+    assert [(await engine.stock(s)).locations["north"].locked for s in skus] == [2, 2, 1]

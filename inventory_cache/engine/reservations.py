@@ -139,8 +139,10 @@ class Reservations(Settlement, Bundles):
             by_group, body, bundle_lines, parts = self._order_plan(
                 order_id, merged, defs or {}, ttl, customer_id
             )
-            one_script = self._one_script and (
-                not self._cluster or (len(by_group) == 1 and h in by_group)
+            one_script = (
+                self._one_script
+                and len(merged) <= self.settings.one_script_max_lines
+                and (not self._cluster or (len(by_group) == 1 and h in by_group))
             )
             if not one_script:
                 if defs is None:
