@@ -1,5 +1,6 @@
-"""A reservation is one script call wherever the order's keys can meet in one script: on
-a single Redis always, on a cluster when the order id and its lines share a slot group.
+"""A reservation of up to `one_script_max_lines` lines is one script call wherever the
+order's keys can meet in one script: on a single Redis always, on a cluster when the order
+id and its lines share a slot group.
 Its effect is the multi-script path's: the same parts, index and events."""
 
 from __future__ import annotations

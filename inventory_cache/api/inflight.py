@@ -1,7 +1,8 @@
 """Per API key, how many reservation lines this process is placing right now.
 
-A 100-line order is one script that checks and locks 100 lines on a single Redis (on a
-cluster, about 80 script calls, one per slot group), so twenty clients sending such
+A 100-line order is about 80 script calls, one per slot group (an order over
+`INVENTORY_ONE_SCRIPT_MAX_LINES` lines is not one script, which would hold Redis for
+milliseconds: `engine/reservations.py`), so twenty clients sending such
 orders keep Redis and the engine's pipelines busy and everyone else's one-line checkout
 waits behind them. The request rate limit (`ratelimit.py`) counts requests, not
 their size; this counts the lines of multi-line orders: a key with

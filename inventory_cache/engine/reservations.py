@@ -1,7 +1,9 @@
 """Reservations: every line of an order locked, or none.
 
 The reserve path in one look: where the order's keys can meet in one script (always on a
-single Redis; on a cluster when the order id and every line share a slot group),
+single Redis; on a cluster when the order id and every line share a slot group) and the
+order has at most `one_script_max_lines` lines (a script locking 100 lines would hold
+Redis, which runs one script at a time, for milliseconds),
 `reserve()` is one call of `reserve_order-2.lua`: index, every group's part and event, all
 or nothing. Otherwise it opens the order's index (`index_open-2.lua`), sends
 `reserve-4.lua` for every slot group of the lines in one pipeline, and, if any group
