@@ -47,6 +47,7 @@ from persistence.events import (
     LimitRow,
     PreorderLimitRow,
     PreorderRow,
+    StreamId,
     TransferRow,
     available,
 )
@@ -114,11 +115,10 @@ def build(events: Iterable[Event], retention_ms: int) -> Batch:
     for ev in events:
         b.events += 1
         sid = ev.entry.position
-        ms, _, seq = ev.entry.id.partition("-")  # StreamId.parse, inline: once per event
-        at = (int(ms), int(seq or 0))
+        here = (*StreamId.parse(ev.entry.id), ev.op)
         mark = marks.get(ev.entry.group)
-        if mark is None or (mark[0], mark[1]) < at:
-            marks[ev.entry.group] = (*at, ev.op)
+        if mark is None or mark[:2] < here[:2]:
+            marks[ev.entry.group] = here
         if ev.bundle is not None:
             cur_def = b.bundles.get(ev.bundle[0])
             if cur_def is None or cur_def[2] < ev.bundle[2]:
