@@ -118,28 +118,28 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         p.wait(30)
 
 
-def wait_drained(client: Any, settings: Settings, limit: float) -> None:
+def wait_backlog_below(
+    client: Any, settings: Settings, bound: int, limit: float, poll: float, failed: str
+) -> int:
+    """Wait until fewer than `bound` entries are left to flush; how many are."""
     from inventory_cache.keys import Keys
 
     keys = Keys(settings.redis_prefix, settings.slot_groups)
     deadline = time.monotonic() + limit
-    while backlog(client, keys) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if backlog(client, keys):
-        raise SystemExit(f"the worker did not catch up within {limit:.0f} s")
+    while (left := backlog(client, keys)) >= bound and time.monotonic() < deadline:
+        time.sleep(poll)
+    if left >= bound:
+        raise SystemExit(f"the worker did not {failed} within {limit:.0f} s")
+    return left
+
+
+def wait_drained(client: Any, settings: Settings, limit: float) -> None:
+    wait_backlog_below(client, settings, 1, limit, 0.1, "catch up")
 
 
 def wait_flushing(client: Any, settings: Settings, events: int, limit: float) -> int:
     """Wait for the workers' first commit; the entries then left to flush."""
-    from inventory_cache.keys import Keys
-
-    keys = Keys(settings.redis_prefix, settings.slot_groups)
-    deadline = time.monotonic() + limit
-    while (left := backlog(client, keys)) >= events and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if left >= events:
-        raise SystemExit(f"the worker did not commit within {limit:.0f} s")
-    return max(left, 1)
+    return max(wait_backlog_below(client, settings, events, limit, 0.01, "commit"), 1)
 
 
 def query(url: str, sql: str) -> Any:
