@@ -38,7 +38,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-from benchlib import latency_summary, markdown_table
+from benchlib import latency_summary, markdown_table, process_cpu_seconds
 from local_cluster import LocalCluster, LocalServers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,12 +150,7 @@ async def _seed(url: str, cluster: bool, prefix: str, skus: int) -> None:
 
 def cpu_seconds(pids: list[int]) -> list[float]:
     """User + system CPU time of each process so far (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = []
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        out.append((int(fields[11]) + int(fields[12])) / tick)
-    return out
+    return [process_cpu_seconds(pid) for pid in pids]
 
 
 class Bench:

@@ -89,9 +89,12 @@ def _cpu_ticks(fields: list[str]) -> int:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) one process has used so far; 0 once it is gone."""
+    """CPU seconds (user + system) one process has used so far; ProcessLookupError once it
+    is gone (a measurement over a process that died means nothing)."""
     fields = _stat(pid)
-    return _cpu_ticks(fields) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+    if fields is None:
+        raise ProcessLookupError(pid)
+    return _cpu_ticks(fields) / os.sysconf("SC_CLK_TCK")
 
 
 def group_cpu_seconds(pgid: int) -> float:

@@ -13,6 +13,7 @@ import bench_all
 import bench_before_after
 import bench_forecast
 import benchlib
+import pytest
 
 ENGINE_OUTPUT = """engine vs raw redis-py, 2026-11-28: redis-py 5.2.1, uvloop, load average 0.4
 
@@ -65,7 +66,8 @@ def test_a_process_group_s_cpu_is_what_its_processes_used(tmp_path: Path) -> Non
     assert 0.3 <= used < 1.0
     assert own == used  # the group is that one process
     assert benchlib.group_cpu_seconds(proc.pid) == 0.0  # the group is gone
-    assert benchlib.process_cpu_seconds(proc.pid) == 0.0
+    with pytest.raises(ProcessLookupError):
+        benchlib.process_cpu_seconds(proc.pid)
 
 
 def test_a_row_more_than_five_percent_slower_is_named_and_lower_latency_counts_as_faster() -> None:
