@@ -7,7 +7,7 @@ import hashlib
 import itertools
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -45,21 +45,33 @@ def fingerprint(body: Any) -> str:
     return hashlib.sha1(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def parse_stock(sku: str, raw: dict[bytes, bytes]) -> dict[str, Level]:
-    """Turn a stock hash (`o:<loc>`, `l:<loc>`, `s:<loc>`, `v`) into levels by location."""
-    fields: dict[str, list[int]] = {}
-    for k, val in raw.items():
-        key = k.decode()
-        if key[1:2] != ":":
-            continue
-        slot = "ols".find(key[0])
-        if slot < 0:
-            continue
-        fields.setdefault(key[2:], [0, 0, 0])[slot] = int(val)
-    return {
-        loc: Level(sku, loc, o, lk, s, available(o, lk, s))
-        for loc, (o, lk, s) in sorted(fields.items())
-    }
+_LEVEL_SLOT = {b"o:": 0, b"l:": 1, b"s:": 2}
+
+
+def stock_fields(raw: Mapping[bytes, bytes]) -> tuple[dict[bytes, list[int]], bool]:
+    """A stock hash (`o:<loc>`, `l:<loc>`, `s:<loc>`, `v`, ...) read in one pass: each
+    location's [on_hand, locked, safety_stock], and whether the SKU is plain (no bundle
+    definition `bdef`, no incoming stock `n:<ref>`), so its availability is its levels'."""
+    levels: dict[bytes, list[int]] = {}
+    plain = True
+    for field, value in raw.items():
+        kind = field[:2]
+        slot = _LEVEL_SLOT.get(kind)
+        if slot is not None:
+            levels.setdefault(field[2:], [0, 0, 0])[slot] = int(value)
+        elif kind == b"n:" or (field == b"bdef" and value):
+            plain = False
+    return levels, plain
+
+
+def parse_stock(sku: str, raw: Mapping[bytes, bytes]) -> dict[str, Level]:
+    """Turn a stock hash into levels by location."""
+    levels, _ = stock_fields(raw)
+    out = {}
+    for raw_loc, (o, lk, s) in sorted(levels.items()):
+        loc = raw_loc.decode()
+        out[loc] = Level(sku, loc, o, lk, s, available(o, lk, s))
+    return out
 
 
 def _level(reply: dict[str, Any]) -> Level:

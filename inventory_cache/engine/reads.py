@@ -7,11 +7,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from inventory_cache import validation as v
-from inventory_cache.engine.core import EngineCore, _components, parse_stock
+from inventory_cache.engine.core import EngineCore, _components, parse_stock, stock_fields
 from inventory_cache.errors import NotReady, ValidationError
 from inventory_cache.incoming import available_to_promise
 from inventory_cache.models import Availability, Component, Level, StockView
 from inventory_cache.scripts import Command
+from persistence.events import available
 
 
 def plain_availability(sku: str, raw: Mapping[bytes, bytes]) -> Availability | None:
@@ -21,21 +22,10 @@ def plain_availability(sku: str, raw: Mapping[bytes, bytes]) -> Availability | N
     The availability read is the route product pages call thousands of times a second, and
     building a `Level` per location only to keep its `available` doubled its cost.
     """
-    on: dict[bytes, int] = {}
-    held: dict[bytes, int] = {}
-    for field, value in raw.items():
-        kind = field[:2]
-        if kind == b"o:":
-            on[field[2:]] = int(value)
-        elif kind == b"l:" or kind == b"s:":
-            loc = field[2:]
-            held[loc] = held.get(loc, 0) + int(value)
-        elif kind == b"n:" or (field == b"bdef" and value):
-            return None
-    locations = {
-        loc.decode(): max(0, on.get(loc, 0) - held.get(loc, 0))
-        for loc in sorted(on.keys() | held.keys())
-    }
+    levels, plain = stock_fields(raw)
+    if not plain:
+        return None
+    locations = {loc.decode(): available(o, lk, s) for loc, (o, lk, s) in sorted(levels.items())}
     total = sum(locations.values())
     return Availability(sku=sku, available=total, in_stock=total > 0, locations=locations)
 
