@@ -2,9 +2,10 @@
 """Does one kind of heavy client hurt everyone else? `/healthz` and checkout under pressure.
 
 Starts `inventory-cache serve` in a subprocess (its own Redis prefix, a scratch PostgreSQL
-database) and runs two probes throughout, in a process of their own: `GET /healthz` every 10 ms, and one-line
-checkouts (`POST /v1/reservations`, then cancel) at `--probe-rate` per second. First for
-`--idle-seconds` with nothing else going on, then for `--seconds` under the chosen pressure:
+database) and runs two probes throughout, in a process of their own: `GET /healthz` every
+10 ms, and one-line checkouts (`POST /v1/reservations`, then cancel) at `--probe-rate` per
+second. First for `--idle-seconds` with nothing else going on, then for `--seconds` under
+the chosen pressure:
 
 - `feed-resume`: the event streams are first filled with `--entries` entries; then
   `--clients` readers resume `GET /v1/events` from the very start (`Last-Event-ID:
