@@ -77,10 +77,6 @@ class Keys:
     def expiry(self, group: int) -> str:
         return f"{self.tag(group)}:exp"
 
-    def stock_prefix(self, group: int) -> str:
-        """What the stock hashes of a group start with (the near-cache tracks them)."""
-        return f"{self.tag(group)}:s:"
-
     def alerts_cursor(self, group: int) -> str:
         """The id of the last event of the group's stream the alert monitor evaluated."""
         return f"{self.tag(group)}:cur:alerts"

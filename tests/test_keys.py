@@ -13,7 +13,7 @@ def test_the_keys_built_for_workers_leases_and_alerts() -> None:
     assert KEYS.lease_fence("scheduler") == "inv:{lease}:scheduler:fence"
     assert KEYS.lease_run("scheduler", "r1") == "inv:{lease}:scheduler:run:r1"
     assert KEYS.alerts_cursor(12) == "inv:{12}:cur:alerts"
-    assert KEYS.stock_prefix(12) == "inv:{12}:s:"
+    assert KEYS.stock("SKU-1") == f"inv:{{{KEYS.group_of('SKU-1')}}}:s:SKU-1"
     assert KEYS.tagged_prefix() == "inv:{"
 
 
