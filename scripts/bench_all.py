@@ -198,7 +198,12 @@ def merged(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "p99": spread(lambda r: r["latency_ms"]["p99"]),
     }
     out["load"] = (min(r["load"][0] for r in reports), max(r["load"][1] for r in reports))
+    out["per_round"] = {
+        "requests_per_s": [float(r["requests_per_s"]) for r in reports],
+        "ops_per_s": [float(r["ops_per_s"]) for r in reports],
+    }
     if "flash_sale" in out:
+        out["per_round"]["sold_per_s"] = [float(r["flash_sale"]["sold_per_s"]) for r in reports]
         fs = dict(out["flash_sale"])
         fs["sold_per_s"] = med(lambda r: r["flash_sale"]["sold_per_s"])
         fs["oversold"] = max(r["flash_sale"]["oversold"] for r in reports)
@@ -336,15 +341,22 @@ def with_spread(value: float, lo_hi: tuple[float, float]) -> str:
     return f"{fmt(value)} ({fmt(lo_hi[0])}-{fmt(lo_hi[1])})"
 
 
-def ratio(a: float, b: float) -> str:
-    return f"{a / max(b, 1e-9):.2f}x"
+def paired_ratio(a: dict[str, Any], b: dict[str, Any], field: str) -> tuple[float, float, float]:
+    """`a ÷ b` as the median of the rounds' own ratios, with their min and max: the two
+    runs of a round follow each other, so the machine's drift between rounds, which moves
+    both sides, drops out of each round's ratio."""
+    xs = [
+        x / max(y, 1e-9) for x, y in zip(a["per_round"][field], b["per_round"][field], strict=True)
+    ]
+    return statistics.median(xs), min(xs), max(xs)
+
+
+def ratio_cell(paired: tuple[float, float, float]) -> str:
+    return f"{paired[0]:.2f}x ({paired[1]:.2f}-{paired[2]:.2f})"
 
 
 def http_table(r: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, list[tuple[str, bool]]]:
     """The HTTP table (medians of the rounds, with their spread) and each target's verdict."""
-
-    def rps(side: str, name: str) -> float:
-        return float(r[(side, name)]["requests_per_s"])
 
     def cell(side: str, name: str) -> str:
         rep = r.get((side, name))
@@ -362,9 +374,9 @@ def http_table(r: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, list[tupl
         reps = [rep for (_, n), rep in r.items() if n == name]
         return f"{min(x['load'][0] for x in reps):.1f}-{max(x['load'][1] for x in reps):.1f}"
 
-    def value(side: str, name: str) -> float:
-        rep = r[(side, name)]
-        return float(rep["flash_sale"]["sold_per_s"] if name == "flash-sale" else rps(side, name))
+    def versus(side: str, other: str, name: str, field: str = "") -> tuple[float, float, float]:
+        field = field or ("sold_per_s" if name == "flash-sale" else "requests_per_s")
+        return paired_ratio(r[(side, name)], r[(other, name)], field)
 
     rows = []
     for name, what in (
@@ -399,9 +411,9 @@ def http_table(r: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, list[tupl
                 what,
                 cell("ours", name),
                 cell("baseline", name),
-                ratio(value("ours", name), value("baseline", name)),
+                ratio_cell(versus("ours", "baseline", name)),
                 cell("handrolled", name),
-                ratio(value("ours", name), value("handrolled", name)) if hand else "-",
+                ratio_cell(versus("ours", "handrolled", name)) if hand else "-",
                 p("ours", name),
                 p("baseline", name),
                 sum(int(rep["errors"]) for (_, n), rep in r.items() if n == name),
@@ -414,9 +426,9 @@ def http_table(r: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, list[tupl
             f"scenario (median of {rounds} rounds, min-max)",
             "ours /s",
             "PG baseline /s",
-            "ours / PG",
+            "ours / PG (by round: median, min-max)",
             "hand-rolled EVALSHA /s",
-            "ours / hand-rolled",
+            "ours / hand-rolled (by round)",
             "ours p50 / p99 ms",
             "PG p50 / p99 ms",
             "errors",
@@ -426,13 +438,11 @@ def http_table(r: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, list[tupl
     )
     fo = r[("ours", "flash-sale")]["flash_sale"]
     fb = r[("baseline", "flash-sale")]["flash_sale"]
-    flash_pg = value("ours", "flash-sale") / max(value("baseline", "flash-sale"), 1e-9)
-    flash_hand = value("ours", "flash-sale") / max(value("handrolled", "flash-sale"), 1e-9)
-    ping = rps("ours", "ping") / max(rps("baseline", "ping"), 1e-9)
-    avail = rps("ours", "availability") / max(rps("ours", "ping"), 1e-9)
-    mixed = float(r[("ours", "mixed")]["ops_per_s"]) / max(
-        float(r[("baseline", "mixed")]["ops_per_s"]), 1e-9
-    )
+    flash_pg = versus("ours", "baseline", "flash-sale")[0]
+    flash_hand = versus("ours", "handrolled", "flash-sale")[0]
+    ping = versus("ours", "baseline", "ping")[0]
+    avail = paired_ratio(r[("ours", "availability")], r[("ours", "ping")], "requests_per_s")[0]
+    mixed = versus("ours", "baseline", "mixed", "ops_per_s")[0]
     p99, p99_pg = (float(r[(s, "mixed-half")]["latency_ms"]["p99"]) for s in ("ours", "baseline"))
     half_rate = r[("ours", "mixed-half")]["offered_rate"]
     verdicts = [
@@ -804,7 +814,8 @@ def main(argv: list[str] | None = None) -> int:
         "HTTP": "The service runs with its write-behind worker (`inventory-cache worker`)"
         " beside the API, so both sides pay for their ledger."
         f" The hand-rolled app (`scripts/evalsha_app.py`) runs one EVALSHA per reservation and"
-        " nothing else: no keys, idempotency, order index or ledger."
+        " nothing else: no keys, idempotency, order index or ledger. A ratio is the median of"
+        " the rounds' own ratios (the sides of a round run back to back), min-max beside it."
         f"\n\n{http_md}\n\nTargets:\n\n"
         + verdict_lines(http_verdicts)
         + "\n\n![HTTP, ours vs the PostgreSQL baseline](benchmarks/http-summary.png)",

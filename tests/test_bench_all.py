@@ -84,6 +84,29 @@ def test_a_flash_sale_row_keeps_the_worst_oversell_of_its_rounds() -> None:
     assert row["flash_sale"]["ok"] is False
 
 
+def test_a_ratio_is_the_median_of_the_rounds_own_ratios_with_their_spread() -> None:
+    """Round 2 ran on a slower machine for both sides: the ratio of the medians (200 ÷ 100
+    = 2x) would mix one round's ours with another's baseline."""
+    ours = bench_all.merged(
+        [report(100, 1, (0, 0)), report(300, 1, (0, 0)), report(200, 1, (0, 0))]
+    )
+    baseline = bench_all.merged(
+        [report(100, 1, (0, 0)), report(100, 1, (0, 0)), report(50, 1, (0, 0))]
+    )
+
+    paired = bench_all.paired_ratio(ours, baseline, "requests_per_s")
+
+    assert paired == (3.0, 1.0, 4.0)
+    assert bench_all.ratio_cell(paired) == "3.00x (1.00-4.00)"
+
+
+def test_a_flash_sale_ratio_pairs_the_rounds_sold_per_second() -> None:
+    ours = bench_all.merged([report(10, 1, (0, 0), sold=300), report(10, 1, (0, 0), sold=500)])
+    baseline = bench_all.merged([report(10, 1, (0, 0), sold=100), report(10, 1, (0, 0), sold=250)])
+
+    assert bench_all.paired_ratio(ours, baseline, "sold_per_s") == (2.5, 2.0, 3.0)
+
+
 def test_the_other_benches_run_here_are_those_that_run_with_their_defaults() -> None:
     """bench_pressure needs `--scenario`, and the abuse, before-and-after and steady-memory
     runs take minutes each: run beside the others with a 150 s budget, they only failed
