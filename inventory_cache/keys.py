@@ -21,6 +21,13 @@ def _group_key_pattern(prefix: str, kinds: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(prefix)}:\{{(\d+)\}}:({alternatives}):(.*)$", re.DOTALL)
 
 
+@lru_cache(maxsize=64)
+def _stock_change_pattern(prefix: str) -> re.Pattern[bytes]:
+    return re.compile(
+        rb"^" + re.escape(prefix.encode()) + rb":\{\d+\}:(?:s:(.*)|ready)\Z", re.DOTALL
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "inv"
@@ -57,6 +64,16 @@ class Keys:
         name = key.decode() if isinstance(key, bytes) else key
         m = self.key_pattern("s").match(name)
         return None if m is None else m[3]
+
+    def stock_change(self, key: bytes) -> tuple[str | None, bool]:
+        """What a written key means to a cache of stock answers: the SKU whose stock hash
+        it is, or whether it is a group's readiness marker (then every answer is void);
+        (None, False) for any other key. One match on the bytes as Redis sends them: the
+        near-cache reads the name of every key written under the prefix."""
+        m = _stock_change_pattern(self.prefix).match(key)
+        if m is None:
+            return None, False
+        return (None, True) if m[1] is None else (m[1].decode(), False)
 
     # per group
     def ready(self, group: int) -> str:

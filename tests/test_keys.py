@@ -17,6 +17,17 @@ def test_the_keys_built_for_workers_leases_and_alerts() -> None:
     assert KEYS.tagged_prefix() == "inv:{"
 
 
+def test_a_written_key_reads_back_as_a_stock_change_only_for_stock_and_readiness() -> None:
+    """The near-cache reads the name of every key written under the prefix."""
+    assert KEYS.stock_change(KEYS.stock("a:s:b").encode()) == ("a:s:b", False)
+    assert KEYS.stock_change(KEYS.ready(12).encode()) == (None, True)
+    assert KEYS.stock_change(KEYS.ready(12).encode() + b"\n") == (None, False)
+    assert KEYS.stock_change(KEYS.part(9, "order-1").encode()) == (None, False)
+    assert KEYS.stock_change(KEYS.events(3).encode()) == (None, False)
+    assert KEYS.stock_change(KEYS.lease("ready").encode()) == (None, False)
+    assert Keys("inv2", 256).stock_change(KEYS.stock("a").encode()) == (None, False)
+
+
 def test_scan_patterns_and_the_keys_they_find_read_back() -> None:
     assert KEYS.scan_pattern("s") == "inv:{*}:s:*"
     assert KEYS.scan_pattern() == "inv:{*}:*"

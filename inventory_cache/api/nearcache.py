@@ -220,7 +220,6 @@ class Tracker:
         self._keys = keys
         self._clock = clock
         self._interval = max(cache.staleness_s / 4, 0.005)
-        self._prefix = keys.tagged_prefix().encode()
         self.client_id: int | None = None  # of the connection receiving invalidations
 
     def prefixes(self) -> list[str]:
@@ -293,16 +292,9 @@ class Tracker:
         if keys is None:  # FLUSHDB / FLUSHALL
             self._cache.invalidate_all()
             return
-        start = len(self._prefix)
         for key in keys:
-            if not key.startswith(self._prefix):
-                continue
-            end = key.find(b"}:", start)
-            if end < 0:
-                continue
-            if key.startswith(b"s:", end + 2):
-                sku = self._keys.stock_sku(key)
-                if sku is not None:
-                    self._cache.invalidate(sku)
-            elif key.endswith(b"}:ready") and len(key) == end + 7 and key[start:end].isdigit():
-                self._cache.invalidate_all()  # a readiness marker changed: warmup or a flush
+            sku, ready = self._keys.stock_change(key)
+            if sku is not None:
+                self._cache.invalidate(sku)
+            elif ready:  # a readiness marker changed: warmup or a flush
+                self._cache.invalidate_all()
