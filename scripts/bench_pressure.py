@@ -191,8 +191,9 @@ async def phase(
     pressure: bool,
     pid: int,
 ) -> dict[str, Any]:
-    ours, theirs = multiprocessing.get_context("spawn").Pipe()
-    prober = multiprocessing.get_context("spawn").Process(
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe()
+    prober = spawn.Process(
         target=probe_process,
         args=(str(client.base_url), keys["checkout"], args.probe_rate, seconds, theirs),
     )
