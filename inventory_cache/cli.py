@@ -83,6 +83,12 @@ def worker(
     connections: int = typer.Option(
         2, min=1, max=16, help="Database connections committing batches side by side."
     ),
+    linger_ms: int = typer.Option(
+        50,
+        min=0,
+        max=1000,
+        help="After a read short of a batch, wait this long from its start before the next.",
+    ),
 ) -> None:
     """Write every accepted change to the database, until SIGTERM.
 
@@ -101,6 +107,7 @@ def worker(
         max_deliveries=max_deliveries,
         metrics_port=metrics_port,
         connections=connections,
+        linger_ms=linger_ms,
     )
 
 

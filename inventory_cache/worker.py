@@ -123,6 +123,9 @@ class WorkerConfig:
     group_name: str = GROUP
     batch_size: int = 1000
     block_ms: int = 1000
+    # After a read that did not fill a batch, the next waits until this long has passed
+    # since the last began (see `_linger`).
+    linger_ms: int = 50
     claim_idle_ms: int = 30_000
     claim_interval_s: float = 5.0
     max_deliveries: int = 5
@@ -185,6 +188,7 @@ class Worker:
         self._committing: deque[Future[list[tuple[Entry, str]]]] = deque()
         self._tally = threading.Lock()  # commit threads add to `applied` and the slowest
         self._last = {"claim": 0.0, "inspect": 0.0, "trim": 0.0, "behind": 0.0}
+        self._read_at, self._short_read = 0.0, False
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self, *_: Any) -> None:
@@ -246,11 +250,24 @@ class Worker:
             self._sleep(self.config.backoff_max_s)
             return 0
         self.state = "running"
+        self._linger()
+        self._read_at = time.monotonic()
         entries = self._read(">", self.config.block_ms)
+        self._short_read = 0 < len(entries) < self.config.batch_size
         if entries:
             self.handle(entries)
         self.housekeeping()
         return len(entries)
+
+    def _linger(self) -> None:
+        """After a short read, wait out `linger_ms` from its start. Each read asks every
+        stream and each batch is a transaction, both at a cost that hardly depends on how
+        many events they carry: a trickle read as it comes (a few events a read at 2,000
+        events/s) cost the worker, Redis and PostgreSQL most of a core between them. A
+        backlog (full reads) is read without waiting, and an idle stream's first event
+        is read at once (the read blocks until it comes)."""
+        if self._short_read:
+            self._sleep(self.config.linger_ms / 1000 - (time.monotonic() - self._read_at))
 
     def housekeeping(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -691,6 +708,7 @@ def run_worker(
     max_deliveries: int = 5,
     metrics_port: int = 0,
     connections: int = 2,
+    linger_ms: int = 50,
 ) -> None:
     """`inventory-cache worker`: configured from INVENTORY_* variables, stops on SIGTERM.
 
@@ -706,7 +724,10 @@ def run_worker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = get_settings()
     config = WorkerConfig(
-        batch_size=batch_size, claim_idle_ms=claim_idle_ms, max_deliveries=max_deliveries
+        batch_size=batch_size,
+        claim_idle_ms=claim_idle_ms,
+        max_deliveries=max_deliveries,
+        linger_ms=linger_ms,
     )
     if consumer:
         config.consumer = consumer
