@@ -27,5 +27,5 @@ def test_a_tiny_run_reports_both_sides_of_every_row(
     assert all(
         int(eng.replace(",", "")) > 0 and int(raw.replace(",", "")) > 0 for *_, eng, raw in rows
     )
-    assert code == (0 if "target >= 0.6x): met" in out else 1)
+    assert code == (0 if "target >= 1.0x): met" in out else 1)
     assert list(sync_redis.scan_iter(match=f"{prefix}:*", count=1000)) == []
