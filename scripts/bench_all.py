@@ -11,8 +11,9 @@
    PostgreSQL baseline does.
 2. Runs `scripts/loadgen.py` scenarios against each, in the same run: the trivial route
    (the ceiling), availability, a hot-SKU flash sale (checked for oversell), checkout,
-   and the mixed workload at peak and at half of its own peak (the hand-rolled app only
-   serves the first three). Every scenario runs `--rounds` times (default 3), the sides
+   and the mixed workload at peak and at half of its own peak, then ours again at the
+   baseline's half of peak, the one offered load both sides meet (the hand-rolled app
+   only serves the first three). Every scenario runs `--rounds` times (default 3), the sides
    alternating and their order reversed every other round; each figure is the median of
    the rounds with their min-max, and the 1-minute load average around each row.
 3. Stops the servers and runs `scripts/bench_engine_vs_pg.py` (no HTTP), then the other
@@ -330,6 +331,14 @@ class HttpSuite:
                     name="mixed-half",
                     rate=max(1.0, peak / 2),
                 )
+            if "ours" in sides and "baseline" in sides:
+                # The same mix on ours at the rate the baseline was offered at its half of
+                # peak: the two p99s at one offered load.
+                url, key = sides["ours"]
+                rate = self.runs[("baseline", "mixed-half")][-1]["offered_rate"]
+                self.run(
+                    "ours", url, key, "mixed", rnd, seed_stock=False, name="mixed-equal", rate=rate
+                )
 
 
 def fmt(x: float) -> str:
@@ -418,6 +427,22 @@ def http_table(r: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, list[tupl
                 p("baseline", name),
                 sum(int(rep["errors"]) for (_, n), rep in r.items() if n == name),
                 load(name),
+            ]
+        )
+    if ("ours", "mixed-equal") in r:  # below the half of peak
+        rows.append(
+            [
+                "mixed at the baseline's half of peak (the same offered load; ours only,"
+                " the PG columns repeat the baseline's half of peak)",
+                cell("ours", "mixed-equal"),
+                cell("baseline", "mixed-half"),
+                "-",
+                "-",
+                "-",
+                p("ours", "mixed-equal"),
+                p("baseline", "mixed-half"),
+                r[("ours", "mixed-equal")]["errors"],
+                load("mixed-equal"),
             ]
         )
     rounds = r[("ours", "ping")]["rounds"]

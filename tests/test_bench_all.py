@@ -118,3 +118,25 @@ def test_the_other_benches_run_here_are_those_that_run_with_their_defaults() -> 
     assert {"bench_feed.py", "bench_asgi.py", "bench_forecast.py"} <= set(ran)
     for name in bench_all.ON_THEIR_OWN:
         assert (bench_all.SCRIPTS / name).exists(), name
+
+
+def test_ours_at_the_baselines_half_of_peak_is_a_row_of_its_own_beside_the_baselines() -> None:
+    """Each side's half of peak is a different offered load; the extra row sets ours at
+    the baseline's beside the baseline's own figures."""
+    names = ("ping", "availability", "flash-sale", "checkout", "mixed", "mixed-half")
+    r: dict[tuple[str, str], dict[str, Any]] = {}
+    for side in ("ours", "baseline", "handrolled"):
+        for name in names:
+            rep = report(1000, 8 if side == "baseline" else 20, (1.0, 2.0), sold=500)
+            rep["offered_rate"] = 600 if side == "baseline" else 1500
+            r[(side, name)] = bench_all.merged([rep])
+    r[("ours", "mixed-equal")] = bench_all.merged([report(600, 4, (1.0, 2.0))])
+
+    table, verdicts = bench_all.http_table(r)
+
+    rows = [line for line in table.splitlines() if "| mixed at " in line]
+    assert len(rows) == 2
+    assert "mixed at the baseline's half of peak" in rows[1]
+    assert "| 600 (600-600) | 1,000 (1,000-1,000) |" in rows[1]
+    assert "| 2.0 / 4.0 | 4.0 / 8.0 |" in rows[1]
+    assert verdicts[-1][1] is False  # the target still compares each side's own half of peak
