@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # Single Redis: entries live until Redis reports a change (CLIENT TRACKING), within
     # the same bound; off, or on Redis Cluster, the time bound alone applies.
     near_cache_tracking: bool = True
+    # FastAPI's own OpenTelemetry spans and metrics (they need opentelemetry-sdk and a
+    # provider). Off, FastAPI does not ask for a provider on every request.
+    opentelemetry: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)  # larger bodies get 413
     # `serve`'s connection limits (api/server.py): a request's headers larger than this get
     # 431 `header_too_large`; a connection is closed when a request's headers are not
