@@ -6,8 +6,8 @@ and each key spread (one hot SKU, or `--skus` SKUs picked at random):
 
 - reserve: `StockEngine.reserve` of one unit (one `reserve_order-2.lua` call: the order
   index and the part, coalesced into pipelines by the batcher) next to raw redis-py
-  asyncio EVALSHA of `reserve-4.lua` (the part alone, a lighter script) with the same
-  keys and arguments, one call per round trip;
+  asyncio EVALSHA of the same `reserve_order-2.lua` with the same keys and arguments,
+  one call per round trip;
 - read: `StockEngine.availability` (readiness marker + HGETALL + parsing) next to a raw
   HGETALL of the same stock hash.
 
@@ -128,7 +128,7 @@ class Bench:
         self.raw_client = aredis.Redis.from_url(url)
         self.engine = StockEngine(self.engine_client, self.settings)
         self.keys = self.engine.keys
-        self.reserve = self.engine.scripts[script_calls.reserve.__name__]
+        self.reserve = self.engine.scripts[script_calls.reserve_order.__name__]
         self.hot = ["HOT"]
         self.spread = [f"S{i}" for i in range(skus)]
         self.rng = random.Random(1)
@@ -174,8 +174,10 @@ class Bench:
         return call
 
     def raw_reserve(self, skus: list[str], tag: str) -> Call:
-        """reserve-4.lua as the engine sends it, minus the engine: keys and args built inline."""
+        """`reserve_order-2.lua`, the script the engine runs for this order, with the keys
+        and arguments the engine sends, built inline: the script without the engine."""
         sha, client, keys = self.reserve.sha, self.raw_client, self.keys
+        retention = self.settings.finished_retention_seconds * 1000
 
         async def call(seq: int) -> Any:
             sku = skus[0] if len(skus) == 1 else self.rng.choice(skus)
@@ -184,7 +186,9 @@ class Bench:
             now = time.time_ns() // 1_000_000
             return await client.evalsha(
                 sha,
-                7,
+                9,
+                keys.ready(keys.group_of(order_id)),
+                keys.order_index(order_id),
                 keys.ready(g),
                 keys.part(g, order_id),
                 keys.expiry(g),
@@ -194,14 +198,18 @@ class Bench:
                 keys.preorders(sku),
                 order_id,
                 "tok",
-                "fp",
                 now,
                 now + 900_000,
-                "north",
-                orjson.dumps([[sku, "", 1]]),
                 "fp",
+                orjson.dumps({"groups": {str(g): [sku]}}),
+                retention,
                 "",
+                "1",
+                "fp",
+                1,
+                orjson.dumps([[sku, "", 1]]),
                 "",
+                "north",
             )
 
         return call
