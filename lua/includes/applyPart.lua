@@ -37,8 +37,7 @@ local function apply_part(part, expiry, events, a, plan, counting)
       pre[#pre + 1] = {sku, loc, qty, seq, plan[i][5]}
     else
       local l = rcall('HINCRBY', stock, 'l:' .. loc, qty)
-      local o, _, s = read_level(stock, loc)
-      rows[#rows + 1] = {sku, loc, 0, qty, o, l, s, versions[stock]}
+      rows[#rows + 1] = {sku, loc, 0, qty, plan[i][7], l, plan[i][8], versions[stock]}
       out[#out + 1] = {sku, loc, qty}
     end
   end

@@ -18,7 +18,9 @@
           part, or an error: not_ready, idempotency_mismatch, validation_error
           {field = customer_id} (a limited SKU and no customer id), limit_exceeded {lines},
           insufficient_stock {lines}), else nil, the plan { {sku, location, qty, stock key,
-          expected_at or nil, book key}, ... } (an expected_at marks a pre-order) and what
+          expected_at or nil, book key, on_hand, safety_stock}, ... } (an expected_at
+          marks a pre-order; on_hand and safety_stock as read, which locking leaves as
+          they are, so `apply_part` need not read them again) and what
           to count (for `apply_part`): { {sku, qty, gen, count key, window, gone, stale},
           ... } per limited SKU
   A line the available units cannot cover may take the rest from incoming stock, up to
@@ -52,11 +54,23 @@ local function plan_part(ready, part, stocks, limits, counts, books, a)
   local priority = {}
   for loc in string.gmatch(a[6], '%S+') do priority[#priority + 1] = loc end
 
-  -- taken[stock .. '\0' .. loc]: units this call already planned to lock there
-  local taken = {}
+  -- taken[stock .. '\0' .. loc]: units this call already planned to lock there;
+  -- levels[the same]: {on_hand, locked, safety_stock} as read, each read once (nothing
+  -- here writes, so a second read would answer the same; `apply_part` takes on_hand and
+  -- safety stock from the plan, as locking leaves them be).
+  local taken, levels = {}, {}
+  local function level_at(stock, loc)
+    local k = stock .. '\0' .. loc
+    local lv = levels[k]
+    if not lv then
+      lv = {read_level(stock, loc)}
+      levels[k] = lv
+    end
+    return lv, k
+  end
   local function free_at(stock, loc)
-    local o, l, s = read_level(stock, loc)
-    return available_of(o, l, s) - (taken[stock .. '\0' .. loc] or 0)
+    local lv, k = level_at(stock, loc)
+    return available_of(lv[1], lv[2], lv[3]) - (taken[k] or 0)
   end
 
   local function candidates(stock)
@@ -170,7 +184,8 @@ local function plan_part(ready, part, stocks, limits, counts, books, a)
     if short_of[i] then short[#short + 1] = short_of[i] end
     for j = 1, #picks_of[i] do
       local p = picks_of[i][j]
-      plan[#plan + 1] = {lines[i][1], p[1], p[2], stocks[i], p[3], books[i]}
+      local lv = level_at(stocks[i], p[1])
+      plan[#plan + 1] = {lines[i][1], p[1], p[2], stocks[i], p[3], books[i], lv[1], lv[3]}
     end
   end
   if #short > 0 then return fail('insufficient_stock', {lines = short}) end
