@@ -47,6 +47,7 @@ from benchlib import latency_summary, markdown_table, require_loopback
 
 from inventory_cache import script_calls
 from inventory_cache.engine import StockEngine
+from inventory_cache.keys import Keys
 from inventory_cache.models import LineRequest
 from inventory_cache.settings import Settings
 
@@ -54,6 +55,41 @@ Call = Callable[[int], Awaitable[Any]]  # one call; its argument is unique to it
 TARGET = 1.0  # engine / raw, every row
 
 SEQ = itertools.count()
+
+
+def reserve_order_argv(
+    keys: Keys, sku: str, order_id: str, now: int, retention_ms: int
+) -> list[Any]:
+    """EVALSHA's arguments after the sha for a one-unit order of `sku` (no customer, no
+    bundle, a 15-minute hold), in `reserve_order-2.lua`'s KEYS and ARGV order, as the
+    engine sends them."""
+    g = keys.group_of(sku)
+    return [
+        9,
+        keys.ready(keys.group_of(order_id)),
+        keys.order_index(order_id),
+        keys.ready(g),
+        keys.part(g, order_id),
+        keys.expiry(g),
+        keys.events(g),
+        keys.stock(sku),
+        keys.limit(sku),
+        keys.preorders(sku),
+        order_id,
+        "tok",
+        now,
+        now + 900_000,
+        "fp",
+        orjson.dumps({"groups": {str(g): [sku]}}),
+        retention_ms,
+        "",
+        "1",
+        "fp",
+        1,
+        orjson.dumps([[sku, "", 1]]),
+        "",
+        "north",
+    ]
 
 
 @dataclass
@@ -181,35 +217,9 @@ class Bench:
 
         async def call(seq: int) -> Any:
             sku = skus[0] if len(skus) == 1 else self.rng.choice(skus)
-            order_id = f"{tag}{seq}"
-            g = keys.group_of(sku)
             now = time.time_ns() // 1_000_000
             return await client.evalsha(
-                sha,
-                9,
-                keys.ready(keys.group_of(order_id)),
-                keys.order_index(order_id),
-                keys.ready(g),
-                keys.part(g, order_id),
-                keys.expiry(g),
-                keys.events(g),
-                keys.stock(sku),
-                keys.limit(sku),
-                keys.preorders(sku),
-                order_id,
-                "tok",
-                now,
-                now + 900_000,
-                "fp",
-                orjson.dumps({"groups": {str(g): [sku]}}),
-                retention,
-                "",
-                "1",
-                "fp",
-                1,
-                orjson.dumps([[sku, "", 1]]),
-                "",
-                "north",
+                sha, *reserve_order_argv(keys, sku, f"{tag}{seq}", now, retention)
             )
 
         return call
