@@ -35,7 +35,6 @@
 ]]
 --- @include "applyPart"
 --- @include "planPart"
---- @include "reply"
 local n = (#KEYS - 4) / ((ARGV[10] or '') ~= '' and 4 or 3)
 local stocks, limits, books, counts = {}, {}, {}, {}
 for i = 1, n do
@@ -46,4 +45,7 @@ for i = 1, n do
 end
 local done, plan, counting = plan_part(KEYS[1], KEYS[2], stocks, limits, counts, books, ARGV)
 if done then return done end
-return reply(apply_part(KEYS[2], KEYS[3], KEYS[4], ARGV, plan, counting))
+-- The answer from the JSON the part's lines were stored as, not encoded a second time.
+local lines_json, pre_json = apply_part(KEYS[2], KEYS[3], KEYS[4], ARGV, plan, counting)
+local pre = pre_json and (',"pre":' .. pre_json) or ''
+return '{"status":"active","expires_at":' .. ARGV[5] .. ',"lines":' .. lines_json .. pre .. '}'

@@ -107,20 +107,28 @@ if failure then return failure end
 if #over > 0 then return fail('limit_exceeded', {lines = over}) end
 if #short > 0 then return fail('insufficient_stock', {lines = short}) end
 
-local parts = {}
+-- Each part's answer as JSON: a new part's from the JSON its lines were stored as (not
+-- encoded a second time), a replayed one's encoded here.
+local parts, pre = {}, false
 for i = 1, #groups do
   local g = groups[i]
   if g.done then
-    parts[i] = {lines = g.done.lines, pre = g.done.pre, replayed = true}
+    parts[i] = cjson.encode({lines = g.done.lines, pre = g.done.pre, replayed = true})
+    if g.done.pre then pre = true end  -- false when the part has none
   else
-    local held = apply_part(KEYS[g.k + 1], KEYS[g.k + 2], KEYS[g.k + 3], g.a, g.plan, g.counting)
-    parts[i] = {lines = held.lines, pre = held.pre}
+    local lines_json, pre_json = apply_part(KEYS[g.k + 1], KEYS[g.k + 2], KEYS[g.k + 3], g.a,
+                                            g.plan, g.counting)
+    if pre_json then
+      parts[i] = '{"lines":' .. lines_json .. ',"pre":' .. pre_json .. '}'
+      pre = true
+    else
+      parts[i] = '{"lines":' .. lines_json .. '}'
+    end
   end
 end
 rcall('HSET', KEYS[2], 'fp', ARGV[5], 'tok', ARGV[2], 'at', ARGV[3], 'st', 'active',
       'body', ARGV[6], 'exp', ARGV[4])
-for i = 1, #parts do
-  if parts[i].pre then rcall('HSET', KEYS[2], 'pre', '1') break end
-end
+if pre then rcall('HSET', KEYS[2], 'pre', '1') end
 rcall('PEXPIREAT', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[7]))
-return reply({status = 'active', expires_at = tonumber(ARGV[4]), parts = parts})
+return '{"status":"active","expires_at":' .. ARGV[4] .. ',"parts":[' .. table.concat(parts, ',')
+  .. ']}'

@@ -201,3 +201,23 @@ async def test_an_order_over_the_one_script_line_limit_is_reserved_group_by_grou
     assert sent[len(at_two) :] == MULTI_SCRIPT
     assert (small.status, large.status) == ("active", "active")
     assert [(await engine.stock(s)).locations["north"].locked for s in skus] == [2, 2, 1]
+
+
+async def test_an_order_whose_index_was_lost_replays_its_parts_and_marks_no_preorders(
+    engine: StockEngine,
+) -> None:
+    skus = skus_in_distinct_groups(engine, 2)
+    for sku in skus:
+        await engine.inbound(ref="po", sku=sku, location="north", qty=5)
+    lines = [LineRequest(sku, 1, "north") for sku in skus]
+    first = await engine.reserve(order_id="lost-index", lines=lines)
+    await engine.client.delete(engine.keys.order_index("lost-index"))
+
+    again = await engine.reserve(order_id="lost-index", lines=lines)
+
+    assert again.lines == first.lines
+    index = await engine.client.hgetall(engine.keys.order_index("lost-index"))
+    assert index[b"st"] == b"active"
+    assert b"pre" not in index  # no part of it holds pre-order lines
+    for sku in skus:  # each unit locked once, not again by the replay
+        assert (await engine.availability(sku)).available == 4

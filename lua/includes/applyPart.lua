@@ -15,8 +15,9 @@
     sequence number of its SKU's book, is entered there as awaiting and counted in
     `q:<loc>`; the part keeps them in `pre` and the event carries them (`pre`), with a
     row of zero deltas so the SKU's version moves with its state.
-  Output: {status = 'active', expires_at, lines = { {sku, location, qty}, ... },
-           pre = { {sku, location, qty, seq, expected_at}, ... } or nil} (a table)
+  Output: the part's locked lines as JSON, [ [sku, location, qty], ... ], and its
+          pre-order lines as JSON, [ [sku, location, qty, seq, expected_at], ... ], or nil
+          (none): as the part and the event hold them, for the caller's answer
 ]]
 --- @include "emitEvent"
 --- @include "limitTake"
@@ -70,6 +71,5 @@ local function apply_part(part, expiry, events, a, plan, counting)
   end
   rcall('ZADD', expiry, a[5], a[1])
   emit_event(events, event)
-  return {status = 'active', expires_at = tonumber(a[5]), lines = out,
-          pre = pre_json and pre or nil}
+  return lines_json, pre_json
 end
