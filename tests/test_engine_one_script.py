@@ -46,6 +46,14 @@ def order_id_in_group(engine: StockEngine, group: int, *, inside: bool) -> str:
     )
 
 
+async def stocked_skus(engine: StockEngine, n: int) -> list[str]:
+    """`n` SKUs in distinct slot groups, 5 units of each at `north`."""
+    skus = skus_in_distinct_groups(engine, n)
+    for sku in skus:
+        await engine.inbound(ref="po", sku=sku, location="north", qty=5)
+    return skus
+
+
 async def events_of(engine: StockEngine, sku: str, order_id: str) -> list[dict[bytes, bytes]]:
     stream = engine.keys.events(engine.keys.group_of(sku))
     entries = await engine.client.xrange(stream)
@@ -55,9 +63,7 @@ async def events_of(engine: StockEngine, sku: str, order_id: str) -> list[dict[b
 async def test_an_order_over_three_groups_is_one_call_on_a_single_redis_with_the_same_events(
     engine: StockEngine,
 ) -> None:
-    skus = skus_in_distinct_groups(engine, 3)
-    for sku in skus:
-        await engine.inbound(ref="po", sku=sku, location="north", qty=5)
+    skus = await stocked_skus(engine, 3)
     lines = [LineRequest(s, 1) for s in skus]
     multi = StockEngine(engine.client, engine.settings, clock=engine.now, one_script=False)
     await multi.reserve(order_id="by-steps", lines=lines)
@@ -101,9 +107,7 @@ async def test_a_refused_order_on_a_single_redis_writes_nothing_not_even_a_relea
 async def test_a_limited_order_over_three_groups_counts_as_the_multi_script_path_does(
     engine: StockEngine,
 ) -> None:
-    skus = skus_in_distinct_groups(engine, 3)
-    for sku in skus:
-        await engine.inbound(ref="po", sku=sku, location="north", qty=5)
+    skus = await stocked_skus(engine, 3)
     for sku in skus[:2]:
         await engine.set_limit(sku=sku, per_customer=2)
     lines = [LineRequest(s, 1) for s in skus]
@@ -186,9 +190,7 @@ async def test_an_order_over_the_one_script_line_limit_is_reserved_group_by_grou
     other client's call for milliseconds, so a larger order takes the small-script path."""
     settings = engine.settings.model_copy(update={"one_script_max_lines": 2})
     limited = StockEngine(engine.client, settings, clock=engine.now)
-    skus = skus_in_distinct_groups(engine, 3)
-    for sku in skus:
-        await engine.inbound(ref="po", sku=sku, location="north", qty=5)
+    skus = await stocked_skus(engine, 3)
     sent = scripts_sent(limited)
 
     small = await limited.reserve(order_id="two-lines", lines=[LineRequest(s, 1) for s in skus[:2]])
@@ -206,9 +208,7 @@ async def test_an_order_over_the_one_script_line_limit_is_reserved_group_by_grou
 async def test_an_order_whose_index_was_lost_replays_its_parts_and_marks_no_preorders(
     engine: StockEngine,
 ) -> None:
-    skus = skus_in_distinct_groups(engine, 2)
-    for sku in skus:
-        await engine.inbound(ref="po", sku=sku, location="north", qty=5)
+    skus = await stocked_skus(engine, 2)
     lines = [LineRequest(sku, 1, "north") for sku in skus]
     first = await engine.reserve(order_id="lost-index", lines=lines)
     await engine.client.delete(engine.keys.order_index("lost-index"))
