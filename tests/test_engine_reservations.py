@@ -32,6 +32,35 @@ async def test_line_without_location_follows_priority_then_splits(engine: StockE
     assert (await engine.availability("X")).available == 0
 
 
+async def test_a_whole_line_goes_to_the_first_priority_location_that_covers_it(
+    engine: StockEngine,
+) -> None:
+    """Priority north, south: north is short, so south, though east (not in the
+    priority) holds more."""
+    await engine.inbound(ref="a", sku="X", location="north", qty=1)
+    await engine.inbound(ref="b", sku="X", location="south", qty=5)
+    await engine.inbound(ref="c", sku="X", location="east", qty=10)
+
+    res = await engine.reserve(order_id="o", lines=[LineRequest("X", 3)])
+
+    assert res.lines == [ReservedLine("X", 3, "south")]
+
+
+async def test_without_stock_at_any_priority_location_a_line_goes_by_location_name(
+    engine: StockEngine,
+) -> None:
+    await engine.inbound(ref="a", sku="X", location="west", qty=5)
+    await engine.inbound(ref="b", sku="X", location="east", qty=5)
+
+    res = await engine.reserve(order_id="o", lines=[LineRequest("X", 2)])
+
+    assert res.lines == [ReservedLine("X", 2, "east")]
+    assert {loc: lv.locked for loc, lv in (await engine.stock("X")).locations.items()} == {
+        "east": 2,
+        "west": 0,
+    }
+
+
 async def test_a_line_naming_a_location_is_served_before_a_line_of_the_sku_naming_none(
     engine: StockEngine,
 ) -> None:

@@ -135,10 +135,18 @@ local function plan_part(ready, part, stocks, limits, counts, books, a)
         if took < qty - free then short(free + room) end
       end
     else
-      local locs = candidates(stock)
-      local whole
-      for j = 1, #locs do
-        if free_at(stock, locs[j]) >= qty then whole = locs[j]; break end
+      -- The first location that covers the whole line, in `candidates` order: the
+      -- priority's first, which need no listing of the SKU's locations (a location the
+      -- SKU lacks has no free units), then the others.
+      local whole, locs
+      for j = 1, #priority do
+        if free_at(stock, priority[j]) >= qty then whole = priority[j]; break end
+      end
+      if not whole then
+        locs = candidates(stock)
+        for j = 1, #locs do
+          if free_at(stock, locs[j]) >= qty then whole = locs[j]; break end
+        end
       end
       if whole then
         picks[1] = {whole, qty}
