@@ -6,8 +6,9 @@ machine's load.
 
 Starts a private Redis (`redis-server` on a free loopback port, no persistence) under
 `valgrind --tool=callgrind`, warms it up with the engine's own set-up (readiness, one SKU
-with stock), then sends `--calls` one-unit orders of that SKU through
-`reserve_order-2.lua` with the keys and arguments `StockEngine` sends (pipelines of 250)
+with stock at `north`), then sends `--calls` one-unit orders of that SKU, naming no
+location, through `reserve_order-2.lua` with the keys and arguments `StockEngine` sends
+with the location priority `north` (pipelines of 250)
 and prints the instructions Redis executed per call, counted from just before the first
 of them to just after the last (`callgrind_control -z`, then `-d`). Wall-clock timings of
 a script under load move by tens of percent from run to run on a shared 2-core machine;
