@@ -18,6 +18,8 @@
 ]]
 --- @include "rcall"
 local function limit_of(limit)
+  -- EXISTS first: most SKUs have no limit, and an empty field costs more than the check.
+  if rcall('EXISTS', limit) == 0 then return 0, 0, 0 end
   local v = rcall('HMGET', limit, 'n', 'w', 'gen')
   return tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
 end
