@@ -54,7 +54,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import drop_database, latency_summary, recreate_database, require_loopback
+from benchlib import (
+    drop_database,
+    free_port,
+    latency_summary,
+    recreate_database,
+    require_loopback,
+)
 
 CLI = str(Path(sys.executable).parent / "inventory-cache")
 SKU = "ABUSE-1"
@@ -67,15 +73,6 @@ PHASES = (
     "ping_flood",
     "feed_flood",
 )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def prepare(

@@ -38,7 +38,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ import bench_engine_vs_pg
 import loadgen
 from benchlib import (
     drop_database,
+    free_port,
     group_cpu_seconds,
     markdown_table,
     recreate_database,
@@ -85,13 +85,6 @@ def wait_for_quiet(threshold: float, limit: float) -> None:
             f"load average {os.getloadavg()[0]:.1f}: waiting for < {threshold:g}", file=sys.stderr
         )
         time.sleep(10)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:

@@ -34,7 +34,13 @@ from typing import Any
 import bench_all
 import loadgen
 import orjson
-from benchlib import drop_database, markdown_table, recreate_database, require_loopback
+from benchlib import (
+    drop_database,
+    free_port,
+    markdown_table,
+    recreate_database,
+    require_loopback,
+)
 from fastapi import FastAPI
 from starlette.responses import Response
 
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         urls: dict[str, str] = {}
         try:
             for side, (flags, env) in sides.items():
-                port = bench_all.free_port()
+                port = free_port()
                 cmd = [*bench_all.uvicorn_cmd(flags[0], port, args.server_workers), *flags[1:]]
                 stack.enter_context(bench_all.process(cmd, env, out / f"{side}.log"))
                 urls[side] = f"http://127.0.0.1:{port}"

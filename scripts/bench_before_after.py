@@ -37,7 +37,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import bench_all
-from benchlib import drop_database, markdown_table, recreate_database, require_loopback
+from benchlib import (
+    drop_database,
+    free_port,
+    markdown_table,
+    recreate_database,
+    require_loopback,
+)
 
 ROOT = bench_all.ROOT
 TOLERANCE = 0.05
@@ -217,7 +223,7 @@ def http_rounds(
             cli(env, tree, "migrate")
             cli(env, tree, "warmup")
             key = cli(env, tree, "keys", "create", "--scopes", "read,checkout,warehouse")
-            url, group = start_side(stack, tree, env, bench_all.free_port(), out, side)
+            url, group = start_side(stack, tree, env, free_port(), out, side)
             sides[side] = (url, key)
             suite.api_groups[side] = group
         for url, _ in sides.values():

@@ -36,19 +36,16 @@ from typing import Any
 
 import httpx
 import orjson
-from benchlib import drop_database, latency_summary, recreate_database, require_loopback
+from benchlib import (
+    drop_database,
+    free_port,
+    latency_summary,
+    recreate_database,
+    require_loopback,
+)
 
 CLI = str(Path(sys.executable).parent / "inventory-cache")
 SKUS = [f"FEED-{i}" for i in range(20)]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def prepare(args: argparse.Namespace, prefix: str, db_url: str) -> dict[str, str]:

@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,14 +35,9 @@ from typing import Any
 
 import redis
 from bench_engine import Bench, reserve_order_argv
+from benchlib import free_port
 
 PIPELINE = 250
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def instructions(dump: Path) -> int:

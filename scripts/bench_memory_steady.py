@@ -34,7 +34,7 @@ from typing import Any
 import bench_all
 import loadgen
 import redis
-from benchlib import drop_database, recreate_database, require_loopback
+from benchlib import drop_database, free_port, recreate_database, require_loopback
 from local_cluster import LocalServers
 
 from inventory_cache.keys import Keys
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             key = bench_all.prepare_ours(env)
-            port = bench_all.free_port()
+            port = free_port()
             api = bench_all.uvicorn_cmd("inventory_cache.api.main:app_from_env", port, 2)
             worker = [str(bench_all.BIN / "inventory-cache"), "worker"]
             with (

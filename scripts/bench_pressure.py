@@ -41,8 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_feed import drop_prefix, free_port, start_server
-from benchlib import drop_database, latency_summary, recreate_database, require_loopback
+from bench_feed import drop_prefix, start_server
+from benchlib import (
+    drop_database,
+    free_port,
+    latency_summary,
+    recreate_database,
+    require_loopback,
+)
 
 LINES = 100
 PROBE_SKU = "PROBE-1"

@@ -28,6 +28,14 @@ def require_loopback(url: str) -> None:
             raise SystemExit(f"{url!r} resolves to {address}: only loopback targets are allowed")
 
 
+def free_port() -> int:
+    """A loopback TCP port free at the time of asking, for a server a bench starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def percentile(sorted_samples: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of an ascending sequence (0.0 when it is empty)."""
     if not sorted_samples:

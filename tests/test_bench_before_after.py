@@ -144,7 +144,7 @@ def test_each_side_runs_the_api_and_the_worker_of_its_own_tree(tmp_path: Path) -
 
     with ExitStack() as stack:
         url, group = bench_before_after.start_side(
-            stack, tree, env, bench_all.free_port(), tmp_path, "before"
+            stack, tree, env, benchlib.free_port(), tmp_path, "before"
         )
         body = _get(url + "/v1/ping")
         api_cpu = benchlib.group_cpu_seconds(group)

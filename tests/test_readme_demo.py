@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -67,12 +68,6 @@ def matches(actual: Any, expected: Any) -> bool:
             and all(matches(a, e) for a, e in zip(actual, expected, strict=True))
         )
     return bool(actual == expected) and type(actual) is type(expected)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def user_env(port: int) -> dict[str, str]:
