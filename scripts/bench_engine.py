@@ -92,6 +92,12 @@ def reserve_order_argv(
     ]
 
 
+def order_key(key: bytes) -> bool:
+    """A key that reservations wrote (parts, indexes, streams, expiry sets): neither a
+    stock hash nor a readiness marker, which a bench keeps between its rows."""
+    return b":s:" not in key and not key.endswith(b":ready")
+
+
 @dataclass
 class Tally:
     """What one side did over all its slices of a row."""
@@ -185,7 +191,7 @@ class Bench:
         """Drop every key but stock and readiness: reservations, indexes, streams."""
         pipe = self.raw_client.pipeline(transaction=False)
         async for key in self.raw_client.scan_iter(match=f"{self.prefix}:*", count=5000):
-            if b":s:" not in key and not key.endswith(b":ready"):
+            if order_key(key):
                 pipe.unlink(key)
             if len(pipe) >= 2000:
                 await pipe.execute()

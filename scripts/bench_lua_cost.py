@@ -34,8 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from bench_engine import Bench, reserve_order_argv
+from bench_engine import Bench, order_key, reserve_order_argv
 from benchlib import free_port
+
+from inventory_cache import script_calls
+from inventory_cache.scripts import load_scripts
 
 PIPELINE = 250
 
@@ -131,7 +134,7 @@ def _clear_orders(client: Any, bench: Bench) -> None:
     """Every key but the stock and the readiness markers, so that each source meets the
     same Redis (streams, indexes and expiry sets as short as for the first)."""
     for key in client.scan_iter(match=f"{bench.prefix}:*", count=5000):
-        if b":s:" not in key and not key.endswith(b":ready"):
+        if order_key(key):
             client.unlink(key)
 
 
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     for tool in ("valgrind", "callgrind_control", "redis-server"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not on PATH")
-    project = Bench("redis://127.0.0.1:1/0", 1, "luacost").reserve.source
+    project = load_scripts()[script_calls.reserve_order.__name__].source
     if args.dump:
         args.dump.write_text(project)
     sources = {"project": project}
