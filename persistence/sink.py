@@ -367,6 +367,21 @@ def _pg_error(exc: psycopg.Error) -> Exception:
     return exc
 
 
+# Every row a batch touches has a key: the statements insert through their conflict
+# targets, and the recompute finds a batch's orders, their lines and pre-orders through
+# their primary key and `order_id` indexes (as do the foreign-key checks). PostgreSQL
+# plans a prepared statement once for good, until its tables are next analyzed
+# (autovacuum: a minute or more); on a new ledger that plan is made while the tables are
+# nearly empty, reads the order tables whole to recompute each batch, and each batch then
+# costs more as the ledger grows. So the sink's session plans no sequential scan and no
+# hash or merge join, whatever the statistics say.
+_KEYED_PLANS = (
+    "SELECT set_config('enable_seqscan', 'off', false),"
+    " set_config('enable_hashjoin', 'off', false),"
+    " set_config('enable_mergejoin', 'off', false)"
+)
+
+
 class PgSink:
     """One psycopg connection, reopened after any transient failure."""
 
@@ -377,7 +392,14 @@ class PgSink:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._dsn, connect_timeout=self._timeout)
+            conn = psycopg.connect(self._dsn, connect_timeout=self._timeout)
+            try:
+                conn.execute(_KEYED_PLANS)
+                conn.commit()
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
         return self._conn
 
     def ping(self) -> None:
