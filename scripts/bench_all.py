@@ -15,7 +15,10 @@
    baseline's half of peak, the one offered load both sides meet (the hand-rolled app
    only serves the first three). Every scenario runs `--rounds` times (default 3), the sides
    alternating and their order reversed every other round; each figure is the median of
-   the rounds with their min-max, and the 1-minute load average around each row.
+   the rounds with their min-max, and the 1-minute load average around each row. Each
+   run also records where the machine's CPU went per request (each API, the worker,
+   PostgreSQL, Redis, the load generator: `cpu_table`), which says what bounds a ratio
+   of two rates on full cores.
 3. Stops the servers and runs `scripts/bench_engine_vs_pg.py` (no HTTP), then the other
    areas' scripts if present: `bench_engine.py`, `bench_writebehind.py`, `bench_cluster.py`
    and any later `bench_*.py` with its defaults, except those that run on their own
@@ -47,16 +50,21 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import bench_engine_vs_pg
 import loadgen
+import redis
 from benchlib import (
+    CpuSplit,
     drop_database,
     free_port,
     group_cpu_seconds,
     markdown_table,
+    named_cpu_seconds,
+    own_cpu_seconds,
     recreate_database,
     require_loopback,
 )
@@ -196,6 +204,11 @@ def merged(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "requests_per_s": [float(r["requests_per_s"]) for r in reports],
         "ops_per_s": [float(r["ops_per_s"]) for r in reports],
     }
+    if "cpu_us_per_request" in out:
+        out["cpu_us_per_request"] = {
+            part: med(lambda r, part=part: r["cpu_us_per_request"][part])
+            for part in out["cpu_us_per_request"]
+        }
     if "flash_sale" in out:
         out["per_round"]["sold_per_s"] = [float(r["flash_sale"]["sold_per_s"]) for r in reports]
         fs = dict(out["flash_sale"])
@@ -217,6 +230,8 @@ class HttpSuite:
         # side -> the process group of its API, when the suite started it: the API's CPU
         # per request is then recorded beside its rate.
         self.api_groups: dict[str, int] = {}
+        # Where the machine's CPU went in each run, per request (`cpu_table`), when set.
+        self.split: CpuSplit | None = None
 
     @property
     def results(self) -> dict[tuple[str, str], dict[str, Any]]:
@@ -241,8 +256,13 @@ class HttpSuite:
         before = os.getloadavg()[0]
         group = self.api_groups.get(side)
         cpu0 = group_cpu_seconds(group) if group else 0.0
+        split0 = self.split.read() if self.split else None
         report = loadgen.run(cfg, str(self.out / f"{side}-{name}-{rnd}.png"))
         report["load"] = (before, os.getloadavg()[0])
+        if self.split and split0 and report["requests"]:
+            report["cpu_us_per_request"] = CpuSplit.per_request(
+                split0, self.split.read(), report["requests"]
+            )
         if group and report["requests"]:
             cpu = group_cpu_seconds(group) - cpu0
             report["api_cpu_us_per_request"] = round(cpu * 1e6 / report["requests"], 1)
@@ -485,6 +505,90 @@ def http_table(r: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, list[tupl
         ),
     ]
     return table, verdicts
+
+
+SIDES = (("ours", "ours"), ("baseline", "PG baseline"), ("handrolled", "hand-rolled"))
+# The parts of `HttpSuite.split` besides each side's API (`api:<side>`), as the table names them.
+CPU_PARTS = (
+    ("worker", "worker"),
+    ("postgres", "PostgreSQL"),
+    ("redis", "Redis"),
+    ("load", "load generator"),
+)
+
+
+def cpu_split(api_groups: dict[str, int], worker_group: int, client: Any) -> CpuSplit:
+    """The parts `cpu_table` shows: each side's API and the worker (process groups: each
+    was started in a session of its own), every PostgreSQL process, Redis (`INFO cpu`)
+    and the load generator (this process and its finished children)."""
+
+    def redis_cpu() -> float:
+        info = client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+    return CpuSplit(
+        {
+            **{f"api:{side}": partial(group_cpu_seconds, g) for side, g in api_groups.items()},
+            "worker": partial(group_cpu_seconds, worker_group),
+            "postgres": partial(named_cpu_seconds, "postgres"),
+            "redis": redis_cpu,
+            "load": own_cpu_seconds,
+        }
+    )
+
+
+def cpu_table(r: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """Where the machine's CPU went per request in the flash sale (every side) and the mixed
+    load at peak: each side's own API, then the shared parts; the other sides' idle APIs
+    count in `other`. Under the table, what the flash sale's split bounds: on full cores a
+    rate is the cores over the CPU a request costs, so the hand-rolled app's total over
+    ours is about the ratio of their rates, and replacing our API's part by the
+    hand-rolled app's says what the ratio could be if our API cost no more than it."""
+    rows: list[list[str]] = []
+    for name, label in (("flash-sale", "flash sale"), ("mixed", "mixed at peak")):
+        for side, who in SIDES:
+            rep = r.get((side, name))
+            if rep is None or "cpu_us_per_request" not in rep:
+                continue
+            cpu = rep["cpu_us_per_request"]
+            idle = sum(v for k, v in cpu.items() if k.startswith("api:") and k != f"api:{side}")
+            rows.append(
+                [
+                    label,
+                    who,
+                    fmt(cpu.get(f"api:{side}", 0.0)),
+                    *(fmt(cpu.get(part, 0.0)) for part, _ in CPU_PARTS),
+                    fmt(cpu["other"] + idle),
+                    fmt(cpu["total"]),
+                ]
+            )
+    if not rows:
+        return ""
+    table = markdown_table(
+        [
+            "scenario",
+            "side",
+            "its API",
+            *(title for _, title in CPU_PARTS),
+            "other",
+            "total (machine)",
+        ],
+        rows,
+    )
+    ours, hand = r.get(("ours", "flash-sale")), r.get(("handrolled", "flash-sale"))
+    if not (ours and hand and "cpu_us_per_request" in ours and "cpu_us_per_request" in hand):
+        return table
+    o, h = ours["cpu_us_per_request"], hand["cpu_us_per_request"]
+    with_their_api = o["total"] - o["api:ours"] + h["api:handrolled"]
+    measured = paired_ratio(ours, hand, "requests_per_s")[0]
+    return (
+        f"{table}\n\nIn the flash sale the hand-rolled app's requests cost the machine"
+        f" {fmt(h['total'])} µs of CPU each and ours {fmt(o['total'])} µs:"
+        f" {h['total'] / o['total']:.2f}x, where their request rates gave {measured:.2f}x. With"
+        f" our API no dearer than the hand-rolled app's ({fmt(h['api:handrolled'])} µs a request"
+        f" against {fmt(o['api:ours'])}), ours would still cost {fmt(with_their_api)} µs:"
+        f" about {h['total'] / with_their_api:.2f}x of its rate on this machine."
+    )
 
 
 def verdict_lines(verdicts: list[tuple[str, bool]]) -> str:
@@ -750,7 +854,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 env,
                 out / "ours.log",
-            ),
+            ) as ours_api,
             process(
                 [
                     *uvicorn_cmd(
@@ -761,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
                 ],
                 env,
                 out / "baseline.log",
-            ),
+            ) as base_api,
             process(
                 [
                     *uvicorn_cmd("evalsha_app:create_app_from_env", hand_port, args.server_workers),
@@ -770,9 +874,15 @@ def main(argv: list[str] | None = None) -> int:
                 ],
                 env,
                 out / "handrolled.log",
-            ),
-            process([str(BIN / "inventory-cache"), "worker"], env, out / "worker.log"),
+            ) as hand_api,
+            process([str(BIN / "inventory-cache"), "worker"], env, out / "worker.log") as worker,
+            redis.Redis.from_url(args.redis_url) as redis_client,
         ):
+            suite.split = cpu_split(
+                {"ours": ours_api.pid, "baseline": base_api.pid, "handrolled": hand_api.pid},
+                worker.pid,
+                redis_client,
+            )
             urls = {
                 side: f"http://127.0.0.1:{port}"
                 for side, port in (
@@ -821,6 +931,7 @@ def main(argv: list[str] | None = None) -> int:
     others = [] if args.skip_others else run_others(out, args.others_timeout, until)
 
     http_md, http_verdicts = http_table(suite.results)
+    cpu_md = cpu_table(suite.results)
     eng_md, eng_verdicts = engine_table(engine_report)
     summary_chart(suite.results, out / "http-summary.png")
     took = time.monotonic() - started
@@ -836,6 +947,7 @@ def main(argv: list[str] | None = None) -> int:
         " the rounds' own ratios (the sides of a round run back to back), min-max beside it."
         f"\n\n{http_md}\n\nTargets:\n\n"
         + verdict_lines(http_verdicts)
+        + (f"\n\nCPU per request, µs (median of the rounds):\n\n{cpu_md}" if cpu_md else "")
         + "\n\n![HTTP, ours vs the PostgreSQL baseline](benchmarks/http-summary.png)",
         "Engine vs PostgreSQL": (
             f"No HTTP: {cfg['processes']} processes x {cfg['concurrency']} concurrent tasks"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import resource
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 
@@ -114,3 +115,77 @@ def group_cpu_seconds(pgid: int) -> float:
         if fields and int(fields[2]) == pgid:  # pgrp
             ticks += _cpu_ticks(fields)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def named_cpu_seconds(name: str) -> float:
+    """CPU seconds (user + system) the live processes called `name` have used (`postgres`:
+    every process of the PostgreSQL server, its backends among them; a backend that exits
+    takes its seconds with it, which the connection pools of the servers measured here do
+    not do during a run)."""
+    ticks = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as fh:
+                if fh.read().strip() != name:
+                    continue
+        except OSError:
+            continue
+        fields = _stat(pid)
+        if fields:
+            ticks += _cpu_ticks(fields)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have finished (a load
+    generator's worker processes, once it has waited for them)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores together have spent busy since boot (`/proc/stat`)."""
+    with open("/proc/stat") as fh:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fh.readline().split()[1:9]
+    busy = sum(int(x) for x in (user, nice, system, irq, softirq, steal))
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSplit:
+    """Where a load's CPU goes: each named part's CPU seconds over a run, per request.
+
+    On a machine whose cores are full, throughput is the cores divided by the CPU a
+    request costs every process together, so this split says what bounds a ratio of two
+    rates where a profile of one process cannot. `meters` are cumulative CPU-second
+    counters (a process group, every `postgres` process, Redis's `INFO cpu`, the load
+    generator); the machine's busy time is read beside them, and what no meter claims is
+    `other`."""
+
+    def __init__(
+        self,
+        meters: Mapping[str, Callable[[], float]],
+        machine: Callable[[], float] = machine_busy_seconds,
+    ) -> None:
+        self.meters = dict(meters)
+        self.machine = machine
+
+    def read(self) -> dict[str, float]:
+        return {**{name: meter() for name, meter in self.meters.items()}, "": self.machine()}
+
+    @staticmethod
+    def per_request(
+        before: Mapping[str, float], after: Mapping[str, float], requests: int
+    ) -> dict[str, float]:
+        """µs of CPU per request of each part between two `read`s, then `other` and `total`
+        (the machine's busy time)."""
+        spent = {name: after[name] - before[name] for name in before}
+        machine = spent.pop("")
+        out = {name: round(s * 1e6 / requests, 1) for name, s in spent.items()}
+        out["other"] = round(max(0.0, machine - sum(spent.values())) * 1e6 / requests, 1)
+        out["total"] = round(machine * 1e6 / requests, 1)
+        return out

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import bench_all
+import benchlib
 
 DOC = """# Benchmarks
 
@@ -140,3 +142,79 @@ def test_ours_at_the_baselines_half_of_peak_is_a_row_of_its_own_beside_the_basel
     assert "| 600 (600-600) | 1,000 (1,000-1,000) |" in rows[1]
     assert "| 2.0 / 4.0 | 4.0 / 8.0 |" in rows[1]
     assert verdicts[-1][1] is False  # the target still compares each side's own half of peak
+
+
+def test_a_cpu_split_charges_each_part_its_own_seconds_and_the_rest_to_other() -> None:
+    counters = {"api:ours": 10.0, "redis": 3.0, "": 100.0}
+    split = benchlib.CpuSplit(
+        {"api:ours": lambda: counters["api:ours"], "redis": lambda: counters["redis"]},
+        machine=lambda: counters[""],
+    )
+    before = split.read()
+    counters.update({"api:ours": 12.0, "redis": 3.5, "": 103.0})  # 0.5 s went elsewhere
+
+    per_request = benchlib.CpuSplit.per_request(before, split.read(), 1000)
+
+    assert per_request == {"api:ours": 2000.0, "redis": 500.0, "other": 500.0, "total": 3000.0}
+
+
+def cpu_rounds(rate: Sequence[float], parts: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+    """A flash-sale row merged from rounds that each carry a CPU split."""
+    rounds = []
+    for i, r in enumerate(rate):
+        rep = report(r, 1, (0, 0), sold=r / 2)
+        rep["cpu_us_per_request"] = {part: values[i] for part, values in parts.items()}
+        rounds.append(rep)
+    return bench_all.merged(rounds)
+
+
+def test_a_cpu_split_row_is_the_median_of_each_part_over_the_rounds() -> None:
+    row = cpu_rounds([1, 2, 3], {"redis": [50, 10, 30], "total": [900, 700, 800]})
+
+    assert row["cpu_us_per_request"] == {"redis": 30, "total": 800}
+
+
+def test_the_cpu_table_shows_each_sides_own_api_and_what_the_flash_sale_split_bounds() -> None:
+    """Ours' requests cost the machine 1,000 µs and the hand-rolled app's 500: about half
+    its rate. Even at the hand-rolled API's 200 µs ours would cost 1,000 - 400 + 200 = 800
+    µs, 0.62x. The idle APIs of the other sides count in `other`."""
+    ours = cpu_rounds(
+        [500, 500],
+        {
+            "api:ours": [400, 400],
+            "api:handrolled": [5, 5],
+            "worker": [100, 100],
+            "postgres": [150, 150],
+            "redis": [120, 120],
+            "load": [150, 150],
+            "other": [75, 75],
+            "total": [1000, 1000],
+        },
+    )
+    hand = cpu_rounds(
+        [1000, 1000],
+        {
+            "api:ours": [10, 10],
+            "api:handrolled": [200, 200],
+            "worker": [2, 2],
+            "postgres": [0, 0],
+            "redis": [50, 50],
+            "load": [150, 150],
+            "other": [88, 88],
+            "total": [500, 500],
+        },
+    )
+
+    text = bench_all.cpu_table({("ours", "flash-sale"): ours, ("handrolled", "flash-sale"): hand})
+
+    assert text.splitlines()[2:4] == [
+        "| flash sale | ours | 400 | 100 | 150 | 120 | 150 | 80 | 1,000 |",
+        "| flash sale | hand-rolled | 200 | 2 | 0 | 50 | 150 | 98 | 500 |",
+    ]
+    assert text.endswith(
+        "In the flash sale the hand-rolled app's requests cost the machine 500 µs of CPU each"
+        " and ours 1,000 µs: 0.50x, where their request rates gave 0.50x. With our API no"
+        " dearer than the hand-rolled app's (200 µs a request against 400), ours would still"
+        " cost 800 µs:"
+        " about 0.62x of its rate on this machine."
+    )
