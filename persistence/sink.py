@@ -373,12 +373,15 @@ def _pg_error(exc: psycopg.Error) -> Exception:
 # plans a prepared statement once for good, until its tables are next analyzed
 # (autovacuum: a minute or more); on a new ledger that plan is made while the tables are
 # nearly empty, reads the order tables whole to recompute each batch, and each batch then
-# costs more as the ledger grows. So the sink's session plans no sequential scan and no
-# hash or merge join, whatever the statistics say.
+# costs more as the ledger grows. So each of the sink's transactions plans no sequential
+# scan and no hash or merge join, whatever the statistics say. Set for the transaction
+# only (`SET LOCAL`): behind a pooler that hands each transaction another server session,
+# a session setting would miss the sink's next transactions and stay with whoever gets
+# that session next.
 _KEYED_PLANS = (
-    "SELECT set_config('enable_seqscan', 'off', false),"
-    " set_config('enable_hashjoin', 'off', false),"
-    " set_config('enable_mergejoin', 'off', false)"
+    "SELECT set_config('enable_seqscan', 'off', true),"
+    " set_config('enable_hashjoin', 'off', true),"
+    " set_config('enable_mergejoin', 'off', true)"
 )
 
 
@@ -392,14 +395,7 @@ class PgSink:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            conn = psycopg.connect(self._dsn, connect_timeout=self._timeout)
-            try:
-                conn.execute(_KEYED_PLANS)
-                conn.commit()
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = psycopg.connect(self._dsn, connect_timeout=self._timeout)
         return self._conn
 
     def ping(self) -> None:
@@ -415,6 +411,7 @@ class PgSink:
         try:
             conn = self._connection()
             with conn.pipeline(), conn.transaction():
+                conn.execute(_KEYED_PLANS)
                 self._write(conn, batch)
         except psycopg.Error as exc:
             err = _pg_error(exc)

@@ -16,7 +16,7 @@ from persistence.db import make_engine
 from persistence.events import Entry, MalformedEvent, parse
 from persistence.ledger import build
 from persistence.models import Base
-from persistence.sink import RejectedBatch, Sink, datetime_to_ms, make_sink
+from persistence.sink import PgSink, RejectedBatch, Sink, datetime_to_ms, make_sink
 from tests.support.postgres import fresh_database
 
 T0 = 1_800_000_000_000
@@ -387,3 +387,25 @@ def test_a_batch_finds_its_orders_by_key_on_tables_planned_while_they_were_empty
         "reservation_lines": 0,
         "preorders": 0,
     }
+
+
+def test_a_batchs_planner_settings_end_with_its_transaction() -> None:
+    """Behind a pooler that hands each transaction another server session, a setting
+    left on the session would miss the sink's next batches and stay with whoever gets the
+    session next: the keyed plans are the batch transaction's own."""
+    with fresh_database() as url:
+        sink = make_sink(url)
+        assert isinstance(sink, PgSink)
+        try:
+            apply(sink, movement("r1", "A", "north", 10, 10, 1))
+            session = sink._connection()  # the server session the batch ran in
+
+            settings = [
+                session.execute(f"SHOW {name}").fetchone()
+                for name in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
+            ]
+            session.rollback()
+        finally:
+            sink.close()
+
+    assert settings == [("on",), ("on",), ("on",)]
