@@ -215,6 +215,5 @@ def test_the_cpu_table_shows_each_sides_own_api_and_what_the_flash_sale_split_bo
         "In the flash sale the hand-rolled app's requests cost the machine 500 µs of CPU each"
         " and ours 1,000 µs: 0.50x, where their request rates gave 0.50x. With our API no"
         " dearer than the hand-rolled app's (200 µs a request against 400), ours would still"
-        " cost 800 µs:"
-        " about 0.62x of its rate on this machine."
+        " cost 800 µs: about 0.62x of its rate on this machine."
     )

@@ -339,8 +339,7 @@ def test_a_batch_finds_its_orders_by_key_on_tables_planned_while_they_were_empty
     """A new ledger: the sink's statements are prepared and planned while its tables are
     nearly empty, and PostgreSQL keeps such a plan until the tables are next analyzed
     (autovacuum: a minute or more). Planned so, a batch read the order tables whole to
-    recompute its orders: a cost per batch that grew with the ledger, most of the
-    worker's share of a request during a sale on a new database. Every row a batch
+    recompute its orders: a cost per batch that grew with the ledger. Every row a batch
     touches has a key, so its statements find them by their indexes whatever the
     statistics say."""
     with fresh_database() as url:
