@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import bench_all
@@ -217,3 +223,30 @@ def test_the_cpu_table_shows_each_sides_own_api_and_what_the_flash_sale_split_bo
         " dearer than the hand-rolled app's (200 µs a request against 400), ours would still"
         " cost 800 µs: about 0.62x of its rate on this machine."
     )
+
+
+def test_the_cpu_meters_count_a_named_process_its_finished_children_and_the_machine(
+    tmp_path: Path,
+) -> None:
+    """A process named as no other on the machine spins 0.3 s: its name's meter counts it
+    while it lives; once waited for, the bench process's own meter (the load generator's)
+    and the machine's busy time have counted it too."""
+    name = f"split{uuid.uuid4().hex[:8]}"  # the kernel keeps 15 characters of a name
+    spinner = tmp_path / name
+    spinner.symlink_to(os.path.realpath(sys.executable))
+    spin = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    own0, machine0 = benchlib.own_cpu_seconds(), benchlib.machine_busy_seconds()
+    proc = subprocess.Popen([str(spinner), "-c", spin + "\ntime.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while benchlib.named_cpu_seconds(name) < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        named = benchlib.named_cpu_seconds(name)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    assert 0.3 <= named < 1.0
+    assert benchlib.named_cpu_seconds(name) == 0.0  # gone: nothing of that name lives
+    assert benchlib.own_cpu_seconds() - own0 >= 0.3
+    assert benchlib.machine_busy_seconds() - machine0 >= 0.3
