@@ -83,14 +83,16 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
-def _stat(pid: int | str) -> list[str] | None:
-    """`/proc/<pid>/stat` after the command name (field 3 onwards); None once it is gone."""
+def _read_stat(pid: int | str) -> tuple[str, list[str]] | None:
+    """`/proc/<pid>/stat`: the command name and the fields after it (field 3 onwards);
+    None once the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             stat = fh.read()
     except OSError:
         return None
-    return stat[stat.rfind(")") + 2 :].split()
+    name_end = stat.rfind(")")
+    return stat[stat.find("(") + 1 : name_end], stat[name_end + 2 :].split()
 
 
 def _cpu_ticks(fields: list[str]) -> int:
@@ -100,42 +102,35 @@ def _cpu_ticks(fields: list[str]) -> int:
 def process_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) one process has used so far; ProcessLookupError once it
     is gone (a measurement over a process that died means nothing)."""
-    fields = _stat(pid)
-    if fields is None:
+    stat = _read_stat(pid)
+    if stat is None:
         raise ProcessLookupError(pid)
-    return _cpu_ticks(fields) / os.sysconf("SC_CLK_TCK")
+    return _cpu_ticks(stat[1]) / os.sysconf("SC_CLK_TCK")
+
+
+def _live_cpu_seconds(counts: Callable[[str, list[str]], bool]) -> float:
+    """CPU seconds (user + system) the live processes that `counts` (given each one's
+    command name and stat fields) picks have used."""
+    ticks = 0
+    for pid in os.listdir("/proc"):
+        stat = _read_stat(pid) if pid.isdigit() else None
+        if stat and counts(*stat):
+            ticks += _cpu_ticks(stat[1])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def group_cpu_seconds(pgid: int) -> float:
-    """CPU seconds (user + system) the live processes of a process group have used: a
-    server's own cost, which on a loaded 2-core machine moves far less than its rate."""
-    ticks = 0
-    for pid in os.listdir("/proc"):
-        fields = _stat(pid) if pid.isdigit() else None
-        if fields and int(fields[2]) == pgid:  # pgrp
-            ticks += _cpu_ticks(fields)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    """CPU seconds the live processes of a process group have used: a server's own cost,
+    which on a loaded 2-core machine moves far less than its rate."""
+    return _live_cpu_seconds(lambda _, fields: int(fields[2]) == pgid)  # pgrp
 
 
 def named_cpu_seconds(name: str) -> float:
-    """CPU seconds (user + system) the live processes called `name` have used (`postgres`:
-    every process of the PostgreSQL server, its backends among them; a backend that exits
-    takes its seconds with it, which the connection pools of the servers measured here do
-    not do during a run)."""
-    ticks = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/comm") as fh:
-                if fh.read().strip() != name:
-                    continue
-        except OSError:
-            continue
-        fields = _stat(pid)
-        if fields:
-            ticks += _cpu_ticks(fields)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    """CPU seconds the live processes called `name` have used (`postgres`: every process
+    of the PostgreSQL server, its backends among them; a backend that exits takes its
+    seconds with it, which the connection pools of the servers measured here do not do
+    during a run)."""
+    return _live_cpu_seconds(lambda comm, _: comm == name)
 
 
 def own_cpu_seconds() -> float:
