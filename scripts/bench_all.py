@@ -227,10 +227,8 @@ class HttpSuite:
         self.args = args
         self.out = out
         self.runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        # side -> the process group of its API, when the suite started it: the API's CPU
-        # per request is then recorded beside its rate.
-        self.api_groups: dict[str, int] = {}
-        # Where the machine's CPU went in each run, per request (`cpu_table`), when set.
+        # Where the machine's CPU went in each run, per request (`cpu_split`: each side's
+        # API as `api:<side>`), recorded beside its rate when set.
         self.split: CpuSplit | None = None
 
     @property
@@ -254,8 +252,6 @@ class HttpSuite:
             **kw,
         )
         before = os.getloadavg()[0]
-        group = self.api_groups.get(side)
-        cpu0 = group_cpu_seconds(group) if group else 0.0
         split0 = self.split.read() if self.split else None
         report = loadgen.run(cfg, str(self.out / f"{side}-{name}-{rnd}.png"))
         report["load"] = (before, os.getloadavg()[0])
@@ -263,9 +259,6 @@ class HttpSuite:
             report["cpu_us_per_request"] = CpuSplit.per_request(
                 split0, self.split.read(), report["requests"]
             )
-        if group and report["requests"]:
-            cpu = group_cpu_seconds(group) - cpu0
-            report["api_cpu_us_per_request"] = round(cpu * 1e6 / report["requests"], 1)
         (self.out / f"{side}-{name}-{rnd}.json").write_text(json.dumps(report, indent=2))
         fs = report.get("flash_sale", {})
         print(

@@ -34,12 +34,15 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import bench_all
 from benchlib import (
+    CpuSplit,
     drop_database,
     free_port,
+    group_cpu_seconds,
     markdown_table,
     recreate_database,
     require_loopback,
@@ -207,6 +210,7 @@ def http_rounds(
         out,
     )
     sides: dict[str, tuple[str, str]] = {}
+    groups: dict[str, int] = {}  # `api:<side>`: the process group of that side's API
     with ExitStack() as stack:
         for side, tree in trees.items():
             db = f"bench_{side}_{run}"
@@ -223,9 +227,9 @@ def http_rounds(
             cli(env, tree, "migrate")
             cli(env, tree, "warmup")
             key = cli(env, tree, "keys", "create", "--scopes", "read,checkout,warehouse")
-            url, group = start_side(stack, tree, env, free_port(), out, side)
+            url, groups[f"api:{side}"] = start_side(stack, tree, env, free_port(), out, side)
             sides[side] = (url, key)
-            suite.api_groups[side] = group
+        suite.split = CpuSplit({api: partial(group_cpu_seconds, g) for api, g in groups.items()})
         for url, _ in sides.values():
             bench_all.wait_http(url + "/v1/ping")
         suite.both(sides, args.rounds)
@@ -240,10 +244,10 @@ def http_rounds(
                 "mixed-half": "HTTP mixed at half of peak (req/s)",
             }.get(name, f"HTTP {name} (req/s)")
             figures[side].setdefault(label, []).append((float(value), *rep["load"]))
-            if "api_cpu_us_per_request" in rep:
+            if "cpu_us_per_request" in rep:
                 cpu = f"HTTP {name}, API CPU per request (µs, lower is better)"
                 figures[side].setdefault(cpu, []).append(
-                    (float(rep["api_cpu_us_per_request"]), *rep["load"])
+                    (float(rep["cpu_us_per_request"][f"api:{side}"]), *rep["load"])
                 )
             if name in ("checkout", "mixed-half"):
                 p99 = f"HTTP {name} p99 (ms, lower is better)"
