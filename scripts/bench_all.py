@@ -167,8 +167,6 @@ def prepare_ours(env: dict[str, str], *, admin: bool = False) -> str:
 
 
 def drop_prefix(redis_url: str, prefix: str) -> None:
-    import redis
-
     with redis.Redis.from_url(redis_url) as client:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
         for i in range(0, len(keys), 5000):
